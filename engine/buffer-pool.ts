@@ -1,0 +1,87 @@
+// GPU buffers recycled by size class. Exact-size pools grow without bound when shapes vary (a padded batch
+// changes length every step), so requests are rounded up to one of four classes per power of two
+// (at most 25% waste), and a freed buffer serves any later request of its class.
+
+import './gpu.ts'; // installs WebGPU's globals (GPUBufferUsage) before they are read below
+
+const MIN_BYTES = 256;
+const CLASSES_PER_OCTAVE = 4;
+export const BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+export function sizeClass(bytes: number): number {
+  const n = Math.max(MIN_BYTES, bytes);
+  const octave = 2 ** Math.floor(Math.log2(n));
+  const step = octave / CLASSES_PER_OCTAVE;
+  return Math.ceil(n / step) * step;
+}
+
+export interface MemoryStats {
+  /** bytes held by live tensors (size classes, as allocated) */
+  bytesLive: number;
+  /** bytes sitting free in the pool */
+  bytesPooled: number;
+  /** largest bytesLive + bytesPooled seen */
+  peakBytes: number;
+  buffersLive: number;
+  buffersPooled: number;
+  /** createBuffer calls so far: flat across training steps when the pool works */
+  buffersCreated: number;
+}
+
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  private stats: MemoryStats = {
+    bytesLive: 0, bytesPooled: 0, peakBytes: 0, buffersLive: 0, buffersPooled: 0, buffersCreated: 0,
+  };
+
+  constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
+
+  acquire(bytes: number, label: string): GPUBuffer {
+    const size = sizeClass(bytes);
+    if (size > this.maxBufferSize) {
+      throw new RangeError(
+        `${label}: ${bytes} bytes exceeds this adapter's maxBufferSize (${this.maxBufferSize} bytes)`,
+      );
+    }
+    const list = this.free.get(size);
+    let buf = list?.pop();
+    if (buf) {
+      this.stats.bytesPooled -= size;
+      this.stats.buffersPooled--;
+    } else {
+      buf = this.device.createBuffer({ size, usage: BUFFER_USAGE, label });
+      this.stats.buffersCreated++;
+    }
+    this.stats.bytesLive += size;
+    this.stats.buffersLive++;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.bytesLive + this.stats.bytesPooled);
+    return buf;
+  }
+
+  release(buf: GPUBuffer): void {
+    const size = buf.size;
+    this.stats.bytesLive -= size;
+    this.stats.buffersLive--;
+    this.stats.bytesPooled += size;
+    this.stats.buffersPooled++;
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
+    list.push(buf);
+  }
+
+  /** Destroys every pooled (free) buffer. */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+    this.stats.bytesPooled = 0;
+    this.stats.buffersPooled = 0;
+  }
+
+  memory(): MemoryStats {
+    return { ...this.stats };
+  }
+
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.bytesLive + this.stats.bytesPooled;
+  }
+}

@@ -1,0 +1,212 @@
+// The WebGPU device: adapter choice, limits, features, and turning WebGPU's asynchronous errors into
+// exceptions that name the operation that caused them.
+import { create, globals } from 'webgpu';
+
+Object.assign(globalThis, globals);
+
+export type Backend = 'vulkan' | 'metal' | 'd3d12' | 'd3d11' | 'opengl' | 'opengles' | 'null';
+const BACKENDS: Backend[] = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles'];
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'];
+
+export interface GpuOptions {
+  /** Dawn backend; default: env T5_WEBGPU_BACKEND, else Dawn's choice. */
+  backend?: Backend;
+  /** Substring of the adapter name; default: env T5_WEBGPU_ADAPTER. */
+  adapter?: string;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface AdapterSummary {
+  name: string;
+  vendor: string;
+  architecture: string;
+  description: string;
+  backend: string;
+  driver: string;
+  isSoftware: boolean;
+}
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+// Dawn's GPU object must outlive every submit: once it is garbage-collected, the next large dispatch
+// crashes the process (futex EINVAL or a segfault). Every `create()` result is kept here for good.
+const keepAlive: GPU[] = [];
+
+function makeGpuObject(flags: string[]): GPU {
+  process.env.XDG_RUNTIME_DIR ??= '/tmp'; // lavapipe refuses to start without it
+  const gpu = create(flags);
+  keepAlive.push(gpu);
+  return gpu;
+}
+
+function summarize(adapter: GPUAdapter, backend: string): AdapterSummary {
+  const info = adapter.info as GPUAdapterInfo & { driver?: string; backendType?: string };
+  const description = info.description ?? '';
+  const name = info.device || description || info.vendor || 'unknown adapter';
+  return {
+    name,
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    description,
+    backend: info.backendType ?? backend,
+    driver: info.driver ?? description,
+    isSoftware: /llvmpipe|lavapipe|swiftshader|software/i.test(`${name} ${description} ${info.architecture}`),
+  };
+}
+
+/** Every adapter Dawn can open on this machine, backend by backend. */
+export async function listAdapters(): Promise<AdapterSummary[]> {
+  const found: AdapterSummary[] = [];
+  for (const backend of BACKENDS) {
+    try {
+      const gpu = makeGpuObject([`backend=${backend}`]);
+      for (const powerPreference of ['high-performance', 'low-power'] as const) {
+        const a = await gpu.requestAdapter({ powerPreference });
+        if (!a) continue;
+        const s = summarize(a, backend);
+        if (!found.some((f) => f.name === s.name && f.backend === s.backend)) found.push(s);
+      }
+    } catch {
+      // a backend that is not compiled in or has no driver simply offers nothing
+    }
+  }
+  return found;
+}
+
+export interface DeviceLimitsSummary {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+  maxComputeWorkgroupsPerDimension: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxStorageBuffersPerShaderStage: number;
+  minUniformBufferOffsetAlignment: number;
+  minStorageBufferOffsetAlignment: number;
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+}
+
+export class Gpu {
+  readonly features: Set<string>;
+  readonly limits: DeviceLimitsSummary;
+  private errors: string[] = [];
+  private lostReason: string | null = null;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapter: GPUAdapter,
+    readonly info: AdapterSummary,
+  ) {
+    this.features = new Set([...device.features] as string[]);
+    const l = device.limits;
+    const ai = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+    this.limits = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      minUniformBufferOffsetAlignment: l.minUniformBufferOffsetAlignment,
+      minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
+      subgroupMinSize: ai.subgroupMinSize,
+      subgroupMaxSize: ai.subgroupMaxSize,
+    };
+    device.addEventListener('uncapturederror', (ev) => {
+      this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
+    });
+    void device.lost.then((info) => {
+      this.lostReason = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  get hasSubgroups(): boolean {
+    return this.features.has('subgroups');
+  }
+  get hasF16(): boolean {
+    return this.features.has('shader-f16');
+  }
+  get hasTimestamps(): boolean {
+    return this.features.has('timestamp-query');
+  }
+
+  /** Throws if the device was lost or WebGPU reported an error since the last check. */
+  check(context: string): void {
+    if (this.lostReason !== null) throw new GpuError(`WebGPU device lost (${this.lostReason}) during ${context}`);
+    if (this.errors.length > 0) {
+      const msgs = this.errors.splice(0).join('\n  ');
+      throw new GpuError(`WebGPU error during ${context}:\n  ${msgs}`);
+    }
+  }
+}
+
+async function openAdapter(opts: GpuOptions): Promise<{ adapter: GPUAdapter; backend: string } | null> {
+  const flags: string[] = [];
+  if (opts.backend) flags.push(`backend=${opts.backend}`);
+  if (opts.adapter) flags.push(`adapter=${opts.adapter}`);
+  let gpu: GPU;
+  try {
+    gpu = makeGpuObject(flags);
+  } catch {
+    return null;
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  return adapter ? { adapter, backend: opts.backend ?? '' } : null;
+}
+
+/** Opens a device with the adapter's largest limits and every optional feature it offers. */
+export async function openGpu(options: GpuOptions = {}): Promise<Gpu> {
+  const opts: GpuOptions = {
+    backend: options.backend ?? (process.env.T5_WEBGPU_BACKEND as Backend | undefined) ?? undefined,
+    adapter: options.adapter ?? process.env.T5_WEBGPU_ADAPTER ?? undefined,
+    powerPreference: options.powerPreference,
+  };
+  if (opts.backend && !BACKENDS.includes(opts.backend) && opts.backend !== 'null') {
+    throw new GpuError(`unknown WebGPU backend '${opts.backend}'; choose one of ${BACKENDS.join(', ')}`);
+  }
+  const opened = await openAdapter(opts);
+  if (!opened) {
+    const available = await listAdapters();
+    const list = available.length
+      ? available.map((a) => `  * ${a.backend}: ${a.name}`).join('\n')
+      : '  (none: install a Vulkan driver such as Mesa lavapipe >= 24; `npm run setup` does it on Debian/Ubuntu)';
+    const wanted = [opts.backend && `backend '${opts.backend}'`, opts.adapter && `adapter '${opts.adapter}'`]
+      .filter(Boolean)
+      .join(', ');
+    throw new GpuError(`no WebGPU adapter${wanted ? ` matching ${wanted}` : ''}. Available adapters:\n${list}`);
+  }
+  const { adapter, backend } = opened;
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, number>)[key];
+    if (typeof v === 'number') requiredLimits[key] = v;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 't5-webgpu' });
+  return new Gpu(device, adapter, summarize(adapter, backend));
+}
+
+let current: Promise<Gpu> | null = null;
+
+/** The process-wide device, opened on first use. */
+export function getGpu(options?: GpuOptions): Promise<Gpu> {
+  current ??= openGpu(options);
+  return current;
+}
+
+let currentSync: Gpu | null = null;
+/** Opens the process-wide device; after this, ops run synchronously with `gpu()`. */
+export async function initGpu(options?: GpuOptions): Promise<Gpu> {
+  currentSync = await getGpu(options);
+  return currentSync;
+}
+
+/** The device opened by `initGpu`; ops call this, so `await initGpu()` must come first. */
+export function gpu(): Gpu {
+  if (!currentSync) throw new GpuError('WebGPU is not initialised: call `await initGpu()` before creating tensors');
+  return currentSync;
+}
