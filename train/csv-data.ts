@@ -1,0 +1,345 @@
+// Reads a question-answering CSV (`context, question, text`) as a stream of cleaned rows,
+// the same data the Hugging Face + Lightning T5 tutorial loads with pandas.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { parse, type CsvError } from 'csv-parse';
+
+/** A mistake in the user's data or options: the message is one line, ready to print without a stack. */
+export class DataError extends Error {
+  override readonly name = 'DataError';
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly line?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface CleanOptions {
+  /** Missing or blank cells become `none`, as pandas `fillna("none")` does in the tutorial. */
+  fillNa: boolean;
+  /** Runs of whitespace become one space and the ends are stripped: Python's `" ".join(s.split())`. */
+  collapseWhitespace: boolean;
+  lowercase: boolean;
+}
+
+export const DEFAULT_CLEAN: Readonly<CleanOptions> = { fillNa: true, collapseWhitespace: true, lowercase: true };
+
+export interface ColumnNames {
+  contextColumn: string;
+  questionColumn: string;
+  answerColumn: string;
+}
+
+export const DEFAULT_COLUMNS: Readonly<ColumnNames> = { contextColumn: 'context', questionColumn: 'question', answerColumn: 'text' };
+
+/** Written into the model folder so that predict and score clean their input exactly as training did. */
+export interface PreprocessConfig extends CleanOptions, ColumnNames {
+  version: 1;
+}
+
+export interface QaCsvOptions extends Partial<CleanOptions>, Partial<ColumnNames> {
+  /** false for prediction files: the answer column may then be absent, and an empty answer is not an error. */
+  requireAnswer?: boolean;
+  /** 'skip' (default) counts bad rows in the report and goes on; 'error' throws a DataError at the first. */
+  onBadRow?: 'skip' | 'error';
+  /** Stop after this many usable rows. */
+  limit?: number;
+}
+
+export interface QaRow {
+  context: string;
+  question: string;
+  answer: string;
+  /** 1-based line where the record starts in the file. */
+  line: number;
+}
+
+export interface QaInputRow {
+  context: string;
+  question: string;
+  /** Present when the file has the answer column and the cell is not empty. */
+  answer?: string;
+  line: number;
+}
+
+export interface BadRow {
+  line: number;
+  reason: string;
+}
+
+export interface CsvReport {
+  readonly file: string;
+  /** Column names as the header spells them. */
+  header: string[];
+  hasAnswers: boolean;
+  /** Usable rows yielded so far. */
+  rows: number;
+  badRowCount: number;
+  /** The first MAX_LISTED_BAD_ROWS bad rows, in file order. */
+  badRows: BadRow[];
+  /** True when reading stopped at `limit` before the end of the file. */
+  reachedLimit: boolean;
+}
+
+export type QaCsvStream<R> = AsyncIterable<R> & { readonly report: CsvReport };
+
+// A broken file can make every line bad; listing all of them would cost memory and help nobody.
+export const MAX_LISTED_BAD_ROWS = 1000;
+
+// Python's str.split() whitespace (str.isspace), which differs from JS `\s`: it has \x1c-\x1f and \x85, not \ufeff.
+const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/g;
+
+const FILL_VALUE = 'none';
+
+/**
+ * Cleans one cell as the tutorial does: fill missing, collapse whitespace, lowercase.
+ * A whitespace-only cell counts as missing once collapsed (pandas would keep it as an empty string).
+ * pandas also turns cells such as `NA` or `null` into NaN; that is not copied, since it would erase real answers.
+ */
+export function cleanText(text: string | undefined, opts: CleanOptions = DEFAULT_CLEAN): string {
+  let s = text ?? '';
+  if (opts.collapseWhitespace) s = s.replace(PY_WHITESPACE, ' ').trim();
+  if (opts.lowercase) s = s.toLowerCase();
+  if (opts.fillNa && isBlank(s)) s = FILL_VALUE;
+  return s;
+}
+
+function isBlank(s: string): boolean {
+  return s.replace(PY_WHITESPACE, '') === '';
+}
+
+export function preprocessConfig(opts: QaCsvOptions = {}): PreprocessConfig {
+  return {
+    version: 1,
+    fillNa: opts.fillNa ?? DEFAULT_CLEAN.fillNa,
+    collapseWhitespace: opts.collapseWhitespace ?? DEFAULT_CLEAN.collapseWhitespace,
+    lowercase: opts.lowercase ?? DEFAULT_CLEAN.lowercase,
+    contextColumn: opts.contextColumn ?? DEFAULT_COLUMNS.contextColumn,
+    questionColumn: opts.questionColumn ?? DEFAULT_COLUMNS.questionColumn,
+    answerColumn: opts.answerColumn ?? DEFAULT_COLUMNS.answerColumn,
+  };
+}
+
+/** Checks a config read back from a model folder; `source` names that file in the error. */
+export function parsePreprocessConfig(json: unknown, source: string): PreprocessConfig {
+  const fail = (what: string): never => {
+    throw new DataError(`${source}: ${what}`, source);
+  };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('preprocess config is not a JSON object');
+  const o = json as Record<string, unknown>;
+  if (o.version !== 1) return fail(`unsupported preprocess config version ${JSON.stringify(o.version)} (expected 1)`);
+  const flag = (k: keyof CleanOptions): boolean => (typeof o[k] === 'boolean' ? (o[k] as boolean) : fail(`"${k}" must be true or false`));
+  const name = (k: keyof ColumnNames): string =>
+    typeof o[k] === 'string' && o[k] !== '' ? (o[k] as string) : fail(`"${k}" must be a non-empty string`);
+  return {
+    version: 1,
+    fillNa: flag('fillNa'),
+    collapseWhitespace: flag('collapseWhitespace'),
+    lowercase: flag('lowercase'),
+    contextColumn: name('contextColumn'),
+    questionColumn: name('questionColumn'),
+    answerColumn: name('answerColumn'),
+  };
+}
+
+/** One line for a CLI: how many rows were skipped and where. */
+export function describeBadRows(report: CsvReport, shown = 5): string {
+  if (report.badRowCount === 0) return `${report.file}: no bad rows`;
+  const list = report.badRows
+    .slice(0, shown)
+    .map((b) => `line ${b.line} (${b.reason})`)
+    .join(', ');
+  const more = report.badRowCount > shown ? `, and ${report.badRowCount - shown} more` : '';
+  const s = report.badRowCount === 1 ? '' : 's';
+  return `${report.file}: skipped ${report.badRowCount} bad row${s}: ${list}${more}`;
+}
+
+export function streamQaCsv(file: string, options?: QaCsvOptions & { requireAnswer?: true }): QaCsvStream<QaRow>;
+export function streamQaCsv(file: string, options: QaCsvOptions & { requireAnswer: false }): QaCsvStream<QaInputRow>;
+export function streamQaCsv(file: string, options?: QaCsvOptions): QaCsvStream<QaRow | QaInputRow>;
+export function streamQaCsv(file: string, options: QaCsvOptions = {}): QaCsvStream<QaRow | QaInputRow> {
+  const report: CsvReport = { file, header: [], hasAnswers: false, rows: 0, badRowCount: 0, badRows: [], reachedLimit: false };
+  return { report, [Symbol.asyncIterator]: () => readRows(file, options, report) };
+}
+
+export async function readQaCsv(file: string, options?: QaCsvOptions & { requireAnswer?: true }): Promise<{ rows: QaRow[]; report: CsvReport }>;
+export async function readQaCsv(file: string, options: QaCsvOptions & { requireAnswer: false }): Promise<{ rows: QaInputRow[]; report: CsvReport }>;
+export async function readQaCsv(file: string, options?: QaCsvOptions): Promise<{ rows: (QaRow | QaInputRow)[]; report: CsvReport }>;
+export async function readQaCsv(file: string, options: QaCsvOptions = {}): Promise<{ rows: (QaRow | QaInputRow)[]; report: CsvReport }> {
+  const stream = streamQaCsv(file, options);
+  const rows: (QaRow | QaInputRow)[] = [];
+  for await (const row of stream) rows.push(row);
+  return { rows, report: stream.report };
+}
+
+interface ParsedRecord {
+  record: string[];
+  info: { lines: number; empty_lines: number };
+}
+
+const LINE_BREAK = /\r\n|\r|\n/g;
+const countBreaks = (s: string): number => s.match(LINE_BREAK)?.length ?? 0;
+const countCrLf = (s: string): number => s.match(/\r\n/g)?.length ?? 0;
+
+async function* readRows(file: string, options: QaCsvOptions, report: CsvReport): AsyncGenerator<QaRow | QaInputRow> {
+  const cfg = preprocessConfig(options);
+  const requireAnswer = options.requireAnswer ?? true;
+  const onBadRow = options.onBadRow ?? 'skip';
+  const limit = options.limit;
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
+    throw new DataError(`limit must be a whole number of rows, at least 1 (got ${limit})`);
+  }
+  if (onBadRow !== 'skip' && onBadRow !== 'error') throw new DataError(`onBadRow must be 'skip' or 'error' (got ${String(onBadRow)})`);
+  await checkReadable(file);
+
+  const bad = (line: number, reason: string): void => {
+    if (onBadRow === 'error') throw new DataError(`${file}:${line}: ${reason}`, file, line);
+    report.badRowCount++;
+    if (report.badRows.length < MAX_LISTED_BAD_ROWS) report.badRows.push({ line, reason });
+  };
+
+  // Stray quotes are kept as text (relax_quotes), as pandas and Python's csv module do; with strict quotes,
+  // csv-parse's recovery after a skipped quote error reads the rest of the file as one cell.
+  // Errors are collected, not thrown: a stream error makes Node's async iterator drop records still buffered.
+  const skipped: CsvError[] = [];
+  const parser = parse({
+    bom: true,
+    info: true,
+    relax_column_count: true,
+    relax_quotes: true,
+    skip_empty_lines: true,
+    skip_records_with_error: true,
+    on_skip: (err) => {
+      if (err) skipped.push(err);
+      return undefined;
+    },
+  });
+  const input = createReadStream(file);
+  input.on('error', (e) => parser.destroy(e));
+  input.pipe(parser);
+
+  let columns: { context: number; question: number; answer: number } | undefined;
+  // csv-parse counts a CRLF inside a quoted cell as two lines; this undoes that drift.
+  let crlfInCells = 0;
+  let lastEnd = 0;
+  let lastEmptyLines = 0;
+  try {
+    for await (const { record, info } of parser as AsyncIterable<ParsedRecord>) {
+      let breaks = 0;
+      for (const cell of record) {
+        breaks += countBreaks(cell);
+        crlfInCells += countCrLf(cell);
+      }
+      const end = info.lines - crlfInCells;
+      const line = end - breaks;
+      lastEnd = end;
+      lastEmptyLines = info.empty_lines;
+
+      if (columns === undefined) {
+        columns = findColumns(file, record, cfg, requireAnswer);
+        report.header = record.slice();
+        report.hasAnswers = columns.answer >= 0;
+        continue;
+      }
+      // A line of spaces is a blank line to a reader, not a one-cell record.
+      if (record.length === 1 && isBlank(record[0]!)) continue;
+      if (record.length !== report.header.length) {
+        bad(line, `has ${record.length} cell${record.length === 1 ? '' : 's'}, the header has ${report.header.length}`);
+        continue;
+      }
+      const context = cleanText(record[columns.context], cfg);
+      const question = cleanText(record[columns.question], cfg);
+      let answer: string | undefined;
+      if (columns.answer >= 0) {
+        // A missing answer is never filled with `none`: that would teach the model to answer "none".
+        answer = cleanText(record[columns.answer], { ...cfg, fillNa: false });
+        if (answer === '') {
+          if (requireAnswer) {
+            bad(line, `empty answer in column "${cfg.answerColumn}"`);
+            continue;
+          }
+          answer = undefined;
+        }
+      }
+      yield answer === undefined ? { context, question, line } : { context, question, answer, line };
+      report.rows++;
+      if (limit !== undefined && report.rows >= limit) {
+        report.reachedLimit = true;
+        return;
+      }
+    }
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    throw new DataError(`${file}: cannot read: ${err.message ?? String(e)}`, file);
+  } finally {
+    input.destroy();
+    parser.destroy();
+  }
+
+  // With the options above the only error left is a quote still open at the end of the file; the record
+  // it opened starts right after the last good record and any blank lines.
+  for (const err of skipped) {
+    const emptyNow = typeof err.empty_lines === 'number' ? err.empty_lines : lastEmptyLines;
+    const line = lastEnd + 1 + Math.max(0, emptyNow - lastEmptyLines);
+    if (columns === undefined) throw new DataError(`${file}:${line}: header row: ${csvReason(err)}`, file, line);
+    bad(line, csvReason(err));
+  }
+
+  if (columns === undefined) throw new DataError(`${file}: the file is empty (expected a header row)`, file);
+  if (report.rows === 0) {
+    if (report.badRowCount === 0) throw new DataError(`${file}: no data rows after the header`, file);
+    const first = report.badRows.slice(0, 3).map((b) => `line ${b.line} (${b.reason})`).join(', ');
+    throw new DataError(`${file}: no usable rows: all ${report.badRowCount} data rows are bad, e.g. ${first}`, file);
+  }
+}
+
+function csvReason(err: CsvError): string {
+  if (err.code === 'CSV_QUOTE_NOT_CLOSED') return 'a quoted cell starting in this row is never closed (it runs to the end of the file)';
+  return `malformed CSV (${err.code}): ${err.message}`;
+}
+
+function findColumns(
+  file: string,
+  header: string[],
+  cfg: ColumnNames,
+  requireAnswer: boolean,
+): { context: number; question: number; answer: number } {
+  // Header cells are matched after trimming: `context, question, text` is a common hand-written header.
+  const names = header.map((h) => h.trim());
+  const find = (name: string): number => {
+    const at = names.flatMap((n, i) => (n === name ? [i] : []));
+    if (at.length > 1) {
+      throw new DataError(`${file}:1: column "${name}" appears ${at.length} times in the header (columns ${at.map((i) => i + 1).join(', ')})`, file, 1);
+    }
+    return at.length === 1 ? at[0]! : -1;
+  };
+  const context = find(cfg.contextColumn);
+  const question = find(cfg.questionColumn);
+  const answer = find(cfg.answerColumn);
+  const missing = [
+    context < 0 ? cfg.contextColumn : undefined,
+    question < 0 ? cfg.questionColumn : undefined,
+    answer < 0 && requireAnswer ? cfg.answerColumn : undefined,
+  ].filter((n): n is string => n !== undefined);
+  if (missing.length > 0) {
+    const what = missing.length === 1 ? 'column' : 'columns';
+    const found = names.map((n) => JSON.stringify(n)).join(', ');
+    throw new DataError(`${file}: missing ${what} ${missing.map((n) => JSON.stringify(n)).join(', ')} (columns found: ${found})`, file, 1);
+  }
+  return { context, question, answer };
+}
+
+async function checkReadable(file: string): Promise<void> {
+  let isFile: boolean;
+  try {
+    isFile = (await stat(file)).isFile();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+    throw new DataError(`${file}: cannot read: ${why}`, file);
+  }
+  if (!isFile) throw new DataError(`${file}: cannot read: not a file`, file);
+}
