@@ -1,0 +1,88 @@
+// Times benchmark cases by GPU completion: warm up (pipeline compile), then batches of runs sized to take
+// at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the share of the
+// device's measured ceiling, and the max relative error against the CPU reference on the same data.
+import { deviceCeilings, type Ceilings } from '../engine/ceilings.ts';
+import { rt } from '../engine/runtime.ts';
+import type { BenchCase, BenchRow } from './types.ts';
+import { benchCases } from './cases/index.ts';
+
+const MIN_BATCH_MS = 50;
+const MAX_RUNS_PER_BATCH = 256;
+
+export interface BenchOptions {
+  /** op groups, e.g. ['matmul', 'softmax']; empty or ['all'] runs every group */
+  ops?: string[];
+  /** shape strings to run instead of the defaults, e.g. ['1024x1024x1024'] */
+  sizes?: string[];
+  repeat?: number;
+  /** skip the reference check (for very large custom sizes) */
+  noCheck?: boolean;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export async function timeCase(c: BenchCase, repeat: number, check: boolean, ceilings: Ceilings): Promise<BenchRow> {
+  const inst = c.setup();
+  try {
+    inst.run();
+    await rt().sync();
+    // size a batch so that per-batch overheads (submit, wait) stay small against the work
+    let runs = 1;
+    for (;;) {
+      const t0 = performance.now();
+      for (let i = 0; i < runs; i++) inst.run();
+      await rt().sync();
+      const ms = performance.now() - t0;
+      if (ms >= MIN_BATCH_MS || runs >= MAX_RUNS_PER_BATCH) break;
+      runs = Math.min(MAX_RUNS_PER_BATCH, runs * Math.max(2, Math.ceil(MIN_BATCH_MS / Math.max(ms, 0.01))));
+    }
+    const times: number[] = [];
+    for (let r = 0; r < repeat; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < runs; i++) inst.run();
+      await rt().sync();
+      times.push((performance.now() - t0) / runs);
+    }
+    const ms = median(times);
+    const gflops = c.flops ? c.flops / ms / 1e6 : null;
+    const gbps = c.bytes ? c.bytes / ms / 1e6 : null;
+    const ceilingFraction =
+      gflops !== null ? gflops / ceilings.fmaGflops : gbps !== null ? gbps / ceilings.copyGBps : null;
+    const maxRelErr = check ? await inst.check() : NaN;
+    return { op: c.op, shape: c.shape, dtype: c.dtype, ms, gflops, gbps, ceilingFraction, maxRelErr };
+  } finally {
+    inst.dispose();
+  }
+}
+
+/** The cases selected by `opts`, without running them. */
+export async function selectCases(opts: BenchOptions): Promise<BenchCase[]> {
+  const wanted = opts.ops?.filter((o) => o !== 'all') ?? [];
+  const groups = await benchCases();
+  const known = Object.keys(groups);
+  const unknown = wanted.filter((o) => !known.includes(o));
+  if (unknown.length) {
+    throw new Error(`bench: unknown op '${unknown[0]}'; choose from ${known.join(', ')} or all`);
+  }
+  const out: BenchCase[] = [];
+  for (const name of wanted.length ? wanted : known) {
+    const make = groups[name]!;
+    const cases = make(opts.sizes);
+    out.push(...(opts.sizes ? cases.filter((c) => opts.sizes!.some((s) => c.shape.startsWith(s))) : cases));
+  }
+  if (opts.sizes && out.length === 0) {
+    throw new Error(`bench: no case matches --sizes ${opts.sizes.join(',')} for ${wanted.join(', ') || 'any op'}`);
+  }
+  return out;
+}
+
+export async function* runBench(opts: BenchOptions = {}): AsyncGenerator<BenchRow> {
+  const ceilings = await deviceCeilings();
+  for (const c of await selectCases(opts)) {
+    yield await timeCase(c, opts.repeat ?? 5, !opts.noCheck, ceilings);
+  }
+}

@@ -1,0 +1,40 @@
+// engine-cli: parses flags, calls the package's functions, prints. User mistakes end in one line on stderr
+// and exit code 1 (a stack trace only with T5_WEBGPU_DEBUG=1).
+import { benchCommand } from './bench.ts';
+import { infoCommand } from './info.ts';
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
+  bench: { run: benchCommand, help: 'kernel benchmarks: bench [op ...|all] [--sizes A,B] [--repeat N] [--json]' },
+};
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.help}`);
+  return `usage: engine-cli <command> [options]\n\ncommands:\n${rows.join('\n')}\n\n` +
+    'global options: --backend vulkan|metal|d3d12 (or T5_WEBGPU_BACKEND), --adapter NAME (or T5_WEBGPU_ADAPTER)\n';
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`engine-cli: unknown command '${name}'\n${usage()}`);
+    process.exitCode = 1;
+    return;
+  }
+  await cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(process.exitCode ?? 0),
+  (e: unknown) => {
+    const err = e as Error;
+    process.stderr.write(`engine-cli: ${err.message ?? String(e)}\n`);
+    if (process.env.T5_WEBGPU_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exit(1);
+  },
+);

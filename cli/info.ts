@@ -1,0 +1,41 @@
+// engine-cli info: what the adapter is and what it can do, measured.
+import { parseArgs } from 'node:util';
+import { deviceCeilings } from '../engine/ceilings.ts';
+import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
+
+export async function infoCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...DEVICE_FLAGS, json: { type: 'boolean' }, remeasure: { type: 'boolean' } },
+  });
+  const g = await openDevice(values);
+  const ceilings = await deviceCeilings({ remeasure: values.remeasure });
+  const report = {
+    adapter: g.info,
+    features: [...g.features].sort(),
+    limits: g.limits,
+    ceilings: { copyGBps: ceilings.copyGBps, fmaGflops: ceilings.fmaGflops, measuredAt: ceilings.measuredAt },
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return;
+  }
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  const l = g.limits;
+  process.stdout.write(
+    [
+      `adapter      ${g.info.name}${g.info.isSoftware ? ' (software: CPU)' : ''}`,
+      `vendor       ${g.info.vendor} ${g.info.architecture}`,
+      `backend      ${g.info.backend || 'default'}`,
+      `driver       ${g.info.driver}`,
+      `features     ${report.features.join(', ')}`,
+      `limits       maxStorageBufferBindingSize ${mib(l.maxStorageBufferBindingSize)}, maxBufferSize ${mib(l.maxBufferSize)},`,
+      `             maxComputeWorkgroupsPerDimension ${l.maxComputeWorkgroupsPerDimension}, ` +
+        `maxComputeInvocationsPerWorkgroup ${l.maxComputeInvocationsPerWorkgroup}, workgroup storage ${l.maxComputeWorkgroupStorageSize} B`,
+      `             subgroup size ${l.subgroupMinSize ?? '?'}-${l.subgroupMaxSize ?? '?'}`,
+      `ceilings     copy ${ceilings.copyGBps.toFixed(2)} GB/s (read+written), multiply-add ${ceilings.fmaGflops.toFixed(1)} GFLOP/s` +
+        ` (measured ${ceilings.measuredAt}; --remeasure to redo)`,
+      '',
+    ].join('\n'),
+  );
+}
