@@ -144,18 +144,20 @@ export class Gpu {
   }
 }
 
-async function openAdapter(opts: GpuOptions): Promise<{ adapter: GPUAdapter; backend: string } | null> {
+async function openAdapter(opts: GpuOptions): Promise<{ adapter: GPUAdapter; backend: string } | { dawnList: string }> {
   const flags: string[] = [];
   if (opts.backend) flags.push(`backend=${opts.backend}`);
   if (opts.adapter) flags.push(`adapter=${opts.adapter}`);
-  let gpu: GPU;
   try {
-    gpu = makeGpuObject(flags);
-  } catch {
-    return null;
+    const gpu = makeGpuObject(flags);
+    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    return adapter ? { adapter, backend: opts.backend ?? '' } : { dawnList: '' };
+  } catch (e) {
+    // Dawn names the adapters it has when a requested one is missing: pass its list on
+    const msg = (e as Error).message ?? '';
+    const at = msg.indexOf('Available adapters:');
+    return { dawnList: at >= 0 ? msg.slice(at + 'Available adapters:'.length).trim() : '' };
   }
-  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
-  return adapter ? { adapter, backend: opts.backend ?? '' } : null;
 }
 
 /** Opens a device with the adapter's largest limits and every optional feature it offers. */
@@ -169,10 +171,12 @@ export async function openGpu(options: GpuOptions = {}): Promise<Gpu> {
     throw new GpuError(`unknown WebGPU backend '${opts.backend}'; choose one of ${BACKENDS.join(', ')}`);
   }
   const opened = await openAdapter(opts);
-  if (!opened) {
-    const available = await listAdapters();
+  if ('dawnList' in opened) {
+    const available = opened.dawnList
+      ? opened.dawnList.split('\n').map((l) => l.trim().replace(/^\*\s*/, ''))
+      : (await listAdapters()).map((a) => `backend: '${a.backend}', name: '${a.name}'`);
     const list = available.length
-      ? available.map((a) => `  * ${a.backend}: ${a.name}`).join('\n')
+      ? available.map((a) => `  * ${a}`).join('\n')
       : '  (none: install a Vulkan driver such as Mesa lavapipe >= 24; `npm run setup` does it on Debian/Ubuntu)';
     const wanted = [opts.backend && `backend '${opts.backend}'`, opts.adapter && `adapter '${opts.adapter}'`]
       .filter(Boolean)

@@ -5,6 +5,9 @@ import { tidy } from '../engine/scope.ts';
 import { backward, noGrad, zeroGrad } from '../engine/autograd.ts';
 import { add } from '../kernels/elementwise.ts';
 import { rt } from '../engine/runtime.ts';
+import { GpuError, gpu, openGpu } from '../engine/gpu.ts';
+import { bf16ToF32, f16ToF32, tensorFromHalf } from '../engine/tensor.ts';
+import { sizeClass } from '../engine/buffer-pool.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -106,5 +109,77 @@ describe('autograd', () => {
     expect(m1.bytesLive).toBe(m0.bytesLive);
     expect(m1.buffersCreated).toBe(m0.buffersCreated);
     x.dispose();
+  });
+});
+
+describe('device and errors', () => {
+  it('reports the adapter, limits and features', () => {
+    const g = gpu();
+    expect(g.info.name.length).toBeGreaterThan(0);
+    expect(g.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 2 ** 20);
+    expect(g.features.size).toBeGreaterThan(0);
+  });
+
+  it('lists available adapters when the requested one is missing', async () => {
+    await expect(openGpu({ adapter: 'no-such-adapter-xyz' })).rejects.toThrow(/no WebGPU adapter matching adapter 'no-such-adapter-xyz'. Available adapters:\n  \* /);
+  });
+
+  it('turns a WebGPU validation error into an exception naming the kernel', async () => {
+    const t = zeros([4]);
+    rt().dispatch({
+      name: 'broken-kernel',
+      code: '@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n@compute @workgroup_size(1) fn main() { o[0] = undefined_name; }',
+      bindings: [t.write()],
+      workgroups: [1],
+    });
+    await expect(rt().sync()).rejects.toThrow(GpuError);
+    t.dispose();
+    await rt().sync(); // the error was consumed: the device keeps working
+    expect([...(await ones([2]).toArray())]).toEqual([1, 1]);
+  });
+
+  it('refuses bindings over maxStorageBufferBindingSize with a message naming the limit', () => {
+    const n = gpu().limits.maxStorageBufferBindingSize / 4 + 1024;
+    const big = empty([n]);
+    expect(() => add(big, big)).toThrow(/add: .*over this adapter's maxStorageBufferBindingSize/);
+    big.dispose();
+  });
+});
+
+describe('storage formats and pool', () => {
+  it('converts f16 and bf16 on load', async () => {
+    // 0x3c00 = 1, 0xc000 = -2, 0x0001 = smallest subnormal 2^-24, 0x7c00 = inf, 0x7e00 = NaN
+    const f16 = f16ToF32(new Uint16Array([0x3c00, 0xc000, 0x0001, 0x7c00, 0x7e00, 0x3555]));
+    expect([...f16.slice(0, 4)]).toEqual([1, -2, 2 ** -24, Infinity]);
+    expect(f16[4]).toBeNaN();
+    expect(f16[5]).toBeCloseTo(0.333251953125, 12);
+    // bf16 0x3f80 = 1, 0xc0a0 = -5, 0x7f80 = inf
+    expect([...bf16ToF32(new Uint16Array([0x3f80, 0xc0a0, 0x7f80]))]).toEqual([1, -5, Infinity]);
+    const t = tensorFromHalf(new Uint16Array([0x3c00, 0x4000]), 'f16', [2]);
+    expect([...(await t.toArray())]).toEqual([1, 2]);
+    t.dispose();
+  });
+
+  it('rounds sizes to four classes per power of two', () => {
+    expect(sizeClass(1)).toBe(256);
+    expect(sizeClass(1024)).toBe(1024);
+    expect(sizeClass(1025)).toBe(1280);
+    expect(sizeClass(1600)).toBe(1792);
+    for (let b = 300; b < 1e6; b = Math.floor(b * 1.37)) {
+      expect(sizeClass(b)).toBeGreaterThanOrEqual(b);
+      expect(sizeClass(b)).toBeLessThanOrEqual(b * 1.25 + 1);
+    }
+  });
+
+  it('reuses freed buffers and tracks live, pooled and peak bytes', () => {
+    const m0 = memory();
+    const a = empty([1000]);
+    const m1 = memory();
+    expect(m1.bytesLive - m0.bytesLive).toBe(sizeClass(4000));
+    a.dispose();
+    const b = empty([990]); // same class: no new buffer
+    expect(memory().buffersCreated).toBe(m1.buffersCreated);
+    b.dispose();
+    expect(memory().peakBytes).toBeGreaterThanOrEqual(m1.bytesLive);
   });
 });
