@@ -249,6 +249,13 @@ describe('bad rows', () => {
     expect(err.message).toMatch(/\.csv:4: a quoted cell starting in this row is never closed/);
   });
 
+  it('hints at an unbalanced quote when a multi-line record has the wrong cell count', async () => {
+    const text = 'context,question,text\nc1,"q1\nc2,q2,a2\nc3,"q3,x",a3\nc4,q4,a4\n';
+    const { rows, report } = await readQaCsv(csvFile(text));
+    expect(report.badRows).toEqual([{ line: 2, reason: 'has 4 cells, the header has 3 (it runs to line 4: is a quote unbalanced?)' }]);
+    expect(rows.map((r) => r.line)).toEqual([5]);
+  });
+
   it('keeps stray quotes inside unquoted cells as text, like pandas', async () => {
     const { rows } = await readQaCsv(csvFile('context,question,text\nsay "hi" now,q,a\n'), RAW);
     expect(rows[0]!.context).toBe('say "hi" now');
@@ -283,6 +290,21 @@ describe('file errors', () => {
     const missing = join(dir, 'nope.csv');
     expect((await dataError(readQaCsv(missing))).message).toBe(`${missing}: cannot read: no such file`);
     expect((await dataError(readQaCsv(dir))).message).toBe(`${dir}: cannot read: not a file`);
+  });
+
+  it('rejects a file that is not UTF-8, naming the line', async () => {
+    const latin1 = Buffer.concat([Buffer.from('context,question,text\nc,q,a\r\nc2,\n'), Buffer.from('caf\xe9,a\n', 'latin1')]);
+    const file = csvFile(latin1);
+    expect((await dataError(readQaCsv(file))).message).toBe(`${file}:4: not valid UTF-8 (byte 0xe9); save the file as UTF-8`);
+    const cut = csvFile(Buffer.concat([Buffer.from('context,question,text\nc,q,caf'), Buffer.from([0xc3])]));
+    expect((await dataError(readQaCsv(cut))).message).toMatch(/:2: not valid UTF-8 \(the file ends inside a character\)$/);
+    const surrogate = csvFile(Buffer.concat([Buffer.from('context,question,text\nc,q,'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('\n')]));
+    expect((await dataError(readQaCsv(surrogate))).message).toMatch(/:2: not valid UTF-8 \(byte 0xed\)/);
+    const utf16 = csvFile(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('context,question,text\nc,q,a\n', 'utf16le')]));
+    expect((await dataError(readQaCsv(utf16))).message).toBe(`${utf16}: the file is UTF-16; save it as UTF-8`);
+    // A real U+FFFD and 4-byte characters are valid UTF-8.
+    const { rows } = await readQaCsv(csvFile('context,question,text\nc\ufffd,q\u{1F600},a\u00e9\n'));
+    expect(rows[0]).toMatchObject({ context: 'c\ufffd', question: 'q\u{1F600}', answer: 'a\u00e9' });
   });
 
   it('rejects bad options with a DataError', async () => {

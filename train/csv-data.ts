@@ -2,6 +2,7 @@
 // the same data the Hugging Face + Lightning T5 tutorial loads with pandas.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { Transform, type TransformCallback } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
 
 /** A mistake in the user's data or options: the message is one line, ready to print without a stack. */
@@ -180,8 +181,9 @@ interface ParsedRecord {
 }
 
 const LINE_BREAK = /\r\n|\r|\n/g;
-const countBreaks = (s: string): number => s.match(LINE_BREAK)?.length ?? 0;
-const countCrLf = (s: string): number => s.match(/\r\n/g)?.length ?? 0;
+const hasBreak = (s: string): boolean => s.includes('\n') || s.includes('\r');
+const countBreaks = (s: string): number => (hasBreak(s) ? (s.match(LINE_BREAK)?.length ?? 0) : 0);
+const countCrLf = (s: string): number => (s.includes('\r\n') ? (s.match(/\r\n/g)?.length ?? 0) : 0);
 
 async function* readRows(file: string, options: QaCsvOptions, report: CsvReport): AsyncGenerator<QaRow | QaInputRow> {
   const cfg = preprocessConfig(options);
@@ -217,8 +219,10 @@ async function* readRows(file: string, options: QaCsvOptions, report: CsvReport)
     },
   });
   const input = createReadStream(file);
+  const utf8 = new Utf8Check(file);
   input.on('error', (e) => parser.destroy(e));
-  input.pipe(parser);
+  utf8.on('error', (e) => parser.destroy(e));
+  input.pipe(utf8).pipe(parser);
 
   let columns: { context: number; question: number; answer: number } | undefined;
   // csv-parse counts a CRLF inside a quoted cell as two lines; this undoes that drift.
@@ -246,7 +250,9 @@ async function* readRows(file: string, options: QaCsvOptions, report: CsvReport)
       // A line of spaces is a blank line to a reader, not a one-cell record.
       if (record.length === 1 && isBlank(record[0]!)) continue;
       if (record.length !== report.header.length) {
-        bad(line, `has ${record.length} cell${record.length === 1 ? '' : 's'}, the header has ${report.header.length}`);
+        const cells = `has ${record.length} cell${record.length === 1 ? '' : 's'}, the header has ${report.header.length}`;
+        // A record running over several lines with the wrong cell count is the mark of a stray quote.
+        bad(line, breaks > 0 ? `${cells} (it runs to line ${end}: is a quote unbalanced?)` : cells);
         continue;
       }
       const context = cleanText(record[columns.context], cfg);
@@ -276,6 +282,7 @@ async function* readRows(file: string, options: QaCsvOptions, report: CsvReport)
     throw new DataError(`${file}: cannot read: ${err.message ?? String(e)}`, file);
   } finally {
     input.destroy();
+    utf8.destroy();
     parser.destroy();
   }
 
@@ -342,4 +349,82 @@ async function checkReadable(file: string): Promise<void> {
     throw new DataError(`${file}: cannot read: ${why}`, file);
   }
   if (!isFile) throw new DataError(`${file}: cannot read: not a file`, file);
+}
+
+/**
+ * Passes bytes through unchanged, failing at the first byte that is not UTF-8. Without it, a file saved in a
+ * legacy encoding (Excel's default "CSV" is Windows-1252) would train on U+FFFD where its accents were.
+ * Follows the WHATWG decoder's rules: no overlong forms, no surrogates, nothing above U+10FFFF.
+ */
+class Utf8Check extends Transform {
+  private need = 0;
+  private lower = 0x80;
+  private upper = 0xbf;
+  private line = 1;
+  private prevCr = false;
+  private atStart = true;
+  // Reported rather than the continuation byte that broke it: 0xe9 (Latin-1 é) is what the user can find.
+  private lead = 0;
+
+  constructor(private readonly file: string) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.atStart && chunk.length > 0) {
+      this.atStart = false;
+      if (chunk.length >= 2 && (chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff)) {
+        done(new DataError(`${this.file}: the file is UTF-16; save it as UTF-8`, this.file, 1));
+        return;
+      }
+    }
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.need === 0) {
+        if (b < 0x80) {
+          if (b === 0x0a) {
+            if (!this.prevCr) this.line++;
+            this.prevCr = false;
+          } else {
+            this.prevCr = b === 0x0d;
+            if (this.prevCr) this.line++;
+          }
+          continue;
+        }
+        this.prevCr = false;
+        this.lead = b;
+        if (b >= 0xc2 && b <= 0xdf) this.need = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+          this.need = 2;
+          if (b === 0xe0) this.lower = 0xa0;
+          if (b === 0xed) this.upper = 0x9f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          this.need = 3;
+          if (b === 0xf0) this.lower = 0x90;
+          if (b === 0xf4) this.upper = 0x8f;
+        } else {
+          done(this.invalid(b));
+          return;
+        }
+      } else {
+        if (b < this.lower || b > this.upper) {
+          done(this.invalid(this.lead));
+          return;
+        }
+        this.lower = 0x80;
+        this.upper = 0xbf;
+        this.need--;
+      }
+    }
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    done(this.need > 0 ? new DataError(`${this.file}:${this.line}: not valid UTF-8 (the file ends inside a character)`, this.file, this.line) : null);
+  }
+
+  private invalid(b: number): DataError {
+    const hex = b.toString(16).padStart(2, '0');
+    return new DataError(`${this.file}:${this.line}: not valid UTF-8 (byte 0x${hex}); save the file as UTF-8`, this.file, this.line);
+  }
 }
