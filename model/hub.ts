@@ -123,7 +123,10 @@ async function downloadSnapshot(ctx: HubContext): Promise<string> {
     const index = await fetchFile(ctx, commit, SAFETENSORS_INDEX_FILE, true);
     if (index.status === 'missing') {
       const pt = await probe(ctx, commit, 'pytorch_model.bin');
-      if (pt) throw new Error(pytorchOnlyMessage(`${ctx.endpoint}/${repoId}`));
+      if (pt) {
+        const target = repoId.split('/').pop()!;
+        throw new Error(`${pytorchOnlyMessage(`Hub model ${repoId}`, repoId, target)}, then pass --model ./${target}`);
+      }
       throw new Error(`${repoId} (revision ${revision}) has no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX_FILE}`);
     }
     const indexPath = join(snapshot, SAFETENSORS_INDEX_FILE);
@@ -136,7 +139,8 @@ async function downloadSnapshot(ctx: HubContext): Promise<string> {
   for (const f of REQUIRED_FILES.slice(1)) await fetchFile(ctx, commit, f, false);
   for (const f of OPTIONAL_FILES) await fetchFile(ctx, commit, f, true);
 
-  if (revision !== commit) await writeRef(repoDir, revision, commit);
+  // A bare mirror gives no commit and the snapshot is named after the revision; the ref still marks it complete.
+  if (!/^[0-9a-f]{40}$/.test(revision)) await writeRef(repoDir, revision, commit);
   return snapshot;
 }
 
@@ -152,9 +156,13 @@ async function cachedSnapshot(ctx: HubContext, need: 'required' | 'all'): Promis
   }
   if (!(await exists(join(snapshot, SAFETENSORS_FILE)))) {
     const indexPath = join(snapshot, SAFETENSORS_INDEX_FILE);
-    const text = await readFile(indexPath, 'utf8').catch(() => undefined);
-    if (text === undefined) return { missing: SAFETENSORS_FILE };
-    for (const shard of new Set(parseSafetensorsIndex(text, indexPath).values())) {
+    let weightMap: Map<string, string>;
+    try {
+      weightMap = parseSafetensorsIndex(await readFile(indexPath, 'utf8'), indexPath);
+    } catch {
+      return { missing: SAFETENSORS_FILE };
+    }
+    for (const shard of new Set(weightMap.values())) {
       if (!(await exists(join(snapshot, shard)))) return { missing: shard };
     }
   }
@@ -290,7 +298,8 @@ async function downloadOnce(
     have = 0; // a 200 is the whole file: the server ignored our Range
   }
   const fh = await open(part, have > 0 ? 'a' : 'w');
-  const bar = ctx.progress ? new ProgressBar(`${ctx.repoId}: ${label}`, size) : undefined;
+  // Small files (config, tokenizer) arrive at once; a bar for each would only be noise.
+  const bar = ctx.progress && (size === undefined || size >= 1e6) ? new ProgressBar(`${ctx.repoId}: ${label}`, size) : undefined;
   try {
     bar?.update(have);
     if (res.body) {
@@ -387,7 +396,7 @@ function httpError(ctx: HubContext, url: string, res: Response, file: string): E
     return new Error(`${repoId} is gated: accept its terms at ${ctx.endpoint}/${repoId} and set HF_TOKEN to a token of that account (${res.status} from ${url})`);
   }
   if (code === 'RepoNotFound' || (res.status === 404 && file === 'config.json' && code !== 'EntryNotFound' && code !== 'RevisionNotFound')) {
-    return new Error(`Hub model ${repoId} not found (404 from ${url}); check the id, or pass a local folder`);
+    return new Error(`Hub model ${repoId} not found (${res.status} from ${url}), and there is no local folder of that name; check the id or the path`);
   }
   if (code === 'RevisionNotFound') return new Error(`${repoId} has no revision "${revision}" (404 from ${url})`);
   if (res.status === 404) return new Error(`${repoId} (revision ${revision}) has no ${file} (404 from ${url})`);
@@ -421,6 +430,7 @@ async function matchesEtag(path: string, etag: string, size: number): Promise<bo
 }
 
 async function linkBlob(blob: string, pointer: string): Promise<void> {
+  await unlink(pointer).catch(() => {}); // a dangling link left by a deleted blob
   try {
     await symlink(relative(dirname(pointer), blob), pointer);
   } catch (err) {
@@ -488,16 +498,18 @@ class ProgressBar {
   private last = 0;
   private readonly start = Date.now();
   private shown = false;
+  private resumedAt: number | undefined;
 
   constructor(private readonly label: string, private readonly total: number | undefined) {}
 
   update(done: number): void {
+    this.resumedAt ??= done;
     const now = Date.now();
     if (now - this.last < 100 && done !== this.total) return;
     this.last = now;
     this.shown = true;
     const mb = (n: number) => (n / 1e6).toFixed(1);
-    const rate = done / Math.max(0.001, (now - this.start) / 1000);
+    const rate = (done - this.resumedAt) / Math.max(0.001, (now - this.start) / 1000);
     const pct = this.total ? `${Math.floor((100 * done) / this.total).toString().padStart(3)}% ` : '';
     const of = this.total ? `/${mb(this.total)}` : '';
     process.stderr.write(`\r\x1b[K${this.label} ${pct}${mb(done)}${of} MB ${mb(rate)} MB/s`);

@@ -364,11 +364,14 @@ function swapBytes(bytes: Uint8Array, size: number): Uint8Array {
 export const SAFETENSORS_FILE = 'model.safetensors';
 export const SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json';
 
-/** The one-line refusal for a folder that only has PyTorch pickles, with the command that converts it. */
-export function pytorchOnlyMessage(where: string, pytorchFile = 'pytorch_model.bin'): string {
+/**
+ * The one-line refusal for weights that exist only as PyTorch pickles, with the command that converts them.
+ * `source` is what from_pretrained should load (a folder or a Hub id), `target` the folder to write.
+ */
+export function pytorchOnlyMessage(where: string, source: string, target: string, pytorchFile = 'pytorch_model.bin'): string {
   return `${where} has only ${pytorchFile} (a pickle, which this engine does not load because it can run code); ` +
     `convert it once to model.safetensors with: python -c "from transformers import AutoModelForSeq2SeqLM as M; ` +
-    `M.from_pretrained('${where}').save_pretrained('${where}', safe_serialization=True)"`;
+    `M.from_pretrained('${source}').save_pretrained('${target}', safe_serialization=True)"`;
 }
 
 /** Parse a model.safetensors.index.json: tensor name -> shard file name (checked to stay inside the folder). */
@@ -418,7 +421,7 @@ export async function findSafetensorsWeights(
     return { files: shards.map((s) => join(dir, s)), weightMap };
   }
   for (const pt of ['pytorch_model.bin', 'pytorch_model.bin.index.json']) {
-    if (await isFile(join(dir, pt))) throw new Error(pytorchOnlyMessage(dir, pt));
+    if (await isFile(join(dir, pt))) throw new Error(pytorchOnlyMessage(dir, dir, dir, pt));
   }
   if (!(await isDirectory(dir))) throw new Error(`model folder ${dir} does not exist`);
   throw new Error(`${dir} has neither ${SAFETENSORS_FILE} nor ${SAFETENSORS_INDEX_FILE}`);

@@ -350,7 +350,7 @@ describe('downloading from the Hub', () => {
   it('refuses a PyTorch-only repo with the conversion command', async () => {
     await freshHome();
     await expect(resolveModel('org/pt-only', { env: envFor(), quiet: true }))
-      .rejects.toThrow(/only pytorch_model\.bin.*safe_serialization=True/);
+      .rejects.toThrow(/Hub model org\/pt-only has only pytorch_model\.bin.*from_pretrained\('org\/pt-only'\)\.save_pretrained\('pt-only', safe_serialization=True\).*--model \.\/pt-only/);
   });
 
   it('works with a bare mirror that sends no ETag or X-Repo-Commit', async () => {
@@ -358,6 +358,15 @@ describe('downloading from the Hub', () => {
     hub.plain = true;
     const snap = await resolveModel('google-t5/t5-tiny', { env: envFor(), quiet: true });
     expect(snap).toBe(join(home, 'hub', 'models--google-t5--t5-tiny', 'snapshots', 'main'));
+    expect(Buffer.compare(await readFile(join(snap, 'model.safetensors')), golden['model.safetensors'])).toBe(0);
+    expect(await resolveModel('google-t5/t5-tiny', { env: envFor({ HF_HUB_OFFLINE: '1' }), quiet: true })).toBe(snap);
+  });
+
+  it('repairs a snapshot whose blob was deleted', async () => {
+    await freshHome();
+    const snap = await resolveModel('google-t5/t5-tiny', { env: envFor(), quiet: true });
+    await rm(join(home, 'hub', 'models--google-t5--t5-tiny', 'blobs', sha256(golden['model.safetensors'])));
+    expect(await resolveModel('google-t5/t5-tiny', { env: envFor(), quiet: true })).toBe(snap);
     expect(Buffer.compare(await readFile(join(snap, 'model.safetensors')), golden['model.safetensors'])).toBe(0);
   });
 });
