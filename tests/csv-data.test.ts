@@ -85,8 +85,10 @@ describe('qa_tiny.csv', () => {
 
   it('lets a consumer stop early', async () => {
     let count = 0;
-    for await (const _ of streamQaCsv(tiny)) if (++count === 3) break;
+    const stream = streamQaCsv(tiny);
+    for await (const _ of stream) if (++count === 3) break;
     expect(count).toBe(3);
+    expect(stream.report.rows).toBe(3);
   });
 });
 
@@ -310,5 +312,8 @@ describe('file errors', () => {
   it('rejects bad options with a DataError', async () => {
     expect((await dataError(readQaCsv(tiny, { limit: 0 }))).message).toMatch(/limit must be a whole number/);
     expect((await dataError(readQaCsv(tiny, { limit: 1.5 }))).message).toMatch(/got 1\.5/);
+    expect((await dataError(readQaCsv(tiny, { questionColumn: 'context' }))).message).toBe(
+      'context, question and answer columns must differ (got "context", "context", "text")',
+    );
   });
 });

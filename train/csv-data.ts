@@ -165,10 +165,16 @@ export function streamQaCsv(file: string, options: QaCsvOptions = {}): QaCsvStre
   return { report, [Symbol.asyncIterator]: () => readRows(file, options, report) };
 }
 
-export async function readQaCsv(file: string, options?: QaCsvOptions & { requireAnswer?: true }): Promise<{ rows: QaRow[]; report: CsvReport }>;
-export async function readQaCsv(file: string, options: QaCsvOptions & { requireAnswer: false }): Promise<{ rows: QaInputRow[]; report: CsvReport }>;
-export async function readQaCsv(file: string, options?: QaCsvOptions): Promise<{ rows: (QaRow | QaInputRow)[]; report: CsvReport }>;
-export async function readQaCsv(file: string, options: QaCsvOptions = {}): Promise<{ rows: (QaRow | QaInputRow)[]; report: CsvReport }> {
+export interface QaCsvData<R> {
+  rows: R[];
+  report: CsvReport;
+}
+
+/** Reads the whole file into memory; use streamQaCsv for files that need not fit. */
+export async function readQaCsv(file: string, options?: QaCsvOptions & { requireAnswer?: true }): Promise<QaCsvData<QaRow>>;
+export async function readQaCsv(file: string, options: QaCsvOptions & { requireAnswer: false }): Promise<QaCsvData<QaInputRow>>;
+export async function readQaCsv(file: string, options?: QaCsvOptions): Promise<QaCsvData<QaRow | QaInputRow>>;
+export async function readQaCsv(file: string, options: QaCsvOptions = {}): Promise<QaCsvData<QaRow | QaInputRow>> {
   const stream = streamQaCsv(file, options);
   const rows: (QaRow | QaInputRow)[] = [];
   for await (const row of stream) rows.push(row);
@@ -192,6 +198,10 @@ async function* readRows(file: string, options: QaCsvOptions, report: CsvReport)
   const limit = options.limit;
   if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) {
     throw new DataError(`limit must be a whole number of rows, at least 1 (got ${limit})`);
+  }
+  const names = [cfg.contextColumn, cfg.questionColumn, cfg.answerColumn];
+  if (new Set(names).size < 3) {
+    throw new DataError(`context, question and answer columns must differ (got ${names.map((n) => JSON.stringify(n)).join(', ')})`);
   }
   if (onBadRow !== 'skip' && onBadRow !== 'error') throw new DataError(`onBadRow must be 'skip' or 'error' (got ${String(onBadRow)})`);
   await checkReadable(file);
@@ -269,8 +279,9 @@ async function* readRows(file: string, options: QaCsvOptions, report: CsvReport)
           answer = undefined;
         }
       }
-      yield answer === undefined ? { context, question, line } : { context, question, answer, line };
+      // Counted before the yield: a consumer that stops here has still taken this row.
       report.rows++;
+      yield answer === undefined ? { context, question, line } : { context, question, answer, line };
       if (limit !== undefined && report.rows >= limit) {
         report.reachedLimit = true;
         return;
@@ -319,7 +330,8 @@ function findColumns(
   const find = (name: string): number => {
     const at = names.flatMap((n, i) => (n === name ? [i] : []));
     if (at.length > 1) {
-      throw new DataError(`${file}:1: column "${name}" appears ${at.length} times in the header (columns ${at.map((i) => i + 1).join(', ')})`, file, 1);
+      const where = at.map((i) => i + 1).join(', ');
+      throw new DataError(`${file}:1: column "${name}" appears ${at.length} times in the header (columns ${where})`, file, 1);
     }
     return at.length === 1 ? at[0]! : -1;
   };
@@ -420,7 +432,8 @@ class Utf8Check extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    done(this.need > 0 ? new DataError(`${this.file}:${this.line}: not valid UTF-8 (the file ends inside a character)`, this.file, this.line) : null);
+    if (this.need === 0) return done(null);
+    done(new DataError(`${this.file}:${this.line}: not valid UTF-8 (the file ends inside a character)`, this.file, this.line));
   }
 
   private invalid(b: number): DataError {

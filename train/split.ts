@@ -111,7 +111,8 @@ export function splitIndices(n: number, options: SplitOptions = {}): Split<numbe
   // scikit-learn's rule (rounded up, on the floating-point product), so the sizes match train_test_split.
   const nValid = Math.ceil(validFraction * n);
   if (n - nValid < 1) {
-    throw new DataError(`cannot split ${n} row${n === 1 ? '' : 's'} with validFraction ${validFraction}: no rows would be left for training`);
+    const rows = `${n} row${n === 1 ? '' : 's'}`;
+    throw new DataError(`cannot split ${rows} with validFraction ${validFraction}: no rows would be left for training`);
   }
   const perm = method === 'sklearn' ? numpyPermutation(n, seed) : mulberryPermutation(n, seed);
   return { valid: perm.slice(0, nValid), train: perm.slice(nValid) };
