@@ -18,7 +18,10 @@ export class DataError extends Error {
 }
 
 export interface CleanOptions {
-  /** Missing or blank cells become `none`, as pandas `fillna("none")` does in the tutorial. */
+  /**
+   * Missing or blank cells become `none`, as pandas `fillna("none")` does in the tutorial. The reader applies
+   * it to context and question only: an empty answer is reported as a bad row.
+   */
   fillNa: boolean;
   /** Runs of whitespace become one space and the ends are stripped: Python's `" ".join(s.split())`. */
   collapseWhitespace: boolean;
