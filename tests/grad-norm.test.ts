@@ -1,0 +1,155 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { rt } from '../engine/runtime.ts';
+import { clipCoefReference, clipGradNorm, globalNorm, globalNormReference } from '../kernels/grad-norm.ts';
+
+beforeAll(async () => {
+  await initGpu();
+});
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  const uni = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return (n: number, scale = 1) => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = scale * (2 * uni() - 1);
+    return out;
+  };
+}
+
+// Bound for the norm: every term is non-negative, so float32 summation has relative error ≤ (chain length)·2^-24;
+// the longest chain here is 16 per-thread vec4 additions + 2 horizontal + 8 tree + ⌈partials/256⌉ + 8 levels ≈ 40,
+// plus the squaring: ≤ 2.5e-6 on the sum of squares, half on its square root. We allow 2e-6 relative.
+const NORM_RTOL = 2e-6;
+
+const SHAPES: number[][] = [[1], [7], [3, 5], [1021], [4099], [65537], [2, 3, 11], [1_000_003]];
+
+function make(seed: number, shapes: number[][], scales: number[]): { ts: Tensor[]; hs: Float32Array[] } {
+  const r = rng(seed);
+  const hs = shapes.map((s, i) => r(s.reduce((a, b) => a * b, 1), scales[i % scales.length]));
+  return { ts: hs.map((h, i) => tensor(h, shapes[i]!)), hs };
+}
+
+describe('globalNorm', () => {
+  it('matches the float64 norm of norms over awkward sizes and mixed scales', async () => {
+    setPoison(true);
+    for (const [seed, scales] of [[1, [1]], [2, [1e-3, 10, 0.5, 1e3]], [3, [1e-17, 1e-16]]] as const) {
+      const { ts, hs } = make(seed, SHAPES, [...scales]);
+      const got = await globalNorm(ts).item();
+      const want = globalNormReference(hs);
+      expect(Math.abs(got - want) / want, `scales ${scales}`).toBeLessThanOrEqual(NORM_RTOL);
+      ts.forEach((t) => t.dispose());
+    }
+    setPoison(false);
+  });
+
+  it('one tensor at a time and split into 256-byte binding ranges gives the same norm', async () => {
+    const { ts, hs } = make(4, [[4099], [1021], [5]], [1]);
+    const want = globalNormReference(hs);
+    for (const opts of [{}, { maxBindingBytes: 256 }, { maxBindingBytes: 1000 }]) {
+      const got = await globalNorm(ts, opts).item();
+      expect(Math.abs(got - want) / want).toBeLessThanOrEqual(NORM_RTOL);
+    }
+    // a single tensor: its own norm
+    expect(Math.abs((await globalNorm([ts[2]!]).item()) - globalNormReference([hs[2]!])) / globalNormReference([hs[2]!])).toBeLessThanOrEqual(NORM_RTOL);
+    ts.forEach((t) => t.dispose());
+  });
+
+  it('is 0 for no tensors and for empty tensors; the result is a scalar', async () => {
+    const z = globalNorm([]);
+    expect(z.shape).toEqual([]);
+    expect(await z.item()).toBe(0);
+    const e = tensor([], [0, 3]);
+    expect(await globalNorm([e]).item()).toBe(0);
+    const x = tensor([3, 4], [2]);
+    expect(await globalNorm([e, x]).item()).toBe(5);
+  });
+
+  it('rejects disposed and integer tensors', () => {
+    const a = tensor([1], [1]);
+    a.dispose();
+    expect(() => globalNorm([a])).toThrow(/globalNorm: tensor 0 \[1\] is disposed/);
+    expect(() => globalNorm([tensor(new Int32Array([1, 2]), [2])])).toThrow(/globalNorm: tensor 0 must be f32/);
+  });
+});
+
+describe('clipGradNorm (torch.nn.utils.clip_grad_norm_)', () => {
+  function params(seed: number, scale: number) {
+    const shapes = [[33, 7], [1], [4099], [3, 3], [257]];
+    const { ts, hs } = make(seed, shapes, [scale]);
+    const ps = shapes.map((s) => tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s, { requiresGrad: true }));
+    ps.forEach((p, i) => (p.grad = ts[i]!.keep()));
+    // a parameter without a gradient is skipped
+    ps.push(tensor([1, 2, 3], [3], { requiresGrad: true }));
+    return { ps, hs };
+  }
+
+  it('scales every gradient by maxNorm / (norm + 1e-6) when that is below 1, with no readback', async () => {
+    const { ps, hs } = params(8, 1);
+    const want = globalNormReference(hs);
+    const reads = rt().counters.readbacks;
+    const norm = clipGradNorm(ps, 1.5);
+    expect(rt().counters.readbacks).toBe(reads);
+    expect(Math.abs((await norm.item()) - want) / want).toBeLessThanOrEqual(NORM_RTOL);
+    const coef = clipCoefReference(want, 1.5);
+    expect(coef).toBeLessThan(0.1);
+    // each clipped element: the coefficient's relative error (≤ NORM_RTOL + 2 roundings) plus the product's rounding
+    for (const [i, h] of hs.entries()) {
+      const got = await ps[i]!.grad!.toFloat32();
+      for (let j = 0; j < h.length; j++) {
+        expect(Math.abs(got[j]! - h[j]! * coef)).toBeLessThanOrEqual((NORM_RTOL + 3 * 2 ** -24) * Math.abs(h[j]! * coef));
+      }
+    }
+    expect(ps[5]!.grad).toBeNull();
+    // after clipping the global norm is maxNorm (less the 1e-6 guard)
+    const after = await globalNorm(ps.filter((p) => p.grad).map((p) => p.grad!)).item();
+    expect(Math.abs(after - 1.5)).toBeLessThanOrEqual(1.5 * 4e-6);
+    ps.forEach((p) => p.dispose());
+  });
+
+  it('leaves gradients bit-identical when the norm is below maxNorm', async () => {
+    const { ps, hs } = params(9, 1e-3);
+    const want = globalNormReference(hs);
+    const norm = await clipGradNorm(ps, 10 * want).item();
+    expect(Math.abs(norm - want) / want).toBeLessThanOrEqual(NORM_RTOL);
+    for (const [i, h] of hs.entries()) expect([...(await ps[i]!.grad!.toFloat32())]).toEqual([...h]);
+    ps.forEach((p) => p.dispose());
+  });
+
+  it('propagates a NaN gradient to every gradient and clips a whole-range split the same way', async () => {
+    const { ps } = params(10, 1);
+    const g0 = await ps[0]!.grad!.toFloat32();
+    g0[5] = NaN;
+    ps[0]!.grad!.dispose();
+    ps[0]!.grad = tensor(g0, ps[0]!.shape).keep();
+    const norm = await clipGradNorm(ps, 1).item();
+    expect(norm).toBeNaN();
+    expect([...(await ps[2]!.grad!.toFloat32())].every(Number.isNaN)).toBe(true);
+    ps.forEach((p) => p.dispose());
+
+    const a = params(11, 1);
+    const b = params(11, 1);
+    await clipGradNorm(a.ps, 0.5).item();
+    await clipGradNorm(b.ps, 0.5, { maxBindingBytes: 512 }).item();
+    for (let i = 0; i < 5; i++) {
+      const x = await a.ps[i]!.grad!.toFloat32();
+      const y = await b.ps[i]!.grad!.toFloat32();
+      for (let j = 0; j < x.length; j++) expect(Math.abs(x[j]! - y[j]!)).toBeLessThanOrEqual(2 * NORM_RTOL * Math.abs(x[j]!));
+    }
+    [...a.ps, ...b.ps].forEach((p) => p.dispose());
+  });
+
+  it('rejects a negative or NaN maxNorm', () => {
+    const { ps } = params(12, 1);
+    expect(() => clipGradNorm(ps, -1)).toThrow(/maxNorm must be >= 0/);
+    expect(() => clipGradNorm(ps, NaN)).toThrow(/maxNorm/);
+    ps.forEach((p) => p.dispose());
+  });
+});
