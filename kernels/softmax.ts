@@ -1,0 +1,377 @@
+// Softmax over the last axis with an optional additive mask, and its backward.
+//
+// y = exp(x + mask - m) / sum(exp(x + mask - m)), m = the row's max (PyTorch's numerically stable form).
+// Each row is read once to find m and the sum together (online softmax: the running sum is rescaled by
+// exp(m_old - m_new) when the max grows) and once more to write y.
+//
+// -inf: a row that is entirely -inf gives NaN, as `torch.softmax` does. Hugging Face T5 never produces one:
+// its masks add `torch.finfo(float32).min` (-3.4028e38), so a fully masked row is a row of very negative but
+// finite numbers, and both PyTorch and this kernel give the uniform distribution over it. A row whose leading
+// elements are -inf (left padding masked with -inf) must not poison the running sum: the sum only grows once
+// the running max is finite.
+//
+// Two kernel layouts (choose by measurement, `softmaxImpl`):
+// - 'invocation': one invocation per row, vec4 loads, no barriers. On lavapipe a workgroup barrier is a
+//   coroutine switch and every lane's loads are gathered anyway, so this is fastest for rows of a few thousand.
+// - 'workgroup': one workgroup per row, lanes stride the row (coalesced on a real GPU), tree reduction of
+//   (max, sum) pairs in workgroup memory. The choice for real GPUs and for very wide rows.
+import { recordOp } from '../engine/autograd.ts';
+import { gpu } from '../engine/gpu.ts';
+import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
+import { empty, type Tensor } from '../engine/tensor.ts';
+
+/** invocations per workgroup in the subgroup-per-row layout (a multiple of every subgroup size, 4 to 128) */
+const SUBGROUP_WORKGROUP = 128;
+/** rows per workgroup in the invocation-per-row layout */
+const ROWS_PER_WORKGROUP = 64;
+/** lanes per row in the workgroup-per-row layout */
+const ROW_WORKGROUP = 128;
+/** widest row (elements) that takes the subgroup-per-row layout on a real GPU; wider rows get a workgroup */
+const SUBGROUP_MAX_ROW = 2048;
+/** leading (row) dimensions the mask broadcast supports */
+const MAX_LEAD_DIMS = 6;
+
+export type RowImpl = 'invocation' | 'subgroup' | 'workgroup';
+
+export interface SoftmaxOptions {
+  /** additive mask, broadcast against x (right-aligned; its last dim is x's or 1) */
+  mask?: Tensor;
+  /** kernel layout; default by adapter and row width (tests and benchmarks force one) */
+  impl?: RowImpl;
+}
+
+/** The layout a row kernel uses by default: one invocation per row on CPU adapters, a workgroup per row on GPUs. */
+export function softmaxImpl(rowLength: number): RowImpl {
+  const g = gpu();
+  if (g.info.isSoftware) return g.hasSubgroups ? 'subgroup' : 'invocation';
+  return g.hasSubgroups && rowLength <= SUBGROUP_MAX_ROW ? 'subgroup' : 'workgroup';
+}
+
+// WGSL rejects -inf as a constant expression, so it arrives as a uniform (`p.ninf`)
+const NEG_INF = 'p.ninf';
+
+function checkF32(op: string, t: Tensor, what: string): void {
+  if (t.disposed) throw new Error(`${op}: ${what} is a disposed tensor [${t.shape.join(', ')}]`);
+  if (t.dtype !== 'f32') throw new TypeError(`${op}: ${what} must be f32, got ${t.dtype}[${t.shape.join(', ')}]`);
+}
+
+interface MaskLayout {
+  /** per leading dim of x (outermost first): x's size and the mask's element stride (0 = broadcast) */
+  dims: Array<[number, number]>;
+  /** 1 when the mask has a full last axis, 0 when it broadcasts one value per row */
+  colStride: 0 | 1;
+}
+
+function maskLayout(x: Tensor, mask: Tensor): MaskLayout {
+  const shapes = `x [${x.shape.join(', ')}] and mask [${mask.shape.join(', ')}]`;
+  if (mask.rank > x.rank || x.rank === 0) throw new RangeError(`softmax: mask does not broadcast: ${shapes}`);
+  const padded = [...Array(x.rank - mask.rank).fill(1), ...mask.shape] as number[];
+  const strides = new Array<number>(x.rank);
+  let s = 1;
+  for (let d = x.rank - 1; d >= 0; d--) {
+    if (padded[d] !== 1 && padded[d] !== x.shape[d]) throw new RangeError(`softmax: mask does not broadcast: ${shapes}`);
+    strides[d] = padded[d] === 1 ? 0 : s;
+    s *= padded[d]!;
+  }
+  const dims = x.shape.slice(0, -1).map((n, d) => [n, strides[d]!] as [number, number]);
+  // merge leading dims so that masks like [B,1,1,L] against [B,H,Lq,L] need few terms
+  const merged: Array<[number, number]> = [];
+  for (const [n, st] of dims) {
+    if (n === 1) continue;
+    const last = merged[merged.length - 1];
+    if (last && ((last[1] === 0 && st === 0) || (st !== 0 && last[1] === st * n))) {
+      merged[merged.length - 1] = [last[0] * n, st];
+    } else merged.push([n, st]);
+  }
+  if (merged.length > MAX_LEAD_DIMS) throw new RangeError(`softmax: mask broadcast over more than ${MAX_LEAD_DIMS} dims: ${shapes}`);
+  return { dims: merged, colStride: strides[x.rank - 1] === 0 && x.shape[x.rank - 1] !== 1 ? 0 : 1 };
+}
+
+/** WGSL: `fn maskRow(r) -> u32`, the mask's element offset for row r of x. */
+function maskRowFn(layout: MaskLayout): string {
+  const terms = layout.dims
+    .map((_, i) => layout.dims.length - 1 - i)
+    .map((d) => `  off += (rem % p.d${d}) * p.s${d};\n  rem = rem / p.d${d};`)
+    .join('\n');
+  return `fn maskRow(r: u32) -> u32 {\n  var rem = r;\n  var off = 0u;\n${terms}\n  return off;\n}`;
+}
+
+interface Variant {
+  impl: RowImpl;
+  /** vector width: 4 when the row length allows vec4 loads */
+  w: 1 | 4;
+}
+
+function vecType(w: number): string {
+  return w === 4 ? 'vec4<f32>' : 'f32';
+}
+function hmax(w: number, v: string): string {
+  return w === 4 ? `max(max(${v}.x, ${v}.y), max(${v}.z, ${v}.w))` : v;
+}
+function hsum(w: number, v: string): string {
+  return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
+}
+
+/** Row index and the invocation's lane within the row, by layout; `tail` closes what `head` opens. */
+function rowHeader(impl: RowImpl): { size: number; head: string; tail: string; first: string; step: string } {
+  if (impl === 'invocation') {
+    return {
+      size: ROWS_PER_WORKGROUP,
+      head: `let r = (wid.x + wid.y * nwg.x) * ${ROWS_PER_WORKGROUP}u + lid;\n  if (r >= p.rows) { return; }`,
+      tail: '',
+      first: '0u',
+      step: '1u',
+    };
+  }
+  if (impl === 'subgroup') {
+    // rows are handed out per subgroup in a grid-stride loop, so any subgroup size the adapter picks works;
+    // the loop condition is subgroup-uniform because all lanes of a subgroup share r
+    return {
+      size: SUBGROUP_WORKGROUP,
+      head: `let perWg = ${SUBGROUP_WORKGROUP}u / sgs;
+  let stride = nwg.x * nwg.y * perWg;
+  for (var r = (wid.x + wid.y * nwg.x) * perWg + lid / sgs; r < p.rows; r += stride) {`,
+      tail: '}',
+      first: 'sl',
+      step: 'sgs',
+    };
+  }
+  return {
+    size: ROW_WORKGROUP,
+    head: `let r = wid.x + wid.y * nwg.x;\n  if (r >= p.rows) { return; }`,
+    tail: '',
+    first: 'lid',
+    step: `${ROW_WORKGROUP}u`,
+  };
+}
+
+/** WGSL preamble and entry-point builtins for a layout. */
+function shaderPrelude(impl: RowImpl): { enable: string; builtins: string } {
+  const base = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32`;
+  if (impl !== 'subgroup') return { enable: '', builtins: base };
+  return {
+    // Tint cannot prove that r is subgroup-uniform (it is: one row per subgroup)
+    enable: 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);',
+    builtins: `${base}, @builtin(subgroup_invocation_id) sl: u32, @builtin(subgroup_size) sgs: u32`,
+  };
+}
+
+/** WGSL merging (m, s) pairs of running max and rescaled sum; an empty side (m = -inf) adds nothing. */
+const MERGE_FN = /* wgsl */ `
+fn rescale(m: f32, to: f32) -> f32 {
+  return select(exp(m - to), 0.0, m == ${NEG_INF});
+}`;
+
+function forwardCode(v: Variant, mask: MaskLayout | null): string {
+  const T = vecType(v.w);
+  const h = rowHeader(v.impl);
+  const lead = mask ? mask.dims.map((_, d) => `d${d}: u32, s${d}: u32,`).join(' ') : '';
+  let maskDecl = '';
+  let maskAt = (_j: string) => '';
+  let maskInit = '';
+  if (mask) {
+    const MT = mask.colStride === 1 ? T : 'f32';
+    maskDecl = `@group(0) @binding(1) var<storage, read> mask: array<${MT}>;\n${maskRowFn(mask)}`;
+    if (mask.colStride === 1) {
+      maskInit = `let mo = maskRow(r) / ${v.w}u;`;
+      maskAt = (j) => ` + mask[mo + ${j}]`;
+    } else {
+      maskInit = `let mv = ${T}(mask[maskRow(r)]);`;
+      maskAt = () => ' + mv';
+    }
+  }
+  const outBinding = mask ? 2 : 1;
+  const reduce =
+    v.impl === 'workgroup'
+      ? /* wgsl */ `
+  sm[lid] = m;
+  ss[lid] = s;
+  workgroupBarrier();
+  for (var k = ${ROW_WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
+    if (lid < k) {
+      let a = sm[lid];
+      let b = sm[lid + k];
+      let mn = max(a, b);
+      ss[lid] = ss[lid] * rescale(a, mn) + ss[lid + k] * rescale(b, mn);
+      sm[lid] = mn;
+    }
+    workgroupBarrier();
+  }
+  m = sm[0];
+  s = ss[0];`
+      : v.impl === 'subgroup'
+        ? /* wgsl */ `
+  let mAll = subgroupMax(m);
+  s = subgroupAdd(s * rescale(m, mAll));
+  m = mAll;`
+        : '';
+  const pre = shaderPrelude(v.impl);
+  return /* wgsl */ `${pre.enable}
+@group(0) @binding(0) var<storage, read> x: array<${T}>;
+${maskDecl}
+@group(0) @binding(${outBinding}) var<storage, read_write> y: array<${T}>;
+struct Params { rows: u32, n: u32, ninf: f32, ${lead} }
+@group(0) @binding(${outBinding + 1}) var<uniform> p: Params;
+${v.impl === 'workgroup' ? `var<workgroup> sm: array<f32, ${ROW_WORKGROUP}>;\nvar<workgroup> ss: array<f32, ${ROW_WORKGROUP}>;` : ''}
+${MERGE_FN}
+
+@compute @workgroup_size(${h.size})
+fn main(${pre.builtins}) {
+  ${h.head}
+  let base = r * p.n;
+  ${maskInit}
+  var m = ${NEG_INF};
+  var s = 0.0;
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    let v = x[base + j]${maskAt('j')};
+    let c = ${hmax(v.w, 'v')};
+    if (c > m) {
+      s *= rescale(m, c);
+      m = c;
+    }
+    if (m != ${NEG_INF}) {
+      s += ${hsum(v.w, `exp(v - ${T}(m))`)};
+    }
+  }
+  ${reduce}
+  let inv = 1.0 / s;
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    let v = x[base + j]${maskAt('j')};
+    y[base + j] = exp(v - ${T}(m)) * inv;
+  }
+  ${h.tail}
+}`;
+}
+
+function backwardCode(v: Variant): string {
+  const T = vecType(v.w);
+  const h = rowHeader(v.impl);
+  const reduce =
+    v.impl === 'workgroup'
+      ? /* wgsl */ `
+  sd[lid] = d;
+  workgroupBarrier();
+  for (var k = ${ROW_WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
+    if (lid < k) { sd[lid] += sd[lid + k]; }
+    workgroupBarrier();
+  }
+  d = sd[0];`
+      : v.impl === 'subgroup'
+        ? 'd = subgroupAdd(d);'
+        : '';
+  const pre = shaderPrelude(v.impl);
+  return /* wgsl */ `${pre.enable}
+@group(0) @binding(0) var<storage, read> y: array<${T}>;
+@group(0) @binding(1) var<storage, read> dy: array<${T}>;
+@group(0) @binding(2) var<storage, read_write> dx: array<${T}>;
+struct Params { rows: u32, n: u32 }
+@group(0) @binding(3) var<uniform> p: Params;
+${v.impl === 'workgroup' ? `var<workgroup> sd: array<f32, ${ROW_WORKGROUP}>;` : ''}
+
+@compute @workgroup_size(${h.size})
+fn main(${pre.builtins}) {
+  ${h.head}
+  let base = r * p.n;
+  var d = 0.0;
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    d += ${hsum(v.w, 'y[base + j] * dy[base + j]')};
+  }
+  ${reduce}
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    let yj = y[base + j];
+    dx[base + j] = yj * (dy[base + j] - ${T}(d));
+  }
+  ${h.tail}
+}`;
+}
+
+function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
+  // a mask with a full last axis stays vec4-aligned: its row strides are multiples of the row length
+  return { impl: impl ?? softmaxImpl(rowLength), w: rowLength % 4 === 0 ? 4 : 1 };
+}
+
+function workgroupsFor(v: Variant, rows: number): [number, number] {
+  if (v.impl === 'subgroup') {
+    // enough workgroups for one row per subgroup at the smallest subgroup size; larger subgroups loop
+    const minSize = gpu().limits.subgroupMinSize ?? 4;
+    return grid1D(Math.ceil(rows / (SUBGROUP_WORKGROUP / minSize)));
+  }
+  return grid1D(v.impl === 'invocation' ? Math.ceil(rows / ROWS_PER_WORKGROUP) : rows);
+}
+
+/** Softmax over the last axis of `x`, with an optional additive `mask` broadcast to x. */
+export function softmax(x: Tensor, opts: SoftmaxOptions = {}): Tensor {
+  checkF32('softmax', x, 'x');
+  if (x.rank === 0) throw new RangeError('softmax: x must have at least one axis, got a scalar');
+  const { mask } = opts;
+  if (mask) checkF32('softmax', mask, 'mask');
+  const L = x.shape[x.rank - 1]!;
+  const rows = L === 0 ? 0 : x.size / L;
+  const layout = mask ? maskLayout(x, mask) : null;
+  const y = empty(x.shape);
+  if (rows > 0) {
+    const v = variantFor(L, opts.impl);
+    const bindings: BufferBinding[] = [x.read('softmax x')];
+    if (mask) bindings.push(mask.read('softmax mask'));
+    bindings.push(y.write('softmax y'));
+    const params: Param[] = [['u32', rows], ['u32', L / v.w], ['f32', -Infinity]];
+    for (const [n, st] of layout?.dims ?? []) params.push(['u32', n], ['u32', st]);
+    rt().dispatch({ name: 'softmax', code: forwardCode(v, layout), bindings, params, workgroups: workgroupsFor(v, rows) });
+  }
+  return recordOp('softmax', [x], y, [y], (g, [ys]) => [softmaxBackward(g, ys!, opts.impl)]);
+}
+
+/** dx = y ⊙ (dy − Σ dy ⊙ y) per row, from the forward's output y. */
+export function softmaxBackward(dy: Tensor, y: Tensor, impl?: RowImpl): Tensor {
+  checkF32('softmaxBackward', dy, 'dy');
+  checkF32('softmaxBackward', y, 'y');
+  if (dy.shape.join() !== y.shape.join()) {
+    throw new RangeError(`softmaxBackward: dy [${dy.shape.join(', ')}] and y [${y.shape.join(', ')}] differ`);
+  }
+  const L = y.shape[y.rank - 1]!;
+  const rows = L === 0 ? 0 : y.size / L;
+  const dx = empty(y.shape);
+  if (rows > 0) {
+    const v = variantFor(L, impl);
+    rt().dispatch({
+      name: 'softmax_backward',
+      code: backwardCode(v),
+      bindings: [y.read('softmax y'), dy.read('softmax dy'), dx.write('softmax dx')],
+      params: [['u32', rows], ['u32', L / v.w]],
+      workgroups: workgroupsFor(v, rows),
+    });
+  }
+  return dx;
+}
+
+/** Float64 reference: softmax of x (+ mask broadcast, given as its full expansion or undefined). */
+export function softmaxReference(x: ArrayLike<number>, rowLength: number, mask?: (i: number) => number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r * rowLength < x.length; r++) {
+    const o = r * rowLength;
+    let m = -Infinity;
+    for (let j = 0; j < rowLength; j++) m = Math.max(m, x[o + j]! + (mask ? mask(o + j) : 0));
+    let s = 0;
+    for (let j = 0; j < rowLength; j++) s += (out[o + j] = Math.exp(x[o + j]! + (mask ? mask(o + j) : 0) - m));
+    for (let j = 0; j < rowLength; j++) out[o + j]! /= s;
+  }
+  return out;
+}
+
+/** For references: the mask value at each flat index of x, by right-aligned broadcasting. */
+export function broadcastIndexer(xShape: readonly number[], mask: ArrayLike<number>, maskShape: readonly number[]): (i: number) => number {
+  const padded = [...Array(xShape.length - maskShape.length).fill(1), ...maskShape] as number[];
+  return (i) => {
+    let off = 0;
+    let stride = 1;
+    let rem = i;
+    for (let d = xShape.length - 1; d >= 0; d--) {
+      const c = rem % xShape[d]!;
+      rem = Math.floor(rem / xShape[d]!);
+      if (padded[d] !== 1) off += c * stride;
+      stride *= padded[d]!;
+    }
+    return mask[off]!;
+  };
+}

@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { setPoison, tensor } from '../engine/tensor.ts';
+import { backward } from '../engine/autograd.ts';
+import { broadcastIndexer, softmax, softmaxReference, type RowImpl } from '../kernels/softmax.ts';
+
+beforeAll(async () => {
+  await initGpu();
+  setPoison(true);
+});
+afterAll(() => setPoison(false));
+
+const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
+const FINFO_MIN = -3.4028234663852886e38;
+
+let seed = 12345;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) >>> 0;
+  return seed / 2 ** 32;
+}
+function randn(n: number, scale = 1): Float32Array {
+  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
+}
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
+  return Number.isNaN(e) ? Infinity : e;
+}
+
+// Forward bound: outputs are probabilities in [0, 1]; f32 exp and the reciprocal of the sum each carry a few
+// ulp (~1e-7 relative), so 2e-6 absolute is loose enough for rows of 32k and tight enough to catch a wrong
+// max, mask offset or a missed element (errors of 1e-3 and more).
+const FWD_TOL = 2e-6;
+
+describe.each(IMPLS)('softmax (%s layout)', (impl) => {
+  it.each([
+    [[1, 1], null],
+    [[3, 7], null],
+    [[5, 256], null],
+    [[4, 1031], null],
+    [[2, 5003], null],
+    [[2, 3, 5, 12], [2, 1, 1, 12]],
+    [[2, 3, 5, 13], [1, 1, 5, 13]],
+    [[2, 3, 5, 8], [2, 3, 5, 1]],
+    [[3, 2, 4, 9], [9]],
+  ] as Array<[number[], number[] | null]>)('forward %j with mask %j', async (shape, maskShape) => {
+    const xh = randn(prod(shape), 6);
+    const mh = maskShape ? Float32Array.from({ length: prod(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand() - 0.5)) : undefined;
+    const x = tensor(xh, shape);
+    const mask = mh ? tensor(mh, maskShape!) : undefined;
+    const y = softmax(x, { mask, impl });
+    const ref = softmaxReference(xh, shape[shape.length - 1]!, mh ? broadcastIndexer(shape, mh, maskShape!) : undefined);
+    expect(maxAbsDiff(await y.toArray(), ref)).toBeLessThan(FWD_TOL);
+    for (const t of [x, mask, y]) t?.dispose();
+  });
+
+  it('-inf rows give NaN like torch.softmax; finfo.min rows are uniform; leading -inf does not poison the sum', async () => {
+    const L = 12;
+    const rows = [
+      Array(L).fill(-Infinity),
+      Array(L).fill(FINFO_MIN),
+      Array.from({ length: L }, (_, j) => (j < 9 ? -Infinity : j)),
+    ];
+    const x = tensor(rows.flat(), [3, L]);
+    const y = await softmax(x, { impl }).toArray();
+    expect([...y.slice(0, L)].every(Number.isNaN)).toBe(true);
+    expect(maxAbsDiff(y.slice(L, 2 * L), Array(L).fill(1 / L))).toBeLessThan(1e-7);
+    expect(maxAbsDiff(y.slice(2 * L), softmaxReference(rows[2]!, L))).toBeLessThan(FWD_TOL);
+    // Hugging Face's additive finfo.min mask over a whole row: uniform, never NaN
+    const mask = tensor(Array(L).fill(FINFO_MIN), [1, L]);
+    const ym = await softmax(tensor(randn(2 * L), [2, L]), { mask, impl }).toArray();
+    expect(maxAbsDiff(ym, Array(2 * L).fill(1 / L))).toBeLessThan(1e-7);
+  });
+
+  // Backward bound: d sum(W ⊙ softmax(x)) / dx from the GPU rule against central differences (h = 1e-4) of the
+  // float64 reference. The difference error is O(h²) ≈ 1e-8, the f32 rule's error ~1e-7 per term times the
+  // row's sum, so 2e-5 absolute for |W| ≤ 1.
+  it.each([[[1, 1]], [[3, 7]], [[2, 64]], [[2, 2, 3, 13]]])('backward %j against finite differences (mask gets none)', async (shape) => {
+    const n = prod(shape);
+    const L = shape[shape.length - 1]!;
+    const xh = randn(n, 3);
+    const wh = randn(n);
+    const maskShape = [1, L];
+    const mh = Float32Array.from({ length: L }, () => (rand() < 0.25 ? FINFO_MIN : 0));
+    const maskAt = broadcastIndexer(shape, mh, maskShape);
+    const loss = (xs: Float64Array) => softmaxReference(xs, L, maskAt).reduce((a, v, i) => a + v * wh[i]!, 0);
+    const x = tensor(xh, shape, { requiresGrad: true });
+    const mask = tensor(mh, maskShape, { requiresGrad: true });
+    const y = softmax(x, { mask, impl });
+    backward(y, { gradient: tensor(wh, shape) });
+    const got = await x.grad!.toArray();
+    expect(mask.grad).toBeNull();
+    const h = 1e-4;
+    const xd = Float64Array.from(xh);
+    const fd = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const keep = xd[i]!;
+      xd[i] = keep + h;
+      const up = loss(xd);
+      xd[i] = keep - h;
+      fd[i] = (up - loss(xd)) / (2 * h);
+      xd[i] = keep;
+    }
+    expect(maxAbsDiff(got, fd)).toBeLessThan(2e-5);
+    for (const t of [x, mask, y]) t.dispose();
+  });
+});
+
+describe('softmax argument checks', () => {
+  it('rejects a mask that does not broadcast, i32 input, a disposed tensor', () => {
+    const x = tensor(randn(24), [2, 3, 4]);
+    expect(() => softmax(x, { mask: tensor(randn(6), [2, 3]) })).toThrow(/softmax: mask does not broadcast: x \[2, 3, 4\] and mask \[2, 3\]/);
+    expect(() => softmax(tensor(new Int32Array(4), [4]))).toThrow(/softmax: x must be f32/);
+    const d = tensor([1, 2], [2]);
+    d.dispose();
+    expect(() => softmax(d)).toThrow(/softmax: x is a disposed tensor/);
+  });
+});
