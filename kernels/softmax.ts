@@ -42,6 +42,11 @@ export interface SoftmaxOptions {
 
 /** The layout a row kernel uses by default: one invocation per row on CPU adapters, a workgroup per row on GPUs. */
 export function softmaxImpl(rowLength: number): RowImpl {
+  return defaultRowImpl(rowLength);
+}
+
+/** Layout for a row kernel by adapter and row width (elements). */
+export function defaultRowImpl(rowLength: number): RowImpl {
   const g = gpu();
   if (g.info.isSoftware) return g.hasSubgroups ? 'subgroup' : 'invocation';
   return g.hasSubgroups && rowLength <= SUBGROUP_MAX_ROW ? 'subgroup' : 'workgroup';
@@ -112,8 +117,21 @@ function hsum(w: number, v: string): string {
   return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
 }
 
+// Row layouts, shared with the other row kernels (norms, cross-entropy).
+
+export interface RowLayout {
+  /** workgroup size */
+  size: number;
+  /** WGSL opening the per-row body with \`r\` bound; \`tail\` closes it */
+  head: string;
+  tail: string;
+  /** this invocation's first element of the row and its stride (in vectors) */
+  first: string;
+  step: string;
+}
+
 /** Row index and the invocation's lane within the row, by layout; `tail` closes what `head` opens. */
-function rowHeader(impl: RowImpl): { size: number; head: string; tail: string; first: string; step: string } {
+export function rowHeader(impl: RowImpl): RowLayout {
   if (impl === 'invocation') {
     return {
       size: ROWS_PER_WORKGROUP,
@@ -146,7 +164,7 @@ function rowHeader(impl: RowImpl): { size: number; head: string; tail: string; f
 }
 
 /** WGSL preamble and entry-point builtins for a layout. */
-function shaderPrelude(impl: RowImpl): { enable: string; builtins: string } {
+export function shaderPrelude(impl: RowImpl): { enable: string; builtins: string } {
   const base = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32`;
   if (impl !== 'subgroup') return { enable: '', builtins: base };
@@ -291,13 +309,42 @@ function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
   return { impl: impl ?? softmaxImpl(rowLength), w: rowLength % 4 === 0 ? 4 : 1 };
 }
 
-function workgroupsFor(v: Variant, rows: number): [number, number] {
-  if (v.impl === 'subgroup') {
+export function rowWorkgroups(impl: RowImpl, rows: number): [number, number] {
+  if (impl === 'subgroup') {
     // enough workgroups for one row per subgroup at the smallest subgroup size; larger subgroups loop
     const minSize = gpu().limits.subgroupMinSize ?? 4;
     return grid1D(Math.ceil(rows / (SUBGROUP_WORKGROUP / minSize)));
   }
-  return grid1D(v.impl === 'invocation' ? Math.ceil(rows / ROWS_PER_WORKGROUP) : rows);
+  return grid1D(impl === 'invocation' ? Math.ceil(rows / ROWS_PER_WORKGROUP) : rows);
+}
+
+function workgroupsFor(v: Variant, rows: number): [number, number] {
+  return rowWorkgroups(v.impl, rows);
+}
+
+/** WGSL scratch for `rowSum` in the workgroup layout. */
+export function rowScratch(impl: RowImpl): string {
+  return impl === 'workgroup' ? `var<workgroup> rsum: array<f32, ${ROW_WORKGROUP}>;` : '';
+}
+
+/** WGSL that replaces the f32 \`name\` (this lane's partial) by the row's total, for every lane of the row. */
+export function rowSum(impl: RowImpl, name: string): string {
+  if (impl === 'subgroup') return `${name} = subgroupAdd(${name});`;
+  if (impl === 'invocation') return '';
+  return /* wgsl */ `
+  rsum[lid] = ${name};
+  workgroupBarrier();
+  for (var k = ${ROW_WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
+    if (lid < k) { rsum[lid] += rsum[lid + k]; }
+    workgroupBarrier();
+  }
+  ${name} = rsum[0];
+  workgroupBarrier();`;
+}
+
+/** WGSL condition true for exactly one invocation of the row. */
+export function rowLeader(impl: RowImpl): string {
+  return impl === 'subgroup' ? 'sl == 0u' : impl === 'workgroup' ? 'lid == 0u' : 'true';
 }
 
 /** Softmax over the last axis of `x`, with an optional additive `mask` broadcast to x. */
