@@ -1,0 +1,609 @@
+// A Hugging Face model folder, apart from the weights: the files `T5ForConditionalGeneration.save_pretrained`
+// and the slow `T5Tokenizer.save_pretrained` (transformers 4.36) write, written byte for byte as they do, so that
+// `from_pretrained` loads our folders without warnings; and HF's parameter names and shapes for a config, with
+// HF's rules for matching a checkpoint against them.
+//
+// A folder holds:
+//   config.json               model shape (config.ts)
+//   generation_config.json    generate() defaults: token ids, plus any beam options given
+//   tokenizer_config.json     T5Tokenizer's init arguments (legacy: true, extra_ids, added_tokens_decoder, ...)
+//   special_tokens_map.json   eos/unk/pad and the <extra_id_N> list
+//   spiece.model              the SentencePiece model, copied
+//   model.safetensors         weights (written by the caller with writeSafetensors)
+//   t5_webgpu.json            ours, not HF's: the text cleaning the model was trained with (see below). HF never
+//                             opens it, so HF's own files stay exactly as HF writes them.
+import { readFileSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic } from './atomic-write.ts';
+import {
+  CONFIG_FILE,
+  TRANSFORMERS_VERSION,
+  describe,
+  isPlainObject,
+  loadT5Config,
+  pyFloat,
+  pythonJsonDumps,
+  readJsonFile,
+  serializeT5Config,
+  type T5Config,
+} from './config.ts';
+import { parseSentencePieceModel } from './spiece-model-proto.ts';
+import { parsePreprocessConfig, type PreprocessConfig } from '../train/csv-data.ts';
+
+export const GENERATION_CONFIG_FILE = 'generation_config.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
+export const SPIECE_FILE = 'spiece.model';
+export const T5_WEBGPU_FILE = 't5_webgpu.json';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parameter names and shapes
+
+export type ParamKind =
+  | 'embedding' | 'lm_head' | 'layer_norm'
+  | 'q' | 'k' | 'v' | 'o' | 'relative_attention_bias'
+  | 'wi' | 'wi_0' | 'wi_1' | 'wo';
+
+export interface ParamSpec {
+  name: string;
+  /** PyTorch layout: nn.Linear weights are [out_features, in_features]. */
+  shape: number[];
+  kind: ParamKind;
+  /** Set on the names HF ties to another parameter (the stack embeddings are always shared.weight). */
+  tiedTo?: string;
+}
+
+/** Names HF ties to shared.weight: present in state_dict(), dropped by save_pretrained. */
+export const EMBEDDING_ALIASES = ['encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'] as const;
+
+/** HF's T5ForConditionalGeneration._keys_to_ignore_on_load_unexpected: old checkpoints (t5-small's) carry it. */
+export const IGNORED_ON_LOAD = ['decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight'] as const;
+
+/**
+ * Every parameter name of HF's T5ForConditionalGeneration for `cfg`, with shape, in state_dict() order:
+ * shared, the encoder embedding alias, encoder blocks, final norm, the decoder likewise, then lm_head.weight
+ * when embeddings are untied. Aliases carry `tiedTo`; the others are what save_pretrained stores.
+ * Per block, layer.0 is self-attention (relative_attention_bias in block 0 only), the decoder's layer.1 is
+ * cross-attention (no bias of its own: it uses none), the last layer is the feed-forward.
+ */
+export function expectedParameters(cfg: T5Config): ParamSpec[] {
+  const inner = cfg.num_heads * cfg.d_kv;
+  const out: ParamSpec[] = [{ name: 'shared.weight', shape: [cfg.vocab_size, cfg.d_model], kind: 'embedding' }];
+  const attention = (prefix: string, withBias: boolean): void => {
+    out.push(
+      { name: `${prefix}.q.weight`, shape: [inner, cfg.d_model], kind: 'q' },
+      { name: `${prefix}.k.weight`, shape: [inner, cfg.d_model], kind: 'k' },
+      { name: `${prefix}.v.weight`, shape: [inner, cfg.d_model], kind: 'v' },
+      { name: `${prefix}.o.weight`, shape: [cfg.d_model, inner], kind: 'o' },
+    );
+    if (withBias) {
+      out.push({ name: `${prefix}.relative_attention_bias.weight`, shape: [cfg.relative_attention_num_buckets, cfg.num_heads], kind: 'relative_attention_bias' });
+    }
+  };
+  const norm = (name: string): void => {
+    out.push({ name, shape: [cfg.d_model], kind: 'layer_norm' });
+  };
+  const feedForward = (prefix: string): void => {
+    if (cfg.is_gated_act) {
+      out.push(
+        { name: `${prefix}.wi_0.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi_0' },
+        { name: `${prefix}.wi_1.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi_1' },
+      );
+    } else {
+      out.push({ name: `${prefix}.wi.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi' });
+    }
+    out.push({ name: `${prefix}.wo.weight`, shape: [cfg.d_model, cfg.d_ff], kind: 'wo' });
+  };
+  for (const stack of ['encoder', 'decoder'] as const) {
+    out.push({ name: `${stack}.embed_tokens.weight`, shape: [cfg.vocab_size, cfg.d_model], kind: 'embedding', tiedTo: 'shared.weight' });
+    const layers = stack === 'encoder' ? cfg.num_layers : cfg.num_decoder_layers;
+    for (let i = 0; i < layers; i++) {
+      const b = `${stack}.block.${i}.layer`;
+      attention(`${b}.0.SelfAttention`, i === 0);
+      norm(`${b}.0.layer_norm.weight`);
+      if (stack === 'decoder') {
+        attention(`${b}.1.EncDecAttention`, false);
+        norm(`${b}.1.layer_norm.weight`);
+      }
+      const ff = stack === 'encoder' ? 1 : 2;
+      feedForward(`${b}.${ff}.DenseReluDense`);
+      norm(`${b}.${ff}.layer_norm.weight`);
+    }
+    norm(`${stack}.final_layer_norm.weight`);
+  }
+  if (!cfg.tie_word_embeddings) out.push({ name: 'lm_head.weight', shape: [cfg.vocab_size, cfg.d_model], kind: 'lm_head' });
+  return out;
+}
+
+/** The parameters save_pretrained stores (expectedParameters without the aliases). */
+export function storedParameters(cfg: T5Config): ParamSpec[] {
+  return expectedParameters(cfg).filter((p) => !p.tiedTo);
+}
+
+export function parameterCount(cfg: T5Config): number {
+  return storedParameters(cfg).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0);
+}
+
+export interface CheckpointMatch {
+  ok: boolean;
+  /** Parameters no tensor provides (a tie group counts as provided when any of its names is present). */
+  missing: string[];
+  /** Tensors the model has no place for. */
+  unexpected: string[];
+  misshaped: { name: string; expected: number[]; got: number[] }[];
+  /** Tied names present in the file (encoder/decoder.embed_tokens.weight; lm_head.weight when tied): HF loads
+   * them into shared.weight. */
+  aliasesPresent: string[];
+  /** Present, and skipped as HF skips them (IGNORED_ON_LOAD). */
+  ignored: string[];
+}
+
+/**
+ * HF's from_pretrained rules for a checkpoint's tensor names and shapes against `cfg`: every stored parameter
+ * must be present with its shape; shared.weight is satisfied by any name tied to it (HF drops a missing key whose
+ * storage another loaded key filled); with tied embeddings lm_head.weight may be present (it is shared.weight);
+ * IGNORED_ON_LOAD is skipped; anything else is unexpected.
+ */
+export function matchCheckpoint(
+  tensors: Map<string, readonly number[]> | Iterable<readonly [string, readonly number[]]>,
+  cfg: T5Config,
+): CheckpointMatch {
+  const present = new Map<string, readonly number[]>(tensors);
+  const specs = expectedParameters(cfg);
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const sharedShape = [cfg.vocab_size, cfg.d_model];
+  if (cfg.tie_word_embeddings) byName.set('lm_head.weight', { name: 'lm_head.weight', shape: sharedShape, kind: 'lm_head', tiedTo: 'shared.weight' });
+  const sharedGroup = [...byName.values()].filter((s) => s.name === 'shared.weight' || s.tiedTo === 'shared.weight').map((s) => s.name);
+
+  const m: CheckpointMatch = { ok: true, missing: [], unexpected: [], misshaped: [], aliasesPresent: [], ignored: [] };
+  for (const s of specs) {
+    if (s.tiedTo) continue;
+    const satisfied = s.name === 'shared.weight' ? sharedGroup.some((n) => present.has(n)) : present.has(s.name);
+    if (!satisfied) m.missing.push(s.name);
+  }
+  for (const [name, shape] of present) {
+    const s = byName.get(name);
+    if (!s) {
+      ((IGNORED_ON_LOAD as readonly string[]).includes(name) ? m.ignored : m.unexpected).push(name);
+      continue;
+    }
+    if (s.tiedTo) m.aliasesPresent.push(name);
+    if (shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i])) {
+      m.misshaped.push({ name, expected: [...s.shape], got: [...shape] });
+    }
+  }
+  m.ok = m.missing.length === 0 && m.unexpected.length === 0 && m.misshaped.length === 0;
+  return m;
+}
+
+/** One line for an error message; lists at most `limit` names per category. */
+export function describeCheckpointMismatch(m: CheckpointMatch, where: string, limit = 5): string {
+  const list = (names: string[]): string =>
+    names.slice(0, limit).join(', ') + (names.length > limit ? ` and ${names.length - limit} more` : '');
+  const parts: string[] = [];
+  if (m.missing.length) parts.push(`missing ${list(m.missing)}`);
+  if (m.unexpected.length) parts.push(`unexpected ${list(m.unexpected)}`);
+  if (m.misshaped.length) {
+    const shown = m.misshaped.slice(0, limit).map((x) => `${x.name} is [${x.got.join(', ')}], expected [${x.expected.join(', ')}]`);
+    parts.push(`wrong shape: ${shown.join(', ')}${m.misshaped.length > limit ? ` and ${m.misshaped.length - limit} more` : ''}`);
+  }
+  return parts.length ? `${where}: checkpoint does not match the config: ${parts.join('; ')}` : `${where}: checkpoint matches the config`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// generation_config.json
+
+export interface GenerationConfig {
+  decoder_start_token_id: number;
+  eos_token_id: number;
+  pad_token_id: number;
+  /** Total length including the decoder start token (HF's meaning). */
+  max_length: number;
+  max_new_tokens: number | null;
+  min_length: number;
+  do_sample: boolean;
+  num_beams: number;
+  early_stopping: boolean | 'never';
+  length_penalty: number;
+  no_repeat_ngram_size: number;
+  num_return_sequences: number;
+  repetition_penalty: number;
+  /** Other keys of generation_config.json (top_k, bad_words_ids, ...), kept as read. */
+  extra: Record<string, unknown>;
+}
+
+type GenerationOptionKey = Exclude<keyof GenerationConfig, 'extra' | 'decoder_start_token_id' | 'eos_token_id' | 'pad_token_id'>;
+export type GenerationOptions = Partial<Pick<GenerationConfig, GenerationOptionKey>>;
+
+/** HF GenerationConfig's defaults (4.36). */
+export const GENERATION_DEFAULTS: Readonly<Required<GenerationOptions>> = {
+  max_length: 20,
+  max_new_tokens: null,
+  min_length: 0,
+  do_sample: false,
+  num_beams: 1,
+  early_stopping: false,
+  length_penalty: 1.0,
+  no_repeat_ngram_size: 0,
+  num_return_sequences: 1,
+  repetition_penalty: 1.0,
+};
+const OPTION_KEYS = Object.keys(GENERATION_DEFAULTS) as GenerationOptionKey[];
+/** Python floats in HF's file; written 1.0, not 1. */
+const FLOAT_OPTIONS = new Set<GenerationOptionKey>(['length_penalty', 'repetition_penalty']);
+
+function checkOption(key: string, v: unknown, fail: (key: string, what: string) => never): void {
+  const posInt = (min: number): void => {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(key, `must be an integer >= ${min}, got ${describe(v)}`);
+  };
+  switch (key as GenerationOptionKey) {
+    case 'max_length': case 'num_beams': case 'num_return_sequences': posInt(1); break;
+    case 'min_length': case 'no_repeat_ngram_size': posInt(0); break;
+    case 'max_new_tokens': if (v !== null) posInt(1); break;
+    case 'do_sample': if (typeof v !== 'boolean') fail(key, `must be true or false, got ${describe(v)}`); break;
+    case 'early_stopping':
+      if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${describe(v)}`);
+      break;
+    case 'length_penalty':
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${describe(v)}`);
+      break;
+    case 'repetition_penalty':
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(key, `must be a positive number, got ${describe(v)}`);
+      break;
+    default:
+      fail(key, `is not a generation option we know (known: ${OPTION_KEYS.join(', ')})`);
+  }
+}
+
+/**
+ * HF's GenerationConfig.from_model_config plus options: the token ids come from the model config, generation
+ * keys a config.json carries (old style, e.g. "num_beams") are taken over as HF does, then `options` apply.
+ */
+export function generationConfigFromModel(cfg: T5Config, options: GenerationOptions = {}): GenerationConfig {
+  const fail = (key: string, what: string): never => {
+    throw new Error(`generation option "${key}" ${what}`);
+  };
+  const gen: GenerationConfig = {
+    decoder_start_token_id: cfg.decoder_start_token_id,
+    eos_token_id: cfg.eos_token_id,
+    pad_token_id: cfg.pad_token_id,
+    ...GENERATION_DEFAULTS,
+    extra: {},
+  };
+  const set = (key: string, v: unknown, failWith: typeof fail): void => {
+    checkOption(key, v, failWith);
+    (gen as unknown as Record<string, unknown>)[key] = v;
+  };
+  for (const key of OPTION_KEYS) {
+    if (cfg.extra[key] !== undefined) {
+      set(key, cfg.extra[key], (k, what) => {
+        throw new Error(`${CONFIG_FILE}: "${k}" ${what}`);
+      });
+    }
+  }
+  for (const [key, v] of Object.entries(options)) if (v !== undefined) set(key, v, fail);
+  checkGenerationConsistency(gen, (key, what) => fail(key, what));
+  return gen;
+}
+
+/**
+ * The combinations HF's GenerationConfig.validate() warns about (and save_pretrained then refuses): beam-only
+ * options with num_beams 1, more returned sequences than beams.
+ */
+function checkGenerationConsistency(gen: GenerationConfig, fail: (key: string, what: string) => never): void {
+  if (gen.num_beams === 1 && !gen.do_sample) {
+    if (gen.early_stopping !== false) fail('early_stopping', `is ${JSON.stringify(gen.early_stopping)} but num_beams is 1: it only applies to beam search (HF warns)`);
+    if (gen.length_penalty !== 1) fail('length_penalty', `is ${gen.length_penalty} but num_beams is 1: it only applies to beam search (HF warns)`);
+  }
+  if (!gen.do_sample && gen.num_return_sequences > gen.num_beams) {
+    fail('num_return_sequences', `is ${gen.num_return_sequences}, more than num_beams ${gen.num_beams} (HF raises)`);
+  }
+}
+
+/** Validate a parsed generation_config.json; token ids missing there come from `model` (HF: None). */
+export function parseGenerationConfig(json: unknown, fileName: string, model?: T5Config): GenerationConfig {
+  const fail = (key: string, what: string): never => {
+    throw new Error(`${fileName}: "${key}" ${what}`);
+  };
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describe(json)}`);
+  const tokenId = (key: 'decoder_start_token_id' | 'eos_token_id' | 'pad_token_id'): number => {
+    const v = json[key] ?? model?.[key];
+    if (Array.isArray(v)) return fail(key, `must be one integer (T5 has one </s>), got a list ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      return fail(key, v === undefined ? 'is missing (and no model config to take it from)' : `must be a token id, got ${describe(v)}`);
+    }
+    if (model && v >= model.vocab_size) fail(key, `is ${v}, outside the model's vocabulary (vocab_size ${model.vocab_size})`);
+    return v;
+  };
+  const gen: GenerationConfig = {
+    decoder_start_token_id: tokenId('decoder_start_token_id'),
+    eos_token_id: tokenId('eos_token_id'),
+    pad_token_id: tokenId('pad_token_id'),
+    ...GENERATION_DEFAULTS,
+    extra: {},
+  };
+  for (const [key, v] of Object.entries(json)) {
+    if (key === 'decoder_start_token_id' || key === 'eos_token_id' || key === 'pad_token_id') continue;
+    if (key === '_from_model_config' || key === 'transformers_version') continue;
+    if ((OPTION_KEYS as string[]).includes(key)) {
+      checkOption(key, v, fail);
+      (gen as unknown as Record<string, unknown>)[key] = v;
+    } else {
+      gen.extra[key] = v;
+    }
+  }
+  return gen;
+}
+
+/**
+ * generation_config.json as HF 4.36 writes it (GenerationConfig.to_json_string(use_diff=True)): the keys that
+ * differ from GenerationConfig's defaults, transformers_version, and `_from_model_config: true` when nothing
+ * beyond the model config's token ids is set (what save_pretrained writes for a fresh model). With options we
+ * leave `_from_model_config` out: HF's generate() would otherwise rebuild the config from config.json and
+ * drop them.
+ */
+export function serializeGenerationConfig(gen: GenerationConfig): string {
+  checkGenerationConsistency(gen, (key, what) => {
+    throw new Error(`generation option "${key}" ${what}`);
+  });
+  const out: Record<string, unknown> = {
+    ...gen.extra,
+    decoder_start_token_id: gen.decoder_start_token_id,
+    eos_token_id: gen.eos_token_id,
+    pad_token_id: gen.pad_token_id,
+    transformers_version: TRANSFORMERS_VERSION,
+  };
+  let changed = Object.keys(gen.extra).length > 0;
+  for (const key of OPTION_KEYS) {
+    const v = gen[key];
+    if (v === GENERATION_DEFAULTS[key]) continue;
+    changed = true;
+    out[key] = FLOAT_OPTIONS.has(key) ? pyFloat(v as number) : v;
+  }
+  if (!changed) out._from_model_config = true;
+  return pythonJsonDumps(out, { ensureAscii: true });
+}
+
+/** generation_config.json of a folder; a missing file gives HF's defaults from the model config. */
+export function loadGenerationConfig(dir: string, model?: T5Config): GenerationConfig {
+  const file = join(dir, GENERATION_CONFIG_FILE);
+  if (!isFile(file)) return generationConfigFromModel(model ?? loadT5Config(dir));
+  return parseGenerationConfig(readJsonFile(file), file, model);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// tokenizer_config.json and special_tokens_map.json
+
+export interface TokenizerFiles {
+  /** Pieces in spiece.model; the sentinels take ids pieceCount .. pieceCount + extraIds - 1. */
+  pieceCount: number;
+  /** The texts of pieces 0, 1, 2 (T5: <pad>, </s>, <unk>). */
+  padToken: string;
+  eosToken: string;
+  unkToken: string;
+  extraIds: number;
+  modelMaxLength: number;
+}
+
+/** What tokenizer_config.json needs, from the SentencePiece model file. */
+export function tokenizerFilesFor(spieceModel: string, opts: { extraIds?: number; modelMaxLength?: number } = {}): TokenizerFiles {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(spieceModel);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`${spieceModel}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+  }
+  const { pieces } = parseSentencePieceModel(bytes, spieceModel);
+  if (pieces.length < 3) throw new Error(`${spieceModel}: ${pieces.length} pieces; a T5 model has at least <pad>, </s>, <unk>`);
+  const extraIds = opts.extraIds ?? 100;
+  const modelMaxLength = opts.modelMaxLength ?? 512;
+  if (!Number.isSafeInteger(extraIds) || extraIds < 0) throw new Error(`extraIds must be a non-negative integer, got ${extraIds}`);
+  if (!Number.isSafeInteger(modelMaxLength) || modelMaxLength < 1) throw new Error(`modelMaxLength must be a positive integer, got ${modelMaxLength}`);
+  return {
+    pieceCount: pieces.length,
+    padToken: pieces[0]!.piece,
+    eosToken: pieces[1]!.piece,
+    unkToken: pieces[2]!.piece,
+    extraIds,
+    modelMaxLength,
+  };
+}
+
+const addedToken = (content: string, strip: boolean): Record<string, unknown> => ({
+  content,
+  lstrip: strip,
+  normalized: false,
+  rstrip: strip,
+  single_word: false,
+  special: true,
+});
+
+/**
+ * tokenizer_config.json as the slow T5Tokenizer(vocab_file, legacy=True, model_max_length=512).save_pretrained
+ * writes it in 4.36: its init kwargs (eos/unk/pad as strings, extra_ids, the sentinel list, sp_model_kwargs,
+ * legacy), model_max_length, clean_up_tokenization_spaces, tokenizer_class, and added_tokens_decoder (ids sorted
+ * as ints): pad/eos/unk from the vocabulary, and the sentinels with lstrip/rstrip true as T5Tokenizer makes them.
+ * `legacy: true` is stated so that HF does not warn, and because it is the behaviour model/tokenizer.ts has.
+ */
+export function serializeTokenizerConfig(t: TokenizerFiles): string {
+  const decoder = new Map<number, Record<string, unknown>>([
+    [0, addedToken(t.padToken, false)],
+    [1, addedToken(t.eosToken, false)],
+    [2, addedToken(t.unkToken, false)],
+  ]);
+  for (let n = 0; n < t.extraIds; n++) decoder.set(t.pieceCount + t.extraIds - 1 - n, addedToken(`<extra_id_${n}>`, true));
+  return pythonJsonDumps({
+    added_tokens_decoder: decoder,
+    additional_special_tokens: sentinels(t.extraIds),
+    clean_up_tokenization_spaces: true,
+    eos_token: t.eosToken,
+    extra_ids: t.extraIds,
+    legacy: true,
+    model_max_length: t.modelMaxLength,
+    pad_token: t.padToken,
+    sp_model_kwargs: {},
+    tokenizer_class: 'T5Tokenizer',
+    unk_token: t.unkToken,
+  }, { ensureAscii: false });
+}
+
+/** special_tokens_map.json: the sentinels as strings, eos/unk/pad as AddedToken states without "special". */
+export function serializeSpecialTokensMap(t: TokenizerFiles): string {
+  const tok = (content: string): Record<string, unknown> => {
+    const { special: _, ...rest } = addedToken(content, false);
+    return rest;
+  };
+  return pythonJsonDumps({
+    additional_special_tokens: sentinels(t.extraIds),
+    eos_token: tok(t.eosToken),
+    pad_token: tok(t.padToken),
+    unk_token: tok(t.unkToken),
+  }, { ensureAscii: false });
+}
+
+const sentinels = (n: number): string[] => Array.from({ length: n }, (_, i) => `<extra_id_${i}>`);
+
+export interface TokenizerConfig {
+  extraIds: number;
+  /** HF's default when absent is VERY_LARGE_INTEGER; we report null. */
+  modelMaxLength: number | null;
+  /** HF's default when absent is true (with a warning). model/tokenizer.ts implements legacy behaviour only. */
+  legacy: boolean;
+  tokenizerClass: string | null;
+}
+
+/** The parts of tokenizer_config.json our tokenizer uses; a missing file gives T5Tokenizer's defaults. */
+export function loadTokenizerConfig(dir: string): TokenizerConfig {
+  const file = join(dir, TOKENIZER_CONFIG_FILE);
+  const out: TokenizerConfig = { extraIds: 100, modelMaxLength: null, legacy: true, tokenizerClass: null };
+  if (!isFile(file)) return out;
+  const json = readJsonFile(file);
+  const fail = (key: string, what: string): never => {
+    throw new Error(`${file}: "${key}" ${what}`);
+  };
+  if (!isPlainObject(json)) throw new Error(`${file}: expected a JSON object, got ${describe(json)}`);
+  if (json.extra_ids !== undefined) {
+    if (typeof json.extra_ids !== 'number' || !Number.isSafeInteger(json.extra_ids) || json.extra_ids < 0) fail('extra_ids', `must be a non-negative integer, got ${describe(json.extra_ids)}`);
+    out.extraIds = json.extra_ids as number;
+  }
+  if (json.model_max_length !== undefined && json.model_max_length !== null) {
+    if (typeof json.model_max_length !== 'number' || json.model_max_length < 1) fail('model_max_length', `must be a positive integer, got ${describe(json.model_max_length)}`);
+    // HF writes int(1e30) when unset; anything past 2^53 means "no limit".
+    out.modelMaxLength = Number.isSafeInteger(json.model_max_length) ? (json.model_max_length as number) : null;
+  }
+  if (json.legacy !== undefined && json.legacy !== null) {
+    if (typeof json.legacy !== 'boolean') fail('legacy', `must be true or false, got ${describe(json.legacy)}`);
+    out.legacy = json.legacy as boolean;
+  }
+  if (typeof json.tokenizer_class === 'string') out.tokenizerClass = json.tokenizer_class;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// t5_webgpu.json: our own settings, kept out of HF's files
+//
+// {
+//   "format": "t5-webgpu",
+//   "version": 1,
+//   "preprocess": { "version": 1, "fillNa": true, "collapseWhitespace": true, "lowercase": true,
+//                   "contextColumn": "context", "questionColumn": "question", "answerColumn": "text" }
+// }
+// `preprocess` is train/csv-data.ts's PreprocessConfig, validated by its parsePreprocessConfig: predict and
+// score must clean their input exactly as training did. A folder without the file (any HF checkpoint) has no
+// recorded cleaning: callers then use raw text (HF's behaviour). Unknown keys are kept and written back.
+
+export interface T5WebgpuSettings {
+  preprocess?: PreprocessConfig;
+  extra: Record<string, unknown>;
+}
+
+export function parseT5WebgpuSettings(json: unknown, fileName: string): T5WebgpuSettings {
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describe(json)}`);
+  if (json.format !== 't5-webgpu') throw new Error(`${fileName}: "format" must be "t5-webgpu", got ${describe(json.format)}`);
+  if (json.version !== 1) throw new Error(`${fileName}: "version" ${describe(json.version)} is not supported (expected 1; written by a newer t5-webgpu?)`);
+  const out: T5WebgpuSettings = { extra: {} };
+  for (const [k, v] of Object.entries(json)) {
+    if (k === 'format' || k === 'version') continue;
+    if (k === 'preprocess') {
+      // parsePreprocessConfig's messages name the source; say which key too.
+      out.preprocess = parsePreprocessConfig(v, `${fileName}: "preprocess"`);
+    } else {
+      out.extra[k] = v;
+    }
+  }
+  return out;
+}
+
+export function serializeT5WebgpuSettings(s: T5WebgpuSettings): string {
+  return pythonJsonDumps({ ...s.extra, format: 't5-webgpu', version: 1, preprocess: s.preprocess }, { ensureAscii: false });
+}
+
+/** t5_webgpu.json of a folder; a missing file (any folder HF wrote) gives no settings. */
+export function loadT5WebgpuSettings(dir: string): T5WebgpuSettings {
+  const file = join(dir, T5_WEBGPU_FILE);
+  if (!isFile(file)) return { extra: {} };
+  return parseT5WebgpuSettings(readJsonFile(file), file);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing a folder
+
+export interface WriteFolderOptions {
+  config: T5Config;
+  /** The SentencePiece model to copy in as spiece.model. */
+  spieceModel: string;
+  generation?: GenerationOptions;
+  /** Written to t5_webgpu.json; without it no t5_webgpu.json is written. */
+  preprocess?: PreprocessConfig;
+  /** Default 100. */
+  extraIds?: number;
+  /** Default 512 (t5-small's). */
+  modelMaxLength?: number;
+}
+
+/**
+ * Writes every file of the folder except the weights (each atomically), creating the folder. Checks first that
+ * the tokenizer fits the model: pieces + extraIds <= vocab_size. Returns the paths written.
+ */
+export async function writeHfFolderFiles(dir: string, opts: WriteFolderOptions): Promise<string[]> {
+  const tok = tokenizerFilesFor(opts.spieceModel, { extraIds: opts.extraIds, modelMaxLength: opts.modelMaxLength });
+  checkTokenizerFits(opts.config, tok, opts.spieceModel);
+  const gen = generationConfigFromModel(opts.config, opts.generation);
+  const files: [string, string | Uint8Array][] = [
+    [CONFIG_FILE, serializeT5Config(opts.config)],
+    [GENERATION_CONFIG_FILE, serializeGenerationConfig(gen)],
+    [TOKENIZER_CONFIG_FILE, serializeTokenizerConfig(tok)],
+    [SPECIAL_TOKENS_MAP_FILE, serializeSpecialTokensMap(tok)],
+  ];
+  if (opts.preprocess) files.push([T5_WEBGPU_FILE, serializeT5WebgpuSettings({ preprocess: opts.preprocess, extra: {} })]);
+  await mkdir(dir, { recursive: true });
+  const written: string[] = [];
+  for (const [name, data] of files) {
+    await writeFileAtomic(join(dir, name), data);
+    written.push(join(dir, name));
+  }
+  const spiece = join(dir, SPIECE_FILE);
+  if (resolve(opts.spieceModel) !== resolve(spiece)) {
+    await writeFileAtomic(spiece, readFileSync(opts.spieceModel));
+  }
+  written.push(spiece);
+  return written;
+}
+
+/** The pieces and sentinels must have embedding rows; HF would index past the table otherwise. */
+export function checkTokenizerFits(cfg: T5Config, tok: { pieceCount: number; extraIds: number }, spieceModel: string): void {
+  const need = tok.pieceCount + tok.extraIds;
+  if (need > cfg.vocab_size) {
+    throw new Error(`${spieceModel}: ${tok.pieceCount} pieces + ${tok.extraIds} <extra_id_N> = ${need} token ids, more than the model's vocab_size ${cfg.vocab_size}`);
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
