@@ -3,64 +3,63 @@
 // Everything stays on the GPU: the scale kernels read `total` from its buffer, so clipping needs no readback and
 // the caller reads the norm only when it wants to log it.
 //
-// Accumulation: each tensor gets its own partial sums of squares (one per workgroup: every thread sums PER_THREAD
-// vec4s, lane-wise, then a 256-way tree in workgroup memory); a final one-workgroup kernel adds all tensors'
-// partials (strided, then a tree) and takes the square root. PyTorch instead takes each tensor's norm and then the
-// norm of the norms; summing squares directly skips a sqrt-and-square rounding. All terms are non-negative, so the
-// float32 result's relative error is at most (longest chain of additions + 2)·2^-24 on the sum of squares and half
-// that on the norm: ≈ (PER_THREAD + 2 + 8 + ⌈partials/256⌉ + 8)·6e-8 — under 3e-6 on the sum for t5-small's 60.5M
-// gradients (≈3700 partials), typically far less. Float32 limits: the sum of squares overflows to Infinity when the
-// norm exceeds ~1.8e19 (PyTorch's float32 norm has the same limit) and squares below ~1e-19 underflow.
+// Accumulation, in float32: every thread sums the squares of PER_THREAD consecutive vec4s (lane-wise, then the
+// four lanes) into its own partial, one partial slot range per tensor; levels of the same kernel then sum
+// PER_THREAD_F32 consecutive partials each until at most FINAL_MAX remain, and one workgroup adds those (strided,
+// then a tree) and takes the square root. PyTorch instead takes each tensor's norm and then the norm of the norms;
+// summing squares directly skips a sqrt-and-square rounding. Every term is non-negative, so the relative error of
+// the sum of squares is at most (longest chain of additions + 1)·2^-24 and half that on the norm: for t5-small's
+// 60.5M gradients the chain is 16 + 2 (first level) + 64 (second) + 64 + 8 (final) ≈ 155 → ≤ 9e-6 on the sum,
+// 4.6e-6 on the norm, worst case; rounding errors of random sign make the typical error ~1e-7. Float32 limits:
+// the sum of squares overflows to Infinity when the norm exceeds ~1.8e19 (PyTorch's float32 norm has the same
+// limit), and squares below ~1e-38 may be flushed to zero by the GPU.
+//
+// Lavapipe measurements (16.4M elements, noisy 2-core machine) chose the layout: threads summing consecutive vec4s
+// without workgroup barriers ran 2-3x faster than a 256-thread workgroup tree per partial (barriers are coroutine
+// switches on a CPU driver, shared/LAVAPIPE.md).
 import { rt, grid1D } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { bindingChunks } from './adamw.ts';
 
-const WORKGROUP = 256;
-/** vec4s summed per thread before the tree: enough work per invocation to amortise lavapipe's per-invocation cost
- * (shared/LAVAPIPE.md), few enough that the sequential float32 chain stays short. */
+const WORKGROUP = 64;
+/** vec4s (first level) or floats (later levels) summed per thread */
 const PER_THREAD = 16;
-const SCALE_PER_THREAD = 8;
+const PER_THREAD_F32 = 64;
+/** partials the final one-workgroup kernel takes (FINAL_WORKGROUP threads, 64 each at most) */
+const FINAL_WORKGROUP = 256;
+const FINAL_MAX = FINAL_WORKGROUP * 64;
+/** the clip-scale kernel: the AdamW kernel's layout (two consecutive vec4 per thread) */
+const SCALE_WORKGROUP = 64;
+const SCALE_PER_THREAD = 2;
 /** PyTorch's clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6) */
 export const CLIP_EPS = 1e-6;
 
 type ElemType = 'vec4<f32>' | 'f32';
 
-function treeReduce(): string {
-  return `
-  red[lid] = s;
-  workgroupBarrier();
-  for (var h = ${WORKGROUP / 2}u; h > 0u; h = h >> 1u) {
-    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
-    workgroupBarrier();
-  }`;
-}
-
 function partialsCode(type: ElemType): string {
+  const per = type === 'f32' ? PER_THREAD_F32 : PER_THREAD;
   const horizontal = type === 'f32' ? 'acc' : '(acc.x + acc.y) + (acc.z + acc.w)';
   return /* wgsl */ `
 @group(0) @binding(0) var<storage, read> x: array<${type}>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-struct Params { start: u32, count: u32, outBase: u32, groups: u32 }
+struct Params { start: u32, count: u32, outBase: u32, threads: u32, square: u32 }
 @group(0) @binding(2) var<uniform> u: Params;
-var<workgroup> red: array<f32, ${WORKGROUP}>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nwg.x;
-  if (w >= u.groups) { return; }
-  let base = w * ${WORKGROUP * PER_THREAD}u + lid;
+  let t = (wid.x + wid.y * nwg.x) * ${WORKGROUP}u + lid;
+  if (t >= u.threads) { return; }
+  let base = t * ${per}u;
   var acc = ${type}(0.0);
-  for (var k = 0u; k < ${PER_THREAD}u; k++) {
-    let j = base + k * ${WORKGROUP}u;
-    if (j < u.count) {
-      let e = x[u.start + j];
-      acc = acc + e * e;
-    }
+  for (var k = 0u; k < ${per}u; k++) {
+    let j = base + k;
+    if (j >= u.count) { break; }
+    let e = x[u.start + j];
+    acc = acc + select(e, e * e, u.square != 0u);
   }
-  let s = ${horizontal};${treeReduce()}
-  if (lid == 0u) { partials[u.outBase + w] = red[0]; }
+  partials[u.outBase + t] = ${horizontal};
 }`;
 }
 
@@ -69,12 +68,18 @@ const FINAL_CODE = /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 struct Params { count: u32 }
 @group(0) @binding(2) var<uniform> u: Params;
-var<workgroup> red: array<f32, ${WORKGROUP}>;
+var<workgroup> red: array<f32, ${FINAL_WORKGROUP}>;
 
-@compute @workgroup_size(${WORKGROUP})
+@compute @workgroup_size(${FINAL_WORKGROUP})
 fn main(@builtin(local_invocation_index) lid: u32) {
   var s = 0.0;
-  for (var i = lid; i < u.count; i += ${WORKGROUP}u) { s = s + partials[i]; }${treeReduce()}
+  for (var i = lid; i < u.count; i += ${FINAL_WORKGROUP}u) { s = s + partials[i]; }
+  red[lid] = s;
+  workgroupBarrier();
+  for (var h = ${FINAL_WORKGROUP / 2}u; h > 0u; h = h >> 1u) {
+    if (lid < h) { red[lid] = red[lid] + red[lid + h]; }
+    workgroupBarrier();
+  }
   if (lid == 0u) { out[0] = sqrt(red[0]); }
 }`;
 
@@ -85,7 +90,7 @@ function scaleCode(type: ElemType): string {
 struct Params { start: u32, count: u32, maxNorm: f32 }
 @group(0) @binding(2) var<uniform> u: Params;
 
-@compute @workgroup_size(${WORKGROUP})
+@compute @workgroup_size(${SCALE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let c = u.maxNorm / (total[0] + ${CLIP_EPS});
@@ -94,9 +99,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let isNan = (bitcast<u32>(c) & 0x7fffffffu) > 0x7f800000u;
   let coef = select(min(c, 1.0), c, isNan);
   if (coef == 1.0) { return; } // not clipping: g·1 = g, so skip the read and write
-  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * SCALE_PER_THREAD}u + lid;
+  let base = ((wid.x + wid.y * nwg.x) * ${SCALE_WORKGROUP}u + lid) * ${SCALE_PER_THREAD}u;
   for (var k = 0u; k < ${SCALE_PER_THREAD}u; k++) {
-    let j = base + k * ${WORKGROUP}u;
+    let j = base + k;
     if (j >= u.count) { return; }
     g[u.start + j] = g[u.start + j] * coef;
   }
@@ -123,18 +128,17 @@ interface Piece {
   size: number;
   start: number;
   count: number;
-  perWorkgroup: number;
 }
 
 /** Every tensor cut into vec4 bulk + f32 tail, and into bindings within the binding-size limit. */
-function pieces(ts: Tensor[], perThread: number, opts: GradNormOptions): Piece[] {
+function pieces(ts: Tensor[], opts: GradNormOptions): Piece[] {
   const maxBinding = opts.maxBindingBytes ?? gpu().limits.maxStorageBufferBindingSize;
   const out: Piece[] = [];
   for (const t of ts) {
     const n4 = Math.floor(t.size / 4) * 4;
     for (const [first, end, width] of [[0, n4, 4], [n4, t.size, 1]] as const) {
       for (const c of bindingChunks(first, end, width, maxBinding)) {
-        out.push({ t, type: width === 4 ? 'vec4<f32>' : 'f32', ...c, perWorkgroup: WORKGROUP * perThread });
+        out.push({ t, type: width === 4 ? 'vec4<f32>' : 'f32', ...c });
       }
     }
   }
@@ -155,10 +159,10 @@ function checkTensors(op: string, ts: Tensor[]): void {
 export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}): Tensor {
   const ts = [...tensors];
   checkTensors('globalNorm', ts);
-  const ps = pieces(ts, PER_THREAD, opts);
-  const groups = ps.map((p) => Math.ceil(p.count / p.perWorkgroup));
-  const total = groups.reduce((a, b) => a + b, 0);
-  const partials = empty([Math.max(total, 1)]);
+  const ps = pieces(ts, opts);
+  const threads = ps.map((p) => Math.ceil(p.count / (p.type === 'f32' ? PER_THREAD_F32 : PER_THREAD)));
+  let count = threads.reduce((a, b) => a + b, 0);
+  let level = empty([Math.max(count, 1)]);
   let outBase = 0;
   ps.forEach((p, i) => {
     rt().dispatch({
@@ -166,22 +170,36 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
       code: code('partials', p.type),
       bindings: [
         { buffer: p.t.buffer, offset: p.offset, size: p.size, write: false, what: p.t.describe() },
-        partials.write('partial sums of squares'),
+        level.write('partial sums of squares'),
       ],
-      params: [['u32', p.start], ['u32', p.count], ['u32', outBase], ['u32', groups[i]!]],
-      workgroups: grid1D(groups[i]!),
+      params: [['u32', p.start], ['u32', p.count], ['u32', outBase], ['u32', threads[i]!], ['u32', 1]],
+      workgroups: grid1D(Math.ceil(threads[i]! / WORKGROUP)),
     });
-    outBase += groups[i]!;
+    outBase += threads[i]!;
   });
+  while (count > FINAL_MAX) {
+    const next = Math.ceil(count / PER_THREAD_F32);
+    const sums = empty([next]);
+    rt().dispatch({
+      name: 'grad_norm_partials',
+      code: code('partials', 'f32'),
+      bindings: [level.read('partial sums of squares'), sums.write('partial sums of squares')],
+      params: [['u32', 0], ['u32', count], ['u32', 0], ['u32', next], ['u32', 0]],
+      workgroups: grid1D(Math.ceil(next / WORKGROUP)),
+    });
+    level.dispose();
+    level = sums;
+    count = next;
+  }
   const out = empty([]);
   rt().dispatch({
     name: 'grad_norm_final',
     code: FINAL_CODE,
-    bindings: [partials.read('partial sums of squares'), out.write('global norm')],
-    params: [['u32', total]],
+    bindings: [level.read('partial sums of squares'), out.write('global norm')],
+    params: [['u32', count]],
     workgroups: [1],
   });
-  partials.dispose();
+  level.dispose();
   return out;
 }
 
@@ -191,7 +209,7 @@ export function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm
   checkTensors('clipGradNorm', ts);
   if (norm.size !== 1 || norm.dtype !== 'f32') throw new RangeError(`clipGradNorm: the norm must be one f32, got ${norm.describe()}`);
   if (!(maxNorm >= 0)) throw new RangeError(`clipGradNorm: maxNorm must be >= 0, got ${maxNorm}`);
-  for (const p of pieces(ts, SCALE_PER_THREAD, opts)) {
+  for (const p of pieces(ts, opts)) {
     rt().dispatch({
       name: 'grad_clip_scale',
       code: code('scale', p.type),
@@ -200,7 +218,7 @@ export function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm
         norm.read('global norm'),
       ],
       params: [['u32', p.start], ['u32', p.count], ['f32', maxNorm]],
-      workgroups: grid1D(Math.ceil(p.count / p.perWorkgroup)),
+      workgroups: grid1D(Math.ceil(p.count / (SCALE_WORKGROUP * SCALE_PER_THREAD))),
     });
   }
 }
