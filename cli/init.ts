@@ -7,6 +7,7 @@
 // vocab_size: t5-tiny takes it from the tokenizer: pieces + 100 <extra_id_N>, rounded up to a multiple of 128
 // (the rule that gives t5-small's 32128 = 32000 + 100 + 28). t5-small and t5-base keep 32128 and a config.json
 // keeps its own; both are checked to hold every piece and sentinel.
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -133,7 +134,7 @@ export async function initCommand(argv: string[]): Promise<void> {
   const configArg = values.config!;
   const config: PresetName | T5Config = (PRESET_NAMES as readonly string[]).includes(configArg)
     ? (configArg as PresetName)
-    : configArg.endsWith('.json') || configArg.includes('/') ? loadT5Config(configArg)
+    : existsSync(configArg) ? loadT5Config(configArg)
     : failUnknownConfig(configArg);
   const r = await initModelFolder({ config, tokenizer: values.tokenizer!, out: values.out!, seed, overwrite: values.force });
   const c = r.config;
@@ -145,5 +146,5 @@ export async function initCommand(argv: string[]): Promise<void> {
 }
 
 function failUnknownConfig(name: string): never {
-  throw new Error(`init: --config ${name} is neither a preset (${PRESET_NAMES.join(', ')}) nor a config.json path`);
+  throw new Error(`init: --config ${name} is neither a preset (${PRESET_NAMES.join(', ')}) nor an existing config.json or model folder`);
 }

@@ -292,7 +292,7 @@ export function generationConfigFromModel(cfg: T5Config, options: GenerationOpti
  * options with num_beams 1, more returned sequences than beams.
  */
 function checkGenerationConsistency(gen: GenerationConfig, fail: (key: string, what: string) => never): void {
-  if (gen.num_beams === 1 && !gen.do_sample) {
+  if (gen.num_beams === 1) {
     if (gen.early_stopping !== false) fail('early_stopping', `is ${JSON.stringify(gen.early_stopping)} but num_beams is 1: it only applies to beam search (HF warns)`);
     if (gen.length_penalty !== 1) fail('length_penalty', `is ${gen.length_penalty} but num_beams is 1: it only applies to beam search (HF warns)`);
   }
@@ -538,6 +538,13 @@ export function parseT5WebgpuSettings(json: unknown, fileName: string): T5Webgpu
 
 export function serializeT5WebgpuSettings(s: T5WebgpuSettings): string {
   return pythonJsonDumps({ ...s.extra, format: 't5-webgpu', version: 1, preprocess: s.preprocess }, { ensureAscii: false });
+}
+
+/** Write (atomically) t5_webgpu.json into an existing folder. */
+export async function writeT5WebgpuSettings(dir: string, settings: T5WebgpuSettings): Promise<string> {
+  const file = join(dir, T5_WEBGPU_FILE);
+  await writeFileAtomic(file, serializeT5WebgpuSettings(settings));
+  return file;
 }
 
 /** t5_webgpu.json of a folder; a missing file (any folder HF wrote) gives no settings. */

@@ -21,6 +21,7 @@ import {
   storedParameters,
   tokenizerFilesFor,
   writeHfFolderFiles,
+  writeT5WebgpuSettings,
 } from '../model/hf-folder.ts';
 import { readSafetensorsHeader } from '../model/safetensors.ts';
 import { preprocessConfig } from '../train/csv-data.ts';
@@ -154,6 +155,7 @@ describe('generation_config.json', () => {
 
   it('refuses what HF validate() warns about or raises on, naming the option', () => {
     expect(() => generationConfigFromModel(golden, { early_stopping: true })).toThrow('generation option "early_stopping" is true but num_beams is 1');
+    expect(() => generationConfigFromModel(golden, { do_sample: true, early_stopping: true })).toThrow('"early_stopping" is true but num_beams is 1');
     expect(() => generationConfigFromModel(golden, { length_penalty: 0.8 })).toThrow('"length_penalty" is 0.8 but num_beams is 1');
     expect(() => generationConfigFromModel(golden, { num_beams: 2, num_return_sequences: 3 })).toThrow('"num_return_sequences" is 3, more than num_beams 2');
     expect(() => generationConfigFromModel(golden, { num_beams: 0 })).toThrow('"num_beams" must be an integer >= 1');
@@ -266,13 +268,18 @@ describe('folder round trip', () => {
     expect(() => readFileSync(join(dir, 'config.json'))).toThrow();
   });
 
-  it('t5_webgpu.json and tokenizer_config.json errors name the file and key', () => {
+  it('t5_webgpu.json and tokenizer_config.json errors name the file and key', async () => {
     expect(() => parseT5WebgpuSettings({ format: 't5-webgpu', version: 2 }, 'd/t5_webgpu.json')).toThrow('d/t5_webgpu.json: "version" 2 is not supported');
     expect(() => parseT5WebgpuSettings({ format: 'x', version: 1 }, 'f')).toThrow('f: "format" must be "t5-webgpu"');
     expect(() => parseT5WebgpuSettings({ format: 't5-webgpu', version: 1, preprocess: { version: 1 } }, 'd/t5_webgpu.json'))
       .toThrow('d/t5_webgpu.json: "preprocess": "fillNa" must be true or false');
     const kept = parseT5WebgpuSettings({ format: 't5-webgpu', version: 1, trainedSteps: 10 }, 'f');
     expect(kept).toEqual({ extra: { trainedSteps: 10 } });
+    const settingsDir = join(tmp, 'settings');
+    mkdirSync(settingsDir, { recursive: true });
+    const both = { ...kept, preprocess: preprocessConfig() };
+    await writeT5WebgpuSettings(settingsDir, both);
+    expect(loadT5WebgpuSettings(settingsDir)).toEqual(both);
     const dir = join(tmp, 'bad-tok');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ legacy: 'yes' }));

@@ -194,6 +194,10 @@ describe('initModelFolder and engine-cli init', () => {
       const out2 = join(tmp, 'from-json');
       await initCommand(['--config', cfgFile, '--tokenizer', SPIECE, '--out', out2]);
       expect(readFileSync(join(out2, 'config.json'), 'utf8')).toBe(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
+      // A model folder works as --config too (its config.json is used).
+      const out3 = join(tmp, 'from-folder');
+      await initCommand(['--config', GOLDEN, '--tokenizer', SPIECE, '--out', out3, '--seed', '4']);
+      expect(loadT5Config(out3)).toEqual(loadT5Config(GOLDEN));
 
       await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE])).rejects.toThrow('init: --out is required');
       await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed=-1'])).rejects.toThrow("init: --seed must be a non-negative integer, got '-1'");
