@@ -108,14 +108,14 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   const fail = (key: string, what: string): never => {
     throw new Error(`${fileName}: "${key}" ${what}`);
   };
-  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describe(json)}`);
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
   const o: Record<string, unknown> = { ...json };
 
   for (const [alias, key] of Object.entries(ALIASES)) {
     if (!(alias in o)) continue;
     // HF sets the alias after the named key, so the alias wins; two different values are surely a mistake.
     if (key in o && o[key] !== o[alias]) {
-      fail(alias, `(HF's name for "${key}") is ${describe(o[alias])} but "${key}" is ${describe(o[key])}; keep one`);
+      fail(alias, `(HF's name for "${key}") is ${describeValue(o[alias])} but "${key}" is ${describeValue(o[key])}; keep one`);
     }
     o[key] = o[alias];
   }
@@ -123,26 +123,26 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   if (o.model_type !== 't5') {
     fail('model_type', o.model_type === undefined
       ? 'is missing; a T5 config.json has "model_type": "t5"'
-      : `must be "t5", got ${describe(o.model_type)} (only T5ForConditionalGeneration checkpoints are supported)`);
+      : `must be "t5", got ${describeValue(o.model_type)} (only T5ForConditionalGeneration checkpoints are supported)`);
   }
 
   const has = (key: string): boolean => o[key] !== undefined && o[key] !== null;
   const int = (key: string, dflt: number | undefined, min: number): number => {
     const v = has(key) ? o[key] : dflt;
     if (v === undefined) return fail(key, 'is missing');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) return fail(key, `must be an integer, got ${describe(v)}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) return fail(key, `must be an integer, got ${describeValue(v)}`);
     if (v < min) return fail(key, `must be ${min === 1 ? 'positive' : `>= ${min}`}, got ${v}`);
     return v;
   };
   const real = (key: string, dflt: number, ok: (x: number) => boolean, range: string): number => {
     const v = has(key) ? o[key] : dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(key, `must be a number, got ${describe(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(key, `must be a number, got ${describeValue(v)}`);
     if (!ok(v)) return fail(key, `must be ${range}, got ${v}`);
     return v;
   };
   const bool = (key: string, dflt: boolean): boolean => {
     const v = has(key) ? o[key] : dflt;
-    if (typeof v !== 'boolean') return fail(key, `must be true or false, got ${describe(v)}`);
+    if (typeof v !== 'boolean') return fail(key, `must be true or false, got ${describeValue(v)}`);
     return v;
   };
 
@@ -172,21 +172,21 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   const initializer_factor = real('initializer_factor', HF_DEFAULTS.initializer_factor, (x) => x > 0, 'positive');
 
   const feed_forward_proj = has('feed_forward_proj') ? o.feed_forward_proj : HF_DEFAULTS.feed_forward_proj;
-  if (typeof feed_forward_proj !== 'string') fail('feed_forward_proj', `must be a string such as "relu" or "gated-gelu", got ${describe(feed_forward_proj)}`);
+  if (typeof feed_forward_proj !== 'string') fail('feed_forward_proj', `must be a string such as "relu" or "gated-gelu", got ${describeValue(feed_forward_proj)}`);
   const { act, gated } = parseFeedForwardProj(feed_forward_proj as string, fileName);
   // HF's T5Config derives dense_act_fn/is_gated_act from feed_forward_proj, then PretrainedConfig sets every
   // remaining config.json key as an attribute: values stored in the file win. Flan-T5 files store both.
   let dense_act_fn: string = act;
   let is_gated_act = gated;
   if (has('dense_act_fn')) {
-    if (typeof o.dense_act_fn !== 'string') fail('dense_act_fn', `must be a string, got ${describe(o.dense_act_fn)}`);
+    if (typeof o.dense_act_fn !== 'string') fail('dense_act_fn', `must be a string, got ${describeValue(o.dense_act_fn)}`);
     dense_act_fn = o.dense_act_fn as string;
   }
   if (has('is_gated_act')) is_gated_act = bool('is_gated_act', gated);
   const supported = SUPPORTED_ACTS.find((s) => s.act === dense_act_fn && s.gated === is_gated_act);
   if (!supported) {
     const key = dense_act_fn !== act ? 'dense_act_fn' : 'is_gated_act';
-    fail(key, `is ${describe(o[key])}, which with "feed_forward_proj": ${describe(feed_forward_proj)} gives ${is_gated_act ? 'a gated' : 'an ungated'} ${dense_act_fn} feed-forward; supported: ${SUPPORTED_ACTS.map((s) => `${s.gated ? 'gated' : 'ungated'} ${s.act} (${s.proj})`).join(', ')}`);
+    fail(key, `is ${describeValue(o[key])}, which with "feed_forward_proj": ${describeValue(feed_forward_proj)} gives ${is_gated_act ? 'a gated' : 'an ungated'} ${dense_act_fn} feed-forward; supported: ${SUPPORTED_ACTS.map((s) => `${s.gated ? 'gated' : 'ungated'} ${s.act} (${s.proj})`).join(', ')}`);
   }
 
   const pad_token_id = int('pad_token_id', HF_DEFAULTS.pad_token_id, 0);
@@ -200,13 +200,13 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   const tie_word_embeddings = bool('tie_word_embeddings', HF_DEFAULTS.tie_word_embeddings);
   const use_cache = bool('use_cache', HF_DEFAULTS.use_cache);
   if (has('is_encoder_decoder') && o.is_encoder_decoder !== true) {
-    fail('is_encoder_decoder', `must be true for T5ForConditionalGeneration, got ${describe(o.is_encoder_decoder)}`);
+    fail('is_encoder_decoder', `must be true for T5ForConditionalGeneration, got ${describeValue(o.is_encoder_decoder)}`);
   }
   for (const key of ['architectures', 'torch_dtype', 'transformers_version']) {
     if (key === 'architectures' && has(key) && !(Array.isArray(o[key]) && (o[key] as unknown[]).every((a) => typeof a === 'string'))) {
-      fail(key, `must be a list of class names, got ${describe(o[key])}`);
+      fail(key, `must be a list of class names, got ${describeValue(o[key])}`);
     }
-    if (key !== 'architectures' && has(key) && typeof o[key] !== 'string') fail(key, `must be a string, got ${describe(o[key])}`);
+    if (key !== 'architectures' && has(key) && typeof o[key] !== 'string') fail(key, `must be a string, got ${describeValue(o[key])}`);
   }
 
   const extra: Record<string, unknown> = {};
@@ -454,7 +454,7 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function describe(v: unknown): string {
+export function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return `a list ${truncate(JSON.stringify(v))}`;

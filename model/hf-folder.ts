@@ -19,7 +19,7 @@ import { writeFileAtomic } from './atomic-write.ts';
 import {
   CONFIG_FILE,
   TRANSFORMERS_VERSION,
-  describe,
+  describeValue,
   isPlainObject,
   loadT5Config,
   pyFloat,
@@ -235,21 +235,21 @@ const FLOAT_OPTIONS = new Set<GenerationOptionKey>(['length_penalty', 'repetitio
 
 function checkOption(key: string, v: unknown, fail: (key: string, what: string) => never): void {
   const posInt = (min: number): void => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(key, `must be an integer >= ${min}, got ${describe(v)}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(key, `must be an integer >= ${min}, got ${describeValue(v)}`);
   };
   switch (key as GenerationOptionKey) {
     case 'max_length': case 'num_beams': case 'num_return_sequences': posInt(1); break;
     case 'min_length': case 'no_repeat_ngram_size': posInt(0); break;
     case 'max_new_tokens': if (v !== null) posInt(1); break;
-    case 'do_sample': if (typeof v !== 'boolean') fail(key, `must be true or false, got ${describe(v)}`); break;
+    case 'do_sample': if (typeof v !== 'boolean') fail(key, `must be true or false, got ${describeValue(v)}`); break;
     case 'early_stopping':
-      if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${describe(v)}`);
+      if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${describeValue(v)}`);
       break;
     case 'length_penalty':
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${describeValue(v)}`);
       break;
     case 'repetition_penalty':
-      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(key, `must be a positive number, got ${describe(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(key, `must be a positive number, got ${describeValue(v)}`);
       break;
     default:
       fail(key, `is not a generation option we know (known: ${OPTION_KEYS.join(', ')})`);
@@ -306,12 +306,12 @@ export function parseGenerationConfig(json: unknown, fileName: string, model?: T
   const fail = (key: string, what: string): never => {
     throw new Error(`${fileName}: "${key}" ${what}`);
   };
-  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describe(json)}`);
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
   const tokenId = (key: 'decoder_start_token_id' | 'eos_token_id' | 'pad_token_id'): number => {
     const v = json[key] ?? model?.[key];
     if (Array.isArray(v)) return fail(key, `must be one integer (T5 has one </s>), got a list ${JSON.stringify(v)}`);
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      return fail(key, v === undefined ? 'is missing (and no model config to take it from)' : `must be a token id, got ${describe(v)}`);
+      return fail(key, v === undefined ? 'is missing (and no model config to take it from)' : `must be a token id, got ${describeValue(v)}`);
     }
     if (model && v >= model.vocab_size) fail(key, `is ${v}, outside the model's vocabulary (vocab_size ${model.vocab_size})`);
     return v;
@@ -483,18 +483,18 @@ export function loadTokenizerConfig(dir: string): TokenizerConfig {
   const fail = (key: string, what: string): never => {
     throw new Error(`${file}: "${key}" ${what}`);
   };
-  if (!isPlainObject(json)) throw new Error(`${file}: expected a JSON object, got ${describe(json)}`);
+  if (!isPlainObject(json)) throw new Error(`${file}: expected a JSON object, got ${describeValue(json)}`);
   if (json.extra_ids !== undefined) {
-    if (typeof json.extra_ids !== 'number' || !Number.isSafeInteger(json.extra_ids) || json.extra_ids < 0) fail('extra_ids', `must be a non-negative integer, got ${describe(json.extra_ids)}`);
+    if (typeof json.extra_ids !== 'number' || !Number.isSafeInteger(json.extra_ids) || json.extra_ids < 0) fail('extra_ids', `must be a non-negative integer, got ${describeValue(json.extra_ids)}`);
     out.extraIds = json.extra_ids as number;
   }
   if (json.model_max_length !== undefined && json.model_max_length !== null) {
-    if (typeof json.model_max_length !== 'number' || json.model_max_length < 1) fail('model_max_length', `must be a positive integer, got ${describe(json.model_max_length)}`);
+    if (typeof json.model_max_length !== 'number' || json.model_max_length < 1) fail('model_max_length', `must be a positive integer, got ${describeValue(json.model_max_length)}`);
     // HF writes int(1e30) when unset; anything past 2^53 means "no limit".
     out.modelMaxLength = Number.isSafeInteger(json.model_max_length) ? (json.model_max_length as number) : null;
   }
   if (json.legacy !== undefined && json.legacy !== null) {
-    if (typeof json.legacy !== 'boolean') fail('legacy', `must be true or false, got ${describe(json.legacy)}`);
+    if (typeof json.legacy !== 'boolean') fail('legacy', `must be true or false, got ${describeValue(json.legacy)}`);
     out.legacy = json.legacy as boolean;
   }
   if (typeof json.tokenizer_class === 'string') out.tokenizerClass = json.tokenizer_class;
@@ -520,9 +520,9 @@ export interface T5WebgpuSettings {
 }
 
 export function parseT5WebgpuSettings(json: unknown, fileName: string): T5WebgpuSettings {
-  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describe(json)}`);
-  if (json.format !== 't5-webgpu') throw new Error(`${fileName}: "format" must be "t5-webgpu", got ${describe(json.format)}`);
-  if (json.version !== 1) throw new Error(`${fileName}: "version" ${describe(json.version)} is not supported (expected 1; written by a newer t5-webgpu?)`);
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
+  if (json.format !== 't5-webgpu') throw new Error(`${fileName}: "format" must be "t5-webgpu", got ${describeValue(json.format)}`);
+  if (json.version !== 1) throw new Error(`${fileName}: "version" ${describeValue(json.version)} is not supported (expected 1; written by a newer t5-webgpu?)`);
   const out: T5WebgpuSettings = { extra: {} };
   for (const [k, v] of Object.entries(json)) {
     if (k === 'format' || k === 'version') continue;
