@@ -1,0 +1,406 @@
+// Generation options with Hugging Face's names and meaning (transformers 4.36 `GenerationConfig`), the decoder
+// step interface the searches run against, and `generate()`, which picks greedy or beam search as HF's
+// `generate` does for an encoder-decoder model whose decoder prompt is the single decoder start token.
+//
+// Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
+// file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`), then the
+// options passed explicitly. Options HF has but we do not implement are refused when they would change the
+// result (a message naming the option), never silently ignored; unknown explicit options are refused too.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beamSearch } from './beam-search.ts';
+import { greedySearch } from './greedy-search.ts';
+
+/** The model side of generation: an encoder run once, a decoder with a key/value cache. */
+export interface DecoderStepper {
+  /**
+   * rows = batch * beams (row r belongs to input floor(r / beams)); feeds one new token per row and returns the
+   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
+   */
+  step(tokens: Int32Array): Promise<Float32Array>;
+  /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
+  reorder(beamIdx: Int32Array): void;
+  readonly vocabSize: number;
+}
+
+export type EarlyStopping = boolean | 'never';
+
+/** Options as HF spells them (snake_case); every one optional. */
+export interface GenerationOptions {
+  /** Total length including the decoder start token (HF's meaning); default 20. */
+  max_length?: number;
+  /** Tokens to generate after the decoder start token; overrides max_length (HF: max_new_tokens + 1). */
+  max_new_tokens?: number | null;
+  /** `</s>` is banned while the sequence, decoder start token included, is shorter than this. */
+  min_length?: number;
+  /** `</s>` is banned until this many tokens were generated after the decoder start token. */
+  min_new_tokens?: number | null;
+  num_beams?: number;
+  num_return_sequences?: number;
+  no_repeat_ngram_size?: number;
+  length_penalty?: number;
+  early_stopping?: EarlyStopping;
+  eos_token_id?: number | number[] | null;
+  pad_token_id?: number | null;
+  bos_token_id?: number | null;
+  decoder_start_token_id?: number | null;
+  /** Also return the per-step processed scores (`scores`); transition scores are always returned. */
+  output_scores?: boolean;
+  /** Accepted for HF compatibility: the result is always the full object. */
+  return_dict_in_generate?: boolean;
+  /** Accepted for HF compatibility: the decoder always uses its cache, which gives the same result. */
+  use_cache?: boolean;
+  /** Only false: sampling is not implemented. */
+  do_sample?: boolean;
+  /** Only 1: diverse (group) beam search is not implemented. */
+  num_beam_groups?: number;
+  /** Only 0: diverse beam search is not implemented. */
+  diversity_penalty?: number;
+}
+
+/** Everything a search needs, resolved and checked. */
+export interface ResolvedGenerationConfig {
+  /** Including the decoder start token. */
+  maxLength: number;
+  minLength: number;
+  /** null: no MinNewTokensLengthLogitsProcessor. */
+  minNewTokens: number | null;
+  numBeams: number;
+  numReturnSequences: number;
+  noRepeatNgramSize: number;
+  lengthPenalty: number;
+  earlyStopping: EarlyStopping;
+  /** Empty: no end-of-sequence token, every row runs to maxLength. */
+  eosTokenIds: number[];
+  padTokenId: number | null;
+  decoderStartTokenId: number;
+  outputScores: boolean;
+  /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
+  warnings: string[];
+}
+
+/** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */
+export interface GenerationOutput {
+  /** Starting with decoder_start_token_id, padded with pad_token_id to the longest row. */
+  sequences: number[][];
+  /** Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). */
+  sequencesScores?: number[];
+  /** Beam search: HF's `beam_indices`, the running row each token came from, -1 past the end; as long as `sequences`. */
+  beamIndices?: number[][];
+  /**
+   * HF's `compute_transition_scores(sequences, scores, beam_indices)`: one entry per generated position
+   * (sequences[i].length - 1 entries). Greedy: the processed logit of each token, pads after `</s>` included.
+   * Beam: the processed log-prob of each token, 0 after the end.
+   */
+  transitionScores: number[][];
+  /** With output_scores: per step, the processed scores [rows, vocab] HF returns in `scores`. */
+  scores?: Float32Array[];
+}
+
+/** HF 4.36 GenerationConfig defaults for the options we implement. */
+export const GENERATION_DEFAULTS = {
+  max_length: 20,
+  max_new_tokens: null,
+  min_length: 0,
+  min_new_tokens: null,
+  num_beams: 1,
+  num_return_sequences: 1,
+  no_repeat_ngram_size: 0,
+  length_penalty: 1.0,
+  early_stopping: false,
+  eos_token_id: null,
+  pad_token_id: null,
+  bos_token_id: null,
+  decoder_start_token_id: null,
+  output_scores: false,
+  return_dict_in_generate: false,
+  use_cache: true,
+  do_sample: false,
+  num_beam_groups: 1,
+  diversity_penalty: 0.0,
+} as const satisfies Required<GenerationOptions>;
+
+const OPTION_NAMES = new Set(Object.keys(GENERATION_DEFAULTS));
+
+/**
+ * HF options that change the result and that we do not implement, with the value that leaves them off (HF's
+ * default). Any other value is refused wherever it comes from.
+ */
+const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
+  penalty_alpha: null,
+  repetition_penalty: 1.0,
+  encoder_repetition_penalty: 1.0,
+  encoder_no_repeat_ngram_size: 0,
+  bad_words_ids: null,
+  force_words_ids: null,
+  constraints: null,
+  renormalize_logits: false,
+  forced_bos_token_id: null,
+  forced_eos_token_id: null,
+  remove_invalid_values: false,
+  exponential_decay_length_penalty: null,
+  suppress_tokens: null,
+  begin_suppress_tokens: null,
+  forced_decoder_ids: null,
+  sequence_bias: null,
+  guidance_scale: null,
+  low_memory: null,
+  max_time: null,
+  output_attentions: false,
+  output_hidden_states: false,
+};
+
+/**
+ * Sampling-only options. HF ignores them when do_sample is false, so a folder's file may carry them; passed
+ * explicitly with another value they are refused, since sampling is not implemented.
+ */
+const SAMPLING_DEFAULTS: Readonly<Record<string, number>> = {
+  temperature: 1.0,
+  top_k: 50,
+  top_p: 1.0,
+  typical_p: 1.0,
+  epsilon_cutoff: 0.0,
+  eta_cutoff: 0.0,
+};
+
+/** Keys of HF's own bookkeeping or of assisted generation, harmless in a file. */
+const IGNORED_FILE_KEYS = new Set([
+  '_from_model_config', 'transformers_version', '_commit_hash', 'num_assistant_tokens',
+  'num_assistant_tokens_schedule', 'generation_kwargs',
+]);
+
+const sameValue = (a: unknown, b: unknown): boolean =>
+  a === b || (a === undefined && b === null) || JSON.stringify(a) === JSON.stringify(b);
+
+function show(v: unknown): string {
+  return v === undefined ? 'undefined' : typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v);
+}
+
+function fail(option: string, what: string, source?: string): never {
+  throw new Error(`generate: \`${option}\` ${what}${source ? ` (from ${source})` : ''}`);
+}
+
+function checkInt(option: string, v: unknown, min: number, source?: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    fail(option, `must be an integer >= ${min}, got ${show(v)}`, source);
+  }
+  return v;
+}
+
+function checkTokenId(option: string, v: unknown, source?: string): number | null {
+  if (v === null || v === undefined) return null;
+  return checkInt(option, v, 0, source);
+}
+
+/**
+ * Check one option's value and return it; throws naming the option. `source` (a file name) goes into the
+ * message for values read from a folder.
+ */
+function checkOption(key: string, v: unknown, explicit: boolean, source?: string): unknown {
+  if (key in UNSUPPORTED_OFF) {
+    if (!sameValue(v, UNSUPPORTED_OFF[key])) {
+      fail(key, `is not supported (only greedy and beam search with min_length, min_new_tokens and no_repeat_ngram_size are), got ${show(v)}`, source);
+    }
+    return v;
+  }
+  if (key in SAMPLING_DEFAULTS) {
+    if (explicit && !sameValue(v, SAMPLING_DEFAULTS[key])) {
+      fail(key, `is a sampling option and sampling is not supported (greedy and beam search only), got ${show(v)}`, source);
+    }
+    return v;
+  }
+  switch (key) {
+    case 'max_length':
+    case 'num_beams':
+    case 'num_return_sequences':
+      return checkInt(key, v, 1, source);
+    case 'min_length':
+    case 'no_repeat_ngram_size':
+      return checkInt(key, v, 0, source);
+    case 'max_new_tokens':
+      return v === null ? null : checkInt(key, v, 1, source);
+    case 'min_new_tokens':
+      return v === null ? null : checkInt(key, v, 0, source);
+    case 'length_penalty':
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
+      return v;
+    case 'early_stopping':
+      if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${show(v)}`, source);
+      return v;
+    case 'eos_token_id':
+      if (Array.isArray(v)) {
+        if (v.length === 0) fail(key, 'must not be an empty list', source);
+        v.forEach((id) => checkTokenId(key, id, source));
+        return [...v];
+      }
+      return checkTokenId(key, v, source);
+    case 'pad_token_id':
+    case 'bos_token_id':
+    case 'decoder_start_token_id':
+      return checkTokenId(key, v, source);
+    case 'output_scores':
+    case 'return_dict_in_generate':
+    case 'use_cache':
+      if (typeof v !== 'boolean') fail(key, `must be true or false, got ${show(v)}`, source);
+      return v;
+    case 'do_sample':
+      if (v !== false) fail(key, `is ${show(v)}: sampling is not supported (greedy and beam search only)`, source);
+      return v;
+    case 'num_beam_groups':
+      if (v !== 1) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 1`, source);
+      return v;
+    case 'diversity_penalty':
+      if (v !== 0) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 0`, source);
+      return v;
+    default:
+      return fail(key, `is not a generation option we know (known: ${[...OPTION_NAMES].join(', ')})`, source);
+  }
+}
+
+/**
+ * Merge HF's defaults, a folder's generation config (a parsed generation_config.json, as read by
+ * readGenerationConfigFile) and explicit options, check them and resolve lengths as HF's generate() does for an
+ * encoder-decoder model (decoder prompt = the decoder start token, so max_new_tokens n gives max_length n + 1).
+ */
+export function resolveGenerationConfig(
+  fileConfig: Readonly<Record<string, unknown>> = {},
+  options: Readonly<GenerationOptions> = {},
+  fileName = 'generation_config.json',
+): ResolvedGenerationConfig {
+  const merged: Record<string, unknown> = { ...GENERATION_DEFAULTS };
+  for (const [key, v] of Object.entries(fileConfig)) {
+    if (IGNORED_FILE_KEYS.has(key)) continue;
+    // HF keeps unknown keys of a file as plain attributes that generate() never reads.
+    if (!OPTION_NAMES.has(key) && !(key in UNSUPPORTED_OFF) && !(key in SAMPLING_DEFAULTS)) continue;
+    merged[key] = checkOption(key, v, false, fileName);
+  }
+  for (const [key, v] of Object.entries(options)) {
+    if (v === undefined) continue;
+    merged[key] = checkOption(key, v, true);
+  }
+  const warnings: string[] = [];
+  const explicitMaxLength = options.max_length !== undefined && options.max_length !== null;
+
+  // generate(): pad_token_id falls back to the (first) eos token, decoder_start_token_id to bos_token_id.
+  const eosRaw = merged.eos_token_id as number | number[] | null;
+  const eosTokenIds = eosRaw === null ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw];
+  let padTokenId = merged.pad_token_id as number | null;
+  if (padTokenId === null && eosTokenIds.length > 0) {
+    padTokenId = eosTokenIds[0]!;
+    warnings.push(`Setting \`pad_token_id\` to \`eos_token_id\`:${padTokenId} for open-end generation.`);
+  }
+  const start = (merged.decoder_start_token_id ?? merged.bos_token_id) as number | null;
+  if (start === null) {
+    fail('decoder_start_token_id', 'or `bos_token_id` has to be defined for encoder-decoder generation');
+  }
+
+  const decoderPromptLength = 1;
+  let maxLength = merged.max_length as number;
+  const maxNewTokens = merged.max_new_tokens as number | null;
+  if (maxNewTokens !== null) {
+    if (explicitMaxLength) {
+      warnings.push(`Both \`max_new_tokens\` (=${maxNewTokens}) and \`max_length\`(=${maxLength}) seem to have been set. \`max_new_tokens\` will take precedence.`);
+    }
+    maxLength = maxNewTokens + decoderPromptLength;
+  }
+  if (decoderPromptLength >= maxLength) {
+    warnings.push(`Input length of decoder_input_ids is ${decoderPromptLength}, but \`max_length\` is set to ${maxLength}: one token is generated.`);
+  }
+  const minLength = merged.min_length as number;
+  const minNewTokens = merged.min_new_tokens as number | null;
+  if (minLength > maxLength) {
+    warnings.push(`Unfeasible length constraints: \`min_length\` (${minLength}) is larger than the maximum possible length (${maxLength}).`);
+  }
+  if (minNewTokens !== null && minNewTokens + decoderPromptLength > maxLength) {
+    warnings.push(`Unfeasible length constraints: \`min_new_tokens\` (${minNewTokens}) + decoder prompt length (${decoderPromptLength}) is larger than the maximum possible length (${maxLength}).`);
+  }
+
+  const numBeams = merged.num_beams as number;
+  const numReturnSequences = merged.num_return_sequences as number;
+  const earlyStopping = merged.early_stopping as EarlyStopping;
+  const lengthPenalty = merged.length_penalty as number;
+  if (numBeams === 1) {
+    // HF raises in greedy mode; GenerationConfig.validate() only warns about the beam-only flags.
+    if (numReturnSequences > 1) {
+      fail('num_return_sequences', `has to be 1 when doing greedy search (num_beams 1), but is ${numReturnSequences}`);
+    }
+    if (earlyStopping !== false) warnings.push('`num_beams` is set to 1. However, `early_stopping` is set: it is only used in beam-based generation modes.');
+    if (lengthPenalty !== 1) warnings.push('`num_beams` is set to 1. However, `length_penalty` is set: it is only used in beam-based generation modes.');
+  } else if (numReturnSequences > numBeams) {
+    fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
+  }
+
+  return {
+    maxLength,
+    minLength,
+    minNewTokens,
+    numBeams,
+    numReturnSequences,
+    noRepeatNgramSize: merged.no_repeat_ngram_size as number,
+    lengthPenalty,
+    earlyStopping,
+    eosTokenIds,
+    padTokenId,
+    decoderStartTokenId: start,
+    outputScores: merged.output_scores as boolean,
+    warnings,
+  };
+}
+
+async function readJsonIfPresent(file: string): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new Error(`${file}: expected a JSON object`);
+  }
+  return json as Record<string, unknown>;
+}
+
+/**
+ * A model folder's generation settings as HF's from_pretrained finds them: generation_config.json; when it is
+ * missing, the generation keys of config.json (GenerationConfig.from_model_config); when both are missing, {}
+ * (HF's defaults). `file` names what was read, for messages.
+ */
+export async function readGenerationConfigFile(dir: string): Promise<{ config: Record<string, unknown>; file: string }> {
+  const genFile = join(dir, 'generation_config.json');
+  const gen = await readJsonIfPresent(genFile);
+  if (gen) return { config: gen, file: genFile };
+  const modelFile = join(dir, 'config.json');
+  const model = await readJsonIfPresent(modelFile);
+  if (!model) return { config: {}, file: genFile };
+  const config: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(model)) {
+    // config.json is full of model keys; only the generation ones carry over, with HF's defaults for the rest.
+    if (OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS) config[key] = v;
+  }
+  return { config, file: modelFile };
+}
+
+/** readGenerationConfigFile + resolveGenerationConfig: folder defaults, then explicit options. */
+export async function loadGenerationConfig(dir: string, options: Readonly<GenerationOptions> = {}): Promise<ResolvedGenerationConfig> {
+  const { config, file } = await readGenerationConfigFile(dir);
+  return resolveGenerationConfig(config, options, file);
+}
+
+/**
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
+ * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
+ */
+export function generate(
+  stepper: DecoderStepper,
+  batchSize: number,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
+}

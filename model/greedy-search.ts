@@ -1,0 +1,93 @@
+// Greedy search as HF 4.36's `greedy_search`: the processors run on the raw logits (no log-softmax), the token is
+// the argmax (lowest index among exact ties, as torch.argmax), a row that produced an eos token gets pad tokens
+// from then on (it keeps being fed, so its transition scores there are the processed logits of the pad), and the
+// loop stops when every row has finished or the sequence reaches max_length (decoder start token included).
+import type { DecoderStepper, GenerationOutput, ResolvedGenerationConfig } from './generation-config.ts';
+import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
+
+/** Index of the largest value of row `r`; the first one among equal values; NaN counts as largest (torch). */
+export function argmaxRow(scores: Float32Array, r: number, vocab: number): number {
+  const base = r * vocab;
+  let best = 0;
+  let bestValue = scores[base]!;
+  if (Number.isNaN(bestValue)) return 0;
+  for (let i = 1; i < vocab; i++) {
+    const x = scores[base + i]!;
+    if (Number.isNaN(x)) return i;
+    if (x > bestValue) {
+      bestValue = x;
+      best = i;
+    }
+  }
+  return best;
+}
+
+export function checkLogits(logits: Float32Array, rows: number, vocab: number, step: number): void {
+  if (!(logits instanceof Float32Array) || logits.length !== rows * vocab) {
+    throw new RangeError(
+      `generate: decoder step ${step} returned ${logits instanceof Float32Array ? logits.length : typeof logits} values, expected rows ${rows} x vocab ${vocab}`,
+    );
+  }
+  // HF would carry a NaN on into garbage ids; a NaN here means a broken model step (e.g. float16 overflow).
+  for (let i = 0; i < logits.length; i++) {
+    if (Number.isNaN(logits[i]!)) {
+      throw new RangeError(`generate: decoder step ${step} returned NaN logits (row ${Math.floor(i / vocab)}, token ${i % vocab})`);
+    }
+  }
+}
+
+/** The special token ids must be rows of the model's output. */
+export function checkTokenIds(config: ResolvedGenerationConfig, vocab: number): void {
+  if (!Number.isSafeInteger(vocab) || vocab < 1) throw new RangeError(`generate: stepper vocabSize must be a positive integer, got ${vocab}`);
+  const check = (name: string, id: number | null): void => {
+    if (id !== null && !(id >= 0 && id < vocab)) throw new RangeError(`generate: \`${name}\` ${id} is outside the vocabulary (size ${vocab})`);
+  };
+  check('decoder_start_token_id', config.decoderStartTokenId);
+  check('pad_token_id', config.padTokenId);
+  for (const id of config.eosTokenIds) check('eos_token_id', id);
+}
+
+export async function greedySearch(
+  stepper: DecoderStepper,
+  batchSize: number,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
+  if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
+  const vocab = stepper.vocabSize;
+  checkTokenIds(config, vocab);
+  const rows = batchSize;
+  const eos = config.eosTokenIds;
+  const pad = config.padTokenId;
+  if (eos.length > 0 && pad === null) throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
+  const processors = buildLogitsProcessors(config);
+
+  const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
+  const transition: number[][] = Array.from({ length: rows }, () => []);
+  const scores: Float32Array[] | undefined = config.outputScores ? [] : undefined;
+  const unfinished = new Uint8Array(rows).fill(1);
+  const tokens = new Int32Array(rows).fill(config.decoderStartTokenId);
+
+  for (let step = 0; ; step++) {
+    const logits = await stepper.step(tokens);
+    checkLogits(logits, rows, vocab, step);
+    const processed = Float32Array.from(logits);
+    applyLogitsProcessors(processors, inputIds, processed, vocab);
+    if (scores) scores.push(processed);
+
+    let anyUnfinished = false;
+    for (let r = 0; r < rows; r++) {
+      const token = unfinished[r] || eos.length === 0 ? argmaxRow(processed, r, vocab) : pad!;
+      tokens[r] = token;
+      inputIds[r]!.push(token);
+      transition[r]!.push(processed[r * vocab + token]!);
+      if (eos.length > 0 && eos.includes(token)) unfinished[r] = 0;
+      if (unfinished[r]) anyUnfinished = true;
+    }
+    if (eos.length > 0 && !anyUnfinished) break;
+    // MaxLengthCriteria: stop once the sequence, decoder start token included, is max_length long.
+    if (inputIds[0]!.length >= config.maxLength) break;
+  }
+
+  return { sequences: inputIds, transitionScores: transition, ...(scores ? { scores } : {}) };
+}

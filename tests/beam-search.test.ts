@@ -1,0 +1,512 @@
+// Beam search against (1) Hugging Face itself: the golden qa0 beam_a per-step scores replayed through a fake
+// stepper, (2) a reference beam search written here independently (plain arrays, a full sort of every
+// candidate, no stepper, no cache reorders) over a grid of options, (3) brute force: with more beams than live
+// paths nothing is pruned, so the returned hypotheses must be the globally best sequences, and (4) a stepper
+// that tracks each cache row through reorder() and computes its logits from that row's own history.
+//
+// Tolerances: ids and beam indices must be identical. Scores: the search and the references do the same float32
+// operations, their log-softmax differing only in float64 rounding order, so 1e-6 absolute (values are O(1-10)).
+// Against HF's fixture 1e-6 too: the replay reproduces HF's float32 numbers up to the re-normalisation
+// described at the replay stepper (measured ~1.3e-7).
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BeamHypotheses, beamSearch, topK } from '../model/beam-search.ts';
+import {
+  generate, resolveGenerationConfig, type DecoderStepper, type EarlyStopping, type GenerationOptions, type GenerationOutput,
+} from '../model/generation-config.ts';
+import { readSafetensors } from '../model/safetensors.ts';
+
+const FIXTURE_DIR = new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url);
+const fixturePath = (name: string): string => new URL(name, FIXTURE_DIR).pathname;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fake models
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Next-token logits as a pure function of the input index and the row's tokens (decoder start included). */
+type LogitsFn = (input: number, history: readonly number[]) => Float32Array;
+
+/**
+ * A table lookup by (input, second-to-last token, last token): random logits in [-spread, spread], `eosBias`
+ * added to the eos token so that hypotheses finish at different lengths.
+ */
+function tableLogits(seed: number, inputs: number, vocab: number, opts: { spread?: number; eosBias?: number; eos?: number[] } = {}): LogitsFn {
+  const rand = mulberry32(seed);
+  const spread = opts.spread ?? 2;
+  const contexts = (vocab + 1) * vocab;
+  const table = new Float32Array(inputs * contexts * vocab).map(() => (rand() * 2 - 1) * spread);
+  for (const e of opts.eos ?? [1]) for (let i = e; i < table.length; i += vocab) table[i]! += opts.eosBias ?? 0;
+  return (input, history) => {
+    const last = history[history.length - 1]!;
+    const prev = history.length >= 2 ? history[history.length - 2]! : vocab;
+    const at = ((input * (vocab + 1) + prev) * vocab + last) * vocab;
+    return table.slice(at, at + vocab);
+  };
+}
+
+/** A decoder whose cache is each row's (input, token history), reordered as HF's `_reorder_cache` would. */
+class TrackingStepper implements DecoderStepper {
+  rows: { input: number; history: number[] }[];
+  readonly reorders: Int32Array[] = [];
+  readonly fed: Int32Array[] = [];
+
+  constructor(readonly vocabSize: number, batch: number, readonly beams: number, private readonly fn: LogitsFn) {
+    this.rows = Array.from({ length: batch * beams }, (_, r) => ({ input: Math.floor(r / beams), history: [] }));
+  }
+
+  async step(tokens: Int32Array): Promise<Float32Array> {
+    expect(tokens.length).toBe(this.rows.length);
+    this.fed.push(Int32Array.from(tokens));
+    const out = new Float32Array(this.rows.length * this.vocabSize);
+    this.rows.forEach((row, r) => {
+      row.history.push(tokens[r]!);
+      out.set(this.fn(row.input, row.history), r * this.vocabSize);
+    });
+    return out;
+  }
+
+  reorder(beamIdx: Int32Array): void {
+    expect(beamIdx.length).toBe(this.rows.length);
+    this.reorders.push(Int32Array.from(beamIdx));
+    this.rows = Array.from(beamIdx, (i) => {
+      expect(i).toBeGreaterThanOrEqual(0);
+      expect(i).toBeLessThan(this.rows.length);
+      return { input: this.rows[i]!.input, history: [...this.rows[i]!.history] };
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reference: HF 4.36 beam search restated over plain arrays, one input at a time (inputs do not interact: a done
+// input only receives pads). Every candidate is scored and the whole list sorted.
+
+interface RefOptions {
+  numBeams: number;
+  maxLength: number;
+  lengthPenalty: number;
+  earlyStopping: EarlyStopping;
+  eos: number[];
+  pad: number;
+  start: number;
+  numReturn: number;
+  ngram: number;
+  minLength: number;
+  minNewTokens: number;
+}
+
+/** log_softmax in float64 rounded to float32, then the bans: n-gram repeats and eos before the minimum length. */
+function refProcessed(fn: LogitsFn, input: number, history: readonly number[], o: RefOptions): number[] {
+  const logits = Array.from(fn(input, history));
+  const max = Math.max(...logits);
+  const lse = Math.log(logits.reduce((s, x) => s + Math.exp(x - max), 0));
+  const out = logits.map((x) => Math.fround(x - max - lse));
+  const n = o.ngram;
+  if (n > 0 && history.length >= n - 1) {
+    out.forEach((_, v) => {
+      const gram = [...history.slice(history.length - (n - 1)), v];
+      for (let i = 0; i + n <= history.length; i++) {
+        if (gram.every((t, j) => history[i + j] === t)) out[v] = -Infinity;
+      }
+    });
+  }
+  if (history.length < o.minLength || history.length - 1 < o.minNewTokens) for (const e of o.eos) out[e] = -Infinity;
+  return out;
+}
+
+interface RefHyp { score: number; tokens: number[]; path: number[]; trans: number[]; order: number }
+
+function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): RefHyp[] {
+  const K = o.numBeams;
+  let beams = Array.from({ length: K }, (_, k) => ({ tokens: [o.start], score: k === 0 ? 0 : -1e9, path: [] as number[], trans: [] as number[] }));
+  const hyps: RefHyp[] = [];
+  let order = 0;
+  const add = (tokens: number[], sum: number, genLen: number, path: number[], trans: number[]): void => {
+    const score = sum / genLen ** o.lengthPenalty;
+    if (hyps.length < K || score > Math.min(...hyps.map((h) => h.score))) {
+      hyps.push({ score, tokens, path, trans, order: order++ });
+      if (hyps.length > K) {
+        const worst = Math.min(...hyps.map((h) => h.score));
+        hyps.splice(hyps.findIndex((h) => h.score === worst), 1);
+      }
+    }
+  };
+  let curLen = 1;
+  let done = false;
+  for (;;) {
+    const lps = beams.map((b) => refProcessed(fn, input, b.tokens, o));
+    const cands: { score: number; k: number; v: number }[] = [];
+    beams.forEach((b, k) => lps[k]!.forEach((x, v) => cands.push({ score: Math.fround(x + b.score), k, v })));
+    cands.sort((a, b) => (a.score > b.score ? -1 : a.score < b.score ? 1 : a.k * vocab + a.v - (b.k * vocab + b.v)));
+    const top = cands.slice(0, Math.max(2, 1 + o.eos.length) * K);
+    const next: typeof beams = [];
+    for (let rank = 0; rank < top.length && next.length < K; rank++) {
+      const c = top[rank]!;
+      const src = beams[c.k]!;
+      const row = input * K + c.k;
+      if (o.eos.includes(c.v)) {
+        if (rank < K) add(src.tokens, c.score, curLen, [...src.path, row], [...src.trans, lps[c.k]![o.eos[0]!]!]);
+      } else {
+        next.push({ tokens: [...src.tokens, c.v], score: c.score, path: [...src.path, row], trans: [...src.trans, lps[c.k]![c.v]!] });
+      }
+    }
+    if (hyps.length >= K) {
+      const worst = Math.min(...hyps.map((h) => h.score));
+      const len = o.earlyStopping === 'never' && o.lengthPenalty > 0 ? o.maxLength - 1 : curLen;
+      done = o.earlyStopping === true || worst >= top[0]!.score / len ** o.lengthPenalty;
+    }
+    beams = next;
+    curLen++;
+    if (done || curLen >= o.maxLength) break;
+  }
+  if (!done) for (const b of beams) add(b.tokens, b.score, b.tokens.length - 1, b.path, b.trans);
+  return [...hyps].sort((a, b) => b.score - a.score || b.order - a.order).slice(0, o.numReturn);
+}
+
+function refBeamSearch(fn: LogitsFn, batch: number, vocab: number, o: RefOptions): GenerationOutput {
+  const best = Array.from({ length: batch }, (_, b) => refBeamOne(fn, b, vocab, o)).flat();
+  const width = Math.min(Math.max(...best.map((h) => h.tokens.length)) + 1, o.maxLength);
+  const steps = Math.max(...best.map((h) => h.path.length));
+  return {
+    sequences: best.map((h) => {
+      const row = [...h.tokens];
+      if (row.length < width) row.push(o.eos[0]!);
+      while (row.length < width) row.push(o.pad);
+      return row;
+    }),
+    sequencesScores: best.map((h) => Math.fround(h.score)),
+    beamIndices: best.map((h) => [...h.path, ...new Array<number>(width - h.path.length).fill(-1)]),
+    transitionScores: best.map((h) => [...h.trans, ...new Array<number>(steps - h.trans.length).fill(0)]),
+  };
+}
+
+/** Every sequence the processors allow, with HF's hypothesis score, best first. */
+function bruteForce(fn: LogitsFn, input: number, o: RefOptions): { tokens: number[]; score: number }[] {
+  const out: { tokens: number[]; score: number }[] = [];
+  const walk = (tokens: number[], sum: number): void => {
+    if (tokens.length >= o.maxLength) {
+      out.push({ tokens, score: sum / (tokens.length - 1) ** o.lengthPenalty });
+      return;
+    }
+    refProcessed(fn, input, tokens, o).forEach((lp, v) => {
+      if (lp === -Infinity) return;
+      const s = Math.fround(sum + lp);
+      if (o.eos.includes(v)) out.push({ tokens: [...tokens, v], score: s / tokens.length ** o.lengthPenalty });
+      else walk([...tokens, v], s);
+    });
+  };
+  walk([o.start], 0);
+  return out.sort((a, b) => b.score - a.score);
+}
+
+function expectSameOutput(got: GenerationOutput, want: GenerationOutput, what: string): void {
+  expect(got.sequences, what).toEqual(want.sequences);
+  expect(got.beamIndices, what).toEqual(want.beamIndices);
+  expect(got.sequencesScores!.length, what).toBe(want.sequencesScores!.length);
+  got.sequencesScores!.forEach((s, i) => expect(Math.abs(s - want.sequencesScores![i]!), what).toBeLessThanOrEqual(1e-6));
+  expect(got.transitionScores.map((r) => r.length), what).toEqual(want.transitionScores.map((r) => r.length));
+  got.transitionScores.forEach((row, i) =>
+    row.forEach((s, t) => expect(Math.abs(s - want.transitionScores[i]![t]!), `${what} row ${i} step ${t}`).toBeLessThanOrEqual(1e-6)),
+  );
+}
+
+const refOptions = (o: Partial<RefOptions>): RefOptions => ({
+  numBeams: 3, maxLength: 8, lengthPenalty: 1, earlyStopping: false, eos: [1], pad: 0, start: 0, numReturn: 1, ngram: 0,
+  minLength: 0, minNewTokens: 0, ...o,
+});
+
+const hfOptions = (o: RefOptions): GenerationOptions => ({
+  num_beams: o.numBeams, max_length: o.maxLength, length_penalty: o.lengthPenalty, early_stopping: o.earlyStopping,
+  eos_token_id: o.eos.length === 1 ? o.eos[0]! : o.eos, pad_token_id: o.pad, decoder_start_token_id: o.start,
+  num_return_sequences: o.numReturn, no_repeat_ngram_size: o.ngram, min_length: o.minLength,
+  ...(o.minNewTokens ? { min_new_tokens: o.minNewTokens } : {}),
+});
+
+async function runBeam(fn: LogitsFn, batch: number, vocab: number, o: RefOptions): Promise<{ out: GenerationOutput; stepper: TrackingStepper }> {
+  const stepper = new TrackingStepper(vocab, batch, o.numBeams, fn);
+  const out = await generate(stepper, batch, resolveGenerationConfig({}, hfOptions(o)));
+  return { out, stepper };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe('beam search: Hugging Face golden replay (qa0 beam_a)', () => {
+  it('replays HF per-step scores into HF sequences, sequence score, beam indices and transition scores', async () => {
+    const cases = JSON.parse(readFileSync(fixturePath('cases.json'), 'utf8'));
+    const g = cases.cases.find((c: { name: string }) => c.name === 'qa0').generate.beam_a;
+    const tensor = (await readSafetensors(fixturePath('outputs.safetensors'), { names: [g.scores] })).get(g.scores)!;
+    const [steps, beams, vocab] = tensor.shape as [number, number, number];
+    // HF's scores are log_softmax THEN the n-gram ban: banned tokens' probability is gone, a row's exp-sum is
+    // 1 - m. Logits that give back exactly these scores after our log_softmax + ban: the scores themselves,
+    // with each banned entry (-inf) set to log(m / #banned) so the row sums to 1 again. Our ban only puts the
+    // -inf back where our own histories say so, which is what this checks.
+    let step = 0;
+    const stepper: DecoderStepper = {
+      vocabSize: vocab,
+      async step(tokens) {
+        expect(tokens.length).toBe(beams);
+        expect(step).toBeLessThan(steps);
+        const out = tensor.data.slice(step * beams * vocab, (step + 1) * beams * vocab);
+        for (let r = 0; r < beams; r++) {
+          let sum = 0;
+          let banned = 0;
+          for (let i = r * vocab; i < (r + 1) * vocab; i++) out[i] === -Infinity ? banned++ : (sum += Math.exp(out[i]!));
+          const fill = 1 - sum > 1e-6 ? Math.log((1 - sum) / banned) : -Infinity;
+          for (let i = r * vocab; i < (r + 1) * vocab; i++) if (out[i] === -Infinity) out[i] = fill;
+        }
+        step++;
+        return out;
+      },
+      reorder() {},
+    };
+    const genConfig = JSON.parse(readFileSync(fixturePath('generation_config.json'), 'utf8'));
+    const config = resolveGenerationConfig(genConfig, { ...g.kwargs, output_scores: true });
+    const out = await generate(stepper, 1, config);
+    expect(step).toBe(steps); // HF ran 16 steps before 4 hypotheses were in (early_stopping=True)
+    expect(out.sequences).toEqual(g.sequences);
+    expect(out.beamIndices).toEqual(g.beam_indices);
+    expect(Math.abs(out.sequencesScores![0]! - g.sequences_scores[0])).toBeLessThanOrEqual(1e-6);
+    expect(out.transitionScores[0]!.length).toBe(g.transition_scores[0].length);
+    out.transitionScores[0]!.forEach((s, t) => expect(Math.abs(s - g.transition_scores[0][t])).toBeLessThanOrEqual(1e-6));
+    // our processed scores at every step and row: HF's, -inf (n-gram bans) at the same places
+    expect(out.scores!.length).toBe(steps);
+    out.scores!.forEach((s, t) => {
+      const ref = tensor.data.subarray(t * beams * vocab, (t + 1) * beams * vocab);
+      let maxDiff = 0;
+      let infMismatch = 0;
+      for (let i = 0; i < ref.length; i++) {
+        if ((ref[i] === -Infinity) !== (s[i] === -Infinity)) infMismatch++;
+        else if (ref[i] !== -Infinity) maxDiff = Math.max(maxDiff, Math.abs(s[i]! - ref[i]!));
+      }
+      expect(infMismatch, `step ${t}`).toBe(0);
+      expect(maxDiff, `step ${t}`).toBeLessThanOrEqual(1e-6);
+    });
+  });
+
+  it('the fixture agrees with our reading of HF: sequences_scores = sum of log-probs / n^length_penalty, n counting </s>', () => {
+    const cases = JSON.parse(readFileSync(fixturePath('cases.json'), 'utf8'));
+    let checked = 0;
+    for (const c of cases.cases) {
+      for (const key of ['beam_a', 'beam_b']) {
+        const g = c.generate[key];
+        const lp = g.kwargs.length_penalty ?? 1;
+        g.sequences.forEach((seq: number[], i: number) => {
+          const n = g.beam_indices[i].filter((x: number) => x >= 0).length;
+          const sum = g.transition_scores[i].slice(0, n).reduce((a: number, b: number) => a + b, 0);
+          // float32 running sums in HF vs a float64 sum here: 1e-5
+          expect(Math.abs(sum / n ** lp - g.sequences_scores[i]), `${c.name} ${key} row ${i}`).toBeLessThanOrEqual(1e-5);
+          const ended = seq.indexOf(1, 1) > 0;
+          expect(n, `${c.name} ${key} row ${i}`).toBe(ended ? seq.indexOf(1, 1) : seq.length - 1);
+          checked++;
+        });
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
+  });
+});
+
+describe('beam search: against the reference implementation', () => {
+  const vocab = 6;
+  it('matches over early_stopping x length_penalty x no_repeat_ngram_size x min_length x num_return_sequences, batch 2', async () => {
+    const fn = tableLogits(11, 2, vocab, { eosBias: 1.5 }); // a seed where early_stopping false and "never" differ
+    const results = new Map<string, string>();
+    let combos = 0;
+    for (const numBeams of [2, 3]) {
+      for (const maxLength of [5, 9]) {
+        for (const lengthPenalty of [0.5, 1, 2, -0.5]) {
+          for (const earlyStopping of [true, false, 'never'] as const) {
+            for (const ngram of [0, 2]) {
+              for (const minLength of [0, 4]) {
+                const numReturn = numBeams === 3 ? 2 : 1;
+                const o = refOptions({ numBeams, maxLength, lengthPenalty, earlyStopping, ngram, minLength, numReturn });
+                const what = JSON.stringify(o);
+                const { out } = await runBeam(fn, 2, vocab, o);
+                expectSameOutput(out, refBeamSearch(fn, 2, vocab, o), what);
+                results.set(what, JSON.stringify(out.sequences));
+                combos++;
+              }
+            }
+          }
+        }
+      }
+    }
+    expect(combos).toBe(2 * 2 * 4 * 3 * 2 * 2);
+    // the grid must exercise what it claims: each option changes some result, and the two inputs differ
+    const differs = (key: keyof RefOptions, a: unknown, b: unknown): number =>
+      [...results.keys()].filter((k) => {
+        const o = JSON.parse(k) as RefOptions;
+        if (o[key] !== a) return false;
+        const other = results.get(JSON.stringify({ ...o, [key]: b }));
+        return other !== undefined && other !== results.get(k);
+      }).length;
+    expect(differs('earlyStopping', true, false)).toBeGreaterThan(0);
+    expect(differs('earlyStopping', false, 'never')).toBeGreaterThan(0);
+    expect(differs('lengthPenalty', 0.5, 2)).toBeGreaterThan(0);
+    expect(differs('ngram', 0, 2)).toBeGreaterThan(0);
+    expect(differs('minLength', 0, 4)).toBeGreaterThan(0);
+    const sample = JSON.parse(results.values().next().value!) as number[][];
+    expect(sample[0]).not.toEqual(sample[sample.length - 1]);
+  });
+
+  it('matches with several eos ids (top 3 x num_beams candidates, eos_token_id[0] appended) and min_new_tokens', async () => {
+    const fn = tableLogits(11, 2, vocab, { eosBias: 1, eos: [1, 2] });
+    for (const earlyStopping of [true, false, 'never'] as const) {
+      for (const minNewTokens of [0, 3]) {
+        const o = refOptions({ numBeams: 3, maxLength: 8, eos: [1, 2], earlyStopping, minNewTokens, numReturn: 3 });
+        const { out } = await runBeam(fn, 2, vocab, o);
+        expectSameOutput(out, refBeamSearch(fn, 2, vocab, o), JSON.stringify(o));
+        if (minNewTokens) for (const seq of out.sequences) expect(seq.slice(1, 4)).not.toContain(1);
+      }
+    }
+  });
+
+  it('breaks exact ties by the lowest flattened index (torch.topk), later-added hypothesis first at the end', async () => {
+    const flat: LogitsFn = () => new Float32Array(vocab); // every token equally likely
+    for (const earlyStopping of [true, false] as const) {
+      const o = refOptions({ numBeams: 3, maxLength: 5, earlyStopping, numReturn: 3 });
+      const { out } = await runBeam(flat, 1, vocab, o);
+      expectSameOutput(out, refBeamSearch(flat, 1, vocab, o), JSON.stringify(o));
+    }
+    const { out } = await runBeam(flat, 1, vocab, refOptions({ numBeams: 2, maxLength: 3, earlyStopping: true, numReturn: 2 }));
+    // step 0: eos at rank 1 finishes [0, </s>] (score -ln 6); beams [0,0] and [0,2]. Step 1: eos at rank 1 (from
+    // beam 0) finishes [0,0,</s>] with -2 ln 6 / 2, the same score; 2 hypotheses, early stopping: done. The
+    // later-added one comes first.
+    expect(out.sequences).toEqual([[0, 0, 1], [0, 1, 0]]);
+  });
+});
+
+describe('beam search: brute force', () => {
+  it('with more beams than live paths, returns the globally best sequences for every length penalty and early stopping', async () => {
+    const vocab = 4;
+    const fn = tableLogits(3, 2, vocab, { eosBias: 0.5 });
+    // max_length 4: at most 9 live beams x 4 tokens = 36 real candidates per step; 36 beams keep every one of
+    // them (and rank < num_beams for every eos), hypotheses hold 36 of the 40 possible sequences.
+    for (const lengthPenalty of [0.5, 1, 2]) {
+      for (const earlyStopping of [true, false, 'never'] as const) {
+        for (const ngram of [0, 2]) {
+          const o = refOptions({ numBeams: 36, maxLength: 4, lengthPenalty, earlyStopping, ngram, minLength: ngram ? 3 : 0, numReturn: 6 });
+          const { out } = await runBeam(fn, 2, vocab, o);
+          for (let b = 0; b < 2; b++) {
+            const want = bruteForce(fn, b, o).slice(0, 6);
+            for (let j = 0; j < 6; j++) {
+              const i = b * 6 + j;
+              const n = out.beamIndices![i]!.filter((x) => x >= 0).length;
+              expect(out.sequences[i]!.slice(0, n + 1), `${JSON.stringify(o)} input ${b} #${j}`).toEqual(want[j]!.tokens);
+              expect(Math.abs(out.sequencesScores![i]! - want[j]!.score)).toBeLessThanOrEqual(1e-6);
+            }
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('beam search: cache reorders', () => {
+  it('feeds every cache row its own history: reorders stay inside an input; a finished input maps to row 0 and gets pads', async () => {
+    const vocab = 5;
+    const fn = tableLogits(5, 3, vocab, { eosBias: 1.5 });
+    for (const earlyStopping of [true, false, 'never'] as const) {
+      const o = refOptions({ numBeams: 3, maxLength: 12, earlyStopping, ngram: 2, numReturn: 2 });
+      const { out, stepper } = await runBeam(fn, 3, vocab, o);
+      expectSameOutput(out, refBeamSearch(fn, 3, vocab, o), JSON.stringify(o));
+      expect(stepper.reorders.length).toBe(stepper.fed.length - 1);
+      stepper.reorders.forEach((idx, t) => {
+        for (let r = 0; r < idx.length; r++) {
+          const input = Math.floor(r / 3);
+          const inBlock = idx[r]! >= input * 3 && idx[r]! < input * 3 + 3;
+          const finished = idx[r] === 0 && stepper.fed[t + 1]![r] === o.pad;
+          expect(inBlock || finished, `step ${t} row ${r} <- ${idx[r]}`).toBe(true);
+        }
+      });
+      // the first step feeds the decoder start token to every row
+      expect(Array.from(stepper.fed[0]!)).toEqual(new Array(9).fill(0));
+    }
+  });
+
+  it('a wrong reorder shows: the same search over a stepper that ignores reorder() gives other results', async () => {
+    const vocab = 5;
+    const fn = tableLogits(5, 1, vocab, { eosBias: -4 });
+    const o = refOptions({ numBeams: 3, maxLength: 10, ngram: 0 });
+    const good = await runBeam(fn, 1, vocab, o);
+    const lazy = new TrackingStepper(vocab, 1, 3, fn);
+    lazy.reorder = () => {};
+    const bad = await generate(lazy, 1, resolveGenerationConfig({}, hfOptions(o)));
+    expect(good.out.sequences[0]!.length).toBe(10);
+    expect(bad.sequences).not.toEqual(good.out.sequences);
+  });
+});
+
+describe('beam search: pieces and errors', () => {
+  it('BeamHypotheses keeps the num_beams best, worst score as HF', () => {
+    const h = new BeamHypotheses(2, 1, false, 20);
+    h.add([0, 5], -2, [0], [-2], 2); // -1
+    h.add([0, 6], -3, [0], [-3], 2); // -1.5
+    expect(h.worstScore).toBe(-1.5);
+    h.add([0, 7], -4, [0], [-4], 2); // -2: not better than the worst, dropped
+    expect(h.beams.map((b) => b.tokens[1])).toEqual([5, 6]);
+    h.add([0, 8], -1, [0], [-1], 2); // -0.5 replaces -1.5
+    expect(h.beams.map((b) => b.tokens[1])).toEqual([5, 8]);
+    expect(h.worstScore).toBe(-1);
+  });
+
+  it('is_done: early_stopping true / false (cur_len) / "never" (max_length when length_penalty > 0, else cur_len)', () => {
+    const full = (es: EarlyStopping, lp: number): BeamHypotheses => {
+      const h = new BeamHypotheses(1, lp, es, 11);
+      h.add([0, 5, 6], -4, [0, 0], [-2, -2], 2); // score -4 / 2^lp
+      return h;
+    };
+    expect(new BeamHypotheses(1, 1, true, 11).isDone(-1, 3, 1)).toBe(false); // not enough hypotheses
+    expect(full(true, 1).isDone(-100, 3, 1)).toBe(true);
+    // false: best running sum -5 over cur_len - 1 = 2 tokens: -2.5 < worst -2 -> done; -3 over 2: -1.5 > -2
+    expect(full(false, 1).isDone(-5, 3, 1)).toBe(true);
+    expect(full(false, 1).isDone(-3, 3, 1)).toBe(false);
+    // never, lp 1: -5 over max_length - 1 = 10 tokens: -0.5 > -2 -> not done; -30/10 = -3 -> done
+    expect(full('never', 1).isDone(-5, 3, 1)).toBe(false);
+    expect(full('never', 1).isDone(-30, 3, 1)).toBe(true);
+    // never, lp -1: score -4 * 2 = -8; best -5 * 2 = -10 < -8 -> done; -3 * 2 = -6 -> not
+    expect(full('never', -1).isDone(-5, 3, 1)).toBe(true);
+    expect(full('never', -1).isDone(-3, 3, 1)).toBe(false);
+  });
+
+  it('topK: best first, lowest index first among ties, -inf candidates still count', () => {
+    const xs = [1, 3, 3, -Infinity, 2, 3, -Infinity];
+    const t = topK(xs.length, 5, (i) => xs[i]!);
+    expect(Array.from(t.index)).toEqual([1, 2, 5, 4, 0]);
+    const u = topK(3, 3, (i) => [-Infinity, 0, -Infinity][i]!);
+    expect(Array.from(u.index)).toEqual([1, 0, 2]);
+  });
+
+  it('reports bad configurations and bad steps with the option named', async () => {
+    const fn = tableLogits(1, 1, 4);
+    const stepper = (): TrackingStepper => new TrackingStepper(4, 1, 2, fn);
+    await expect(beamSearch(stepper(), 1, { ...resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0 }), numBeams: 1 })).rejects.toThrow(/num_beams/);
+    await expect(beamSearch(stepper(), 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0, eos_token_id: 9, pad_token_id: 0 }))).rejects.toThrow(/`eos_token_id` 9 is outside the vocabulary/);
+    await expect(beamSearch(stepper(), 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0, max_length: 1 }))).rejects.toThrow(/max_length/);
+    const short: DecoderStepper = { vocabSize: 4, step: async () => new Float32Array(3), reorder: () => {} };
+    await expect(generate(short, 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0 }))).rejects.toThrow(/returned 3 values, expected rows 2 x vocab 4/);
+    const nan: DecoderStepper = { vocabSize: 4, step: async () => new Float32Array(8).fill(NaN), reorder: () => {} };
+    await expect(generate(nan, 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0 }))).rejects.toThrow(/NaN/);
+  });
+
+  it('output_scores returns the processed scores of every step, [rows, vocab]', async () => {
+    const fn = tableLogits(2, 2, 5, { eosBias: 1 });
+    const o = refOptions({ numBeams: 2, maxLength: 6 });
+    const stepper = new TrackingStepper(5, 2, 2, fn);
+    const out = await generate(stepper, 2, resolveGenerationConfig({}, { ...hfOptions(o), output_scores: true }));
+    expect(out.scores!.length).toBe(stepper.fed.length);
+    for (const s of out.scores!) expect(s.length).toBe(4 * 5);
+    const lse = Math.log(Array.from(out.scores![0]!.subarray(0, 5)).reduce((a, x) => a + Math.exp(x), 0));
+    expect(Math.abs(lse)).toBeLessThanOrEqual(1e-6);
+    const without = await generate(new TrackingStepper(5, 2, 2, fn), 2, resolveGenerationConfig({}, hfOptions(o)));
+    expect(without.scores).toBeUndefined();
+    expect(without.sequences).toEqual(out.sequences);
+  });
+});
