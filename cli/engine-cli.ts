@@ -2,9 +2,14 @@
 // and exit code 1 (a stack trace only with T5_WEBGPU_DEBUG=1).
 import { benchCommand } from './bench.ts';
 import { infoCommand } from './info.ts';
+import { initCommand } from './init.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
+  init: {
+    run: initCommand,
+    help: 'a new T5 from scratch: init --config t5-tiny|t5-small|t5-base|config.json --tokenizer spiece.model --out DIR [--seed N]',
+  },
   bench: { run: benchCommand, help: 'kernel benchmarks: bench [op ...|all] [--sizes A,B] [--repeat N] [--json]' },
 };
 
