@@ -2,9 +2,9 @@
 // one autograd rule for all of them.
 //
 // Two kernel shapes:
-//  * same-shape operands: a flat loop, vec4 loads when the size is a multiple of 4, VEC_PER_THREAD vec4 per
-//    invocation at a stride of the workgroup (coalesced on a GPU; on lavapipe 16 vec4 per invocation moves
-//    about twice the bytes of one, shared/LAVAPIPE.md).
+//  * same-shape operands: a flat loop, vec4 loads when the size is a multiple of 4, a few vec4 per invocation
+//    at a stride of the workgroup (coalesced on a GPU; on lavapipe several vec4 per invocation move about
+//    twice the bytes of one, shared/LAVAPIPE.md).
 //  * NumPy broadcasting: the output index is decomposed over the (collapsed) output shape and each input
 //    reads at its own strides (0 along broadcast axes). When the innermost axis is a multiple of 4 and every
 //    input either runs along it (stride 1) or is constant along it, the loop is still vec4.
@@ -16,10 +16,15 @@ import { ewOp, helpersFor, usesIdent, type EwOp } from './elementwise-table.ts';
 import { sumTo } from './reduce.ts';
 
 const WORKGROUP = 256;
-/** vec4 (or scalars) per invocation on the flat path */
-const VEC_PER_THREAD = 8;
-/** elements per invocation on the broadcasting path (each pays an index decomposition) */
-const BCAST_PER_THREAD = 4;
+/** Per-invocation work, mutable so benchmarks can compare settings (pipelines are cached by source). */
+export const EW_TUNING = {
+  /** vec4 (or scalars) per invocation on the flat path. lavapipe under load, add of 16M elements, best of 4
+   * interleaved runs: 2 -> 168 ms, 4 -> 154 ms, 8 -> 275 ms, 16 -> 341 ms */
+  vecPerThread: 4,
+  /** vec4 (or scalars) per invocation on the broadcasting path (each pays an index decomposition); [4096, 2048]
+   * + [2048] on lavapipe: 1 -> 84 ms, 4 -> 83 ms, 8 -> 108 ms, 16 -> 143 ms */
+  bcastPerThread: 4,
+};
 /** broadcast shapes are collapsed first; T5 needs at most 4 axes after collapsing */
 const MAX_RANK = 8;
 
@@ -123,8 +128,8 @@ function kernelCode(inputs: EwInput[], expr: string, p: Plan): string {
   if (p.kind === 'flat') {
     const loads = inputs.map((inp) => `let ${inp.name} = T(v_${inp.name}[i]);`).join(' ');
     body = `
-  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * VEC_PER_THREAD}u + lid;
-  for (var k = 0u; k < ${VEC_PER_THREAD}u; k++) {
+  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * EW_TUNING.vecPerThread}u + lid;
+  for (var k = 0u; k < ${EW_TUNING.vecPerThread}u; k++) {
     let i = base + k * ${WORKGROUP}u;
     if (i < p.n) { ${loads} out[i] = ${expr}; }
   }`;
@@ -144,8 +149,8 @@ function kernelCode(inputs: EwInput[], expr: string, p: Plan): string {
       })
       .join(' ');
     body = `
-  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * BCAST_PER_THREAD}u + lid;
-  for (var k = 0u; k < ${BCAST_PER_THREAD}u; k++) {
+  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * EW_TUNING.bcastPerThread}u + lid;
+  for (var k = 0u; k < ${EW_TUNING.bcastPerThread}u; k++) {
     let i = base + k * ${WORKGROUP}u;
     if (i < p.n) {
       var rem = i * ${W}u; ${offs}
@@ -181,7 +186,7 @@ export function ewDispatch(name: string, inputs: EwInput[], expr: string, scalar
     for (const d of p.dims) params.push(['u32', d]);
     for (const s of p.strides) for (const v of s) params.push(['u32', v]);
   }
-  const per = p.kind === 'flat' ? VEC_PER_THREAD : BCAST_PER_THREAD;
+  const per = p.kind === 'flat' ? EW_TUNING.vecPerThread : EW_TUNING.bcastPerThread;
   const bindings: BufferBinding[] = inputs.map((i) => i.t.read(`${name} input ${i.name} ${i.t.describe()}`));
   rt().dispatch({
     name,
@@ -229,13 +234,13 @@ export function applyOp(name: string, ts: Tensor[], scalar = 0): Tensor {
     return op.bwd.map((expr, k) => {
       const input = differentiable[k];
       if (expr === null || !input || !input.requiresGrad) return null;
-      if (expr === 'g' && g.size === input.size) return g;
       const used = named.filter((n) => usesIdent(expr, n.name));
       const full = expr === 'g' ? g : ewDispatch(`${name} backward`, used, expr, scalar, outShape);
-      if (full.size === input.size) return full.shape.join() === input.shape.join() ? full : full.reshape(input.shape);
-      const reduced = sumTo(full, input.shape);
+      if (full.shape.join() === input.shape.join()) return full;
+      // same size, other shape ([1, 3] against [3]): a view; else sum over the broadcast axes
+      const r = full.size === input.size ? full.reshape(input.shape) : sumTo(full, input.shape);
       if (full !== g) full.dispose();
-      return reduced;
+      return r;
     });
   });
 }

@@ -3,7 +3,7 @@
 // The input is viewed as [outer, R, inner] after dropping size-1 axes and merging neighbouring axes that are
 // all reduced or all kept; axes that fall into separate groups are reduced one group at a time, innermost
 // first. Two kernels:
-//  * row kernel (inner = 1, long rows): one workgroup per row (or per chunk of a row when there are few rows),
+//  * row kernel (inner = 1, long rows, GPUs only): one workgroup per row (or per chunk of a row when there are few rows),
 //    vec4 loads strided by the workgroup, then a reduction across the workgroup: subgroup operations and one
 //    barrier when `gpu().hasSubgroups`, else a tree in workgroup memory.
 //  * column kernel (everything else): one invocation per output (vec4 of outputs when inner % 4 == 0, or
@@ -18,8 +18,18 @@ import { broadcastShapes, broadcastTo } from './elementwise.ts';
 
 const ROW_WORKGROUP = 256;
 const COL_WORKGROUP = 64;
-/** rows at least this long get a workgroup each; shorter ones an invocation each */
-const ROW_KERNEL_MIN = 2048;
+/** Mutable so benchmarks can compare settings. */
+export const REDUCE_TUNING = {
+  /** rows at least this long get a workgroup each; shorter ones an invocation each. null: by adapter, 2048 on
+   * a GPU; never on a CPU driver, where a workgroup reduction costs far more than it saves (lavapipe, loaded
+   * machine, best of 4: sum over [256, 32128] 50 ms with a workgroup per row against 2.6-15 ms with the
+   * chunked column kernel; [16384, 256] 460 ms against 8 ms) */
+  rowKernelMin: null as number | null,
+};
+
+function rowKernelMin(): number {
+  return REDUCE_TUNING.rowKernelMin ?? (gpu().info.isSoftware ? Infinity : 2048);
+}
 /** a GPU wants tens of thousands of invocations in flight: split R when outputs give fewer */
 const TARGET_INVOCATIONS = 16384;
 const TARGET_WORKGROUPS = 128;
@@ -183,7 +193,7 @@ function reducePass(kind: ReduceKind, x: Tensor, ps: Pass, scale: number): { out
   const { outer, R, inner } = ps;
   const M = outer * inner;
   const isMax = kind === 'max';
-  if (inner === 1 && R >= ROW_KERNEL_MIN) {
+  if (inner === 1 && R >= rowKernelMin()) {
     const vec = !isMax && R % 4 === 0;
     let parts = 1;
     if (!isMax && outer < TARGET_WORKGROUPS && R >= 2 * MIN_ROW_CHUNK) {

@@ -2,7 +2,9 @@
 // vec4 and scalar paths, broadcasting, awkward sizes) and backward against central finite differences.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { rt } from '../engine/runtime.ts';
+import { tidy } from '../engine/scope.ts';
 import { backward } from '../engine/autograd.ts';
 import { EW_TABLE, type EwOp } from '../kernels/elementwise-table.ts';
 import { add, applyOp, broadcastShapes, broadcastTo, ewMapRef, ewRef, maskFill, mul, scale } from '../kernels/elementwise.ts';
@@ -203,6 +205,24 @@ describe('elementwise extras', () => {
     expectClose(await x.grad!.toArray(), gx, 1e-6, 'dy/dx');
     expectClose(await bias.grad!.toArray(), gb, 1e-6, 'dy/dbias');
     [x, w, bias, y].forEach((t) => t.dispose());
+  });
+
+  it('frees every intermediate of forward and backward (broadcast sums, saved inputs)', async () => {
+    const step = () => tidy(() => {
+      const a = tensor(rand(24, [0.5, 2]), [2, 3, 4], { requiresGrad: true });
+      const b = tensor(rand(3, [0.5, 2]), [1, 3, 1], { requiresGrad: true });
+      const c = tensor(rand(4, [0.5, 2]), [4], { requiresGrad: true });
+      const y = applyOp('div', [applyOp('gelu', [applyOp('mul', [a, b])]), applyOp('add', [c, tensor([1], [1, 1, 1])])]);
+      backward(y);
+    });
+    step();
+    await rt().sync();
+    const before = memory();
+    for (let i = 0; i < 5; i++) step();
+    await rt().sync();
+    const after = memory();
+    expect(after.bytesLive).toBe(before.bytesLive);
+    expect(after.buffersCreated).toBe(before.buffersCreated);
   });
 
   it('rejects bad input before the GPU', () => {

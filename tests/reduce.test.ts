@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { setPoison, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
-import { max, maxWithIndex, mean, reduceRef, setSubgroupReduction, sum, sumTo } from '../kernels/reduce.ts';
-import { gpu } from '../engine/gpu.ts';
+import { max, maxWithIndex, mean, reduceRef, REDUCE_TUNING, setSubgroupReduction, sum, sumTo } from '../kernels/reduce.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -47,10 +46,12 @@ const CASES: Array<[Shape, number[] | null, boolean]> = [
 ];
 
 describe('sum and mean', () => {
-  it('the workgroup-memory tree (used without subgroups) is exact too', async () => {
-    setSubgroupReduction(false);
+  // the workgroup-per-row kernel runs on GPUs only; force it here, with subgroups (where offered) and without
+  for (const sg of [null, false]) it(`the workgroup-per-row kernel (${sg === false ? 'workgroup-memory tree' : 'subgroups if offered'}) is exact`, async () => {
+    setSubgroupReduction(sg);
+    REDUCE_TUNING.rowKernelMin = 2048;
     try {
-      for (const shape of [[3, 32128], [64, 4099]]) {
+      for (const shape of [[3, 32128], [64, 4099], [5, 2048]]) {
         const data = ints(size(shape));
         const x = tensor(data, shape);
         const s = sum(x, -1);
@@ -63,8 +64,8 @@ describe('sum and mean', () => {
       }
     } finally {
       setSubgroupReduction(null);
+      REDUCE_TUNING.rowKernelMin = null;
     }
-    expect(typeof gpu().hasSubgroups).toBe('boolean');
   });
 
   it('are exact on integer data at every kernel path', async () => {
