@@ -175,8 +175,41 @@ export function shaderPrelude(impl: RowImpl): { enable: string; builtins: string
   };
 }
 
+/** WGSL scratch for `rowMergeMaxSum` in the workgroup layout. */
+export function rowMergeScratch(impl: RowImpl): string {
+  return impl === 'workgroup' ? `var<workgroup> sm: array<f32, ${ROW_WORKGROUP}>;\nvar<workgroup> ss: array<f32, ${ROW_WORKGROUP}>;` : '';
+}
+
+/** WGSL combining every lane's running (m, s) (max, and sum of exp(v − m)) into the row's, in every lane.
+ * Needs `MERGE_FN` and a uniform `p.ninf` = -inf. */
+export function rowMergeMaxSum(impl: RowImpl): string {
+  if (impl === 'invocation') return '';
+  if (impl === 'subgroup') {
+    return /* wgsl */ `
+  let mAll = subgroupMax(m);
+  s = subgroupAdd(s * rescale(m, mAll));
+  m = mAll;`;
+  }
+  return /* wgsl */ `
+  sm[lid] = m;
+  ss[lid] = s;
+  workgroupBarrier();
+  for (var k = ${ROW_WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
+    if (lid < k) {
+      let a = sm[lid];
+      let b = sm[lid + k];
+      let mn = max(a, b);
+      ss[lid] = ss[lid] * rescale(a, mn) + ss[lid + k] * rescale(b, mn);
+      sm[lid] = mn;
+    }
+    workgroupBarrier();
+  }
+  m = sm[0];
+  s = ss[0];`;
+}
+
 /** WGSL merging (m, s) pairs of running max and rescaled sum; an empty side (m = -inf) adds nothing. */
-const MERGE_FN = /* wgsl */ `
+export const MERGE_FN = /* wgsl */ `
 fn rescale(m: f32, to: f32) -> f32 {
   return select(exp(m - to), 0.0, m == ${NEG_INF});
 }`;
@@ -192,46 +225,23 @@ function forwardCode(v: Variant, mask: MaskLayout | null): string {
     const MT = mask.colStride === 1 ? T : 'f32';
     maskDecl = `@group(0) @binding(1) var<storage, read> mask: array<${MT}>;\n${maskRowFn(mask)}`;
     if (mask.colStride === 1) {
-      maskInit = `let mo = maskRow(r) / ${v.w}u;`;
+      maskInit = `let mo = maskRow(p.row0 + r) / ${v.w}u;`;
       maskAt = (j) => ` + mask[mo + ${j}]`;
     } else {
-      maskInit = `let mv = ${T}(mask[maskRow(r)]);`;
+      maskInit = `let mv = ${T}(mask[maskRow(p.row0 + r)]);`;
       maskAt = () => ' + mv';
     }
   }
   const outBinding = mask ? 2 : 1;
-  const reduce =
-    v.impl === 'workgroup'
-      ? /* wgsl */ `
-  sm[lid] = m;
-  ss[lid] = s;
-  workgroupBarrier();
-  for (var k = ${ROW_WORKGROUP / 2}u; k > 0u; k = k >> 1u) {
-    if (lid < k) {
-      let a = sm[lid];
-      let b = sm[lid + k];
-      let mn = max(a, b);
-      ss[lid] = ss[lid] * rescale(a, mn) + ss[lid + k] * rescale(b, mn);
-      sm[lid] = mn;
-    }
-    workgroupBarrier();
-  }
-  m = sm[0];
-  s = ss[0];`
-      : v.impl === 'subgroup'
-        ? /* wgsl */ `
-  let mAll = subgroupMax(m);
-  s = subgroupAdd(s * rescale(m, mAll));
-  m = mAll;`
-        : '';
+  const reduce = rowMergeMaxSum(v.impl);
   const pre = shaderPrelude(v.impl);
   return /* wgsl */ `${pre.enable}
 @group(0) @binding(0) var<storage, read> x: array<${T}>;
 ${maskDecl}
 @group(0) @binding(${outBinding}) var<storage, read_write> y: array<${T}>;
-struct Params { rows: u32, n: u32, ninf: f32, ${lead} }
+struct Params { rows: u32, n: u32, ninf: f32, row0: u32, ${lead} }
 @group(0) @binding(${outBinding + 1}) var<uniform> p: Params;
-${v.impl === 'workgroup' ? `var<workgroup> sm: array<f32, ${ROW_WORKGROUP}>;\nvar<workgroup> ss: array<f32, ${ROW_WORKGROUP}>;` : ''}
+${rowMergeScratch(v.impl)}
 ${MERGE_FN}
 
 @compute @workgroup_size(${h.size})
@@ -322,6 +332,39 @@ function workgroupsFor(v: Variant, rows: number): [number, number] {
   return rowWorkgroups(v.impl, rows);
 }
 
+let bindingLimitOverride: number | null = null;
+/** Tests: pretend maxStorageBufferBindingSize is `bytes` (null: the adapter's), to exercise row-range binding. */
+export function setBindingLimitForTests(bytes: number | null): void {
+  bindingLimitOverride = bytes;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/** Row ranges [first, count] whose bytes fit one storage binding and start at an offset the adapter accepts
+ * (a multiple of minStorageBufferOffsetAlignment): tensors over maxStorageBufferBindingSize (128 MiB on
+ * lavapipe) are bound a range at a time. */
+export function rowChunks(op: string, rows: number, rowBytes: number): Array<[number, number]> {
+  const { limits } = gpu();
+  const limit = bindingLimitOverride ?? limits.maxStorageBufferBindingSize;
+  const align = limits.minStorageBufferOffsetAlignment;
+  const step = align / gcd(rowBytes, align);
+  const per = Math.floor(Math.floor(limit / rowBytes) / step) * step;
+  if (rows * rowBytes <= limit) return rows > 0 ? [[0, rows]] : [];
+  if (per === 0) {
+    throw new RangeError(`${op}: a row of ${rowBytes} bytes cannot be bound in ranges under maxStorageBufferBindingSize ${limit}`);
+  }
+  const out: Array<[number, number]> = [];
+  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
+  return out;
+}
+
+/** A binding of rows [first, first + count) of a tensor whose rows are `rowBytes` long. */
+export function rowRange(t: Tensor, first: number, count: number, rowBytes: number, write: boolean, what: string): BufferBinding {
+  return { buffer: t.buffer, offset: first * rowBytes, size: Math.max(4, count * rowBytes), write, what };
+}
+
 /** WGSL scratch for `rowSum` in the workgroup layout. */
 export function rowScratch(impl: RowImpl): string {
   return impl === 'workgroup' ? `var<workgroup> rsum: array<f32, ${ROW_WORKGROUP}>;` : '';
@@ -357,14 +400,14 @@ export function softmax(x: Tensor, opts: SoftmaxOptions = {}): Tensor {
   const rows = L === 0 ? 0 : x.size / L;
   const layout = mask ? maskLayout(x, mask) : null;
   const y = empty(x.shape);
-  if (rows > 0) {
-    const v = variantFor(L, opts.impl);
-    const bindings: BufferBinding[] = [x.read('softmax x')];
+  const v = variantFor(L, opts.impl);
+  for (const [r0, n] of rowChunks('softmax', rows, L * 4)) {
+    const bindings: BufferBinding[] = [rowRange(x, r0, n, L * 4, false, 'softmax x')];
     if (mask) bindings.push(mask.read('softmax mask'));
-    bindings.push(y.write('softmax y'));
-    const params: Param[] = [['u32', rows], ['u32', L / v.w], ['f32', -Infinity]];
-    for (const [n, st] of layout?.dims ?? []) params.push(['u32', n], ['u32', st]);
-    rt().dispatch({ name: 'softmax', code: forwardCode(v, layout), bindings, params, workgroups: workgroupsFor(v, rows) });
+    bindings.push(rowRange(y, r0, n, L * 4, true, 'softmax y'));
+    const params: Param[] = [['u32', n], ['u32', L / v.w], ['f32', -Infinity], ['u32', r0]];
+    for (const [d, st] of layout?.dims ?? []) params.push(['u32', d], ['u32', st]);
+    rt().dispatch({ name: 'softmax', code: forwardCode(v, layout), bindings, params, workgroups: workgroupsFor(v, n) });
   }
   return recordOp('softmax', [x], y, [y], (g, [ys]) => [softmaxBackward(g, ys!, opts.impl)]);
 }
@@ -379,14 +422,17 @@ export function softmaxBackward(dy: Tensor, y: Tensor, impl?: RowImpl): Tensor {
   const L = y.shape[y.rank - 1]!;
   const rows = L === 0 ? 0 : y.size / L;
   const dx = empty(y.shape);
-  if (rows > 0) {
-    const v = variantFor(L, impl);
+  const v = variantFor(L, impl);
+  for (const [r0, n] of rowChunks('softmaxBackward', rows, L * 4)) {
     rt().dispatch({
       name: 'softmax_backward',
       code: backwardCode(v),
-      bindings: [y.read('softmax y'), dy.read('softmax dy'), dx.write('softmax dx')],
-      params: [['u32', rows], ['u32', L / v.w]],
-      workgroups: workgroupsFor(v, rows),
+      bindings: [
+        rowRange(y, r0, n, L * 4, false, 'softmax y'), rowRange(dy, r0, n, L * 4, false, 'softmax dy'),
+        rowRange(dx, r0, n, L * 4, true, 'softmax dx'),
+      ],
+      params: [['u32', n], ['u32', L / v.w]],
+      workgroups: workgroupsFor(v, n),
     });
   }
   return dx;
