@@ -61,11 +61,14 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.variant = opts.variant ?? 'torch';
     checkHyper(this.hyper());
-    const seen = new Set<Tensor>();
+    // updates are in place: two entries on one buffer (the same tensor twice, or a view of it) would be
+    // updated twice per step; tied weights are one parameter
+    const seen = new Map<GPUBuffer, number>();
     this.params.forEach((p, i) => {
       if (p.dtype !== 'f32') throw new TypeError(`AdamW: parameter ${i} ${p.describe()} is not f32`);
-      if (seen.has(p)) throw new Error(`AdamW: parameter ${i} ${p.describe()} appears twice`);
-      seen.add(p);
+      const j = seen.get(p.buffer);
+      if (j !== undefined) throw new Error(`AdamW: parameter ${i} ${p.describe()} shares its storage with parameter ${j}`);
+      seen.set(p.buffer, i);
     });
     this.slots = this.params.map(() => null);
   }

@@ -209,7 +209,11 @@ export function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm
   checkTensors('clipGradNorm', ts);
   if (norm.size !== 1 || norm.dtype !== 'f32') throw new RangeError(`clipGradNorm: the norm must be one f32, got ${norm.describe()}`);
   if (!(maxNorm >= 0)) throw new RangeError(`clipGradNorm: maxNorm must be >= 0, got ${maxNorm}`);
-  for (const p of pieces(ts, opts)) {
+  // backward may hand two parameters handles on one gradient buffer (the rule of x + y returns g for both):
+  // scale each buffer once, or it would be scaled twice
+  const seen = new Set<GPUBuffer>();
+  const distinct = ts.filter((t) => !seen.has(t.buffer) && seen.add(t.buffer));
+  for (const p of pieces(distinct, opts)) {
     rt().dispatch({
       name: 'grad_clip_scale',
       code: code('scale', p.type),

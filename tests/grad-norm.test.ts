@@ -167,6 +167,22 @@ describe('clipGradNorm (torch.nn.utils.clip_grad_norm_)', () => {
     [...a.ps, ...b.ps].forEach((p) => p.dispose());
   });
 
+  it('scales a gradient buffer shared by two parameters once', async () => {
+    const g = tensor([3, 4], [2]);
+    const a = tensor([0, 0], [2], { requiresGrad: true });
+    const b = tensor([0, 0], [2], { requiresGrad: true });
+    a.grad = g.keep();
+    b.grad = g.reshape([2]).keep(); // another handle on the same storage, as backward hands out for x + y
+    // total = sqrt(25 + 25); coef = 1 / (sqrt(50) + 1e-6)
+    expect(Math.abs((await clipGradNorm([a, b], 1).item()) - Math.sqrt(50))).toBeLessThanOrEqual(Math.sqrt(50) * NORM_RTOL);
+    const c = clipCoefReference(Math.sqrt(50), 1);
+    const got = await b.grad.toFloat32();
+    expect(Math.abs(got[0]! - 3 * c)).toBeLessThanOrEqual(1e-6 * 3 * c);
+    expect(Math.abs(got[1]! - 4 * c)).toBeLessThanOrEqual(1e-6 * 4 * c);
+    a.dispose();
+    b.dispose();
+  });
+
   it('rejects a negative or NaN maxNorm', () => {
     const { ps } = params(12, 1);
     expect(() => clipGradNorm(ps, -1)).toThrow(/maxNorm must be >= 0/);
