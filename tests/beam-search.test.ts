@@ -122,17 +122,17 @@ function refProcessed(fn: LogitsFn, input: number, history: readonly number[], o
   return out;
 }
 
-interface RefHyp { score: number; tokens: number[]; path: number[]; trans: number[]; order: number }
+interface RefHyp { score: number; tokens: number[]; path: number[]; trans: number[]; order: number; eos?: number }
 
 function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): RefHyp[] {
   const K = o.numBeams;
   let beams = Array.from({ length: K }, (_, k) => ({ tokens: [o.start], score: k === 0 ? 0 : -1e9, path: [] as number[], trans: [] as number[] }));
   const hyps: RefHyp[] = [];
   let order = 0;
-  const add = (tokens: number[], sum: number, genLen: number, path: number[], trans: number[]): void => {
+  const add = (tokens: number[], sum: number, genLen: number, path: number[], trans: number[], eos?: number): void => {
     const score = sum / genLen ** o.lengthPenalty;
     if (hyps.length < K || score > Math.min(...hyps.map((h) => h.score))) {
-      hyps.push({ score, tokens, path, trans, order: order++ });
+      hyps.push({ score, tokens, path, trans, order: order++, eos });
       if (hyps.length > K) {
         const worst = Math.min(...hyps.map((h) => h.score));
         hyps.splice(hyps.findIndex((h) => h.score === worst), 1);
@@ -153,7 +153,7 @@ function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): 
       const src = beams[c.k]!;
       const row = input * K + c.k;
       if (o.eos.includes(c.v)) {
-        if (rank < K) add(src.tokens, c.score, curLen, [...src.path, row], [...src.trans, lps[c.k]![o.eos[0]!]!]);
+        if (rank < K) add(src.tokens, c.score, curLen, [...src.path, row], [...src.trans, lps[c.k]![o.eos[0]!]!], c.v);
       } else {
         next.push({ tokens: [...src.tokens, c.v], score: c.score, path: [...src.path, row], trans: [...src.trans, lps[c.k]![c.v]!] });
       }
@@ -357,15 +357,22 @@ describe('beam search: against the reference implementation', () => {
   });
 
   it('matches with several eos ids (top 3 x num_beams candidates, eos_token_id[0] appended) and min_new_tokens', async () => {
-    const fn = tableLogits(11, 2, vocab, { eosBias: 1, eos: [1, 2] });
+    const fn = tableLogits(11, 2, vocab, { eosBias: 1, eos: [2, 1] });
+    let endedByOne = 0;
     for (const earlyStopping of [true, false, 'never'] as const) {
       for (const minNewTokens of [0, 3]) {
-        const o = refOptions({ numBeams: 3, maxLength: 8, eos: [1, 2], earlyStopping, minNewTokens, numReturn: 3 });
+        const o = refOptions({ numBeams: 3, maxLength: 8, eos: [2, 1], earlyStopping, minNewTokens, numReturn: 3 });
         const { out } = await runBeam(fn, 2, vocab, o);
         expectSameOutput(out, refBeamSearch(fn, 2, vocab, o), JSON.stringify(o));
-        if (minNewTokens) for (const seq of out.sequences) expect(seq.slice(1, 4)).not.toContain(1);
+        for (const seq of out.sequences) {
+          if (minNewTokens) expect(seq.slice(1, 4).filter((t) => t === 1 || t === 2)).toEqual([]);
+          expect(seq.slice(1)).not.toContain(1); // a hypothesis that ended in 1 is written with eos_token_id[0] = 2
+        }
+        // ... and some returned hypotheses did end in 1 (the reference knows)
+        for (const b of [0, 1]) endedByOne += refBeamOne(fn, b, vocab, o).filter((h) => h.eos === 1).length;
       }
     }
+    expect(endedByOne).toBeGreaterThan(0);
   });
 
   it('breaks exact ties by the lowest flattened index (torch.topk), later-added hypothesis first at the end', async () => {
@@ -457,6 +464,15 @@ describe('beam search: pieces and errors', () => {
     expect(h.worstScore).toBe(-1);
   });
 
+  it('BeamHypotheses: among equally bad hypotheses the earliest added is dropped (Python sorted of (score, idx))', () => {
+    const h = new BeamHypotheses(2, 1, false, 20);
+    h.add([0, 5], -2, [0], [-2], 2); // -1
+    h.add([0, 6], -2, [0], [-2], 2); // -1
+    h.add([0, 7], -1, [0], [-1], 2); // -0.5: one of the two -1 goes, the first
+    expect(h.beams.map((b) => b.tokens[1])).toEqual([6, 7]);
+    expect(h.worstScore).toBe(-1);
+  });
+
   it('is_done: early_stopping true / false (cur_len) / "never" (max_length when length_penalty > 0, else cur_len)', () => {
     const full = (es: EarlyStopping, lp: number): BeamHypotheses => {
       const h = new BeamHypotheses(1, lp, es, 11);
@@ -471,6 +487,12 @@ describe('beam search: pieces and errors', () => {
     // never, lp 1: -5 over max_length - 1 = 10 tokens: -0.5 > -2 -> not done; -30/10 = -3 -> done
     expect(full('never', 1).isDone(-5, 3, 1)).toBe(false);
     expect(full('never', 1).isDone(-30, 3, 1)).toBe(true);
+    // the denominator is max_length - decoder prompt length (10), not max_length: -21/10 = -2.1 <= -2 -> done
+    expect(full('never', 1).isDone(-21, 3, 1)).toBe(true);
+    // never, lp 0.5 (any positive penalty takes max_length): worst -4/sqrt 2 = -2.83; -5/sqrt 10 = -1.58 -> not
+    // done (with cur_len it would be -5/sqrt 2 = -3.54 -> done)
+    expect(full('never', 0.5).isDone(-5, 3, 1)).toBe(false);
+    expect(full(false, 0.5).isDone(-5, 3, 1)).toBe(true);
     // never, lp -1: score -4 * 2 = -8; best -5 * 2 = -10 < -8 -> done; -3 * 2 = -6 -> not
     expect(full('never', -1).isDone(-5, 3, 1)).toBe(true);
     expect(full('never', -1).isDone(-3, 3, 1)).toBe(false);
