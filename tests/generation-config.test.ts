@@ -1,0 +1,173 @@
+// Generation options: HF 4.36 defaults and names, folder file + explicit overrides, length resolution, and one
+// clear error per refused option. No numerics here: every check is exact.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GENERATION_DEFAULTS, generate, loadGenerationConfig, readGenerationConfigFile, resolveGenerationConfig,
+  type DecoderStepper, type GenerationOptions,
+} from '../model/generation-config.ts';
+
+const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'generation-config-test-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let folders = 0;
+async function folder(files: Record<string, unknown>): Promise<string> {
+  const d = join(dir, `m${folders++}`);
+  await mkdir(d);
+  for (const [name, content] of Object.entries(files)) {
+    await writeFile(join(d, name), typeof content === 'string' ? content : JSON.stringify(content));
+  }
+  return d;
+}
+
+const T5 = { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0 };
+
+describe('generation config', () => {
+  it('has HF 4.36 defaults', () => {
+    const c = resolveGenerationConfig({}, { decoder_start_token_id: 0 });
+    expect(c).toMatchObject({
+      maxLength: 20, minLength: 0, minNewTokens: null, numBeams: 1, numReturnSequences: 1, noRepeatNgramSize: 0,
+      lengthPenalty: 1, earlyStopping: false, eosTokenIds: [], padTokenId: null, decoderStartTokenId: 0, outputScores: false,
+    });
+    expect(GENERATION_DEFAULTS.max_length).toBe(20);
+  });
+
+  it('reads the golden folder (HF save_pretrained output) and applies explicit options over it', async () => {
+    const c = await loadGenerationConfig(GOLDEN, { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true });
+    expect(c).toMatchObject({ decoderStartTokenId: 0, eosTokenIds: [1], padTokenId: 0, numBeams: 4, noRepeatNgramSize: 2, earlyStopping: true, maxLength: 20 });
+    expect(c.warnings).toEqual([]);
+  });
+
+  it('folder defaults, then explicit options; sampling knobs and unknown keys in a file are ignored as HF does', async () => {
+    const d = await folder({
+      'generation_config.json': {
+        ...T5, num_beams: 4, early_stopping: true, length_penalty: 2.0, max_length: 50, no_repeat_ngram_size: 3,
+        top_k: 10, temperature: 0.7, do_sample: false, my_own_key: 'x', transformers_version: '4.36.2', _from_model_config: false,
+      },
+    });
+    const c = await loadGenerationConfig(d, { num_beams: 2, max_length: 30 });
+    expect(c).toMatchObject({ numBeams: 2, earlyStopping: true, lengthPenalty: 2, maxLength: 30, noRepeatNgramSize: 3, eosTokenIds: [1] });
+  });
+
+  it('without generation_config.json takes the generation keys of config.json (from_model_config); without both, defaults', async () => {
+    const d = await folder({ 'config.json': { ...T5, d_model: 512, num_beams: 3, vocab_size: 32128, task_specific_params: {} } });
+    const read = await readGenerationConfigFile(d);
+    expect(read.config).toEqual({ ...T5, num_beams: 3 });
+    expect(read.file).toBe(join(d, 'config.json'));
+    expect((await loadGenerationConfig(d)).numBeams).toBe(3);
+    const empty = await folder({});
+    expect((await readGenerationConfigFile(empty)).config).toEqual({});
+    expect((await loadGenerationConfig(empty, { decoder_start_token_id: 5 })).decoderStartTokenId).toBe(5);
+    await expect(loadGenerationConfig(empty)).rejects.toThrow(/`decoder_start_token_id` or `bos_token_id` has to be defined/);
+  });
+
+  it('refuses a file option that would change the result, naming the option and the file', async () => {
+    const d = await folder({ 'generation_config.json': { ...T5, repetition_penalty: 1.2 } });
+    await expect(loadGenerationConfig(d)).rejects.toThrow(/`repetition_penalty` is not supported.*generation_config\.json/);
+    const s = await folder({ 'generation_config.json': { ...T5, do_sample: true } });
+    await expect(loadGenerationConfig(s)).rejects.toThrow(/`do_sample` is true: sampling is not supported/);
+    const bad = await folder({ 'generation_config.json': '{"eos_token_id": 1,' });
+    await expect(loadGenerationConfig(bad)).rejects.toThrow(/generation_config\.json: not valid JSON/);
+    const arr = await folder({ 'generation_config.json': '[1]' });
+    await expect(loadGenerationConfig(arr)).rejects.toThrow(/expected a JSON object/);
+    // the values that leave an unsupported option off are fine
+    const off = await folder({ 'generation_config.json': { ...T5, repetition_penalty: 1.0, bad_words_ids: null, forced_eos_token_id: null } });
+    expect((await loadGenerationConfig(off)).eosTokenIds).toEqual([1]);
+  });
+
+  it('resolves lengths as generate(): max_new_tokens n -> max_length n + 1, winning over max_length', () => {
+    expect(resolveGenerationConfig(T5, { max_new_tokens: 7 }).maxLength).toBe(8);
+    const both = resolveGenerationConfig(T5, { max_new_tokens: 7, max_length: 50 });
+    expect(both.maxLength).toBe(8);
+    expect(both.warnings.join('\n')).toMatch(/max_new_tokens.*take precedence/);
+    expect(resolveGenerationConfig({ ...T5, max_new_tokens: 5 }, { max_length: 50 }).maxLength).toBe(6);
+    expect(resolveGenerationConfig(T5, { min_new_tokens: 3 }).minNewTokens).toBe(3);
+    expect(resolveGenerationConfig(T5, { min_length: 30 }).warnings.join('\n')).toMatch(/min_length.*larger than the maximum possible length \(20\)/);
+  });
+
+  it('token ids: eos as int or list, pad falls back to the first eos, decoder start to bos', () => {
+    const c = resolveGenerationConfig({}, { eos_token_id: [3, 1], bos_token_id: 2 });
+    expect(c).toMatchObject({ eosTokenIds: [3, 1], padTokenId: 3, decoderStartTokenId: 2 });
+    expect(c.warnings.join('\n')).toMatch(/Setting `pad_token_id` to `eos_token_id`:3/);
+    expect(resolveGenerationConfig({}, { decoder_start_token_id: 0, eos_token_id: null }).eosTokenIds).toEqual([]);
+  });
+
+  it('warns (as HF) about beam-only options with num_beams 1', () => {
+    const c = resolveGenerationConfig(T5, { early_stopping: true, length_penalty: 2 });
+    expect(c.warnings.length).toBe(2);
+    expect(c.warnings[0]).toMatch(/early_stopping/);
+  });
+
+  const refused: [GenerationOptions | Record<string, unknown>, RegExp][] = [
+    [{ max_length: 0 }, /`max_length` must be an integer >= 1, got 0/],
+    [{ max_length: 2.5 }, /`max_length`/],
+    [{ max_new_tokens: 0 }, /`max_new_tokens` must be an integer >= 1, got 0/],
+    [{ min_length: -1 }, /`min_length` must be an integer >= 0/],
+    [{ min_new_tokens: -2 }, /`min_new_tokens`/],
+    [{ num_beams: 0 }, /`num_beams`/],
+    [{ num_beams: 2, num_return_sequences: 3 }, /`num_return_sequences` has to be smaller or equal to `num_beams` \(2\), but is 3/],
+    [{ num_return_sequences: 2 }, /`num_return_sequences` has to be 1 when doing greedy search/],
+    [{ num_return_sequences: 0 }, /`num_return_sequences`/],
+    [{ no_repeat_ngram_size: -1 }, /`no_repeat_ngram_size`/],
+    [{ length_penalty: Number.NaN }, /`length_penalty` must be a finite number/],
+    [{ early_stopping: 'sometimes' }, /`early_stopping` must be true, false or "never"/],
+    [{ eos_token_id: [] }, /`eos_token_id` must not be an empty list/],
+    [{ eos_token_id: 'a' }, /`eos_token_id`/],
+    [{ pad_token_id: -1 }, /`pad_token_id`/],
+    [{ do_sample: true }, /`do_sample` is true: sampling is not supported/],
+    [{ temperature: 0.7 }, /`temperature` is a sampling option/],
+    [{ top_k: 10 }, /`top_k` is a sampling option/],
+    [{ top_p: 0.9 }, /`top_p`/],
+    [{ num_beam_groups: 2 }, /`num_beam_groups` is 2: diverse \(group\) beam search is not supported/],
+    [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
+    [{ repetition_penalty: 1.2 }, /`repetition_penalty` is not supported/],
+    [{ bad_words_ids: [[5]] }, /`bad_words_ids` is not supported/],
+    [{ forced_eos_token_id: 1 }, /`forced_eos_token_id` is not supported/],
+    [{ penalty_alpha: 0.6 }, /`penalty_alpha` is not supported/],
+    [{ output_scores: 'yes' }, /`output_scores` must be true or false/],
+    [{ max_lenght: 10 }, /`max_lenght` is not a generation option we know/],
+  ];
+  it.each(refused.map(([o, re]) => [JSON.stringify(o, (_, v) => (Number.isNaN(v) ? 'NaN' : v)), o, re] as const))(
+    'refuses %s with a one-line message naming the option',
+    (_, o, re) => {
+      let message = '';
+      try {
+        resolveGenerationConfig(T5, o as GenerationOptions);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(re);
+      expect(message).not.toContain('\n');
+    },
+  );
+
+  it('generate() runs greedy search for num_beams 1 and beam search otherwise', async () => {
+    const calls: number[] = [];
+    const stepper = (rows: number): DecoderStepper => ({
+      vocabSize: 3,
+      async step(tokens) {
+        calls.push(tokens.length);
+        expect(tokens.length).toBe(rows);
+        return Float32Array.from({ length: rows * 3 }, (_, i) => (i % 3 === 2 ? 1 : 0));
+      },
+      reorder() {},
+    });
+    const greedy = await generate(stepper(2), 2, resolveGenerationConfig(T5, { max_length: 3 }));
+    expect(greedy.sequences).toEqual([[0, 2, 2], [0, 2, 2]]);
+    expect(greedy.sequencesScores).toBeUndefined();
+    const beam = await generate(stepper(4), 2, resolveGenerationConfig(T5, { max_length: 3, num_beams: 2 }));
+    expect(beam.sequences.length).toBe(2);
+    expect(beam.sequencesScores!.length).toBe(2);
+    expect(calls).toEqual([2, 2, 4, 4]);
+  });
+});
