@@ -23,7 +23,7 @@ import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engin
 import { rowChunks, rowRange } from './softmax.ts';
 
 const WORKGROUP = 64;
-/** vectors copied per invocation in the gather */
+/** vectors of one row per invocation in the gather and the gradient accumulation */
 const VECS_PER_THREAD = 4;
 /** positions per block in the GPU-side counting sort */
 const BLOCK = 256;
@@ -48,34 +48,37 @@ function vecType(w: number): string {
   return w === 4 ? 'vec4<f32>' : 'f32';
 }
 
+/** The gather and the accumulation give each invocation one row (position or vocabulary id) and VECS_PER_THREAD
+ * vectors of it, `blocks` apart, so the row's id or range is read once and neighbouring invocations touch
+ * neighbouring vectors (coalesced on a GPU). */
 function gatherCode(w: number): string {
   const T = vecType(w);
   return /* wgsl */ `
 @group(0) @binding(0) var<storage, read> table: array<${T}>;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out: array<${T}>;
-struct Params { total: u32, d: u32, v: u32, t0: u32, tn: u32, first: u32 }
+struct Params { total: u32, d: u32, blocks: u32, v: u32, t0: u32, tn: u32, first: u32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * ${WORKGROUP * VECS_PER_THREAD}u + lid;
-  for (var k = 0u; k < ${VECS_PER_THREAD}u; k++) {
-    let i = base + k * ${WORKGROUP}u;
-    if (i >= p.total) { return; }
-    let pos = i / p.d;
-    let id = ids[pos];
-    if (id < 0 || u32(id) >= p.v) {
-      // the first table range writes the zero row of an out-of-range id (GPU-only ids: not checked)
-      if (p.first == 1u) { out[i] = ${T}(0.0); }
-      continue;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
+  if (i >= p.total) { return; }
+  let pos = i / p.blocks;
+  let c0 = i % p.blocks;
+  let id = ids[pos];
+  let o = pos * p.d;
+  if (id < 0 || u32(id) >= p.v) {
+    // the first table range writes the zero row of an out-of-range id (GPU-only ids: not checked)
+    if (p.first == 1u) {
+      for (var c = c0; c < p.d; c += p.blocks) { out[o + c] = ${T}(0.0); }
     }
-    let local = u32(id) - p.t0;
-    if (u32(id) >= p.t0 && local < p.tn) {
-      out[i] = table[local * p.d + i % p.d];
-    }
+    return;
   }
+  let local = u32(id) - p.t0;
+  if (u32(id) < p.t0 || local >= p.tn) { return; }
+  let src = local * p.d;
+  for (var c = c0; c < p.d; c += p.blocks) { out[o + c] = table[src + c]; }
 }`;
 }
 
@@ -180,25 +183,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 function accumulateCode(w: number): string {
   const T = vecType(w);
+  const accs = Array.from({ length: VECS_PER_THREAD }, (_, k) => k);
   return /* wgsl */ `
 @group(0) @binding(0) var<storage, read> dout: array<${T}>;
 @group(0) @binding(1) var<storage, read> rowStart: array<u32>;
 @group(0) @binding(2) var<storage, read> perm: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<${T}>;
-struct Params { total: u32, d: u32, g0: u32 }
+struct Params { total: u32, d: u32, blocks: u32, g0: u32 }
 @group(0) @binding(4) var<uniform> p: Params;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
   if (i >= p.total) { return; }
-  let v = p.g0 + i / p.d;
-  let c = i % p.d;
-  var acc = ${T}(0.0);
-  for (var k = rowStart[v]; k < rowStart[v + 1u]; k++) {
-    acc += dout[perm[k] * p.d + c];
+  let lv = i / p.blocks;
+  let c0 = i % p.blocks;
+  let v = p.g0 + lv;
+  ${accs.map((k) => `var a${k} = ${T}(0.0);`).join('\n  ')}
+  let end = rowStart[v + 1u];
+  for (var k = rowStart[v]; k < end; k++) {
+    let src = perm[k] * p.d + c0;
+    ${accs.map((k) => `if (c0 + ${k}u * p.blocks < p.d) { a${k} += dout[src + ${k}u * p.blocks]; }`).join('\n    ')}
   }
-  grad[i] = acc;
+  let o = lv * p.d + c0;
+  ${accs.map((k) => `if (c0 + ${k}u * p.blocks < p.d) { grad[o + ${k}u * p.blocks] = a${k}; }`).join('\n  ')}
 }`;
 }
 
@@ -289,15 +297,16 @@ export function embedding(weight: Tensor, ids: Tensor | Int32Array): Tensor {
   if (N > 0 && D > 0) {
     const w = D % 4 === 0 ? 4 : 1;
     const d = D / w;
-    const total = N * d;
+    const blocks = Math.ceil(d / VECS_PER_THREAD);
+    const total = N * blocks;
     const chunks = V > 0 ? rowChunks('embedding', V, D * 4) : [[0, 0] as [number, number]];
     chunks.forEach(([t0, tn], k) => {
       rt().dispatch({
         name: 'embedding',
         code: gatherCode(w),
         bindings: [rowRange(weight, t0, tn, D * 4, false, `embedding weight rows ${t0}..${t0 + tn}`), idsT.read('embedding ids'), out.write('embedding out')],
-        params: [['u32', total], ['u32', d], ['u32', V], ['u32', t0], ['u32', tn], ['u32', k === 0 ? 1 : 0]],
-        workgroups: grid1D(Math.ceil(total / (WORKGROUP * VECS_PER_THREAD))),
+        params: [['u32', total], ['u32', d], ['u32', blocks], ['u32', V], ['u32', t0], ['u32', tn], ['u32', k === 0 ? 1 : 0]],
+        workgroups: grid1D(Math.ceil(total / WORKGROUP)),
       });
     });
   }
@@ -327,6 +336,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
   }
   const w = D % 4 === 0 ? 4 : 1;
   const d = D / w;
+  const blocks = Math.ceil(d / VECS_PER_THREAD);
   for (const [g0, gn] of rowChunks('embeddingBackward', V, D * 4)) {
     rt().dispatch({
       name: 'embedding_backward',
@@ -335,8 +345,8 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
         dout.read('embedding dout'), rowStart.read('embedding row starts'), perm.read('embedding permutation'),
         rowRange(grad, g0, gn, D * 4, true, `embedding dweight rows ${g0}..${g0 + gn}`),
       ],
-      params: [['u32', gn * d], ['u32', d], ['u32', g0]],
-      workgroups: grid1D(Math.ceil((gn * d) / WORKGROUP)),
+      params: [['u32', gn * blocks], ['u32', d], ['u32', blocks], ['u32', g0]],
+      workgroups: grid1D(Math.ceil((gn * blocks) / WORKGROUP)),
     });
   }
   rowStart.dispose();
