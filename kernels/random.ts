@@ -12,7 +12,7 @@ import { recordOp } from '../engine/autograd.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
 
-const WORKGROUP = 128;
+const WORKGROUP = 64;
 const PHILOX_M0 = 0xd2511f53;
 const PHILOX_M1 = 0xcd9e8d57;
 const PHILOX_W0 = 0x9e3779b9;
@@ -63,20 +63,40 @@ fn to_unit(w: u32) -> f32 { return f32(w >> 8u) * ${2 ** -24}; }
 
 type Mode = 'bits' | 'uniform' | 'normal' | 'dropout';
 
-/** One invocation per Philox counter: it writes the up-to-four elements that counter covers. */
-function randomCode(mode: Mode): string {
-  const value: Record<Mode, string> = {
-    bits: 'bitcast<i32>(w[l])',
-    uniform: 'p.a + p.b * to_unit(w[l])',
-    // pairs (0,1) and (2,3): u1 in (0, 1] so the log is finite
-    normal: 'p.a + p.b * select(bm[l / 2u].x, bm[l / 2u].y, (l & 1u) == 1u)',
-    dropout: 'select(0.0, x[e] * p.b, to_unit(w[l]) >= p.a)',
+/** One invocation per 4 consecutive outputs (a vec4 store when the size allows). Output element j of
+ * invocation t is stream position offset + 4t + j: word (first + j) of counter c0 + t when the offset is
+ * aligned (first = 0), else it straddles counters c0 + t and c0 + t + 1, and a second Philox call supplies
+ * the rest. Values are computed per counter (Box-Muller pairs words (0,1) and (2,3) of one counter) and then
+ * shifted into place, so a value depends only on its stream position. */
+function randomCode(mode: Mode, vecOut: boolean): string {
+  // per-counter values from the four words w
+  const perCounter: Record<Mode, string> = {
+    bits: 'return w;',
+    uniform: 'return vec4<f32>(w >> vec4<u32>(8u)) * ' + `${2 ** -24};`,
+    normal: 'let a = box_muller(w.x, w.y); let b = box_muller(w.z, w.w); return vec4<f32>(a.x, a.y, b.x, b.y);',
+    dropout: 'return vec4<f32>(w >> vec4<u32>(8u)) * ' + `${2 ** -24};`,
+  };
+  const finish: Record<Mode, string> = {
+    bits: 'v',
+    uniform: 'p.a + p.b * v',
+    normal: 'p.a + p.b * v',
+    dropout: 'select(vec4<f32>(0.0), xv * p.b, v >= vec4<f32>(p.a))',
   };
   const outT = mode === 'bits' ? 'i32' : 'f32';
+  // raw words stay integers all the way (a trip through f32 registers might quieten NaN bit patterns)
+  const V = mode === 'bits' ? 'vec4<u32>' : 'vec4<f32>';
+  const store = (expr: string) => (mode === 'bits' ? `bitcast<vec4<i32>>(${expr})` : expr);
+  const xDecl = mode === 'dropout' ? `@group(0) @binding(0) var<storage, read> x: array<${vecOut ? 'vec4<f32>' : 'f32'}>;` : '';
+  const xLoad =
+    mode !== 'dropout' ? '' : vecOut ? 'let xv = x[t];' : 'var xv = vec4<f32>(0.0); for (var j = 0u; j < 4u; j++) { if (4u * t + j < p.n) { xv[j] = x[4u * t + j]; } }';
+  const write = vecOut
+    ? `out[t] = ${store(finish[mode])};`
+    : `let r = ${store(finish[mode])};
+  for (var j = 0u; j < 4u; j++) { if (4u * t + j < p.n) { out[4u * t + j] = r[j]; } }`;
   return /* wgsl */ `
-${mode === 'dropout' ? '@group(0) @binding(0) var<storage, read> x: array<f32>;' : ''}
-@group(0) @binding(${mode === 'dropout' ? 1 : 0}) var<storage, read_write> out: array<${outT}>;
-struct Params { n: u32, c_lo: u32, c_hi: u32, first: u32, k_lo: u32, k_hi: u32, counters: u32, a: f32, b: f32 }
+${xDecl}
+@group(0) @binding(${mode === 'dropout' ? 1 : 0}) var<storage, read_write> out: array<${vecOut ? `vec4<${outT}>` : outT}>;
+struct Params { n: u32, c_lo: u32, c_hi: u32, first: u32, k_lo: u32, k_hi: u32, quads: u32, a: f32, b: f32 }
 @group(0) @binding(${mode === 'dropout' ? 2 : 1}) var<uniform> p: Params;
 ${PHILOX_WGSL}
 fn box_muller(w0: u32, w1: u32) -> vec2<f32> {
@@ -86,23 +106,27 @@ fn box_muller(w0: u32, w1: u32) -> vec2<f32> {
   let t = ${2 * Math.PI} * u2;
   return vec2<f32>(r * cos(t), r * sin(t));
 }
+fn values(q: u32) -> ${V} {
+  let lo = p.c_lo + q;
+  let hi = p.c_hi + select(0u, 1u, lo < q);
+  let w = philox(vec4<u32>(lo, hi, 0u, 0u), vec2<u32>(p.k_lo, p.k_hi));
+  ${perCounter[mode]}
+}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let t = (wid.x + wid.y * nwg.x) * ${WORKGROUP}u + lid;
-  if (t >= p.counters) { return; }
-  let lo = p.c_lo + t;
-  let hi = p.c_hi + select(0u, 1u, lo < t);
-  let w4 = philox(vec4<u32>(lo, hi, 0u, 0u), vec2<u32>(p.k_lo, p.k_hi));
-  let w = array<u32, 4>(w4.x, w4.y, w4.z, w4.w);
-  ${mode === 'normal' ? 'let bm = array<vec2<f32>, 2>(box_muller(w4.x, w4.y), box_muller(w4.z, w4.w));' : ''}
-  for (var l = 0u; l < 4u; l++) {
-    let q = t * 4u + l;
-    if (q < p.first) { continue; }
-    let e = q - p.first;
-    if (e >= p.n) { break; }
-    out[e] = ${value[mode]};
+  if (t >= p.quads) { return; }
+  let a = values(t);
+  var v = a;
+  if (p.first != 0u) {
+    let b = values(t + 1u);
+    if (p.first == 1u) { v = ${V}(a.y, a.z, a.w, b.x); }
+    else if (p.first == 2u) { v = ${V}(a.z, a.w, b.x, b.y); }
+    else { v = ${V}(a.w, b.x, b.y, b.z); }
   }
+  ${xLoad}
+  ${write}
 }`;
 }
 
@@ -113,13 +137,14 @@ function launch(mode: Mode, out: Tensor, opts: { seed: number; offset: number },
   const first = opts.offset % 4;
   const [cLo, cHi] = split(Math.floor(opts.offset / 4));
   const [kLo, kHi] = split(opts.seed);
-  const counters = Math.ceil((first + n) / 4);
+  const quads = Math.ceil(n / 4);
+  const vecOut = n % 4 === 0;
   rt().dispatch({
     name: `random ${mode}`,
-    code: randomCode(mode),
+    code: randomCode(mode, vecOut),
     bindings: [...(x ? [x.read(`dropout input ${x.describe()}`)] : []), out.write()],
-    params: [['u32', n], ['u32', cLo], ['u32', cHi], ['u32', first], ['u32', kLo], ['u32', kHi], ['u32', counters], ['f32', a], ['f32', b]],
-    workgroups: grid1D(Math.ceil(counters / WORKGROUP)),
+    params: [['u32', n], ['u32', cLo], ['u32', cHi], ['u32', first], ['u32', kLo], ['u32', kHi], ['u32', quads], ['f32', a], ['f32', b]],
+    workgroups: grid1D(Math.ceil(quads / WORKGROUP)),
   });
 }
 

@@ -114,7 +114,10 @@ function rowCode(kind: ReduceKind, vec: boolean, subgroups: boolean): string {
     workgroupBarrier();
   }
   if (lid == 0u) { out[w] = ${isMax ? 'sh[0]; idx[w] = shi[0]' : 'sh[0] * p.scale'}; }`;
-  const shSize = subgroups ? WG : WG; // subgroups may be as small as 4 lanes: WG / 4 slots would do
+  // with subgroups, slot lid / subgroup_size holds one subgroup's result: this assumes subgroups are
+  // consecutive runs of local_invocation_index, which holds for 1-D workgroups on the drivers we know of
+  // (WGSL does not promise it); subgroups may be as small as 4 lanes, so WG / 4 slots would do
+  const shSize = WG;
   return /* wgsl */ `
 ${subgroups ? 'enable subgroups;' : ''}
 @group(0) @binding(0) var<storage, read> ${vec ? 'x4: array<vec4<f32>>' : 'x: array<f32>'};

@@ -136,6 +136,7 @@ const BCAST3: Shape[][] = [
 // The broadcast kernel is shared by every row: the full set of shapes runs on a few ops, one shape on the
 // others (to check each expression on the broadcast path) — pipeline compiles dominate this file's time.
 const FULL_BCAST = new Set(['add', 'mul', 'where']);
+const BCAST_BACKWARD = new Set(['add', 'mul', 'div', 'maximum']);
 
 describe('elementwise table: forward', () => {
   for (const op of EW_TABLE) {
@@ -155,9 +156,10 @@ describe('elementwise table: backward vs finite differences', () => {
   for (const op of EW_TABLE) {
     it(`${op.name}`, async () => {
       await backwardCheck(op, op.args.map(() => [3, 5]));
-      if (op.args.length === 2) {
+      // the broadcast sum of a gradient is shared code: checked on a few ops (and on where, below)
+      if (BCAST_BACKWARD.has(op.name)) {
         await backwardCheck(op, [[2, 3, 4], [3, 1]]);
-        if (FULL_BCAST.has(op.name)) await backwardCheck(op, [[4], [2, 1, 4]]);
+        await backwardCheck(op, [[4], [2, 1, 4]]);
       }
       if (op.args.length === 3) await backwardCheck(op, [[2, 1, 4], [3, 4], [2, 3, 1]]);
     });
@@ -166,10 +168,11 @@ describe('elementwise table: backward vs finite differences', () => {
 
 describe('elementwise extras', () => {
   it('gelu is Hugging Face gelu_new on known values', async () => {
-    // NewGELUActivation()(torch.tensor([-3., -1., 0., 0.5, 2.])) in float64
+    // Hugging Face NewGELUActivation's expression, 0.5 * x * (1.0 + tanh(sqrt(2.0 / pi) * (x + 0.044715 * x**3))),
+    // evaluated in Python float64 (math module); bound 1e-6: f32 exp/division roundings on O(1) values
     const x = tensor([-3, -1, 0, 0.5, 2], [5]);
     const y = applyOp('gelu', [x]);
-    const want = [-0.0036373920817729943, -0.15880800939172324, 0, 0.34571400982514394, 1.9545976940871754];
+    const want = [-0.0036373920817729943, -0.15880800939172324, 0, 0.34571400982514394, 1.954597694087775];
     expectClose(await y.toArray(), want, 1e-6, 'gelu_new values');
     x.dispose();
     y.dispose();

@@ -3,6 +3,8 @@
 import { tensor, type Tensor } from '../../engine/tensor.ts';
 import { add, ewRef, gelu } from '../../kernels/elementwise.ts';
 import { reduceRef, sum } from '../../kernels/reduce.ts';
+import { permute, permuteRef } from '../../kernels/layout.ts';
+import { dropout, dropoutRef } from '../../kernels/random.ts';
 import type { BenchCase, BenchInstance } from '../types.ts';
 
 function randomData(n: number, seed: number): Float32Array {
@@ -88,11 +90,36 @@ export function cases(): BenchCase[] {
       return instance([x], ([t]) => sum(t!, -1), () => reduceRef('sum', x.data, s, [1]).data);
     },
   });
+  const extra: BenchCase[] = [
+    {
+      op: 'elementwise',
+      shape: `dropout(0.1) ${N}`,
+      dtype: 'f32',
+      bytes: 8 * N,
+      setup() {
+        const x = { data: randomData(N, 5), shape: [N] };
+        return instance([x], ([t]) => dropout(t!, 0.1, { seed: 1, offset: 0 }), () => dropoutRef(x.data, 0.1, 1, 0));
+      },
+    },
+    {
+      // T5 attention's head split: [B, L, H, D] -> [B, H, L, D] (t5-small: H = 8, D = 64)
+      op: 'elementwise',
+      shape: 'permute(0,2,1,3) 32x512x8x64',
+      dtype: 'f32',
+      bytes: 8 * 32 * 512 * 8 * 64,
+      setup() {
+        const shape = [32, 512, 8, 64];
+        const x = { data: randomData(shape.reduce((a, b) => a * b, 1), 6), shape };
+        return instance([x], ([t]) => permute(t!, [0, 2, 1, 3]), () => permuteRef(x.data, shape, [0, 2, 1, 3]));
+      },
+    },
+  ];
   return [
     binary('add', [N], [N]),
     unary('gelu', [N], gelu),
     binary('add', [4096, 2048], [2048]),
     rowSum([16384, 256]),
     rowSum([256, 32128]),
+    ...extra,
   ];
 }
