@@ -2,13 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { setPoison, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
-import { broadcastIndexer, softmax, softmaxReference, type RowImpl } from '../kernels/softmax.ts';
+import { broadcastIndexer, setBindingLimitForTests, softmax, softmaxReference, type RowImpl } from '../kernels/softmax.ts';
 
 beforeAll(async () => {
   await initGpu();
   setPoison(true);
 });
-afterAll(() => setPoison(false));
+afterAll(() => {
+  setPoison(false);
+  setBindingLimitForTests(null);
+});
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
 const FINFO_MIN = -3.4028234663852886e38;
@@ -45,6 +48,7 @@ describe.each(IMPLS)('softmax (%s layout)', (impl) => {
     [[2, 3, 5, 13], [1, 1, 5, 13]],
     [[2, 3, 5, 8], [2, 3, 5, 1]],
     [[3, 2, 4, 9], [9]],
+    [[2, 3, 4, 8], [2, 3, 4, 8]],
   ] as Array<[number[], number[] | null]>)('forward %j with mask %j', async (shape, maskShape) => {
     const xh = randn(prod(shape), 6);
     const mh = maskShape ? Float32Array.from({ length: prod(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand() - 0.5)) : undefined;
@@ -105,6 +109,32 @@ describe.each(IMPLS)('softmax (%s layout)', (impl) => {
     }
     expect(maxAbsDiff(got, fd)).toBeLessThan(2e-5);
     for (const t of [x, mask, y]) t.dispose();
+  });
+});
+
+describe('softmax over the binding limit', () => {
+  it.each(IMPLS)('binds rows in ranges (forced small limit), mask rows follow the range offset (%s)', async (impl) => {
+    const shape = [2, 3, 7, 12];
+    const maskShape = [2, 1, 7, 12];
+    const xh = randn(prod(shape), 5);
+    const mh = Float32Array.from({ length: prod(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand()));
+    const wh = randn(prod(shape));
+    const plain = tensor(xh, shape, { requiresGrad: true });
+    const mask = tensor(mh, maskShape);
+    const y0 = softmax(plain, { mask, impl });
+    backward(y0, { gradient: tensor(wh, shape) });
+    const g0 = await plain.grad!.toArray();
+    setBindingLimitForTests(12 * 4 * 5 + 20);
+    try {
+      const x = tensor(xh, shape, { requiresGrad: true });
+      const y = softmax(x, { mask, impl });
+      const ref = softmaxReference(xh, 12, broadcastIndexer(shape, mh, maskShape));
+      expect(maxAbsDiff(await y.toArray(), ref)).toBeLessThan(FWD_TOL);
+      backward(y, { gradient: tensor(wh, shape) });
+      expect([...(await x.grad!.toArray())]).toEqual([...g0]);
+    } finally {
+      setBindingLimitForTests(null);
+    }
   });
 });
 
