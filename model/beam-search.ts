@@ -87,28 +87,42 @@ export class BeamHypotheses {
 }
 
 /**
- * The `k` best of `count` candidates scored by `score(i)`, best first, lower index first among equal scores
- * (NaN-free input). Returns candidate indices and their scores.
+ * The `k` best candidates of one input: scores[(first + beam) * vocab + token] + beamScores[first + beam] in
+ * float32 over the flattened [numBeams x vocab], best first, the lower flat index (beam * vocab + token) first
+ * among equal scores. NaN-free input (checkLogits refuses NaN).
  */
-export function topK(count: number, k: number, score: (i: number) => number): { index: Int32Array; value: Float64Array } {
+export function topKCandidates(
+  scores: Float32Array,
+  beamScores: Float32Array,
+  first: number,
+  numBeams: number,
+  vocab: number,
+  k: number,
+): { index: Int32Array; value: Float64Array } {
+  if (k > numBeams * vocab) throw new RangeError(`topKCandidates: ${k} requested of ${numBeams * vocab} candidates`);
   const index = new Int32Array(k);
-  const value = new Float64Array(k);
+  const value = new Float64Array(k).fill(-Infinity);
   let n = 0;
-  for (let i = 0; i < count; i++) {
-    const s = score(i);
-    if (n === k && !(s > value[k - 1]!)) continue;
-    // insert after every kept value >= s: earlier (lower) indices stay ahead on ties
-    let pos = n === k ? k - 1 : n;
-    while (pos > 0 && value[pos - 1]! < s) {
-      value[pos] = value[pos - 1]!;
-      index[pos] = index[pos - 1]!;
-      pos--;
+  let threshold = -Infinity; // value[k - 1] once k are kept
+  for (let beam = 0; beam < numBeams; beam++) {
+    const base = (first + beam) * vocab;
+    const add = beamScores[first + beam]!;
+    for (let token = 0; token < vocab; token++) {
+      const s = Math.fround(scores[base + token]! + add);
+      if (n === k && !(s > threshold)) continue;
+      // insert after every kept value >= s: earlier (lower) indices stay ahead on ties
+      let pos = n === k ? k - 1 : n;
+      while (pos > 0 && value[pos - 1]! < s) {
+        value[pos] = value[pos - 1]!;
+        index[pos] = index[pos - 1]!;
+        pos--;
+      }
+      value[pos] = s;
+      index[pos] = beam * vocab + token;
+      if (n < k) n++;
+      threshold = value[k - 1]!;
     }
-    value[pos] = s;
-    index[pos] = i;
-    if (n < k) n++;
   }
-  if (n < k) throw new RangeError(`topK: ${k} requested of ${count} candidates`);
   return { index, value };
 }
 
@@ -169,10 +183,7 @@ export async function beamSearch(
         nextTokens.fill(pad, first, first + numBeams);
         continue; // scores 0, cache row 0
       }
-      const top = topK(numBeams * vocab, nCandidates, (i) => {
-        const beam = (i / vocab) | 0;
-        return Math.fround(processed[(first + beam) * vocab + (i - beam * vocab)]! + beamScores[first + beam]!);
-      });
+      const top = topKCandidates(processed, beamScores, first, numBeams, vocab, nCandidates);
       let filled = 0;
       for (let rank = 0; rank < nCandidates; rank++) {
         const flat = top.index[rank]!;

@@ -303,6 +303,9 @@ export function resolveGenerationConfig(
     }
     maxLength = maxNewTokens + decoderPromptLength;
   }
+  if (maxNewTokens === null && !explicitMaxLength && fileConfig.max_length === undefined && maxLength === 20) {
+    warnings.push('Using the model-agnostic default `max_length` (=20) to control the generation length: set `max_new_tokens` to control the maximum length of the generation.');
+  }
   if (decoderPromptLength >= maxLength) {
     warnings.push(`Input length of decoder_input_ids is ${decoderPromptLength}, but \`max_length\` is set to ${maxLength}: one token is generated.`);
   }

@@ -10,7 +10,7 @@
 // described at the replay stepper (measured ~1.3e-7).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BeamHypotheses, beamSearch, topK } from '../model/beam-search.ts';
+import { BeamHypotheses, beamSearch, topKCandidates } from '../model/beam-search.ts';
 import {
   generate, resolveGenerationConfig, type DecoderStepper, type EarlyStopping, type GenerationOptions, type GenerationOutput,
 } from '../model/generation-config.ts';
@@ -498,12 +498,20 @@ describe('beam search: pieces and errors', () => {
     expect(full('never', -1).isDone(-3, 3, 1)).toBe(false);
   });
 
-  it('topK: best first, lowest index first among ties, -inf candidates still count', () => {
-    const xs = [1, 3, 3, -Infinity, 2, 3, -Infinity];
-    const t = topK(xs.length, 5, (i) => xs[i]!);
-    expect(Array.from(t.index)).toEqual([1, 2, 5, 4, 0]);
-    const u = topK(3, 3, (i) => [-Infinity, 0, -Infinity][i]!);
-    expect(Array.from(u.index)).toEqual([1, 0, 2]);
+  it('topKCandidates: best first over [beams x vocab] plus beam scores, lowest flat index first among ties, -inf counts', () => {
+    // input 1 of a batch with 2 beams x 4 tokens; input 0's rows must not be read
+    const scores = Float32Array.from([9, 9, 9, 9, 9, 9, 9, 9, 1, 3, 3, -Infinity, 2, 1, -Infinity, 0]);
+    const beamScores = Float32Array.from([5, 5, 0, 1]);
+    const t = topKCandidates(scores, beamScores, 2, 2, 4, 6);
+    // values: beam 0: 1 3 3 -inf; beam 1 (+1): 3 2 -inf 1
+    expect(Array.from(t.index)).toEqual([1, 2, 4, 5, 0, 7]);
+    expect(Array.from(t.value)).toEqual([3, 3, 3, 2, 1, 1]);
+    const all = topKCandidates(scores, beamScores, 2, 2, 4, 8);
+    expect(Array.from(all.index)).toEqual([1, 2, 4, 5, 0, 7, 3, 6]);
+    expect(() => topKCandidates(scores, beamScores, 2, 2, 4, 9)).toThrow(/9 requested of 8/);
+    // float32 sums: 0.1 + 0.2 rounds as torch's float32 add does
+    const f = topKCandidates(Float32Array.from([0.1]), Float32Array.from([0.2]), 0, 1, 1, 1);
+    expect(f.value[0]).toBe(Math.fround(Math.fround(0.1) + Math.fround(0.2)));
   });
 
   it('reports bad configurations and bad steps with the option named', async () => {

@@ -40,10 +40,12 @@ describe('generation config', () => {
       lengthPenalty: 1, earlyStopping: false, eosTokenIds: [], padTokenId: null, decoderStartTokenId: 0, outputScores: false,
     });
     expect(GENERATION_DEFAULTS.max_length).toBe(20);
+    expect(c.warnings).toEqual([expect.stringMatching(/model-agnostic default `max_length` \(=20\)/)]);
+    expect(resolveGenerationConfig({}, { decoder_start_token_id: 0, max_length: 20 }).warnings).toEqual([]);
   });
 
   it('reads the golden folder (HF save_pretrained output) and applies explicit options over it', async () => {
-    const c = await loadGenerationConfig(GOLDEN, { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true });
+    const c = await loadGenerationConfig(GOLDEN, { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true, max_length: 20 });
     expect(c).toMatchObject({ decoderStartTokenId: 0, eosTokenIds: [1], padTokenId: 0, numBeams: 4, noRepeatNgramSize: 2, earlyStopping: true, maxLength: 20 });
     expect(c.warnings).toEqual([]);
   });
@@ -103,9 +105,10 @@ describe('generation config', () => {
   });
 
   it('warns (as HF) about beam-only options with num_beams 1', () => {
-    const c = resolveGenerationConfig(T5, { early_stopping: true, length_penalty: 2 });
+    const c = resolveGenerationConfig(T5, { early_stopping: true, length_penalty: 2, max_length: 20 });
     expect(c.warnings.length).toBe(2);
     expect(c.warnings[0]).toMatch(/early_stopping/);
+    expect(c.warnings[1]).toMatch(/length_penalty/);
   });
 
   const refused: [GenerationOptions | Record<string, unknown>, RegExp][] = [
