@@ -7,9 +7,10 @@
 // its gradient element once (zero for ids that do not occur). The sort is built
 // - on the CPU when the ids' host data is known (an Int32Array argument, or a tensor made by `idsTensor`):
 //   O(N + V), uploaded as two small i32 tensors;
-// - otherwise on the GPU, from integer work only: per block of BLOCK positions, each position's rank among
+// - otherwise on the GPU, from integer work only: per block of B positions, each position's rank among
 //   equal ids before it in its block and the block's count per id (written by the last occurrence), a running
-//   sum of those counts over blocks per id, a scan over ids, then every position's slot. O(N ⋅ BLOCK + V ⋅ N/BLOCK).
+//   sum of those counts over blocks per id, a scan over ids, then every position's slot. O(N ⋅ B + V ⋅ N/B) for
+//   blocks of B positions, B chosen per shape (`blockSize`).
 //
 // Out-of-range ids: host ids are checked on the CPU and throw, naming the op, the id and its position. Ids that
 // only live on the GPU cannot be checked without a readback: an out-of-range id gives a zero output row and
@@ -25,8 +26,16 @@ import { rowChunks, rowRange } from './softmax.ts';
 const WORKGROUP = 64;
 /** vectors of one row per invocation in the gather and the gradient accumulation */
 const VECS_PER_THREAD = 4;
-/** positions per block in the GPU-side counting sort */
-const BLOCK = 256;
+/** the GPU-side counting sort keeps a count per (block of positions, id): blocks are sized so that this table
+ * stays near BLOCK_TABLE_ENTRIES, within [MIN_BLOCK, MAX_BLOCK] positions (ranking costs O(block) per position) */
+const BLOCK_TABLE_ENTRIES = 1 << 20;
+const MIN_BLOCK = 32;
+const MAX_BLOCK = 1024;
+
+function blockSize(N: number, V: number): number {
+  const want = 2 ** Math.ceil(Math.log2(Math.max(1, (N * V) / BLOCK_TABLE_ENTRIES)));
+  return Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, want));
+}
 const SCAN_WORKGROUP = 256;
 
 const hostCopies = new WeakMap<Storage, Int32Array>();
@@ -88,7 +97,7 @@ const RANK_CODE = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> ids: array<i32>;
 @group(0) @binding(1) var<storage, read_write> rank: array<u32>;
 @group(0) @binding(2) var<storage, read_write> blockCount: array<u32>;
-struct Params { n: u32, v: u32 }
+struct Params { n: u32, v: u32, blk: u32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
 @compute @workgroup_size(${WORKGROUP})
@@ -97,9 +106,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
   let id = ids[i];
   if (id < 0 || u32(id) >= p.v) { return; }
-  let b = i / ${BLOCK}u;
-  let start = b * ${BLOCK}u;
-  let end = min(p.n, start + ${BLOCK}u);
+  let b = i / p.blk;
+  let start = b * p.blk;
+  let end = min(p.n, start + p.blk);
   var before = 0u;
   for (var j = start; j < i; j++) { before += select(0u, 1u, ids[j] == id); }
   var last = true;
@@ -168,7 +177,7 @@ const PLACE_CODE = /* wgsl */ `
 @group(0) @binding(2) var<storage, read> blockCount: array<u32>;
 @group(0) @binding(3) var<storage, read> rowStart: array<u32>;
 @group(0) @binding(4) var<storage, read_write> perm: array<u32>;
-struct Params { n: u32, v: u32 }
+struct Params { n: u32, v: u32, blk: u32 }
 @group(0) @binding(5) var<uniform> p: Params;
 
 @compute @workgroup_size(${WORKGROUP})
@@ -178,7 +187,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let id = ids[i];
   if (id < 0 || u32(id) >= p.v) { return; }
   let u = u32(id);
-  perm[rowStart[u] + blockCount[(i / ${BLOCK}u) * p.v + u] + rank[i]] = i;
+  perm[rowStart[u] + blockCount[(i / p.blk) * p.v + u] + rank[i]] = i;
 }`;
 
 function accumulateCode(w: number): string {
@@ -233,7 +242,8 @@ export function sortPositions(host: Int32Array, V: number): { rowStart: Int32Arr
 /** The same sort on the GPU from an ids tensor (integer work only, deterministic). */
 function sortPositionsGpu(ids: Tensor, V: number): { rowStart: Tensor; perm: Tensor } {
   const N = ids.size;
-  const blocks = Math.ceil(N / BLOCK);
+  const blk = blockSize(N, V);
+  const blocks = Math.ceil(N / blk);
   const rank = empty([N], 'i32');
   const blockCount = zeros([blocks * V], 'i32');
   const total = empty([V], 'i32');
@@ -244,7 +254,7 @@ function sortPositionsGpu(ids: Tensor, V: number): { rowStart: Tensor; perm: Ten
   r.dispatch({
     name: 'embedding_sort_rank', code: RANK_CODE,
     bindings: [ids.read('embedding ids'), rank.write('embedding ranks'), blockCount.write('embedding block counts')],
-    params: [['u32', N], ['u32', V]], workgroups: posGrid,
+    params: [['u32', N], ['u32', V], ['u32', blk]], workgroups: posGrid,
   });
   r.dispatch({
     name: 'embedding_sort_blocks', code: BLOCK_SCAN_CODE,
@@ -262,7 +272,7 @@ function sortPositionsGpu(ids: Tensor, V: number): { rowStart: Tensor; perm: Ten
       ids.read('embedding ids'), rank.read('embedding ranks'), blockCount.read('embedding block counts'),
       rowStart.read('embedding row starts'), perm.write('embedding permutation'),
     ],
-    params: [['u32', N], ['u32', V]], workgroups: posGrid,
+    params: [['u32', N], ['u32', V], ['u32', blk]], workgroups: posGrid,
   });
   for (const t of [rank, blockCount, total]) t.dispose();
   return { rowStart, perm };
