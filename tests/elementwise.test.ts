@@ -7,7 +7,7 @@ import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
 import { backward } from '../engine/autograd.ts';
 import { EW_TABLE, type EwOp } from '../kernels/elementwise-table.ts';
-import { add, applyOp, broadcastShapes, broadcastTo, ewMapRef, ewRef, maskFill, mul, scale } from '../kernels/elementwise.ts';
+import { add, applyOp, broadcastShapes, broadcastTo, ewMapRef, ewRef, maskFill, mul, scale, where } from '../kernels/elementwise.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -226,6 +226,26 @@ describe('elementwise extras', () => {
     const after = memory();
     expect(after.bytesLive).toBe(before.bytesLive);
     expect(after.buffersCreated).toBe(before.buffersCreated);
+  });
+
+  it('where takes an i32 condition (vec4 path) and T5 position-bias gradients sum over the batch', async () => {
+    const c = Int32Array.from({ length: 8 }, () => (Math.random() < 0.5 ? 0 : 7));
+    const ad = rand(16, [-1, 1]);
+    const a = tensor(ad, [2, 8]);
+    const b = tensor([-5], [1]);
+    const y = where(tensor(c, [8]), a, b);
+    expectClose(await y.toArray(), Float64Array.from(ad, (v, i) => (c[i % 8] !== 0 ? v : -5)), 0, 'where i32');
+    // scores [B, H, Lq, Lk] + bias [1, H, Lq, Lk]: d/dbias = sum over B of the incoming gradient
+    const [B, H, Lq, Lk] = [3, 2, 5, 8];
+    const scores = tensor(rand(B * H * Lq * Lk, [-1, 1]), [B, H, Lq, Lk]);
+    const bias = tensor(rand(H * Lq * Lk, [-1, 1]), [1, H, Lq, Lk], { requiresGrad: true });
+    const gd = rand(B * H * Lq * Lk, [-1, 1]);
+    const z = add(scores, bias);
+    backward(z, { gradient: tensor(gd, z.shape) });
+    const want = Float64Array.from({ length: H * Lq * Lk }, (_, i) => gd[i]! + gd[i + H * Lq * Lk]! + gd[i + 2 * H * Lq * Lk]!);
+    // three f32 additions: 2 roundings of values below 3
+    expectClose(await bias.grad!.toArray(), want, 5e-7, 'position bias gradient');
+    [a, b, y, scores, bias, z].forEach((t) => t.dispose());
   });
 
   it('rejects bad input before the GPU', () => {
