@@ -207,7 +207,12 @@ describe('elementwise extras', () => {
     const gb = Float64Array.from({ length: 4 }, (_, j) => xd[j]! + xd[j + 4]! + xd[j + 8]!);
     expectClose(await x.grad!.toArray(), gx, 1e-6, 'dy/dx');
     expectClose(await bias.grad!.toArray(), gb, 1e-6, 'dy/dbias');
-    [x, w, bias, y].forEach((t) => t.dispose());
+    // one tensor as both operands: both edges reach the same leaf
+    const x2 = tensor(xd, [3, 4], { requiresGrad: true });
+    const sq = mul(x2, x2);
+    backward(sq);
+    expectClose(await x2.grad!.toArray(), Float64Array.from(xd, (v) => 2 * v), 0, 'd(x*x)/dx');
+    [x, w, bias, y, x2, sq].forEach((t) => t.dispose());
   });
 
   it('frees every intermediate of forward and backward (broadcast sums, saved inputs)', async () => {
