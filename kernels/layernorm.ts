@@ -8,7 +8,9 @@ import { recordOp } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import { checkNormArgs, columnSums, vecWidth, type NormOptions } from './rmsnorm.ts';
-import { defaultRowImpl, rowHeader, rowLeader, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl } from './softmax.ts';
+import {
+  defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
+} from './softmax.ts';
 
 function hsum(w: number, v: string): string {
   return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
@@ -25,7 +27,7 @@ function forwardCode(impl: RowImpl, w: number): string {
 @group(0) @binding(3) var<storage, read_write> y: array<${T}>;
 @group(0) @binding(4) var<storage, read_write> meanOut: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rstdOut: array<f32>;
-struct Params { rows: u32, n: u32, d: f32, eps: f32 }
+struct Params { rows: u32, n: u32, d: f32, eps: f32, row0: u32 }
 @group(0) @binding(6) var<uniform> p: Params;
 ${rowScratch(impl)}
 
@@ -53,8 +55,8 @@ fn main(${pre.builtins}) {
   let mean = mean0 + dm;
   let rstd = inverseSqrt(max(sv / p.d - dm * dm, 0.0) + p.eps);
   if (${rowLeader(impl)}) {
-    meanOut[r] = mean;
-    rstdOut[r] = rstd;
+    meanOut[p.row0 + r] = mean;
+    rstdOut[p.row0 + r] = rstd;
   }
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     y[base + j] = (x[base + j] - ${T}(mean)) * rstd * weight[j] + bias[j];
@@ -74,7 +76,7 @@ function backwardCode(impl: RowImpl, w: number): string {
 @group(0) @binding(3) var<storage, read> rstdIn: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<${T}>;
 @group(0) @binding(5) var<storage, read_write> dx: array<${T}>;
-struct Params { rows: u32, n: u32, d: f32 }
+struct Params { rows: u32, n: u32, d: f32, row0: u32 }
 @group(0) @binding(6) var<uniform> p: Params;
 ${rowScratch(impl)}
 
@@ -82,8 +84,8 @@ ${rowScratch(impl)}
 fn main(${pre.builtins}) {
   ${h.head}
   let base = r * p.n;
-  let mean = meanIn[r];
-  let rstd = rstdIn[r];
+  let mean = meanIn[p.row0 + r];
+  let rstd = rstdIn[p.row0 + r];
   var sg = 0.0;
   var sgx = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
@@ -119,18 +121,18 @@ export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: n
   const y = empty(x.shape);
   const mean = empty(x.shape.slice(0, -1));
   const rstd = empty(x.shape.slice(0, -1));
-  if (rows > 0) {
-    const impl = opts.impl ?? defaultRowImpl(D);
-    const w = vecWidth(D);
+  const impl = opts.impl ?? defaultRowImpl(D);
+  const w = vecWidth(D);
+  for (const [r0, n] of rowChunks('layerNorm', rows, D * 4)) {
     rt().dispatch({
       name: 'layernorm',
       code: forwardCode(impl, w),
       bindings: [
-        x.read('layerNorm x'), weight.read('layerNorm weight'), bias.read('layerNorm bias'),
-        y.write('layerNorm y'), mean.write('layerNorm mean'), rstd.write('layerNorm rstd'),
+        rowRange(x, r0, n, D * 4, false, 'layerNorm x'), weight.read('layerNorm weight'), bias.read('layerNorm bias'),
+        rowRange(y, r0, n, D * 4, true, 'layerNorm y'), mean.write('layerNorm mean'), rstd.write('layerNorm rstd'),
       ],
-      params: [['u32', rows], ['u32', D / w], ['f32', D], ['f32', eps]],
-      workgroups: rowWorkgroups(impl, rows),
+      params: [['u32', n], ['u32', D / w], ['f32', D], ['f32', eps], ['u32', r0]],
+      workgroups: rowWorkgroups(impl, n),
     });
   }
   return { y, mean, rstd };
@@ -149,16 +151,18 @@ export function layerNormBackward(
   if (rows === 0) return { dx, dweight: zeros([D]), dbias: zeros([D]) };
   const impl = opts.impl ?? defaultRowImpl(D);
   const w = vecWidth(D);
-  rt().dispatch({
-    name: 'layernorm_backward',
-    code: backwardCode(impl, w),
-    bindings: [
-      x.read('layerNorm x'), weight.read('layerNorm weight'), mean.read('layerNorm mean'),
-      rstd.read('layerNorm rstd'), dy.read('layerNorm dy'), dx.write('layerNorm dx'),
-    ],
-    params: [['u32', rows], ['u32', D / w], ['f32', D]],
-    workgroups: rowWorkgroups(impl, rows),
-  });
+  for (const [r0, n] of rowChunks('layerNormBackward', rows, D * 4)) {
+    rt().dispatch({
+      name: 'layernorm_backward',
+      code: backwardCode(impl, w),
+      bindings: [
+        rowRange(x, r0, n, D * 4, false, 'layerNorm x'), weight.read('layerNorm weight'), mean.read('layerNorm mean'),
+        rstd.read('layerNorm rstd'), rowRange(dy, r0, n, D * 4, false, 'layerNorm dy'), rowRange(dx, r0, n, D * 4, true, 'layerNorm dx'),
+      ],
+      params: [['u32', n], ['u32', D / w], ['f32', D], ['u32', r0]],
+      workgroups: rowWorkgroups(impl, n),
+    });
+  }
   const [dweight, dbias] = columnSums(
     'layernorm_dweight',
     [{ t: dy, kind: 'elem' }, { t: x, kind: 'elem' }, { t: mean, kind: 'row' }, { t: rstd, kind: 'row' }],

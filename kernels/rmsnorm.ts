@@ -7,7 +7,9 @@
 import { recordOp } from '../engine/autograd.ts';
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
-import { defaultRowImpl, rowHeader, rowLeader, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl } from './softmax.ts';
+import {
+  defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
+} from './softmax.ts';
 
 /** rows summed by one invocation in the first stage of a column reduction */
 const CHUNK_ROWS = 32;
@@ -48,7 +50,7 @@ function forwardCode(impl: RowImpl, w: number): string {
 @group(0) @binding(1) var<storage, read> weight: array<${T}>;
 @group(0) @binding(2) var<storage, read_write> y: array<${T}>;
 @group(0) @binding(3) var<storage, read_write> rstdOut: array<f32>;
-struct Params { rows: u32, n: u32, d: f32, eps: f32 }
+struct Params { rows: u32, n: u32, d: f32, eps: f32, row0: u32 }
 @group(0) @binding(4) var<uniform> p: Params;
 ${rowScratch(impl)}
 
@@ -63,7 +65,7 @@ fn main(${pre.builtins}) {
   }
   ${rowSum(impl, 'ss')}
   let rstd = inverseSqrt(ss / p.d + p.eps);
-  if (${rowLeader(impl)}) { rstdOut[r] = rstd; }
+  if (${rowLeader(impl)}) { rstdOut[p.row0 + r] = rstd; }
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     y[base + j] = weight[j] * (x[base + j] * rstd);
   }
@@ -82,7 +84,7 @@ function backwardCode(impl: RowImpl, w: number): string {
 @group(0) @binding(2) var<storage, read> rstdIn: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<${T}>;
 @group(0) @binding(4) var<storage, read_write> dx: array<${T}>;
-struct Params { rows: u32, n: u32, d: f32 }
+struct Params { rows: u32, n: u32, d: f32, row0: u32 }
 @group(0) @binding(5) var<uniform> p: Params;
 ${rowScratch(impl)}
 
@@ -95,7 +97,7 @@ fn main(${pre.builtins}) {
     gx += ${dotf('weight[j] * dy[base + j]', 'x[base + j]')};
   }
   ${rowSum(impl, 'gx')}
-  let rstd = rstdIn[r];
+  let rstd = rstdIn[p.row0 + r];
   let c = rstd * rstd * gx / p.d;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     dx[base + j] = rstd * (weight[j] * dy[base + j] - x[base + j] * c);
@@ -123,12 +125,12 @@ export function columnSums(name: string, inputs: ColumnInput[], terms: string[],
     .map((inp, i) => `@group(0) @binding(${i}) var<storage, read> in${i}: array<${inp.kind === 'elem' ? T : 'f32'}>;`)
     .join('\n');
   const loads = inputs
-    .map((inp, i) => (inp.kind === 'elem' ? `let e${i} = in${i}[r * p.n + c];` : `let r${i} = ${T}(in${i}[r]);`))
+    .map((inp, i) => (inp.kind === 'elem' ? `let e${i} = in${i}[r * p.n + c];` : `let r${i} = ${T}(in${i}[p.row0 + r]);`))
     .join('\n      ');
   const stage1 = /* wgsl */ `
 ${decls}
 ${terms.map((_, k) => `@group(0) @binding(${inputs.length + k}) var<storage, read_write> part${k}: array<${T}>;`).join('\n')}
-struct Params { rows: u32, n: u32, chunks: u32 }
+struct Params { rows: u32, n: u32, chunks: u32, row0: u32 }
 @group(0) @binding(${inputs.length + terms.length}) var<uniform> p: Params;
 
 @compute @workgroup_size(${COLUMN_WORKGROUP})
@@ -143,7 +145,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       ${loads}
       ${terms.map((t, k) => `acc${k} += ${t};`).join('\n      ')}
   }
-  ${terms.map((_, k) => `part${k}[i] = acc${k};`).join('\n  ')}
+  let o = (p.row0 / ${CHUNK_ROWS}u) * p.n + i;
+  ${terms.map((_, k) => `part${k}[o] = acc${k};`).join('\n  ')}
 }`;
   const stage2 = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> part: array<${T}>;
@@ -159,17 +162,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var k = 0u; k < p.chunks; k++) { acc += part[k * p.n + c]; }
   out[c] = acc;
 }`;
-  const bindings: BufferBinding[] = [
-    ...inputs.map((inp, i) => inp.t.read(`${name} input ${i}`)),
-    ...partials.map((t) => t.write(`${name} partial sums`)),
-  ];
-  rt().dispatch({
-    name: `${name}_columns`,
-    code: stage1,
-    bindings,
-    params: [['u32', rows], ['u32', n], ['u32', chunks]],
-    workgroups: grid1D(Math.ceil((chunks * n) / COLUMN_WORKGROUP)),
-  });
+  // inputs over the binding limit are bound a range of rows at a time (ranges start on a chunk boundary)
+  for (const [r0, nr] of rowChunks(name, rows, D * 4, CHUNK_ROWS)) {
+    const bindings: BufferBinding[] = [
+      ...inputs.map((inp, i) =>
+        inp.kind === 'elem' ? rowRange(inp.t, r0, nr, D * 4, false, `${name} input ${i}`) : inp.t.read(`${name} input ${i}`)),
+      ...partials.map((t) => t.write(`${name} partial sums`)),
+    ];
+    const localChunks = Math.ceil(nr / CHUNK_ROWS);
+    rt().dispatch({
+      name: `${name}_columns`,
+      code: stage1,
+      bindings,
+      params: [['u32', nr], ['u32', n], ['u32', localChunks], ['u32', r0]],
+      workgroups: grid1D(Math.ceil((localChunks * n) / COLUMN_WORKGROUP)),
+    });
+  }
   partials.forEach((part, k) => {
     rt().dispatch({
       name: `${name}_columns_total`,
@@ -195,15 +203,18 @@ export function rmsNormForward(x: Tensor, weight: Tensor, eps: number, opts: Nor
   const rows = D === 0 ? 0 : x.size / D;
   const y = empty(x.shape);
   const rstd = empty(x.shape.slice(0, -1));
-  if (rows > 0) {
-    const impl = opts.impl ?? defaultRowImpl(D);
-    const w = vecWidth(D);
+  const impl = opts.impl ?? defaultRowImpl(D);
+  const w = vecWidth(D);
+  for (const [r0, n] of rowChunks('rmsNorm', rows, D * 4)) {
     rt().dispatch({
       name: 'rmsnorm',
       code: forwardCode(impl, w),
-      bindings: [x.read('rmsNorm x'), weight.read('rmsNorm weight'), y.write('rmsNorm y'), rstd.write('rmsNorm rstd')],
-      params: [['u32', rows], ['u32', D / w], ['f32', D], ['f32', eps]],
-      workgroups: rowWorkgroups(impl, rows),
+      bindings: [
+        rowRange(x, r0, n, D * 4, false, 'rmsNorm x'), weight.read('rmsNorm weight'),
+        rowRange(y, r0, n, D * 4, true, 'rmsNorm y'), rstd.write('rmsNorm rstd'),
+      ],
+      params: [['u32', n], ['u32', D / w], ['f32', D], ['f32', eps], ['u32', r0]],
+      workgroups: rowWorkgroups(impl, n),
     });
   }
   return { y, rstd };
@@ -220,13 +231,18 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, weight: Tensor, rstd: Ten
   if (rows === 0) return { dx, dweight: zeros([D]) }; // a sum over no rows
   const impl = opts.impl ?? defaultRowImpl(D);
   const w = vecWidth(D);
-  rt().dispatch({
-    name: 'rmsnorm_backward',
-    code: backwardCode(impl, w),
-    bindings: [x.read('rmsNorm x'), weight.read('rmsNorm weight'), rstd.read('rmsNorm rstd'), dy.read('rmsNorm dy'), dx.write('rmsNorm dx')],
-    params: [['u32', rows], ['u32', D / w], ['f32', D]],
-    workgroups: rowWorkgroups(impl, rows),
-  });
+  for (const [r0, n] of rowChunks('rmsNormBackward', rows, D * 4)) {
+    rt().dispatch({
+      name: 'rmsnorm_backward',
+      code: backwardCode(impl, w),
+      bindings: [
+        rowRange(x, r0, n, D * 4, false, 'rmsNorm x'), weight.read('rmsNorm weight'), rstd.read('rmsNorm rstd'),
+        rowRange(dy, r0, n, D * 4, false, 'rmsNorm dy'), rowRange(dx, r0, n, D * 4, true, 'rmsNorm dx'),
+      ],
+      params: [['u32', n], ['u32', D / w], ['f32', D], ['u32', r0]],
+      workgroups: rowWorkgroups(impl, n),
+    });
+  }
   const [dweight] = columnSums(
     'rmsnorm_dweight',
     [{ t: dy, kind: 'elem' }, { t: x, kind: 'elem' }, { t: rstd, kind: 'row' }],

@@ -350,11 +350,13 @@ function gcd(a: number, b: number): number {
 /** Row ranges [first, count] whose bytes fit one storage binding and start at an offset the adapter accepts
  * (a multiple of minStorageBufferOffsetAlignment): tensors over maxStorageBufferBindingSize (128 MiB on
  * lavapipe) are bound a range at a time. */
-export function rowChunks(op: string, rows: number, rowBytes: number): Array<[number, number]> {
+export function rowChunks(op: string, rows: number, rowBytes: number, multipleOf = 1): Array<[number, number]> {
   const { limits } = gpu();
   const limit = bindingLimitOverride ?? limits.maxStorageBufferBindingSize;
   const align = limits.minStorageBufferOffsetAlignment;
-  const step = align / gcd(rowBytes, align);
+  const aligned = align / gcd(rowBytes, align);
+  // range starts are also multiples of `multipleOf` rows (a caller's own row blocking)
+  const step = (aligned * multipleOf) / gcd(aligned, multipleOf);
   const per = Math.floor(Math.floor(limit / rowBytes) / step) * step;
   if (rows * rowBytes <= limit) return rows > 0 ? [[0, rows]] : [];
   if (per === 0) {

@@ -4,13 +4,16 @@ import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { rmsNorm, rmsNormForward, rmsNormReference } from '../kernels/rmsnorm.ts';
 import { layerNorm, layerNormForward, layerNormReference } from '../kernels/layernorm.ts';
-import type { RowImpl } from '../kernels/softmax.ts';
+import { setBindingLimitForTests, type RowImpl } from '../kernels/softmax.ts';
 
 beforeAll(async () => {
   await initGpu();
   setPoison(true);
 });
-afterAll(() => setPoison(false));
+afterAll(() => {
+  setPoison(false);
+  setBindingLimitForTests(null);
+});
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
 
@@ -131,6 +134,37 @@ describe.each(IMPLS)('layerNorm (%s layout)', (impl) => {
     expect(maxErr(await w.grad!.toArray(), fdw)).toBeLessThan(BWD_TOL);
     expect(maxErr(await b.grad!.toArray(), fdb)).toBeLessThan(BWD_TOL);
     for (const t of [x, w, b, y]) t.dispose();
+  });
+});
+
+describe('norms over the binding limit', () => {
+  // forced limit of 40 rows of 8 floats: row kernels bind 40-row ranges, the column sums 32-row ranges (their
+  // chunk size), so ranges and chunk boundaries do not line up; results must equal the unsplit run bit for bit
+  it.each(IMPLS)('rmsNorm and layerNorm forward and backward in row ranges (%s)', async (impl) => {
+    const [R, D] = [101, 8];
+    const xh = randn(R * D, 2);
+    const wh = randn(D, 1, 1);
+    const bh = randn(D);
+    const gh = randn(R * D);
+    const run = async () => {
+      const x = tensor(xh, [R, D], { requiresGrad: true });
+      const w = tensor(wh, [D], { requiresGrad: true });
+      const b = tensor(bh, [D], { requiresGrad: true });
+      const y1 = rmsNorm(x, w, 1e-6, { impl });
+      const y2 = layerNorm(x, w, b, 1e-5, { impl });
+      backward(y1, { gradient: tensor(gh, [R, D]) });
+      backward(y2, { gradient: tensor(gh, [R, D]) });
+      const out = [y1, y2, x.grad!, w.grad!, b.grad!];
+      return Promise.all(out.map(async (t) => [...(await t.toArray())]));
+    };
+    const whole = await run();
+    setBindingLimitForTests(40 * D * 4);
+    try {
+      expect(await run()).toEqual(whole);
+    } finally {
+      setBindingLimitForTests(null);
+    }
+    expect(maxErr(whole[0]!, rmsNormReference(xh, wh, 1e-6).y)).toBeLessThan(FWD_TOL);
   });
 });
 
