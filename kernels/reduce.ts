@@ -13,8 +13,8 @@
 import { recordOp } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type Param } from '../engine/runtime.ts';
-import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
-import { broadcastShapes, broadcastTo } from './elementwise.ts';
+import { empty, full, type Shape, type Tensor } from '../engine/tensor.ts';
+import { broadcastShapes, broadcastTo, ewDispatch } from './elementwise.ts';
 
 const ROW_WORKGROUP = 256;
 const COL_WORKGROUP = 64;
@@ -250,14 +250,12 @@ function outShape(shape: Shape, axes: number[], keepDims: boolean): number[] {
 }
 
 /** Sum (or mean) over the axes without autograd. */
-function sumRaw(op: string, x: Tensor, axes: number[], keepDims: boolean, mean: boolean): Tensor {
+function sumRaw(x: Tensor, axes: number[], keepDims: boolean, mean: boolean): Tensor {
   const shapeOut = outShape(x.shape, axes, keepDims);
   const count = axes.reduce((a, i) => a * x.shape[i]!, 1);
   if (x.size === 0 || count === 0) {
     // sum over nothing is 0 (mean NaN, as PyTorch)
-    const out = empty(shapeOut);
-    if (out.size > 0) fillConst(out, mean ? NaN : 0);
-    return out;
+    return full(shapeOut, mean ? NaN : 0);
   }
   let gs = groups(x.shape, axes);
   let cur = x;
@@ -298,23 +296,6 @@ function reshapeOwned(t: Tensor, shape: Shape): Tensor {
   return r;
 }
 
-function fillConst(t: Tensor, v: number): void {
-  const view = new DataView(new ArrayBuffer(4));
-  view.setFloat32(0, v, true);
-  rt().dispatch({
-    name: 'fill',
-    code: /* wgsl */ `
-@group(0) @binding(0) var<storage, read_write> out: array<u32>;
-struct Params { n: u32, bits: u32 }
-@group(0) @binding(1) var<uniform> p: Params;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) { if (gid.x < p.n) { out[gid.x] = p.bits; } }`,
-    bindings: [t.write()],
-    params: [['u32', t.size], ['u32', view.getUint32(0, true)]],
-    workgroups: [Math.ceil(t.size / 64)],
-  });
-}
-
 function checkF32(op: string, x: Tensor): void {
   if (x.disposed) throw new Error(`${op}: input is a disposed tensor [${x.shape.join(', ')}]`);
   if (x.dtype !== 'f32') throw new TypeError(`${op}: input is ${x.describe()}; expected f32`);
@@ -324,7 +305,7 @@ function checkF32(op: string, x: Tensor): void {
 export function sum(x: Tensor, axes?: number | number[] | null, keepDims = false): Tensor {
   checkF32('sum', x);
   const ax = normAxes('sum', x, axes);
-  const out = sumRaw('sum', x, ax, keepDims, false);
+  const out = sumRaw(x, ax, keepDims, false);
   const inShape = x.shape;
   const kept = outShape(inShape, ax, true);
   return recordOp('sum', [x], out, [], (g) => [broadcastTo(g.reshape(kept), inShape)]);
@@ -334,37 +315,16 @@ export function sum(x: Tensor, axes?: number | number[] | null, keepDims = false
 export function mean(x: Tensor, axes?: number | number[] | null, keepDims = false): Tensor {
   checkF32('mean', x);
   const ax = normAxes('mean', x, axes);
-  const out = sumRaw('mean', x, ax, keepDims, true);
+  const out = sumRaw(x, ax, keepDims, true);
   const inShape = x.shape;
   const kept = outShape(inShape, ax, true);
   const count = ax.reduce((a, i) => a * inShape[i]!, 1);
   return recordOp('mean', [x], out, [], (g) => {
-    const b = broadcastTo(g.reshape(kept), inShape);
-    const r = scaleRaw(b, 1 / count);
-    b.dispose();
+    const gk = g.reshape(kept);
+    const r = ewDispatch('mean backward', [{ t: gk, name: 'g' }], 'g * s', 1 / count, inShape);
+    gk.dispose();
     return [r];
   });
-}
-
-function scaleRaw(x: Tensor, s: number): Tensor {
-  const out = empty(x.shape);
-  rt().dispatch({
-    name: 'mean backward',
-    code: /* wgsl */ `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-struct Params { n: u32, s: f32 }
-@group(0) @binding(2) var<uniform> p: Params;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-  if (i < p.n) { out[i] = x[i] * p.s; }
-}`,
-    bindings: [x.read(), out.write()],
-    params: [['u32', x.size], ['f32', s]],
-    workgroups: grid1D(Math.ceil(x.size / 256)),
-  });
-  return out;
 }
 
 /** Max over one axis (all axes when omitted); the gradient goes to the first maximal element, as PyTorch.
