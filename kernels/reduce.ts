@@ -3,9 +3,9 @@
 // The input is viewed as [outer, R, inner] after dropping size-1 axes and merging neighbouring axes that are
 // all reduced or all kept; axes that fall into separate groups are reduced one group at a time, innermost
 // first. Two kernels:
-//  * row kernel (inner = 1, long rows, GPUs only): one workgroup per row (or per chunk of a row when there are few rows),
-//    vec4 loads strided by the workgroup, then a reduction across the workgroup: subgroup operations and one
-//    barrier when `gpu().hasSubgroups`, else a tree in workgroup memory.
+//  * row kernel (inner = 1, long rows, GPUs only): one workgroup per row (or per chunk of a row when there are
+//    few rows), vec4 loads strided by the workgroup, then a reduction across the workgroup: subgroup operations
+//    and one barrier when `gpu().hasSubgroups`, else a tree in workgroup memory.
 //  * column kernel (everything else): one invocation per output (vec4 of outputs when inner % 4 == 0, or
 //    vec4 along a short row), looping over R; when there are too few outputs to fill a GPU, R is split into
 //    chunks whose partial results a second pass adds up.
