@@ -45,12 +45,13 @@ export interface SoftmaxOptions {
   impl?: RowImpl;
 }
 
-/** The layout a row kernel uses by default: one invocation per row on CPU adapters, a workgroup per row on GPUs. */
+/** The layout softmax uses by default for rows of `rowLength` (see `defaultRowImpl`). */
 export function softmaxImpl(rowLength: number): RowImpl {
   return defaultRowImpl(rowLength);
 }
 
-/** Layout for a row kernel by adapter and row width (elements). */
+/** Layout for a row kernel by adapter and row width (elements): a subgroup per row where subgroups exist (on a
+ * GPU only up to SUBGROUP_MAX_ROW), else one invocation per row on CPU adapters and a workgroup per row on GPUs. */
 export function defaultRowImpl(rowLength: number): RowImpl {
   const g = gpu();
   if (g.info.isSoftware) return g.hasSubgroups ? 'subgroup' : 'invocation';
@@ -148,7 +149,9 @@ export function rowHeader(impl: RowImpl): RowLayout {
   }
   if (impl === 'subgroup') {
     // rows are handed out per subgroup in a grid-stride loop, so any subgroup size the adapter picks works;
-    // the loop condition is subgroup-uniform because all lanes of a subgroup share r
+    // the loop condition is subgroup-uniform because all lanes of a subgroup share r. Assumes what every
+    // Vulkan/Metal/D3D12 driver does for a 1-D workgroup (WebGPU does not promise it): subgroup k holds
+    // local invocations k*sgs .. k*sgs + sgs - 1, with subgroup_invocation_id = lid % sgs
     return {
       size: SUBGROUP_WORKGROUP,
       head: `let perWg = ${SUBGROUP_WORKGROUP}u / sgs;
