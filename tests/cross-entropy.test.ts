@@ -1,7 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor } from '../engine/tensor.ts';
-import { backward } from '../engine/autograd.ts';
+import { memory, setPoison, tensor } from '../engine/tensor.ts';
+import { backward, zeroGrad } from '../engine/autograd.ts';
+import { rt } from '../engine/runtime.ts';
+import { tidy } from '../engine/scope.ts';
+import { embedding } from '../kernels/embedding.ts';
+import { rmsNorm } from '../kernels/rmsnorm.ts';
+import { layerNorm } from '../kernels/layernorm.ts';
+import { softmax } from '../kernels/softmax.ts';
 import { crossEntropy, crossEntropyReference, type Reduction } from '../kernels/cross-entropy.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/softmax.ts';
@@ -151,5 +157,35 @@ describe('crossEntropy labels and large inputs', () => {
     const got = await crossEntropy(x, labels, { reduction: 'none' }).toArray();
     expect(maxErr(got, crossEntropyReference(xh, labels, V).rows)).toBeLessThan(FWD_TOL);
     x.dispose();
+  });
+});
+
+describe('ownership', () => {
+  it('a step through embedding, rmsNorm, layerNorm, softmax and crossEntropy with backward leaks no buffer', async () => {
+    const [V, D, N] = [50, 16, 12];
+    const table = tensor(randn(V * D), [V, D], { requiresGrad: true });
+    const w = tensor(randn(D), [D], { requiresGrad: true });
+    const b = tensor(randn(D), [D], { requiresGrad: true });
+    const step = (k: number) => {
+      const loss = tidy(() => {
+        const ids = Int32Array.from({ length: N }, (_, i) => (i * 7 + k) % V);
+        // odd steps: a GPU-only ids tensor (GPU-planned sort); even steps: host ids (CPU-planned)
+        const h = embedding(table, k % 2 ? tensor(ids, [N]) : idsTensor(ids, [N]));
+        const p = softmax(layerNorm(rmsNorm(h, w, 1e-6), w, b), { mask: tensor(new Float32Array(D), [1, D]) });
+        return crossEntropy(p, Int32Array.from({ length: N }, (_, i) => (i % 5 === 0 ? -100 : i % D)));
+      });
+      backward(loss);
+      loss.dispose();
+      zeroGrad([table, w, b]);
+    };
+    for (let k = 0; k < 4; k++) step(k);
+    await rt().sync();
+    const m0 = memory();
+    for (let k = 0; k < 30; k++) step(k);
+    await rt().sync();
+    const m1 = memory();
+    expect(m1.bytesLive).toBe(m0.bytesLive);
+    expect(m1.buffersCreated).toBe(m0.buffersCreated);
+    for (const t of [table, w, b]) t.dispose();
   });
 });
