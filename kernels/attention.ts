@@ -1,0 +1,386 @@
+// Fused attention for T5: out = softmax(scale·q·kᵀ + bias + mask) · v, forward and backward.
+//
+// T5 semantics (Hugging Face modeling_t5.py, T5Attention): no 1/sqrt(d) scaling (scale defaults to 1);
+// the relative position bias [1, H, Lq, Lk] is broadcast over the batch and trained through this op
+// (dBias = Σ_b dScores); the padding mask is additive ((1 - mask) · finfo(float32).min, broadcast from
+// [B, 1, 1, Lk] or [B, 1, Lq, Lk]) and has no gradient; the softmax runs in f32.
+// `causal` hides key j from query i when j > i + (Lk - Lq): plain decoder self-attention when Lq = Lk, a
+// decoder step over a KV cache when Lq = 1. Unlike HF's eager decoder, which folds the causal mask into
+// the additive one as finfo.min, hidden keys are left out entirely: the two differ only in rows whose
+// every visible key is also padding (HF then averages over all Lk keys, we over the visible ones).
+import { recordOp } from '../engine/autograd.ts';
+import { gpu } from '../engine/gpu.ts';
+import { grid1D, rt } from '../engine/runtime.ts';
+import { empty, type Tensor } from '../engine/tensor.ts';
+import {
+  PLAIN_WORKGROUP,
+  REDUCE_WORKGROUP,
+  plainBackwardDkv,
+  plainBackwardDq,
+  plainForward,
+  reduceBatchKernel,
+  subgroupBackwardDkv,
+  subgroupBackwardDq,
+  subgroupForward,
+  type AttnVariant,
+  type SubgroupShape,
+  type BackwardVariant,
+} from './attention.wgsl.ts';
+
+export interface AttentionOptions {
+  /** additive bias [1 | B, H, Lq, Lk] (T5's relative position bias); differentiable */
+  bias?: Tensor;
+  /** additive mask [1 | B, 1 | H, 1 | Lq, Lk]; no gradient */
+  mask?: Tensor;
+  /** hide key j from query i when j > i + Lk - Lq */
+  causal?: boolean;
+  /** multiplies q·kᵀ; T5 uses 1 (its init folds 1/sqrt(d) into the weights) */
+  scale?: number;
+}
+
+interface Dims {
+  B: number;
+  H: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+}
+
+const MAX_HEAD_DIM = 256;
+
+function shapeStr(t: Tensor): string {
+  return `[${t.shape.join(', ')}]`;
+}
+
+function checkArgs(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Dims {
+  const all: Array<[string, Tensor | undefined]> = [['q', q], ['k', k], ['v', v], ['bias', o.bias], ['mask', o.mask]];
+  for (const [name, t] of all) {
+    if (!t) continue;
+    if (t.disposed) throw new Error(`attention: ${name} is a disposed tensor`);
+    if (t.dtype !== 'f32') throw new TypeError(`attention: ${name} must be f32, got ${t.dtype} ${shapeStr(t)}`);
+    if (t.rank !== 4) throw new RangeError(`attention: ${name} must have rank 4, got ${shapeStr(t)}`);
+  }
+  const [B, H, Lq, D] = q.shape as [number, number, number, number];
+  const [kB, kH, Lk, kD] = k.shape as [number, number, number, number];
+  const shapes = `q ${shapeStr(q)}, k ${shapeStr(k)}, v ${shapeStr(v)}`;
+  if (kB !== B || kH !== H || kD !== D || v.shape.join() !== k.shape.join()) {
+    throw new RangeError(`attention: q [B, H, Lq, D] and k, v [B, H, Lk, D] disagree: ${shapes}`);
+  }
+  if (D % 4 !== 0 || D > MAX_HEAD_DIM || D === 0) {
+    throw new RangeError(`attention: head dim ${D} must be a positive multiple of 4 up to ${MAX_HEAD_DIM} (${shapes})`);
+  }
+  if (o.bias) {
+    const [bb, bhh, bq, bk] = o.bias.shape;
+    if (!(bb === 1 || bb === B) || bhh !== H || bq !== Lq || bk !== Lk) {
+      throw new RangeError(`attention: bias must be [1 | ${B}, ${H}, ${Lq}, ${Lk}], got ${shapeStr(o.bias)} (${shapes})`);
+    }
+  }
+  if (o.mask) {
+    const [mb, mh, mq, mk] = o.mask.shape;
+    if (!(mb === 1 || mb === B) || !(mh === 1 || mh === H) || !(mq === 1 || mq === Lq) || mk !== Lk) {
+      throw new RangeError(
+        `attention: mask must broadcast as [1 | ${B}, 1 | ${H}, 1 | ${Lq}, ${Lk}], got ${shapeStr(o.mask)} (${shapes})`,
+      );
+    }
+  }
+  if (o.causal && Lq > Lk) {
+    throw new RangeError(`attention: causal needs Lq <= Lk (query i sees keys j <= i + Lk - Lq), got ${shapes}`);
+  }
+  const scale = o.scale ?? 1;
+  if (!Number.isFinite(scale)) throw new RangeError(`attention: scale must be finite, got ${scale}`);
+  return { B, H, Lq, Lk, D };
+}
+
+function params(d: Dims, o: AttentionOptions): Array<['u32' | 'f32', number]> {
+  const m = o.mask?.shape;
+  return [
+    ['u32', d.Lq],
+    ['u32', d.Lk],
+    ['u32', d.H],
+    ['f32', o.scale ?? 1],
+    ['u32', o.bias && o.bias.shape[0] === d.B && d.B > 1 ? d.H * d.Lq * d.Lk : 0],
+    ['u32', m && m[0] === d.B && d.B > 1 ? m[1]! * m[2]! * d.Lk : 0],
+    ['u32', m && m[1] === d.H && d.H > 1 ? m[2]! * d.Lk : 0],
+    ['u32', m && m[2] === d.Lq && d.Lq > 1 ? d.Lk : 0],
+    ['u32', d.Lk - d.Lq],
+  ];
+}
+
+function variantOf(d: Dims, o: AttentionOptions): AttnVariant {
+  return { d: d.D, bias: !!o.bias, mask: !!o.mask, causal: !!o.causal };
+}
+
+function rowGrid(rows: number, bh: number): [number, number] {
+  return [Math.ceil(rows / PLAIN_WORKGROUP), bh];
+}
+
+function checkGrid(name: string, bh: number): void {
+  const max = gpu().limits.maxComputeWorkgroupsPerDimension;
+  if (bh > max) throw new RangeError(`${name}: batch·heads ${bh} exceeds ${max} workgroups per dimension`);
+}
+
+export type AttentionPath = 'auto' | 'plain' | 'subgroup';
+let forcedPath: AttentionPath = 'auto';
+/** Tests and benchmarks pin a kernel family; 'auto' picks per adapter (see `subgroupShape`). */
+export function setAttentionPath(path: AttentionPath): void {
+  forcedPath = path;
+}
+
+// Rows (keys) each lane owns in the subgroup kernels. More rows amortise the gathered loads of the streamed
+// rows over more arithmetic, but every owned row is D named registers and lavapipe's LLVM compile time
+// grows steeply with them (64x256x64, CPU-time-normalised, forward: R=1 13.7, R=2 24-27, R=4 28 GFLOP/s
+// at 4, 7 and 38 s of compile; backward with R=1 already compiles in ~17 s).
+const SUBGROUP_ROWS_FWD = 2;
+const SUBGROUP_ROWS_DQ = 1;
+const SUBGROUP_KEYS_DKV = 1;
+
+/** The subgroup kernels need a known, fixed subgroup size dividing D. They are chosen on software
+ * adapters (lavapipe), where they win by cutting gathered loads; on a real GPU the plain kernels (the
+ * hardware broadcasts a row read by a whole warp) are the default until measured otherwise. */
+function subgroupShape(D: number, rowsPerLane: number): SubgroupShape | null {
+  if (forcedPath === 'plain') return null;
+  const g = gpu();
+  const { subgroupMinSize: lo, subgroupMaxSize: hi } = g.limits;
+  const usable = subgroupKernelsUsable(D);
+  if (forcedPath === 'subgroup') {
+    if (!usable) throw new Error(`attention: the subgroup kernels need a fixed subgroup size dividing D = ${D} (adapter: ${lo}..${hi})`);
+    return { sg: lo!, r: rowsPerLane };
+  }
+  return usable && g.info.isSoftware ? { sg: lo!, r: rowsPerLane } : null;
+}
+
+/** Whether the subgroup kernels can run on this adapter for head dim D. */
+export function subgroupKernelsUsable(D: number): boolean {
+  const g = gpu();
+  const { subgroupMinSize: lo, subgroupMaxSize: hi } = g.limits;
+  return g.hasSubgroups && lo !== undefined && lo === hi && D % lo === 0;
+}
+
+/** Forward kernels only: out [B, H, Lq, D] and the per-row (max, log-sum) statistics [B, H, Lq, 2]. */
+export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
+  const d = checkArgs(q, k, v, opts);
+  checkGrid('attention', d.B * d.H);
+  const variant = variantOf(d, opts);
+  const out = empty([d.B, d.H, d.Lq, d.D]);
+  const stats = empty([d.B, d.H, d.Lq, 2]);
+  const bindings = [q.read('q'), k.read('k'), v.read('v')];
+  if (opts.bias) bindings.push(opts.bias.read('bias'));
+  if (opts.mask) bindings.push(opts.mask.read('mask'));
+  bindings.push(out.write('out'), stats.write('stats'));
+  const sg = subgroupShape(d.D, SUBGROUP_ROWS_FWD);
+  rt().dispatch({
+    name: 'attention',
+    code: sg ? subgroupForward(variant, sg) : plainForward(variant),
+    bindings,
+    params: params(d, opts),
+    workgroups: sg ? [Math.ceil(d.Lq / (sg.sg * sg.r)), d.B * d.H] : rowGrid(d.Lq, d.B * d.H),
+  });
+  return { out, stats };
+}
+
+export interface AttentionGrads {
+  dq: Tensor;
+  dk: Tensor | null;
+  dv: Tensor | null;
+  dbias: Tensor | null;
+}
+
+/** Backward kernels: gradients of q, k, v (dk/dv skipped when not wanted) and of the bias when asked. */
+export function attentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  stats: Tensor,
+  dout: Tensor,
+  opts: AttentionOptions,
+  want: { kv: boolean; bias: boolean },
+): AttentionGrads {
+  const d = checkArgs(q, k, v, opts);
+  const bh = d.B * d.H;
+  const variant: BackwardVariant = { ...variantOf(d, opts), dbias: want.bias && !!opts.bias };
+  const p = params(d, opts);
+  const extra = [];
+  if (opts.bias) extra.push(opts.bias.read('bias'));
+  if (opts.mask) extra.push(opts.mask.read('mask'));
+
+  const dq = empty(q.shape);
+  const delta = empty([d.B, d.H, d.Lq]);
+  const ds = variant.dbias ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
+  const dqBindings = [q.read('q'), k.read('k'), v.read('v'), out.read('out'), dout.read('dout'), stats.read('stats'), ...extra];
+  dqBindings.push(dq.write('dq'), delta.write('delta'));
+  if (ds) dqBindings.push(ds.write('dscores'));
+  const sgq = subgroupShape(d.D, SUBGROUP_ROWS_DQ);
+  rt().dispatch({
+    name: 'attention-backward-dq',
+    code: sgq ? subgroupBackwardDq(variant, sgq) : plainBackwardDq(variant),
+    bindings: dqBindings,
+    params: p,
+    workgroups: sgq ? [Math.ceil(d.Lq / (sgq.sg * sgq.r)), bh] : rowGrid(d.Lq, bh),
+  });
+
+  let dk: Tensor | null = null;
+  let dv: Tensor | null = null;
+  if (want.kv) {
+    dk = empty(k.shape);
+    dv = empty(v.shape);
+    const sgk = subgroupShape(d.D, SUBGROUP_KEYS_DKV);
+    rt().dispatch({
+      name: 'attention-backward-dkv',
+      code: sgk ? subgroupBackwardDkv(variant, sgk) : plainBackwardDkv(variant),
+      bindings: [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), delta.read('delta'), ...extra, dk.write('dk'), dv.write('dv')],
+      params: p,
+      workgroups: sgk ? [Math.ceil(d.Lk / (sgk.sg * sgk.r)), bh] : rowGrid(d.Lk, bh),
+    });
+  }
+  delta.dispose();
+
+  let dbias: Tensor | null = null;
+  if (ds && opts.bias) {
+    if (opts.bias.shape[0] === d.B) dbias = ds;
+    else {
+      const n = d.H * d.Lq * d.Lk;
+      dbias = empty(opts.bias.shape);
+      rt().dispatch({
+        name: 'attention-backward-dbias',
+        code: reduceBatchKernel(),
+        bindings: [ds.read('dscores'), dbias.write('dbias')],
+        params: [['u32', n], ['u32', d.B]],
+        workgroups: grid1D(Math.ceil(n / REDUCE_WORKGROUP)),
+      });
+      ds.dispose();
+    }
+  }
+  return { dq, dk, dv, dbias };
+}
+
+/**
+ * softmax(scale·q·kᵀ + bias + mask) · v with q [B, H, Lq, D], k and v [B, H, Lk, D]; out [B, H, Lq, D].
+ * Gradients flow to q, k, v and bias (summed over its broadcast batch); the mask gets none.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const { out, stats } = attentionForward(q, k, v, opts);
+  const inputs = opts.bias ? [q, k, v, opts.bias] : [q, k, v];
+  const saved = [q, k, v, out, stats];
+  if (opts.bias) saved.push(opts.bias);
+  if (opts.mask) saved.push(opts.mask);
+  const biasGrad = !!opts.bias?.requiresGrad;
+  const kvGrad = k.requiresGrad || v.requiresGrad;
+  const causal = opts.causal;
+  const scale = opts.scale;
+  const result = recordOp('attention', inputs, out, saved, (g, s) => {
+    const [sq, sk, sv, so, sst] = s as [Tensor, Tensor, Tensor, Tensor, Tensor];
+    let at = 5;
+    const bias = opts.bias ? s[at++] : undefined;
+    const mask = opts.mask ? s[at++] : undefined;
+    const grads = attentionBackward(sq, sk, sv, so, sst, g, { bias, mask, causal, scale }, { kv: kvGrad, bias: biasGrad });
+    return bias ? [grads.dq, grads.dk, grads.dv, grads.dbias] : [grads.dq, grads.dk, grads.dv];
+  });
+  stats.dispose(); // the graph node, if any, holds its own handle on the statistics
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// CPU reference (float64), for tests and benchmarks.
+
+export interface AttentionRefInput {
+  q: ArrayLike<number>;
+  k: ArrayLike<number>;
+  v: ArrayLike<number>;
+  /** shapes as for the op; bias/mask data with their own shapes */
+  dims: Dims;
+  bias?: { data: ArrayLike<number>; shape: readonly number[] };
+  mask?: { data: ArrayLike<number>; shape: readonly number[] };
+  causal?: boolean;
+  scale?: number;
+}
+
+function broadcastIndex(shape: readonly number[], b: number, h: number, i: number, j: number): number {
+  const [s0, s1, s2, s3] = shape as [number, number, number, number];
+  return (((s0 === 1 ? 0 : b) * s1 + (s1 === 1 ? 0 : h)) * s2 + (s2 === 1 ? 0 : i)) * s3 + j;
+}
+
+/** Probabilities [B, H, Lq, Lk] in float64 (hidden causal keys get 0; a row hidden entirely is 0). */
+export function attentionProbsRef(x: AttentionRefInput): Float64Array {
+  const { B, H, Lq, Lk, D } = x.dims;
+  const scale = x.scale ?? 1;
+  const P = new Float64Array(B * H * Lq * Lk);
+  const s = new Float64Array(Lk);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Lq; i++) {
+        const end = x.causal ? Math.min(Lk, i + Lk - Lq + 1) : Lk;
+        let m = -Infinity;
+        for (let j = 0; j < end; j++) {
+          let acc = 0;
+          const qo = ((b * H + h) * Lq + i) * D;
+          const ko = ((b * H + h) * Lk + j) * D;
+          for (let d = 0; d < D; d++) acc += x.q[qo + d]! * x.k[ko + d]!;
+          acc *= scale;
+          if (x.bias) acc += x.bias.data[broadcastIndex(x.bias.shape, b, h, i, j)]!;
+          if (x.mask) acc += x.mask.data[broadcastIndex(x.mask.shape, b, h, i, j)]!;
+          s[j] = acc;
+          if (acc > m) m = acc;
+        }
+        let l = 0;
+        for (let j = 0; j < end; j++) l += Math.exp(s[j]! - m);
+        const po = ((b * H + h) * Lq + i) * Lk;
+        for (let j = 0; j < end; j++) P[po + j] = Math.exp(s[j]! - m) / l;
+      }
+  return P;
+}
+
+export function attentionRef(x: AttentionRefInput): Float64Array {
+  const { B, H, Lq, Lk, D } = x.dims;
+  const P = attentionProbsRef(x);
+  const out = new Float64Array(B * H * Lq * D);
+  for (let bh = 0; bh < B * H; bh++)
+    for (let i = 0; i < Lq; i++)
+      for (let j = 0; j < Lk; j++) {
+        const p = P[(bh * Lq + i) * Lk + j]!;
+        if (p === 0) continue;
+        const vo = (bh * Lk + j) * D;
+        const oo = (bh * Lq + i) * D;
+        for (let d = 0; d < D; d++) out[oo + d] += p * x.v[vo + d]!;
+      }
+  return out;
+}
+
+/** Reference gradients of sum(out · dout): dq, dk, dv [as q, k, v] and dbias [as the bias shape]. */
+export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<number>) {
+  const { B, H, Lq, Lk, D } = x.dims;
+  const scale = x.scale ?? 1;
+  const P = attentionProbsRef(x);
+  const dq = new Float64Array(B * H * Lq * D);
+  const dk = new Float64Array(B * H * Lk * D);
+  const dv = new Float64Array(B * H * Lk * D);
+  const dbias = x.bias ? new Float64Array(x.bias.data.length) : null;
+  const dp = new Float64Array(Lk);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const bh = b * H + h;
+      for (let i = 0; i < Lq; i++) {
+        const go = (bh * Lq + i) * D;
+        let dot = 0;
+        for (let j = 0; j < Lk; j++) {
+          let acc = 0;
+          const vo = (bh * Lk + j) * D;
+          for (let d = 0; d < D; d++) acc += dout[go + d]! * x.v[vo + d]!;
+          dp[j] = acc;
+          dot += P[(bh * Lq + i) * Lk + j]! * acc;
+        }
+        for (let j = 0; j < Lk; j++) {
+          const p = P[(bh * Lq + i) * Lk + j]!;
+          const ds = p * (dp[j]! - dot);
+          const ko = (bh * Lk + j) * D;
+          for (let d = 0; d < D; d++) {
+            dv[ko + d] += p * dout[go + d]!;
+            dq[go + d] += scale * ds * x.k[ko + d]!;
+            dk[ko + d] += scale * ds * x.q[go + d]!;
+          }
+          if (dbias && x.bias) dbias[broadcastIndex(x.bias.shape, b, h, i, j)] += ds;
+        }
+      }
+    }
+  return { dq, dk, dv, dbias };
+}

@@ -1,0 +1,513 @@
+// WGSL for fused attention (kernels/attention.ts holds the op). Self-contained: no other op's kernels.
+//
+// Forward (flash-attention style): one query row per owner, keys streamed once with an online softmax;
+// only `out` and two floats per row (running max m and log of the exp-sum) are written. We keep m and
+// log(l) apart instead of their sum (the logsumexp) because Hugging Face masks with finfo(float32).min:
+// in a fully masked row every score is -3.4e38, m + log(l) rounds back to m, and p = exp(s - lse) would
+// come out as 1 instead of 1/Lk in the backward pass.
+//
+// Backward recomputes the probabilities from q, k and (m, log l):
+//   p = exp((s - m) - log l)  (in that order: s - m is exactly 0 for a row masked with finfo.min),  dp = dO·v,  Δ = dO·O,  ds = p (dp - Δ)
+//   dQ = scale · Σ_j ds k_j  (row-owner kernel, which also writes ds when the bias needs a gradient)
+//   dK = scale · Σ_i ds q_i,  dV = Σ_i p dO_i  (key-owner kernel)
+//   dBias = Σ over the broadcast batch of ds.
+//
+// Two families: `plain` (one row per invocation, any adapter; on a real GPU the lanes of a warp read the
+// same k/v row, which the cache broadcasts) and `subgroup` (lavapipe: lane l loads slice l of each
+// streamed row once and subgroupBroadcast hands it to the others, cutting the lane-by-lane gathered loads
+// that dominate there (shared/LAVAPIPE.md), and each lane owns several query rows).
+
+/** Rows (or keys) per workgroup in the plain kernels. */
+export const PLAIN_WORKGROUP = 64;
+/** Elements of the dBias batch reduction per invocation group. */
+export const REDUCE_WORKGROUP = 256;
+/** The most negative f32, written so WGSL reads it exactly (Hugging Face's mask value). */
+const NEG_MAX = '-0x1.fffffep+127f';
+
+export interface AttnVariant {
+  /** head dim, a multiple of 4 */
+  d: number;
+  bias: boolean;
+  mask: boolean;
+  causal: boolean;
+}
+
+/** Uniform layout shared by every attention kernel (all 4-byte fields). */
+export const PARAM_FIELDS = `struct Params {
+  lq: u32, lk: u32, heads: u32, scale: f32,
+  biasB: u32, maskB: u32, maskH: u32, maskQ: u32,
+  causalOff: u32,
+}`;
+
+interface Binding {
+  name: string;
+  type: string;
+  write: boolean;
+}
+
+function bindingDecls(bs: Binding[]): string {
+  const lines = bs.map(
+    (b, i) => `@group(0) @binding(${i}) var<storage, ${b.write ? 'read_write' : 'read'}> ${b.name}: ${b.type};`,
+  );
+  lines.push(PARAM_FIELDS);
+  lines.push(`@group(0) @binding(${bs.length}) var<uniform> p: Params;`);
+  return lines.join('\n');
+}
+
+const v4 = 'array<vec4<f32>>';
+
+/** Storage order of the forward kernels' bindings (attention.ts binds tensors in this order). */
+export function forwardBindings(v: AttnVariant): Binding[] {
+  const bs: Binding[] = [
+    { name: 'q', type: v4, write: false },
+    { name: 'k', type: v4, write: false },
+    { name: 'v', type: v4, write: false },
+  ];
+  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
+  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'out', type: v4, write: true }, { name: 'stats', type: 'array<vec2<f32>>', write: true });
+  return bs;
+}
+
+/** Bias and mask added to a scaled score of row i (offsets bo, mo precomputed per row) at key j. */
+function extraTerms(v: AttnVariant, j: string): string {
+  return `${v.bias ? ` + bias[bo + ${j}]` : ''}${v.mask ? ` + mask[mo + ${j}]` : ''}`;
+}
+
+/** Per-row offsets into bias [Bb, H, Lq, Lk] (batch stride 0 when broadcast) and mask [Bm, Hm, Qm, Lk]. */
+function rowOffsets(v: AttnVariant, i: string): string {
+  return [
+    v.bias ? `let bo = b * p.biasB + (h * p.lq + ${i}) * p.lk;` : '',
+    v.mask ? `let mo = b * p.maskB + h * p.maskH + ${i} * p.maskQ;` : '',
+  ].join('\n  ');
+}
+
+/** Keys row i may see: all, or j <= i + (Lk - Lq) when causal (a decoder step with a KV cache). */
+function keyEnd(v: AttnVariant, i: string): string {
+  return v.causal ? `min(p.lk, ${i} + p.causalOff + 1u)` : 'p.lk';
+}
+
+function dotBody(dv: number, a: string, bExpr: (d: string) => string): string {
+  return `var acc4 = vec4<f32>(0.0);
+    for (var d = 0u; d < ${dv}u; d++) { acc4 += ${a}[d] * ${bExpr('d')}; }`;
+}
+
+export function plainForward(v: AttnVariant): string {
+  const dv = v.d / 4;
+  return /* wgsl */ `
+${bindingDecls(forwardBindings(v))}
+const NEG_MAX = ${NEG_MAX};
+
+@compute @workgroup_size(${PLAIN_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
+  if (i >= p.lq) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let qo = (bh * p.lq + i) * ${dv}u;
+  let ko = bh * p.lk * ${dv}u;
+  ${rowOffsets(v, 'i')}
+  var qr: array<vec4<f32>, ${dv}>;
+  var o: array<vec4<f32>, ${dv}>;
+  for (var d = 0u; d < ${dv}u; d++) { qr[d] = q[qo + d] * p.scale; o[d] = vec4<f32>(0.0); }
+  var m = NEG_MAX;
+  var l = 0.0;
+  let kEnd = ${keyEnd(v, 'i')};
+  for (var j = 0u; j < kEnd; j++) {
+    let kj = ko + j * ${dv}u;
+    ${dotBody(dv, 'qr', (d) => `k[kj + ${d}]`)}
+    let s = acc4.x + acc4.y + acc4.z + acc4.w${extraTerms(v, 'j')};
+    if (s > m) {
+      // a new running max: rescale what was summed so far (exp(-huge) = 0 on the first real key)
+      let c = exp(m - s);
+      l *= c;
+      for (var d = 0u; d < ${dv}u; d++) { o[d] *= c; }
+      m = s;
+    }
+    let e = exp(s - m);
+    l += e;
+    for (var d = 0u; d < ${dv}u; d++) { o[d] += e * v[kj + d]; }
+  }
+  // l = 0 only if every visible score was -inf (a -inf mask): such a row gives 0, not NaN
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  for (var d = 0u; d < ${dv}u; d++) { out[qo + d] = o[d] * inv; }
+  stats[bh * p.lq + i] = vec2<f32>(m, log(l));
+}`;
+}
+
+export interface BackwardVariant extends AttnVariant {
+  /** write ds [B, H, Lq, Lk] for the bias gradient */
+  dbias: boolean;
+}
+
+export function dqBindings(v: BackwardVariant): Binding[] {
+  const bs: Binding[] = [
+    { name: 'q', type: v4, write: false },
+    { name: 'k', type: v4, write: false },
+    { name: 'v', type: v4, write: false },
+    { name: 'o', type: v4, write: false },
+    { name: 'dout', type: v4, write: false },
+    { name: 'stats', type: 'array<vec2<f32>>', write: false },
+  ];
+  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
+  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'dq', type: v4, write: true }, { name: 'delta', type: 'array<f32>', write: true });
+  if (v.dbias) bs.push({ name: 'ds', type: 'array<f32>', write: true });
+  return bs;
+}
+
+/** Row owner: dQ, Δ = dO·O per row, and ds (for dBias) when asked. */
+export function plainBackwardDq(v: BackwardVariant): string {
+  const dv = v.d / 4;
+  return /* wgsl */ `
+${bindingDecls(dqBindings(v))}
+
+@compute @workgroup_size(${PLAIN_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
+  if (i >= p.lq) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let row = bh * p.lq + i;
+  let qo = row * ${dv}u;
+  let ko = bh * p.lk * ${dv}u;
+  ${rowOffsets(v, 'i')}
+  var qr: array<vec4<f32>, ${dv}>;
+  var gr: array<vec4<f32>, ${dv}>;
+  var dqr: array<vec4<f32>, ${dv}>;
+  var del4 = vec4<f32>(0.0);
+  for (var d = 0u; d < ${dv}u; d++) {
+    qr[d] = q[qo + d] * p.scale;
+    gr[d] = dout[qo + d];
+    del4 += gr[d] * o[qo + d];
+    dqr[d] = vec4<f32>(0.0);
+  }
+  let dl = del4.x + del4.y + del4.z + del4.w;
+  let st = stats[row];
+  let kEnd = ${keyEnd(v, 'i')};
+  for (var j = 0u; j < kEnd; j++) {
+    let kj = ko + j * ${dv}u;
+    var s4 = vec4<f32>(0.0);
+    var g4 = vec4<f32>(0.0);
+    for (var d = 0u; d < ${dv}u; d++) { s4 += qr[d] * k[kj + d]; g4 += gr[d] * v[kj + d]; }
+    let s = s4.x + s4.y + s4.z + s4.w${extraTerms(v, 'j')};
+    let pr = exp(s - st.x - st.y);
+    let dsj = pr * (g4.x + g4.y + g4.z + g4.w - dl);
+    for (var d = 0u; d < ${dv}u; d++) { dqr[d] += dsj * k[kj + d]; }
+    ${v.dbias ? 'ds[row * p.lk + j] = dsj;' : ''}
+  }
+  ${v.dbias && v.causal ? 'for (var j = kEnd; j < p.lk; j++) { ds[row * p.lk + j] = 0.0; }' : ''}
+  for (var d = 0u; d < ${dv}u; d++) { dq[qo + d] = dqr[d] * p.scale; }
+  delta[row] = dl;
+}`;
+}
+
+export function dkvBindings(v: AttnVariant): Binding[] {
+  const bs: Binding[] = [
+    { name: 'q', type: v4, write: false },
+    { name: 'k', type: v4, write: false },
+    { name: 'v', type: v4, write: false },
+    { name: 'dout', type: v4, write: false },
+    { name: 'stats', type: 'array<vec2<f32>>', write: false },
+    { name: 'delta', type: 'array<f32>', write: false },
+  ];
+  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
+  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'dk', type: v4, write: true }, { name: 'dv', type: v4, write: true });
+  return bs;
+}
+
+/** Key owner: dK and dV, streaming the query rows that see key j. */
+export function plainBackwardDkv(v: AttnVariant): string {
+  const dv = v.d / 4;
+  return /* wgsl */ `
+${bindingDecls(dkvBindings(v))}
+
+@compute @workgroup_size(${PLAIN_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let j = wid.x * ${PLAIN_WORKGROUP}u + lid;
+  if (j >= p.lk) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let ko = (bh * p.lk + j) * ${dv}u;
+  var kr: array<vec4<f32>, ${dv}>;
+  var vr: array<vec4<f32>, ${dv}>;
+  var dkr: array<vec4<f32>, ${dv}>;
+  var dvr: array<vec4<f32>, ${dv}>;
+  for (var d = 0u; d < ${dv}u; d++) {
+    kr[d] = k[ko + d] * p.scale;
+    vr[d] = v[ko + d];
+    dkr[d] = vec4<f32>(0.0);
+    dvr[d] = vec4<f32>(0.0);
+  }
+  ${v.bias ? 'let bo = b * p.biasB + h * p.lq * p.lk + j;' : ''}
+  ${v.mask ? 'let mo = b * p.maskB + h * p.maskH + j;' : ''}
+  // causal: row i sees key j when j <= i + off
+  let iStart = ${v.causal ? 'select(0u, j - p.causalOff, j > p.causalOff)' : '0u'};
+  for (var i = iStart; i < p.lq; i++) {
+    let row = bh * p.lq + i;
+    let qi = row * ${dv}u;
+    var s4 = vec4<f32>(0.0);
+    var g4 = vec4<f32>(0.0);
+    for (var d = 0u; d < ${dv}u; d++) { s4 += q[qi + d] * kr[d]; g4 += dout[qi + d] * vr[d]; }
+    let s = s4.x + s4.y + s4.z + s4.w${v.bias ? ' + bias[bo + i * p.lk]' : ''}${v.mask ? ' + mask[mo + i * p.maskQ]' : ''};
+    let st = stats[row];
+    let pr = exp(s - st.x - st.y);
+    let dsi = pr * (g4.x + g4.y + g4.z + g4.w - delta[row]);
+    for (var d = 0u; d < ${dv}u; d++) { dvr[d] += pr * dout[qi + d]; dkr[d] += dsi * q[qi + d]; }
+  }
+  for (var d = 0u; d < ${dv}u; d++) { dk[ko + d] = dkr[d] * p.scale; dv[ko + d] = dvr[d]; }
+}`;
+}
+
+/** dBias [1, H, Lq, Lk] = Σ_b ds[b, H, Lq, Lk]: the batch broadcast of T5's position bias. */
+export function reduceBatchKernel(): string {
+  return /* wgsl */ `
+@group(0) @binding(0) var<storage, read> ds: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dbias: array<f32>;
+struct Params { n: u32, batch: u32 }
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${REDUCE_WORKGROUP}u;
+  if (i >= p.n) { return; }
+  var s = 0.0;
+  for (var b = 0u; b < p.batch; b++) { s += ds[b * p.n + i]; }
+  dbias[i] = s;
+}`;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Subgroup kernels (lavapipe). A workgroup is one subgroup of SG lanes. Streamed rows (k and v in the
+// forward) are loaded once per subgroup: lane l loads elements [l·E, l·E + E) with E = D / SG, and
+// subgroupBroadcast with a constant lane hands each element to every lane. Each lane owns R rows, kept in
+// registers as named scalars (the code is unrolled here rather than by the driver, whose loops over
+// private arrays compile slowly). All lanes run every key iteration (the loop bound is uniform), since a
+// broadcast needs the whole subgroup; rows past the end are clamped for loads and never stored.
+
+export interface SubgroupShape {
+  /** subgroup size (lanes per workgroup) */
+  sg: number;
+  /** rows owned per lane */
+  r: number;
+}
+
+const seq = (n: number, f: (i: number) => string, sep = '\n  '): string =>
+  Array.from({ length: n }, (_, i) => f(i)).join(sep);
+
+/** Element type of streamed loads: lane l loads E = D / SG consecutive floats, as vec4s when it can.
+ * Every storage load is a lane-by-lane gather on lavapipe, and each one also costs compile time
+ * (a branch per lane): wide loads cut both. */
+function streamWidth(E: number): number {
+  return E % 4 === 0 ? 4 : E % 2 === 0 ? 2 : 1;
+}
+const vecType = (n: number): string => (n === 1 ? 'f32' : `vec${n}<f32>`);
+const COMP = ['x', 'y', 'z', 'w'];
+
+/** Bindings with row-owned tensors as vec4 arrays and streamed ones as vecN arrays. */
+function typedBindings(bs: Binding[], streamed: string[], n: number): Binding[] {
+  return bs.map((b) =>
+    b.type !== v4 ? b : streamed.includes(b.name) ? { ...b, type: `array<${vecType(n)}>` } : b,
+  );
+}
+
+/** `let {name}_{d}` for d < D from vec4 loads of arr[base ..] (times `mul`). */
+function rowLoad(name: string, arr: string, base: string, D: number, mul = ''): string {
+  const out: string[] = [];
+  for (let t = 0; t < D / 4; t++) {
+    out.push(`let ${name}v${t} = ${arr}[${base} + ${t}u]${mul};`);
+    for (let c = 0; c < 4; c++) out.push(`let ${name}_${4 * t + c} = ${name}v${t}.${COMP[c]};`);
+  }
+  return out.join(' ');
+}
+
+/** arr[base ..] = vec4 stores of `{name}_{d}` (times `mul`). */
+function rowStore(name: string, arr: string, base: string, D: number, mul = ''): string {
+  const out: string[] = [];
+  for (let t = 0; t < D / 4; t++) {
+    const parts = [0, 1, 2, 3].map((c) => `${name}_${4 * t + c}`).join(', ');
+    out.push(`${arr}[${base} + ${t}u] = vec4<f32>(${parts})${mul};`);
+  }
+  return out.join('\n    ');
+}
+
+/** Lane l's streamed slice of row `at`: `let {name}{t}` for t < E / N. */
+function streamLoad(name: string, arr: string, at: string, E: number, n: number): string {
+  return seq(E / n, (t) => `let ${name}${t} = ${arr}[${at} + ${t}u];`, ' ');
+}
+
+/** For each streamed element d = c·E + e: broadcast lane c's loaded value and emit `body(d, expr)`. */
+function broadcastEach(D: number, sg: number, n: number, loaded: string, body: (d: number, x: string) => string): string {
+  const E = D / sg;
+  const out: string[] = [];
+  for (let c = 0; c < sg; c++)
+    for (let t = 0; t < E / n; t++) {
+      const parts: string[] = [];
+      for (let k = 0; k < n; k++) parts.push(body(c * E + t * n + k, n === 1 ? 'x' : `x.${COMP[k]}`));
+      out.push(`{ let x = subgroupBroadcast(${loaded}${t}, ${c}u); ${parts.join(' ')} }`);
+    }
+  return out.join('\n    ');
+}
+
+export function subgroupForward(v: AttnVariant, s: SubgroupShape): string {
+  const { d: D } = v;
+  const { sg: SG, r: R } = s;
+  const E = D / SG;
+  const N = streamWidth(E);
+  const RW = SG * R;
+  const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
+  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  return /* wgsl */ `enable subgroups;
+${bindingDecls(typedBindings(forwardBindings(v), ['k', 'v'], N))}
+const NEG_MAX = ${NEG_MAX};
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.y;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let row0 = wid.x * ${RW}u;
+  ${rows((r) => `let i${r} = min(row0 + lane + ${SG * r}u, p.lq - 1u);
+  let qo${r} = (bh * p.lq + i${r}) * ${D / 4}u;
+  ${rowLoad(`q${r}`, 'q', `qo${r}`, D, ' * p.scale')}
+  ${dims((d) => `var o${r}_${d} = 0.0;`)}
+  var m${r} = NEG_MAX;
+  var l${r} = 0.0;
+  ${v.bias ? `let bo${r} = b * p.biasB + (h * p.lq + i${r}) * p.lk;` : ''}
+  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + i${r} * p.maskQ;` : ''}
+  ${v.causal ? `let ke${r} = min(p.lk, i${r} + p.causalOff + 1u);` : ''}`)}
+  let kEnd = ${v.causal ? `min(p.lk, min(row0 + ${RW}u, p.lq) + p.causalOff)` : 'p.lk'};
+  let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
+  for (var j = 0u; j < kEnd; j++) {
+    let kj = ko + j * ${D / N}u;
+    ${streamLoad('ks', 'k', 'kj', E, N)}
+    ${rows((r) => `var s${r} = 0.0;`, ' ')}
+    ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
+    ${rows((r) => `s${r} = s${r}${v.bias ? ` + bias[bo${r} + j]` : ''}${v.mask ? ` + mask[mo${r} + j]` : ''};
+    let n${r} = ${v.causal ? `select(m${r}, max(m${r}, s${r}), j < ke${r})` : `max(m${r}, s${r})`};
+    // rescaling inside the accumulation (o = o·c + p·v) costs one multiply per element but no branch
+    let c${r} = exp(m${r} - n${r});
+    let p${r} = ${v.causal ? `select(0.0, exp(s${r} - n${r}), j < ke${r})` : `exp(s${r} - n${r})`};
+    l${r} = l${r} * c${r} + p${r};
+    m${r} = n${r};`, '\n    ')}
+    ${streamLoad('vs', 'v', 'kj', E, N)}
+    ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `o${r}_${d} = o${r}_${d} * c${r} + p${r} * ${x};`, ' '))}
+  }
+  ${rows((r) => `if (row0 + lane + ${SG * r}u < p.lq) {
+    let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+    ${rowStore(`o${r}`, 'out', `qo${r}`, D, ' * inv')}
+    stats[bh * p.lq + i${r}] = vec2<f32>(m${r}, log(l${r}));
+  }`)}
+}`;
+}
+
+/** Row owner with subgroups: as plainBackwardDq, R rows per lane, k and v rows broadcast. */
+export function subgroupBackwardDq(v: BackwardVariant, s: SubgroupShape): string {
+  const { d: D } = v;
+  const { sg: SG, r: R } = s;
+  const E = D / SG;
+  const N = streamWidth(E);
+  const RW = SG * R;
+  const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
+  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  return /* wgsl */ `enable subgroups;
+${bindingDecls(typedBindings(dqBindings(v), ['k', 'v'], N))}
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.y;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let rbase = wid.x * ${RW}u;
+  ${rows((r) => `let i${r} = min(rbase + lane + ${SG * r}u, p.lq - 1u);
+  let row${r} = bh * p.lq + i${r};
+  let qo${r} = row${r} * ${D / 4}u;
+  ${rowLoad(`q${r}`, 'q', `qo${r}`, D, ' * p.scale')}
+  ${rowLoad(`g${r}`, 'dout', `qo${r}`, D)}
+  ${dims((d) => `var dq${r}_${d} = 0.0;`)}
+  let dl${r} = ${seq(D / 4, (t) => `dot(g${r}v${t}, o[qo${r} + ${t}u])`, ' + ')};
+  let st${r} = stats[row${r}];
+  ${v.bias ? `let bo${r} = b * p.biasB + (h * p.lq + i${r}) * p.lk;` : ''}
+  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + i${r} * p.maskQ;` : ''}
+  ${v.causal ? `let ke${r} = min(p.lk, i${r} + p.causalOff + 1u);` : ''}`)}
+  let kEnd = ${v.causal ? `min(p.lk, min(rbase + ${RW}u, p.lq) + p.causalOff)` : 'p.lk'};
+  let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
+  for (var j = 0u; j < kEnd; j++) {
+    let kj = ko + j * ${D / N}u;
+    ${streamLoad('ks', 'k', 'kj', E, N)}
+    ${streamLoad('vs', 'v', 'kj', E, N)}
+    ${rows((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
+    ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
+    ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `dp${r} += g${r}_${d} * ${x};`, ' '))}
+    ${rows((r) => {
+      const pe = `exp(s${r}${v.bias ? ` + bias[bo${r} + j]` : ''}${v.mask ? ` + mask[mo${r} + j]` : ''} - st${r}.x - st${r}.y)`;
+      return `let ds${r} = ${v.causal ? `select(0.0, ${pe}, j < ke${r})` : pe} * (dp${r} - dl${r});`;
+    }, '\n    ')}
+    ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `dq${r}_${d} += ds${r} * ${x};`, ' '))}
+    ${v.dbias ? rows((r) => `ds[row${r} * p.lk + j] = ds${r};`, ' ') : ''}
+  }
+  ${rows((r) => `if (rbase + lane + ${SG * r}u < p.lq) {
+    ${rowStore(`dq${r}`, 'dq', `qo${r}`, D, ' * p.scale')}
+    delta[row${r}] = dl${r};
+    ${v.dbias && v.causal ? `for (var j = kEnd; j < p.lk; j++) { ds[row${r} * p.lk + j] = 0.0; }` : ''}
+  }`)}
+}`;
+}
+
+/** Key owner with subgroups: as plainBackwardDkv, R keys per lane, q and dO rows broadcast. */
+export function subgroupBackwardDkv(v: AttnVariant, s: SubgroupShape): string {
+  const { d: D } = v;
+  const { sg: SG, r: R } = s;
+  const E = D / SG;
+  const N = streamWidth(E);
+  const RW = SG * R;
+  const keys = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
+  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  return /* wgsl */ `enable subgroups;
+${bindingDecls(typedBindings(dkvBindings(v), ['q', 'dout'], N))}
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.y;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let key0 = wid.x * ${RW}u;
+  ${keys((r) => `let j${r} = min(key0 + lane + ${SG * r}u, p.lk - 1u);
+  let ko${r} = (bh * p.lk + j${r}) * ${D / 4}u;
+  ${rowLoad(`k${r}`, 'k', `ko${r}`, D, ' * p.scale')}
+  ${rowLoad(`v${r}`, 'v', `ko${r}`, D)}
+  ${dims((d) => `var dk${r}_${d} = 0.0;`)}
+  ${dims((d) => `var dv${r}_${d} = 0.0;`)}
+  ${v.bias ? `let bo${r} = b * p.biasB + h * p.lq * p.lk + j${r};` : ''}
+  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + j${r};` : ''}`)}
+  // causal: row i sees key j when j <= i + off; the workgroup's first key needs i >= key0 - off
+  let iStart = ${v.causal ? 'select(0u, key0 - p.causalOff, key0 > p.causalOff)' : '0u'};
+  let qb = bh * p.lq * ${D / N}u + lane * ${E / N}u;
+  for (var i = iStart; i < p.lq; i++) {
+    let row = bh * p.lq + i;
+    let qi = qb + i * ${D / N}u;
+    ${streamLoad('qs', 'q', 'qi', E, N)}
+    ${streamLoad('gs', 'dout', 'qi', E, N)}
+    let st = stats[row];
+    let dl = delta[row];
+    ${keys((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
+    ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `s${r} += k${r}_${d} * ${x};`, ' '))}
+    ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dp${r} += v${r}_${d} * ${x};`, ' '))}
+    ${keys((r) => {
+      const pe = `exp(s${r}${v.bias ? ` + bias[bo${r} + i * p.lk]` : ''}${v.mask ? ` + mask[mo${r} + i * p.maskQ]` : ''} - st.x - st.y)`;
+      return `let p${r} = ${v.causal ? `select(0.0, ${pe}, j${r} <= i + p.causalOff)` : pe};
+    let ds${r} = p${r} * (dp${r} - dl);`;
+    }, '\n    ')}
+    ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dv${r}_${d} += p${r} * ${x};`, ' '))}
+    ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `dk${r}_${d} += ds${r} * ${x};`, ' '))}
+  }
+  ${keys((r) => `if (key0 + lane + ${SG * r}u < p.lk) {
+    ${rowStore(`dk${r}`, 'dk', `ko${r}`, D, ' * p.scale')}
+    ${rowStore(`dv${r}`, 'dv', `ko${r}`, D)}
+  }`)}
+}`;
+}

@@ -1,0 +1,289 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { backward } from '../engine/autograd.ts';
+import {
+  attention,
+  attentionBackwardRef,
+  attentionRef,
+  setAttentionPath,
+  subgroupKernelsUsable,
+  type AttentionOptions,
+  type AttentionPath,
+  type AttentionRefInput,
+} from '../kernels/attention.ts';
+
+const F32_MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min, HF's mask value
+
+beforeAll(async () => {
+  await initGpu();
+  setPoison(true);
+});
+afterAll(() => setPoison(false));
+
+// deterministic uniform(-1, 1) data (mulberry32)
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1;
+  };
+}
+function rand(n: number, r: () => number, amp = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r() * amp;
+  return a;
+}
+
+interface Case {
+  B: number;
+  H: number;
+  Lq: number;
+  Lk: number;
+  D: number;
+  bias?: 'shared' | 'batched';
+  /** 'pad': HF padding mask [B,1,1,Lk]; 'full': [B,1,Lq,Lk]; 'allpad': batch 0 entirely padding */
+  mask?: 'pad' | 'full' | 'allpad';
+  causal?: boolean;
+  scale?: number;
+  /** kernel families to run (default both); D = 64 cases compile slowly on lavapipe, so few run both */
+  paths?: AttentionPath[];
+}
+
+interface Built {
+  ref: AttentionRefInput;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  bias?: Tensor;
+  mask?: Tensor;
+  opts: AttentionOptions;
+}
+
+function build(c: Case, seed: number, grad = false): Built {
+  const r = rng(seed);
+  const { B, H, Lq, Lk, D } = c;
+  // amplitude 1 for q, k gives scores of size ~sqrt(D)/3: peaked but not one-hot softmax rows
+  const qd = rand(B * H * Lq * D, r, 0.5);
+  const kd = rand(B * H * Lk * D, r, 0.5);
+  const vd = rand(B * H * Lk * D, r);
+  const ref: AttentionRefInput = { q: qd, k: kd, v: vd, dims: { B, H, Lq, Lk, D }, causal: c.causal, scale: c.scale };
+  const out: Built = {
+    ref,
+    q: tensor(qd, [B, H, Lq, D], { requiresGrad: grad }),
+    k: tensor(kd, [B, H, Lk, D], { requiresGrad: grad }),
+    v: tensor(vd, [B, H, Lk, D], { requiresGrad: grad }),
+    opts: { causal: c.causal, scale: c.scale },
+  };
+  if (c.bias) {
+    const shape = [c.bias === 'shared' ? 1 : B, H, Lq, Lk];
+    const data = rand(shape.reduce((a, b) => a * b), r, 2);
+    ref.bias = { data, shape };
+    out.bias = tensor(data, shape, { requiresGrad: grad });
+    out.opts.bias = out.bias;
+  }
+  if (c.mask) {
+    // HF: (1 - attention_mask) * finfo.min; valid lengths vary per batch element
+    const shape = c.mask === 'full' ? [B, 1, Lq, Lk] : [B, 1, 1, Lk];
+    const rows = c.mask === 'full' ? Lq : 1;
+    const data = new Float32Array(B * rows * Lk);
+    for (let b = 0; b < B; b++)
+      for (let i = 0; i < rows; i++) {
+        const valid = c.mask === 'allpad' && b === 0 ? 0 : Math.max(1, Lk - ((b * 3 + i) % Math.max(1, Math.ceil(Lk / 2))));
+        for (let j = valid; j < Lk; j++) data[(b * rows + i) * Lk + j] = F32_MIN;
+      }
+    ref.mask = { data, shape };
+    out.mask = tensor(data, shape);
+    out.opts.mask = out.mask;
+  }
+  return out;
+}
+
+function disposeAll(x: Built): void {
+  for (const t of [x.q, x.k, x.v, x.bias, x.mask]) t?.dispose();
+}
+
+/** max |a - b| / (max |b| + tiny): error relative to the largest reference value */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let num = 0;
+  let den = 1e-30;
+  for (let i = 0; i < b.length; i++) {
+    const e = Math.abs(a[i]! - b[i]!);
+    num = Number.isNaN(e) ? Infinity : Math.max(num, e);
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return num / den;
+}
+
+// Forward and gradients are f32 dot products of length D and Lk with an online softmax: errors of a few
+// f32 ulps times sqrt(length) against float64, far below 1e-4 of the largest value for these sizes; a
+// wrong index or a missed key moves a value by O(0.1), so 1e-4 cannot pass by accident.
+const FWD_TOL = 1e-4;
+const GRAD_TOL = 2e-4;
+
+const CASES: Case[] = [
+  { B: 2, H: 3, Lq: 7, Lk: 13, D: 16 },
+  { B: 1, H: 1, Lq: 1, Lk: 1, D: 16 },
+  { B: 2, H: 1, Lq: 33, Lk: 33, D: 16, bias: 'shared', causal: true },
+  { B: 3, H: 3, Lq: 13, Lk: 13, D: 16, bias: 'shared', mask: 'allpad' }, // a fully padded sequence
+  { B: 2, H: 3, Lq: 7, Lk: 33, D: 16, bias: 'batched', mask: 'full', scale: 0.125 },
+  { B: 1, H: 3, Lq: 70, Lk: 129, D: 16, bias: 'shared', mask: 'pad', causal: true }, // several workgroups
+  { B: 2, H: 3, Lq: 13, Lk: 7, D: 64, bias: 'shared', mask: 'pad', paths: ['subgroup'] }, // cross-attention
+  { B: 2, H: 3, Lq: 1, Lk: 33, D: 64, bias: 'shared', mask: 'pad', causal: true }, // decoder step, KV cache
+  { B: 2, H: 3, Lq: 33, Lk: 33, D: 64, bias: 'shared', mask: 'pad', causal: true, paths: ['subgroup'] },
+  { B: 1, H: 1, Lq: 70, Lk: 129, D: 64, bias: 'shared', mask: 'pad', paths: ['subgroup'] },
+];
+
+/** Runs `fn` with the kernel family pinned, or skips when the adapter lacks it. */
+function casesByPath(cases: Case[], define: (c: Case, n: number, path: AttentionPath) => void): void {
+  for (const path of ['subgroup', 'plain'] as const) {
+    describe(`${path} kernels`, () => {
+      for (const [n, c] of cases.entries()) if (!c.paths || c.paths.includes(path)) define(c, n, path);
+    });
+  }
+}
+
+async function withPath<T>(path: AttentionPath, D: number, skip: () => void, fn: () => Promise<T>): Promise<T | undefined> {
+  if (path === 'subgroup' && !subgroupKernelsUsable(D)) {
+    skip();
+    return undefined;
+  }
+  setAttentionPath(path);
+  try {
+    return await fn();
+  } finally {
+    setAttentionPath('auto');
+  }
+}
+
+function label(c: Case): string {
+  const f = [c.bias && `bias:${c.bias}`, c.mask && `mask:${c.mask}`, c.causal && 'causal', c.scale && `scale:${c.scale}`];
+  return `B${c.B} H${c.H} Lq${c.Lq} Lk${c.Lk} D${c.D} ${f.filter(Boolean).join(' ')}`;
+}
+
+describe('attention forward', () => {
+  casesByPath(CASES, (c, n, path) => {
+    it(`matches the float64 reference: ${label(c)}`, (ctx) =>
+      withPath(path, c.D, () => ctx.skip(), async () => {
+        const x = build(c, 100 + n);
+        const out = attention(x.q, x.k, x.v, x.opts);
+        expect(out.shape).toEqual([c.B, c.H, c.Lq, c.D]);
+        const got = await out.toArray();
+        const want = attentionRef(x.ref);
+        expect(relErr(got, want)).toBeLessThan(FWD_TOL);
+        out.dispose();
+        disposeAll(x);
+      }));
+  });
+
+  it('averages v uniformly over a fully padded row, as HF does with finfo.min', async () => {
+    const x = build({ B: 2, H: 1, Lq: 3, Lk: 5, D: 16, bias: 'shared', mask: 'allpad' }, 7);
+    const got = await attention(x.q, x.k, x.v, x.opts).toArray();
+    const vd = x.ref.v;
+    for (let d = 0; d < 16; d++) {
+      let mean = 0;
+      for (let j = 0; j < 5; j++) mean += vd[j * 16 + d]! / 5;
+      expect(Math.abs(got[d]! - mean)).toBeLessThan(1e-6);
+    }
+    disposeAll(x);
+  });
+
+  it('rejects bad shapes, dtypes and options naming the op and shapes', () => {
+    const q = tensor(new Float32Array(2 * 3 * 4 * 8), [2, 3, 4, 8]);
+    const k = tensor(new Float32Array(2 * 3 * 5 * 8), [2, 3, 5, 8]);
+    const k2 = tensor(new Float32Array(2 * 3 * 5 * 4), [2, 3, 5, 4]);
+    expect(() => attention(q, k2, k2)).toThrow(/attention: .*q \[2, 3, 4, 8\], k \[2, 3, 5, 4\]/);
+    expect(() => attention(q, k, k2)).toThrow(/attention: q \[B, H, Lq, D\]/);
+    const bad = tensor(new Float32Array(3 * 4 * 4), [1, 3, 4, 4]);
+    expect(() => attention(q, k, k, { bias: bad })).toThrow(/attention: bias must be \[1 \| 2, 3, 4, 5\], got \[1, 3, 4, 4\]/);
+    expect(() => attention(q, k, k, { mask: bad })).toThrow(/attention: mask must broadcast/);
+    expect(() => attention(k, q, q, { causal: true })).toThrow(/causal needs Lq <= Lk/);
+    const odd = tensor(new Float32Array(6), [1, 1, 1, 6]);
+    expect(() => attention(odd, odd, odd)).toThrow(/head dim 6/);
+    const ids = tensor(new Int32Array(2 * 3 * 4 * 8), [2, 3, 4, 8]);
+    expect(() => attention(ids, k, k)).toThrow(/q must be f32, got i32/);
+    const gone = tensor(new Float32Array(2 * 3 * 5 * 8), [2, 3, 5, 8]);
+    gone.dispose();
+    expect(() => attention(q, gone, k)).toThrow(/k is a disposed tensor/);
+    for (const t of [q, k, k2, bad, odd, ids]) t.dispose();
+  });
+});
+
+async function gpuGrads(x: Built, w: Float32Array) {
+  const out = attention(x.q, x.k, x.v, x.opts);
+  backward(out, { gradient: tensor(w, out.shape) });
+  const res = {
+    dq: await x.q.grad!.toArray(),
+    dk: await x.k.grad!.toArray(),
+    dv: await x.v.grad!.toArray(),
+    dbias: x.bias ? await x.bias.grad!.toArray() : null,
+  };
+  out.dispose();
+  return res;
+}
+
+describe('attention backward', () => {
+  casesByPath(CASES, (c, n, path) => {
+    it(`q, k, v, bias gradients match the float64 reference: ${label(c)}`, (ctx) =>
+      withPath(path, c.D, () => ctx.skip(), async () => {
+        const x = build(c, 200 + n, true);
+        const w = rand(c.B * c.H * c.Lq * c.D, rng(300 + n));
+        const got = await gpuGrads(x, w);
+        const want = attentionBackwardRef(x.ref, w);
+        expect(relErr(got.dq, want.dq)).toBeLessThan(GRAD_TOL);
+        expect(relErr(got.dk, want.dk)).toBeLessThan(GRAD_TOL);
+        expect(relErr(got.dv, want.dv)).toBeLessThan(GRAD_TOL);
+        if (c.bias) expect(relErr(got.dbias!, want.dbias!)).toBeLessThan(GRAD_TOL);
+        disposeAll(x);
+      }));
+  });
+
+  // Central differences of the float64 reference forward, loss = sum(out · W). With h = 1e-5 the
+  // truncation error is O(h²·f''') ~ 1e-10 and rounding ~ 1e-16/h ~ 1e-11: the finite differences are
+  // exact to ~1e-9, so the bound (2e-4 of the largest gradient) is the f32 error of the GPU backward.
+  const FD_CASES: Case[] = [
+    { B: 2, H: 1, Lq: 3, Lk: 5, D: 16, bias: 'shared', mask: 'pad' },
+    { B: 1, H: 3, Lq: 4, Lk: 4, D: 16, bias: 'batched', causal: true, scale: 0.5 },
+  ];
+  casesByPath(FD_CASES, (c, n, path) => {
+    it(`gradients match central finite differences: ${label(c)}`, (ctx) =>
+      withPath(path, c.D, () => ctx.skip(), async () => {
+      const x = build(c, 400 + n, true);
+      const w = rand(c.B * c.H * c.Lq * c.D, rng(500 + n));
+      const got = await gpuGrads(x, w);
+      const loss = (r: AttentionRefInput) => {
+        const o = attentionRef(r);
+        let s = 0;
+        for (let i = 0; i < o.length; i++) s += o[i]! * w[i]!;
+        return s;
+      };
+      const h = 1e-5;
+      const fd = (arr: Float64Array | Float32Array, apply: (a: Float64Array) => AttentionRefInput) => {
+        const g = new Float64Array(arr.length);
+        const a = Float64Array.from(arr);
+        for (let i = 0; i < a.length; i++) {
+          const x0 = a[i]!;
+          a[i] = x0 + h;
+          const up = loss(apply(a));
+          a[i] = x0 - h;
+          const down = loss(apply(a));
+          a[i] = x0;
+          g[i] = (up - down) / (2 * h);
+        }
+        return g;
+      };
+      const r = x.ref;
+      expect(relErr(got.dq, fd(r.q as Float32Array, (a) => ({ ...r, q: a })))).toBeLessThan(GRAD_TOL);
+      expect(relErr(got.dk, fd(r.k as Float32Array, (a) => ({ ...r, k: a })))).toBeLessThan(GRAD_TOL);
+      expect(relErr(got.dv, fd(r.v as Float32Array, (a) => ({ ...r, v: a })))).toBeLessThan(GRAD_TOL);
+      const b = r.bias!;
+      const fdb = fd(b.data as Float32Array, (a) => ({ ...r, bias: { data: a, shape: b.shape } }));
+      expect(relErr(got.dbias!, fdb)).toBeLessThan(GRAD_TOL);
+      disposeAll(x);
+    }));
+  });
+});
