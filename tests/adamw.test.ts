@@ -112,14 +112,12 @@ describe('adamw kernel vs float64 reference', () => {
     for (const variant of ['torch', 'hf'] as const) {
       const run = await runBoth(1021, { ...h, variant }, 5, 7, () => 1e-3, () => 0.1);
       expectClose(run, 5, 0.1, 4e-3);
-      const other = Float64Array.from(run.p);
-      // replay with the other formula on the host
+      // replay with the other formula on the host: the GPU result must be far from it
       const r = rng(7);
       const p0 = r(1021, 0.5);
       const op = Float64Array.from(p0), om = new Float64Array(1021), ov = new Float64Array(1021);
       for (let t = 1; t <= 5; t++) adamwReference(op, r(1021, 1e-3), om, ov, t, { ...h, variant: variant === 'torch' ? 'hf' : 'torch' });
       expect(worst(run.gp, op, 5 * 6e-6 * 0.1, 5 * 2e-7)).toBeGreaterThan(100);
-      expect(worst(other, run.p, 0, 0)).toBe(0);
     }
   });
 
