@@ -17,8 +17,8 @@
 // Lavapipe measurements (16.4M elements, noisy 2-core machine) chose the layout: threads summing consecutive vec4s
 // without workgroup barriers ran 2-3x faster than a 256-thread workgroup tree per partial (barriers are coroutine
 // switches on a CPU driver, shared/LAVAPIPE.md). On a real GPU, 256 contiguous bytes per thread do not coalesce
-// across a warp (a workgroup-strided layout would); untested here for lack of a GPU, and the norm is ~1 ms of a
-// training step there either way.
+// across a warp, so hardware adapters get the workgroup-strided layout (same partial structure, same error bound;
+// both layouts are tested here, only lavapipe's is timed).
 import { rt, grid1D } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
@@ -39,7 +39,12 @@ export const CLIP_EPS = 1e-6;
 
 type ElemType = 'vec4<f32>' | 'f32';
 
-function partialsCode(type: ElemType): string {
+/** 'contiguous': thread t sums elements [t·per, (t+1)·per), fastest on lavapipe; 'strided': the threads of a
+ * workgroup read adjacent elements at each step (coalesced on a GPU), so a workgroup's WORKGROUP partials cover
+ * [w·WORKGROUP·per, (w+1)·WORKGROUP·per). */
+export type NormLayout = 'contiguous' | 'strided';
+
+function partialsCode(type: ElemType, layout: NormLayout): string {
   const per = type === 'f32' ? PER_THREAD_F32 : PER_THREAD;
   const horizontal = type === 'f32' ? 'acc' : '(acc.x + acc.y) + (acc.z + acc.w)';
   return /* wgsl */ `
@@ -53,10 +58,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let t = (wid.x + wid.y * nwg.x) * ${WORKGROUP}u + lid;
   if (t >= u.threads) { return; }
-  let base = t * ${per}u;
+  let base = ${layout === 'contiguous' ? `t * ${per}u` : `(t - lid) * ${per}u + lid`};
   var acc = ${type}(0.0);
   for (var k = 0u; k < ${per}u; k++) {
-    let j = base + k;
+    let j = base + k${layout === 'contiguous' ? '' : ` * ${WORKGROUP}u`};
     if (j >= u.count) { break; }
     let e = x[u.start + j];
     acc = acc + select(e, e * e, u.square != 0u);
@@ -111,16 +116,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 const codes = new Map<string, string>();
-function code(kind: 'partials' | 'scale', type: ElemType): string {
-  const key = `${kind}|${type}`;
+function code(kind: 'partials' | 'scale', type: ElemType, layout: NormLayout = 'contiguous'): string {
+  const key = `${kind}|${type}|${layout}`;
   let c = codes.get(key);
-  if (!c) codes.set(key, (c = kind === 'partials' ? partialsCode(type) : scaleCode(type)));
+  if (!c) codes.set(key, (c = kind === 'partials' ? partialsCode(type, layout) : scaleCode(type)));
   return c;
 }
 
 export interface GradNormOptions {
   /** cap on one binding's bytes; default the adapter's maxStorageBufferBindingSize (tests lower it) */
   maxBindingBytes?: number;
+  /** default: 'contiguous' on a software adapter (lavapipe), 'strided' on a GPU */
+  layout?: NormLayout;
+}
+
+/** Partial sums (threads) needed for `count` elements at `per` per thread. */
+function threadsFor(count: number, per: number, layout: NormLayout): number {
+  return layout === 'contiguous' ? Math.ceil(count / per) : Math.ceil(count / (WORKGROUP * per)) * WORKGROUP;
 }
 
 interface Piece {
@@ -162,14 +174,15 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
   const ts = [...tensors];
   checkTensors('globalNorm', ts);
   const ps = pieces(ts, opts);
-  const threads = ps.map((p) => Math.ceil(p.count / (p.type === 'f32' ? PER_THREAD_F32 : PER_THREAD)));
+  const layout = opts.layout ?? (gpu().info.isSoftware ? 'contiguous' : 'strided');
+  const threads = ps.map((p) => threadsFor(p.count, p.type === 'f32' ? PER_THREAD_F32 : PER_THREAD, layout));
   let count = threads.reduce((a, b) => a + b, 0);
   let level = empty([Math.max(count, 1)]);
   let outBase = 0;
   ps.forEach((p, i) => {
     rt().dispatch({
       name: 'grad_norm_partials',
-      code: code('partials', p.type),
+      code: code('partials', p.type, layout),
       bindings: [
         { buffer: p.t.buffer, offset: p.offset, size: p.size, write: false, what: p.t.describe() },
         level.write('partial sums of squares'),
@@ -180,11 +193,11 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
     outBase += threads[i]!;
   });
   while (count > FINAL_MAX) {
-    const next = Math.ceil(count / PER_THREAD_F32);
+    const next = threadsFor(count, PER_THREAD_F32, layout);
     const sums = empty([next]);
     rt().dispatch({
       name: 'grad_norm_partials',
-      code: code('partials', 'f32'),
+      code: code('partials', 'f32', layout),
       bindings: [level.read('partial sums of squares'), sums.write('partial sums of squares')],
       params: [['u32', 0], ['u32', count], ['u32', 0], ['u32', next], ['u32', 0]],
       workgroups: grid1D(Math.ceil(next / WORKGROUP)),

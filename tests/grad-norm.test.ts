@@ -52,10 +52,11 @@ describe('globalNorm', () => {
     setPoison(false);
   });
 
-  it('one tensor at a time and split into 256-byte binding ranges gives the same norm', async () => {
+  it('both thread layouts, and tensors split into 256-byte binding ranges, give the norm', async () => {
     const { ts, hs } = make(4, [[4099], [1021], [5]], [1]);
     const want = globalNormReference(hs);
-    for (const opts of [{}, { maxBindingBytes: 256 }, { maxBindingBytes: 1000 }]) {
+    const layouts = [{}, { layout: 'strided' as const }, { layout: 'contiguous' as const }];
+    for (const opts of [...layouts, { maxBindingBytes: 256 }, { maxBindingBytes: 1000 }, { layout: 'strided' as const, maxBindingBytes: 1000 }]) {
       const got = await globalNorm(ts, opts).item();
       expect(Math.abs(got - want) / want).toBeLessThanOrEqual(NORM_RTOL);
     }
@@ -76,7 +77,7 @@ describe('globalNorm', () => {
       h[n - 1] = 1000;
       const t = tensor(h, [n]);
       const want = globalNormReference([h]);
-      for (const opts of [{}, { maxBindingBytes: 4096 }]) {
+      for (const opts of [{}, { maxBindingBytes: 4096 }, { layout: 'strided' as const }, { layout: 'contiguous' as const }]) {
         expect(Math.abs((await globalNorm([t], opts).item()) - want) / want, `n ${n}`).toBeLessThanOrEqual(NORM_RTOL);
       }
       t.dispose();
