@@ -3,8 +3,8 @@
 // handles), and the rule itself. `backward` walks the nodes in reverse topological order and frees each
 // node's saved tensors as soon as its rule has run. Nodes are reference counted by the tensors and nodes
 // that point at them, so a graph that is never differentiated is freed with its tensors.
-import { ones, Tensor } from './tensor.ts';
-import { add } from '../kernels/elementwise.ts';
+import { ones, Tensor, type Storage } from './tensor.ts';
+import { add, scale } from '../kernels/elementwise.ts';
 
 let gradEnabled = true;
 
@@ -143,13 +143,19 @@ export function backward(output: Tensor, opts: BackwardOptions = {}): void {
         throw new Error(`backward: the graph through '${node.op}' was already freed; pass retainGraph: true to run backward twice`);
       }
       const inGrads = node.rule(g, node.saved);
-      // a rule may hand back its incoming gradient, or one tensor for two inputs (x + x): give each
-      // edge a handle of its own, since each is disposed separately
+      // A rule may hand back its incoming gradient (given a handle of its own: `g` is disposed below), or
+      // one buffer for two inputs (a + b): the second gets a copy, since gradients are later changed in
+      // place (clipping) and two parameters' .grad must never share a buffer.
       const handed = new Set<Tensor>([g]);
+      const buffers = new Set<Storage>();
       node.edges.forEach((e, i) => {
         let gi = inGrads[i];
         if (!gi) return;
-        if (handed.has(gi)) gi = new Tensor(gi.shape, gi.dtype, gi.storage.retain());
+        if (e.node || (e.leaf && !e.leaf.disposed)) {
+          if (buffers.has(gi.storage)) gi = scale(gi, 1);
+          else if (handed.has(gi)) gi = new Tensor(gi.shape, gi.dtype, gi.storage.retain());
+          buffers.add(gi.storage);
+        } else if (handed.has(gi)) return;
         handed.add(gi);
         gi.keep();
         const target = e.node ? e.node.outShape : e.leaf?.shape;

@@ -183,3 +183,18 @@ describe('storage formats and pool', () => {
     expect(memory().peakBytes).toBeGreaterThanOrEqual(m1.bytesLive);
   });
 });
+
+describe('gradient buffers', () => {
+  it('never share a buffer between two parameters (clipping scales grads in place)', async () => {
+    const a = tensor([1, 2], [2], { requiresGrad: true });
+    const b = tensor([3, 4], [2], { requiresGrad: true });
+    const y = add(a, b);
+    backward(y);
+    expect(a.grad!.buffer).not.toBe(b.grad!.buffer);
+    expect([...(await a.grad!.toArray())]).toEqual([1, 1]);
+    expect([...(await b.grad!.toArray())]).toEqual([1, 1]);
+    y.dispose();
+    a.dispose();
+    b.dispose();
+  });
+});
