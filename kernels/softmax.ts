@@ -33,6 +33,12 @@ const ROWS_PER_WORKGROUP = 64;
 const ROW_WORKGROUP = 128;
 /** widest row (elements) that takes the subgroup-per-row layout on a real GPU; wider rows get a workgroup */
 const SUBGROUP_MAX_ROW = 2048;
+/** most vectors per lane the subgroup layout keeps in registers, so that the row is read once and each exp is
+ * computed once: 16 on GPUs (rows up to 2048 at 32 lanes); 8 on CPU adapters (rows up to 256 on lavapipe),
+ * where a lane's vec4 takes 4 of the 16 AVX registers and 16 slots spilled (measured, 4M elements under load:
+ * rows of 64/128: 30/30 ms cached against 47-76/41 ms streamed; 256: even; 512: 34-62 ms against 21-33 ms) */
+const MAX_CACHED_VECS = 16;
+const MAX_CACHED_VECS_CPU = 8;
 /** leading (row) dimensions the mask broadcast supports */
 const MAX_LEAD_DIMS = 6;
 
@@ -111,6 +117,8 @@ interface Variant {
   impl: RowImpl;
   /** vector width: 4 when the row length allows vec4 loads */
   w: 1 | 4;
+  /** subgroup layout only: vectors of the row each lane keeps in registers (0: stream the row twice) */
+  cached: number;
 }
 
 function vecType(w: number): string {
@@ -257,6 +265,15 @@ fn main(${pre.builtins}) {
   ${h.head}
   let base = r * p.n;
   ${maskInit}
+  ${v.cached ? cachedForwardBody(v, T, maskAt) : streamedForwardBody(v, T, maskAt, reduce)}
+  ${h.tail}
+}`;
+}
+
+/** Two passes over the row in memory: an online (max, sum) pass, then the write pass. */
+function streamedForwardBody(v: Variant, T: string, maskAt: (j: string) => string, reduce: string): string {
+  const h = rowHeader(v.impl);
+  return /* wgsl */ `
   var m = ${NEG_INF};
   var s = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
@@ -275,9 +292,27 @@ fn main(${pre.builtins}) {
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let v = x[base + j]${maskAt('j')};
     y[base + j] = exp(v - ${T}(m)) * inv;
-  }
-  ${h.tail}
-}`;
+  }`;
+}
+
+/** Subgroup layout, short rows: each lane keeps its vectors of the row in registers (slot k holds vector
+ * sl + k * sgs; past the row's end, -inf, which adds exp(-inf) = 0), so x and the mask are read once and each
+ * exp is computed once. */
+function cachedForwardBody(v: Variant, T: string, maskAt: (j: string) => string): string {
+  const slots = Array.from({ length: v.cached }, (_, k) => k);
+  return /* wgsl */ `
+  var m = ${NEG_INF};
+  ${slots.map((k) => `let j${k} = sl + ${k}u * sgs;
+  var v${k} = ${T}(${NEG_INF});
+  if (j${k} < p.n) { v${k} = x[base + j${k}]${maskAt(`j${k}`)}; }
+  m = max(m, ${hmax(v.w, `v${k}`)});`).join('\n  ')}
+  m = subgroupMax(m);
+  var s = 0.0;
+  ${slots.map((k) => `let e${k} = exp(v${k} - ${T}(m));
+  s += ${hsum(v.w, `e${k}`)};`).join('\n  ')}
+  s = subgroupAdd(s);
+  let inv = 1.0 / s;
+  ${slots.map((k) => `if (j${k} < p.n) { y[base + j${k}] = e${k} * inv; }`).join('\n  ')}`;
 }
 
 function backwardCode(v: Variant): string {
@@ -309,7 +344,7 @@ ${v.impl === 'workgroup' ? `var<workgroup> sd: array<f32, ${ROW_WORKGROUP}>;` : 
 fn main(${pre.builtins}) {
   ${h.head}
   let base = r * p.n;
-  var d = 0.0;
+  ${v.cached ? cachedBackwardBody(v, T) : `var d = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     d += ${hsum(v.w, 'y[base + j] * dy[base + j]')};
   }
@@ -317,14 +352,45 @@ fn main(${pre.builtins}) {
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let yj = y[base + j];
     dx[base + j] = yj * (dy[base + j] - ${T}(d));
-  }
+  }`}
   ${h.tail}
 }`;
 }
 
+let registerCache: 'auto' | 'on' | 'off' = 'auto';
+/** Tests and benchmarks: force the register-cached subgroup kernels on (rows up to MAX_CACHED_VECS vectors per
+ * lane) or off; 'auto' caches up to MAX_CACHED_VECS on GPUs and MAX_CACHED_VECS_CPU on CPU adapters. */
+export function setSoftmaxRegisterCache(mode: 'auto' | 'on' | 'off'): void {
+  registerCache = mode;
+}
+
+/** Subgroup layout, short rows: y and dy held in registers between the dot product and the write. */
+function cachedBackwardBody(v: Variant, T: string): string {
+  const slots = Array.from({ length: v.cached }, (_, k) => k);
+  return /* wgsl */ `var d = 0.0;
+  ${slots.map((k) => `let j${k} = sl + ${k}u * sgs;
+  var y${k} = ${T}(0.0);
+  var g${k} = ${T}(0.0);
+  if (j${k} < p.n) {
+    y${k} = y[base + j${k}];
+    g${k} = dy[base + j${k}];
+  }
+  d += ${hsum(v.w, `y${k} * g${k}`)};`).join('\n  ')}
+  d = subgroupAdd(d);
+  ${slots.map((k) => `if (j${k} < p.n) { dx[base + j${k}] = y${k} * (g${k} - ${T}(d)); }`).join('\n  ')}`;
+}
+
 function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
   // a mask with a full last axis stays vec4-aligned: its row strides are multiples of the row length
-  return { impl: impl ?? softmaxImpl(rowLength), w: rowLength % 4 === 0 ? 4 : 1 };
+  const w = rowLength % 4 === 0 ? 4 : 1;
+  const chosen = impl ?? softmaxImpl(rowLength);
+  let cached = 0;
+  if (chosen === 'subgroup' && registerCache !== 'off') {
+    const slots = Math.ceil(rowLength / w / (gpu().limits.subgroupMinSize ?? 4));
+    const limit = registerCache === 'on' || !gpu().info.isSoftware ? MAX_CACHED_VECS : MAX_CACHED_VECS_CPU;
+    if (slots <= limit) cached = slots;
+  }
+  return { impl: chosen, w, cached };
 }
 
 export function rowWorkgroups(impl: RowImpl, rows: number): [number, number] {

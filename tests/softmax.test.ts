@@ -1,8 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { setPoison, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
-import { broadcastIndexer, setBindingLimitForTests, softmax, softmaxReference, type RowImpl } from '../kernels/softmax.ts';
+import {
+  broadcastIndexer, setBindingLimitForTests, setSoftmaxRegisterCache, softmax, softmaxReference, type RowImpl,
+} from '../kernels/softmax.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -11,9 +13,17 @@ beforeAll(async () => {
 afterAll(() => {
   setPoison(false);
   setBindingLimitForTests(null);
+  setSoftmaxRegisterCache('auto');
 });
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
+// the subgroup layout has register-cached kernels (rows of up to 16 vectors per lane) and streamed ones
+const VARIANTS: Array<[RowImpl, 'auto' | 'on' | 'off']> = [
+  ['subgroup', 'on'],
+  ['subgroup', 'off'],
+  ['invocation', 'auto'],
+  ['workgroup', 'auto'],
+];
 const FINFO_MIN = -3.4028234663852886e38;
 
 let seed = 12345;
@@ -37,11 +47,14 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 // max, mask offset or a missed element (errors of 1e-3 and more).
 const FWD_TOL = 2e-6;
 
-describe.each(IMPLS)('softmax (%s layout)', (impl) => {
+describe.each(VARIANTS)('softmax (%s layout, register cache %s)', (impl, cache) => {
+  beforeEach(() => setSoftmaxRegisterCache(cache));
   it.each([
     [[1, 1], null],
     [[3, 7], null],
     [[5, 256], null],
+    [[3, 512], null],
+    [[3, 509], null],
     [[4, 1031], null],
     [[2, 5003], null],
     [[2, 3, 5, 12], [2, 1, 1, 12]],
