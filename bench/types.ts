@@ -6,6 +6,15 @@ export interface BenchInstance {
   /** max relative error of the op's output on this instance's random data against the CPU reference */
   check(): Promise<number>;
   dispose(): void;
+  /**
+   * For cases that read results back between GPU steps (generation: each token depends on the previous one), so
+   * that run() + sync cannot time them: one complete run, awaited. When present the runner times this instead
+   * of run(); bench/cases/generate.ts's timeAsyncCase does so.
+   */
+  runAsync?(): Promise<void>;
+  /** GPU memory high-water mark (engine memory().peakBytes: live + pooled buffers) since setup() began, for
+   * cases whose footprint matters (whole-model rows); the runner copies it into BenchRow.peakBytes */
+  peakBytes?(): number;
 }
 
 export interface BenchCase {
@@ -18,6 +27,8 @@ export interface BenchCase {
   flops?: number;
   /** bytes read + written by one run (for GB/s) */
   bytes?: number;
+  /** tokens one run processes (model rows: batch x (source + target)), for BenchRow.tokensPerSecond */
+  tokens?: number;
   setup(): BenchInstance;
 }
 
@@ -32,4 +43,8 @@ export interface BenchRow {
   ceilingFraction: number | null;
   maxRelErr: number;
   variant?: string;
+  /** tokens / (ms / 1000) for cases that give `tokens` */
+  tokensPerSecond?: number | null;
+  /** BenchInstance.peakBytes() after the timed runs, for cases that report it */
+  peakBytes?: number | null;
 }
