@@ -2,6 +2,7 @@
 // formats converted to f32 on load (T5 overflows f16 in its feed-forward outputs). i32 holds ids and masks.
 import { recordOp, type GradNode } from './autograd.ts';
 import { rt, type BufferBinding } from './runtime.ts';
+import { gpu } from './gpu.ts';
 import { track, untrack } from './scope.ts';
 import { fillKernel } from '../kernels/fill.wgsl.ts';
 
@@ -146,8 +147,20 @@ export function empty(shape: Shape, dtype: DType = 'f32'): Tensor {
 
 function fillBits(t: Tensor, bits: number): void {
   if (t.size === 0) return;
-  const k = fillKernel(t.size);
-  rt().dispatch({ name: 'fill', code: k.code, bindings: [t.write()], params: [['u32', t.size], ['u32', bits >>> 0]], workgroups: k.workgroups });
+  // bound in ranges: a tensor may be larger than maxStorageBufferBindingSize (whose multiple of 256 bytes
+  // keeps every range offset aligned)
+  const maxElems = Math.floor(gpu().limits.maxStorageBufferBindingSize / 256) * 64;
+  for (let start = 0; start < t.size; start += maxElems) {
+    const n = Math.min(maxElems, t.size - start);
+    const k = fillKernel(n);
+    rt().dispatch({
+      name: 'fill',
+      code: k.code,
+      bindings: [{ buffer: t.buffer, offset: start * BYTES_PER_ELEMENT, size: n * BYTES_PER_ELEMENT, write: true, what: t.describe() }],
+      params: [['u32', n], ['u32', bits >>> 0]],
+      workgroups: k.workgroups,
+    });
+  }
 }
 
 export function full(shape: Shape, value: number, dtype: DType = 'f32'): Tensor {

@@ -198,3 +198,20 @@ describe('gradient buffers', () => {
     b.dispose();
   });
 });
+
+describe('tensors over the binding limit', () => {
+  it('fill and poison in ranges', async () => {
+    const limit = gpu().limits.maxStorageBufferBindingSize;
+    const n = limit / 4 + 1000;
+    setPoison(true);
+    const t = empty([n]);
+    setPoison(false);
+    const z = zeros([n]);
+    const bytes = await rt().read(t.buffer, limit, 4000, 'tail');
+    expect(new Float32Array(bytes).every(Number.isNaN)).toBe(true);
+    const zt = new Float32Array(await rt().read(z.buffer, limit - 400, 4400, 'tail'));
+    expect(zt.every((v) => v === 0)).toBe(true);
+    t.dispose();
+    z.dispose();
+  });
+});

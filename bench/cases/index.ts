@@ -2,10 +2,15 @@
 import type { BenchCase } from '../types.ts';
 import { cases as adamw } from './adamw.ts';
 import { cases as copy } from './copy.ts';
+import { cases as crossEntropy } from './cross-entropy.ts';
+import { cases as embedding } from './embedding.ts';
+import { cases as layernorm } from './layernorm.ts';
+import { cases as rmsnorm } from './rmsnorm.ts';
+import { cases as softmax } from './softmax.ts';
 import { cases as elementwise } from './elementwise.ts';
 
 export type CaseFactory = (sizes?: string[]) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
-  return { copy, elementwise, adamw };
+  return { copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw };
 }
