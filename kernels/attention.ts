@@ -8,6 +8,20 @@
 // decoder step over a KV cache when Lq = 1. Unlike HF's eager decoder, which folds the causal mask into
 // the additive one as finfo.min, hidden keys are left out entirely: the two differ only in rows whose
 // every visible key is also padding (HF then averages over all Lk keys, we over the visible ones).
+//
+// Kernels (attention.wgsl.ts): a flash-style forward that writes only out and (max, log-sum) per row, and a
+// backward in two kernels that recompute the probabilities (row owner: dQ and ds; key owner: dK, dV), plus
+// a batch reduction of ds for the broadcast bias. Nothing of size Lq·Lk is kept between forward and
+// backward; the backward materialises ds [B, H, Lq, Lk] only when the bias needs a gradient (dBias is that
+// size anyway). Which family runs where:
+//   - software adapters with a fixed subgroup size dividing D, D <= 64 (lavapipe: 8 lanes): `subgroup`.
+//     64x256x64 on lavapipe, CPU-time-normalised to its 2 cores: forward 27 GFLOP/s without bias/mask,
+//     19 with T5's bias and padding mask; forward+backward 15.5 (flops counted as 3.5x the forward).
+//     The plain kernels run at ~0.8 GFLOP/s there (each lane gathers whole k/v rows), and a materialising
+//     path (q·kᵀ matmul, softmax, p·v matmul) cannot beat the fused one: LAVAPIPE.md's best batched matmul
+//     for exactly these products runs at 17.7 GFLOP/s before the softmax's extra passes over 16 MB.
+//   - everything else (real GPUs, D > 64): `plain`, one query (or key) row per invocation; a warp reading
+//     the same k/v row is served by the cache's broadcast. Not yet measured on a real GPU.
 import { recordOp } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
@@ -127,12 +141,16 @@ export function setAttentionPath(path: AttentionPath): void {
 }
 
 // Rows (keys) each lane owns in the subgroup kernels. More rows amortise the gathered loads of the streamed
-// rows over more arithmetic, but every owned row is D named registers and lavapipe's LLVM compile time
-// grows steeply with them (64x256x64, CPU-time-normalised, forward: R=1 13.7, R=2 24-27, R=4 28 GFLOP/s
-// at 4, 7 and 38 s of compile; backward with R=1 already compiles in ~17 s).
+// rows over more arithmetic, but every owned row is D named registers (2D to 4D in the backward) and
+// lavapipe's LLVM compile time grows steeply with them. Measured at 64x256x64 (CPU-time-normalised GFLOP/s,
+// CPU seconds of one-off compile, cached by Mesa afterwards):
+//   forward   R=1 13.7 (3 s), R=2 24-27 (7 s), R=4 28 (38 s)
+//   backward  dq R=1 + dkv R=1: 13.3 (17 s);  dq R=2 + dkv R=1: 15.5-18.9 (33 s);
+//             dq R=1 + dkv R=2: 16.4 (35 s);  dq R=2 + dkv R=2: 16.9-19.4, within the noise of the previous.
 const SUBGROUP_ROWS_FWD = 2;
-const SUBGROUP_ROWS_DQ = 1;
+const SUBGROUP_ROWS_DQ = 2;
 const SUBGROUP_KEYS_DKV = 1;
+const SUBGROUP_MAX_HEAD_DIM = 64;
 
 /** The subgroup kernels need a known, fixed subgroup size dividing D. They are chosen on software
  * adapters (lavapipe), where they win by cutting gathered loads; on a real GPU the plain kernels (the
@@ -153,7 +171,8 @@ function subgroupShape(D: number, rowsPerLane: number): SubgroupShape | null {
 export function subgroupKernelsUsable(D: number): boolean {
   const g = gpu();
   const { subgroupMinSize: lo, subgroupMaxSize: hi } = g.limits;
-  return g.hasSubgroups && lo !== undefined && lo === hi && D % lo === 0;
+  // D > 64 would unroll into more named registers than lavapipe's compiler handles in reasonable time
+  return g.hasSubgroups && lo !== undefined && lo === hi && D % lo === 0 && D <= SUBGROUP_MAX_HEAD_DIM;
 }
 
 /** Forward kernels only: out [B, H, Lq, D] and the per-row (max, log-sum) statistics [B, H, Lq, 2]. */
