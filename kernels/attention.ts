@@ -16,8 +16,9 @@
 // size anyway). Which family runs where:
 //   - software adapters with a fixed subgroup size dividing D, D <= 64 (lavapipe: 8 lanes): `subgroup`.
 //     64x256x64 on lavapipe, CPU-time-normalised to its 2 cores: forward 27 GFLOP/s without bias/mask,
-//     19 with T5's bias and padding mask; forward+backward 15.5 (flops counted as 3.5x the forward).
-//     The plain kernels run at ~0.8 GFLOP/s there (each lane gathers whole k/v rows), and a materialising
+//     18-19 with T5's bias and padding mask; forward+backward 15.5 (flops counted as 3.5x the forward);
+//     64x512x64 the same. The plain kernels run at 2.3 GFLOP/s there (each lane gathers whole k/v rows;
+//     0.55 wall-clock under load), and a materialising
 //     path (q·kᵀ matmul, softmax, p·v matmul) cannot beat the fused one: LAVAPIPE.md's best batched matmul
 //     for exactly these products runs at 17.7 GFLOP/s before the softmax's extra passes over 16 MB.
 //   - everything else (real GPUs, D > 64): `plain`, one query (or key) row per invocation; a warp reading

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
-import { backward } from '../engine/autograd.ts';
+import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { backward, noGrad, zeroGrad } from '../engine/autograd.ts';
+import { rt } from '../engine/runtime.ts';
 import {
   attention,
   attentionBackwardRef,
@@ -285,5 +286,26 @@ describe('attention backward', () => {
       expect(relErr(got.dbias!, fdb)).toBeLessThan(GRAD_TOL);
       disposeAll(x);
     }));
+  });
+
+  it('keeps no buffers after backward or without a graph', async () => {
+    const c: Case = { B: 2, H: 3, Lq: 7, Lk: 13, D: 16, bias: 'shared', mask: 'pad', causal: true };
+    const x = build(c, 600, true);
+    const w = tensor(rand(c.B * c.H * c.Lq * c.D, rng(601)), [c.B, c.H, c.Lq, c.D]);
+    const step = () => {
+      const out = attention(x.q, x.k, x.v, x.opts);
+      backward(out, { gradient: w });
+      out.dispose();
+      zeroGrad([x.q, x.k, x.v, x.bias!]);
+      noGrad(() => attention(x.q, x.k, x.v, x.opts)).dispose();
+    };
+    step();
+    await rt().sync();
+    const before = memory().bytesLive;
+    for (let i = 0; i < 5; i++) step();
+    await rt().sync();
+    expect(memory().bytesLive).toBe(before);
+    w.dispose();
+    disposeAll(x);
   });
 });
