@@ -1,0 +1,200 @@
+// Which matmul variant runs a problem: chosen by measurement, once per (adapter, shape class, transposes).
+//
+// The first matmul of an unknown class runs with the heuristic choice and schedules a short tuning job: when
+// the event loop next gets control, each eligible variant is timed on a representative problem of that class
+// (random data, a capped size) and the fastest is kept in memory and persisted to
+// `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json`, keyed by adapter (name and driver), so the
+// next process starts with it. `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before
+// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup
+// kernel on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off
+// and force each variant in turn with `forceMatmulVariant`.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { gpu } from '../engine/gpu.ts';
+import { writeFileAtomic } from '../model/atomic-write.ts';
+import type { MatmulVariant } from './matmul.wgsl.ts';
+
+export interface TuneProblem {
+  M: number;
+  N: number;
+  K: number;
+  /** matmuls in the batch (1 for a plain or batch-folded matmul) */
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export type ChoiceSource = 'forced' | 'autotuned' | 'heuristic' | 'autotune off';
+export interface VariantChoice {
+  variant: MatmulVariant;
+  source: ChoiceSource;
+}
+
+/** Times one variant on the problem (ms per run, the best of a few), or rejects if it cannot run. */
+export type MeasureFn = (variant: MatmulVariant) => Promise<number>;
+
+export interface TuneRecord {
+  variant: MatmulVariant;
+  /** ms per run of each variant timed, on the problem in `shape` */
+  ms: Partial<Record<MatmulVariant, number>>;
+  shape: string;
+  tunedAt: string;
+}
+
+interface CacheFile {
+  version: 1;
+  adapters: Record<string, Record<string, TuneRecord>>;
+}
+
+export function autotuneEnabled(): boolean {
+  const v = process.env.T5_WEBGPU_AUTOTUNE;
+  return !(v === '0' || v === 'false' || v === 'off');
+}
+
+export function autotuneCachePath(): string {
+  const dir = process.env.T5_WEBGPU_CACHE_DIR || join(homedir(), '.cache', 't5-webgpu');
+  return join(dir, 'matmul-autotune.json');
+}
+
+/** dims bucketed by powers of two (1, 2, 4, ... 65536+); batch as one or many */
+function bucket(x: number): number {
+  return Math.min(16, Math.ceil(Math.log2(Math.max(1, x))));
+}
+
+export function shapeClass(p: TuneProblem): string {
+  const t = `${p.transA ? 'T' : 'N'}${p.transB ? 'T' : 'N'}`;
+  return `m${bucket(p.M)} n${bucket(p.N)} k${bucket(p.K)} ${p.batch > 1 ? 'batched' : 'single'} ${t}`;
+}
+
+export function adapterKey(): string {
+  const info = gpu().info;
+  return `${info.name} | ${info.driver || info.description}`;
+}
+
+/** The fixed choice: subgroup broadcast on a CPU adapter with subgroups, shared-memory tiles on a GPU. */
+export function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
+  if (gpu().info.isSoftware) {
+    if (eligible.includes('subgroup')) return 'subgroup';
+    if (eligible.includes('regblock')) return 'regblock';
+  }
+  return eligible.includes('tiled') ? 'tiled' : eligible[0]!;
+}
+
+let forced: MatmulVariant | null = null;
+/** Runs every matmul with `variant` (tests, benchmarks); null restores the normal choice. */
+export function forceMatmulVariant(variant: MatmulVariant | null): void {
+  forced = variant;
+}
+export function forcedMatmulVariant(): MatmulVariant | null {
+  return forced;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the cache: in memory per adapter, loaded from disk on first use
+
+const memory = new Map<string, Map<string, TuneRecord>>();
+const pending = new Map<string, Promise<void>>();
+let loadedFrom: string | null = null;
+
+function readCacheFile(path: string): CacheFile {
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as CacheFile;
+    if (parsed && parsed.version === 1 && typeof parsed.adapters === 'object') return parsed;
+  } catch {
+    // missing or unreadable: start empty (a corrupt file is replaced on the next write)
+  }
+  return { version: 1, adapters: {} };
+}
+
+function table(): Map<string, TuneRecord> {
+  const path = autotuneCachePath();
+  const adapter = adapterKey();
+  if (loadedFrom !== path) {
+    memory.clear();
+    loadedFrom = path;
+    const file = readCacheFile(path);
+    for (const [a, recs] of Object.entries(file.adapters)) memory.set(a, new Map(Object.entries(recs)));
+  }
+  let t = memory.get(adapter);
+  if (!t) memory.set(adapter, (t = new Map()));
+  return t;
+}
+
+async function persist(adapter: string, key: string, rec: TuneRecord): Promise<void> {
+  const path = autotuneCachePath();
+  const file = readCacheFile(path); // merge with what other processes wrote meanwhile
+  (file.adapters[adapter] ??= {})[key] = rec;
+  mkdirSync(join(path, '..'), { recursive: true });
+  await writeFileAtomic(path, JSON.stringify(file, null, 1) + '\n');
+}
+
+/** Forgets every choice held in memory (the file stays); the next matmul reloads it. */
+export function resetMatmulAutotune(): void {
+  memory.clear();
+  loadedFrom = null;
+}
+
+/** Waits for every tuning job scheduled so far. */
+export async function matmulAutotuneSettled(): Promise<void> {
+  while (pending.size > 0) await Promise.allSettled([...pending.values()]);
+}
+
+/**
+ * Times each eligible variant with `measure` and records the fastest for the problem's class. A variant that
+ * fails (or takes over 4x the best so far on its first run) drops out. Exported for tests.
+ */
+export async function tuneClass(
+  p: TuneProblem,
+  eligible: readonly MatmulVariant[],
+  measure: MeasureFn,
+  shape = `${p.batch > 1 ? `${p.batch}x` : ''}${p.M}x${p.K}x${p.N}`,
+): Promise<TuneRecord | null> {
+  const ms: Partial<Record<MatmulVariant, number>> = {};
+  let best: MatmulVariant | null = null;
+  for (const v of eligible) {
+    try {
+      const t = await measure(v);
+      if (!Number.isFinite(t)) continue;
+      ms[v] = t;
+      if (best === null || t < ms[best]!) best = v;
+    } catch {
+      // a variant that cannot run here simply does not win
+    }
+  }
+  if (best === null) return null;
+  const rec: TuneRecord = { variant: best, ms, shape, tunedAt: new Date().toISOString() };
+  const key = shapeClass(p);
+  table().set(key, rec);
+  try {
+    await persist(adapterKey(), key, rec);
+  } catch (e) {
+    console.warn(`matmul autotune: could not write ${autotuneCachePath()}: ${(e as Error).message}`);
+  }
+  return rec;
+}
+
+/**
+ * The variant for a problem now. With `measure`, an unknown class schedules a tuning job (and runs with the
+ * heuristic meanwhile); without it the choice is only looked up.
+ */
+export function chooseMatmulVariant(p: TuneProblem, eligible: readonly MatmulVariant[], measure?: MeasureFn): VariantChoice {
+  if (forced) {
+    if (!eligible.includes(forced)) {
+      throw new Error(`matmul: variant '${forced}' was forced but cannot run on this adapter (eligible: ${eligible.join(', ')})`);
+    }
+    return { variant: forced, source: 'forced' };
+  }
+  if (!autotuneEnabled()) return { variant: heuristicVariant(eligible), source: 'autotune off' };
+  const key = shapeClass(p);
+  const rec = table().get(key);
+  if (rec && eligible.includes(rec.variant)) return { variant: rec.variant, source: 'autotuned' };
+  if (measure && eligible.length > 1 && !pending.has(key)) {
+    const job = (async () => {
+      await Promise.resolve(); // start after the current synchronous op has recorded its work
+      await tuneClass(p, eligible, measure);
+    })().finally(() => pending.delete(key));
+    pending.set(key, job);
+  }
+  return { variant: heuristicVariant(eligible), source: 'heuristic' };
+}

@@ -1,0 +1,690 @@
+// matmul: C = op(A) · op(B) (+ bias) (then relu or gelu), f32, batched with broadcasting, and its backward.
+//
+//   a: [..., M, K] ([..., K, M] with transA)    b: [..., K, N] ([..., N, K] with transB)    out: [..., M, N]
+//
+// Batch dims broadcast as in NumPy. A weight b without batch dims shared by a batched a folds the batch into M
+// (one plain matmul). Otherwise the batch is walked by the kernel (two levels of batch index with per-operand
+// strides, 0 along broadcast dims) and, past two collapsed levels, by the host.
+//
+// Tensors larger than maxStorageBufferBindingSize (128 MiB on lavapipe; the t5-small LM head writes 526 MB)
+// are bound in ranges: the work is split into chunks of batches, rows and columns whose operand ranges each fit
+// one binding (offsets aligned to minStorageBufferOffsetAlignment), one dispatch per chunk. An output over
+// maxBufferSize, or an operand range that no split can bring under the binding limit, fails with an error
+// naming the limit.
+//
+// Backward: dA = dC · op(B)ᵀ and dB = op(A)ᵀ · dC computed by this same kernel with transpose flags (nothing is
+// transposed in memory), summed over broadcast batch dims; dBias = column sums of dC. With an activation the
+// gradient first goes through it: relu from the output itself, gelu from the pre-activation, which the
+// epilogue writes as a second output only when a gradient will be needed.
+import { isGradEnabled, recordOp } from '../engine/autograd.ts';
+import { gpu } from '../engine/gpu.ts';
+import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
+import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
+import { broadcastShapes } from './elementwise.ts';
+import { sumTo } from './reduce.ts';
+import {
+  activationGradCode,
+  matmulKernel,
+  matmulTile,
+  MATMUL_VARIANTS,
+  type Activation,
+  type MatmulKernelSpec,
+  type MatmulVariant,
+} from './matmul.wgsl.ts';
+import {
+  chooseMatmulVariant,
+  forceMatmulVariant,
+  matmulAutotuneSettled,
+  type TuneProblem,
+  type VariantChoice,
+} from './matmul-autotune.ts';
+
+export type { Activation, MatmulVariant };
+export { MATMUL_VARIANTS, forceMatmulVariant, matmulAutotuneSettled };
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** [N], added to every row before the activation */
+  bias?: Tensor;
+  activation?: Activation;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// shapes
+
+interface Operand {
+  /** element offset added to every index of this operand (host batch loop) */
+  base: number;
+}
+
+/** One matmul problem as the kernels see it. */
+interface Problem {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  /** batch handled by the kernel: z in [0, nb), z1 = z / inner, z2 = z % inner */
+  nb: number;
+  inner: number;
+  aS1: number;
+  aS2: number;
+  bS1: number;
+  bS2: number;
+  /** batch handled by the host: one entry per kernel batch, with each operand's base offset */
+  outer: Array<{ a: Operand; b: Operand; c: Operand }>;
+  outShape: number[];
+  /** for error messages */
+  desc: string;
+}
+
+function shapeStr(s: Shape): string {
+  return `[${s.join(', ')}]`;
+}
+
+/** Strides (elements) of each batch dim of an operand seen from the broadcast batch shape; 0 along broadcast dims. */
+function batchStrides(batch: Shape, outBatch: Shape, matrix: number): number[] {
+  const st = new Array<number>(outBatch.length).fill(0);
+  let s = matrix;
+  for (let d = batch.length - 1; d >= 0; d--) {
+    const od = outBatch.length - batch.length + d;
+    st[od] = batch[d] === 1 ? 0 : s;
+    s *= batch[d]!;
+  }
+  return st;
+}
+
+function problemOf(a: Shape, b: Shape, transA: boolean, transB: boolean, op = 'matmul'): Problem {
+  const desc = `${op}(${shapeStr(a)}${transA ? 'ᵀ' : ''}, ${shapeStr(b)}${transB ? 'ᵀ' : ''})`;
+  if (a.length < 2 || b.length < 2) {
+    throw new RangeError(`${desc}: both operands need at least 2 dims ([..., M, K] and [..., K, N])`);
+  }
+  const [ar, ac] = [a[a.length - 2]!, a[a.length - 1]!];
+  const [br, bc] = [b[b.length - 2]!, b[b.length - 1]!];
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const Kb = transB ? bc : br;
+  const N = transB ? br : bc;
+  if (K !== Kb) {
+    throw new RangeError(`${desc}: inner dimensions differ (K = ${K} for a, ${Kb} for b)`);
+  }
+  const aBatch = a.slice(0, -2);
+  const bBatch = b.slice(0, -2);
+  let outBatch: number[];
+  try {
+    outBatch = broadcastShapes(op, [aBatch, bBatch]);
+  } catch {
+    throw new RangeError(`${desc}: batch dims ${shapeStr(aBatch)} and ${shapeStr(bBatch)} do not broadcast`);
+  }
+  const outShape = [...outBatch, M, N];
+  // collapse the batch: drop size-1 dims, merge neighbours that both operands walk contiguously
+  const sa = batchStrides(aBatch, outBatch, M * K);
+  const sb = batchStrides(bBatch, outBatch, K * N);
+  const dims: Array<{ size: number; a: number; b: number }> = [];
+  outBatch.forEach((size, d) => {
+    if (size === 1) return;
+    const last = dims[dims.length - 1];
+    if (last && last.a === sa[d]! * size && last.b === sb[d]! * size) {
+      last.size *= size;
+      last.a = sa[d]!;
+      last.b = sb[d]!;
+    } else {
+      dims.push({ size, a: sa[d]!, b: sb[d]! });
+    }
+  });
+  let Mk = M;
+  // a weight shared by the whole batch: fold the batch into M (rows of a and of out are contiguous)
+  if (dims.length === 1 && dims[0]!.b === 0 && dims[0]!.a === M * K && !transA) {
+    Mk = M * dims[0]!.size;
+    dims.length = 0;
+  }
+  const empty = outBatch.some((d) => d === 0);
+  const kern = dims.slice(-2);
+  const host = dims.slice(0, -2);
+  const nb = kern.reduce((p, d) => p * d.size, 1);
+  const prob: Problem = {
+    M: Mk, N, K, transA, transB, nb,
+    inner: kern.length === 2 ? kern[1]!.size : 1,
+    aS1: kern[0]?.a ?? 0,
+    aS2: kern[1]?.a ?? 0,
+    bS1: kern[0]?.b ?? 0,
+    bS2: kern[1]?.b ?? 0,
+    outer: [],
+    outShape,
+    desc,
+  };
+  // host loop over the leading collapsed dims
+  const hostCount = empty ? 0 : host.reduce((p, d) => p * d.size, 1);
+  for (let i = 0; i < hostCount; i++) {
+    let rest = i;
+    let aB = 0;
+    let bB = 0;
+    for (let d = host.length - 1; d >= 0; d--) {
+      const idx = rest % host[d]!.size;
+      rest = Math.floor(rest / host[d]!.size);
+      aB += idx * host[d]!.a;
+      bB += idx * host[d]!.b;
+    }
+    prob.outer.push({ a: { base: aB }, b: { base: bB }, c: { base: i * nb * Mk * N } });
+  }
+  return prob;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// variants and specs
+
+function eligibleVariants(): MatmulVariant[] {
+  const g = gpu();
+  const out: MatmulVariant[] = [];
+  const s = g.limits.subgroupMinSize;
+  if (g.hasSubgroups && s !== undefined && s >= 4 && s <= 32 && s <= g.limits.maxComputeInvocationsPerWorkgroup) out.push('subgroup');
+  out.push('regblock', 'tiled');
+  return out;
+}
+
+/** Tile overrides for experiments and benchmarks (null: the defaults below). Pipelines are cached by source. */
+export const MATMUL_TUNING = {
+  subgroupRows: null as number | null,
+  subgroupCols: null as number | null,
+  regRows: null as number | null,
+  regCols: null as number | null,
+  kUnroll: null as number | null,
+  /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
+  maxBindingBytes: null as number | null,
+};
+
+function subgroupRows(M: number, S: number): number {
+  // a short problem (decoding one token) wastes less of a smaller tile
+  return Math.max(S, M <= 8 ? 8 : 32);
+}
+
+function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activation: Activation, writePre: boolean): MatmulKernelSpec {
+  const spec: MatmulKernelSpec = {
+    variant,
+    transA: p.transA,
+    transB: p.transB,
+    vecA: (p.transA ? p.M : p.K) % 4 === 0 && p.M > 0 && p.K > 0,
+    vecB: (p.transB ? p.K : p.N) % 4 === 0 && p.N > 0 && p.K > 0,
+    vecC: p.N % 4 === 0 && p.N > 0,
+    bias,
+    activation,
+    writePre,
+    ku: MATMUL_TUNING.kUnroll ?? 4,
+  };
+  if (variant === 'subgroup') {
+    const S = gpu().limits.subgroupMinSize!;
+    spec.subgroupSize = S;
+    spec.tm = MATMUL_TUNING.subgroupRows ?? subgroupRows(p.M, S);
+    spec.cv = MATMUL_TUNING.subgroupCols ?? 1;
+    if (p.transA && spec.tm % (4 * S) !== 0) spec.vecA = false;
+  } else if (variant === 'regblock') {
+    spec.tm = MATMUL_TUNING.regRows ?? 16;
+    spec.cv = MATMUL_TUNING.regCols ?? 2;
+  }
+  return spec;
+}
+
+function tileOf(spec: MatmulKernelSpec): { tileM: number; tileN: number } {
+  return matmulTile(spec.variant, spec.subgroupSize, spec.tm, spec.cv);
+}
+
+const kernelCache = new Map<string, { code: string; tileM: number; tileN: number }>();
+function kernelFor(spec: MatmulKernelSpec) {
+  const key = JSON.stringify(spec);
+  let k = kernelCache.get(key);
+  if (!k) kernelCache.set(key, (k = matmulKernel(spec)));
+  return k;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// dispatch: chunks whose operand ranges fit a binding
+
+interface Chunk {
+  z0: number;
+  zc: number;
+  m0: number;
+  mc: number;
+  n0: number;
+  nc: number;
+}
+
+interface Window {
+  offset: number; // bytes, aligned
+  size: number; // bytes
+  shift: number; // element shift to add to logical indices (u32 wrap)
+}
+
+/** Element range [lo, hi) an operand touches for a chunk (hi === lo: nothing). */
+function ranges(p: Problem, o: Problem['outer'][number], ch: Chunk) {
+  const { M, N, K } = p;
+  const m1 = ch.m0 + ch.mc;
+  const n1 = ch.n0 + ch.nc;
+  let aLo = Infinity, aHi = -Infinity, bLo = Infinity, bHi = -Infinity, cLo = Infinity, cHi = -Infinity;
+  for (let z = ch.z0; z < ch.z0 + ch.zc; z++) {
+    const z1 = Math.floor(z / p.inner);
+    const z2 = z - z1 * p.inner;
+    const aOff = o.a.base + z1 * p.aS1 + z2 * p.aS2;
+    const bOff = o.b.base + z1 * p.bS1 + z2 * p.bS2;
+    const cOff = o.c.base + z * M * N;
+    if (K > 0) {
+      const [al, ah] = p.transA ? [ch.m0, (K - 1) * M + m1] : [ch.m0 * K, m1 * K];
+      const [bl, bh] = p.transB ? [ch.n0 * K, n1 * K] : [ch.n0, (K - 1) * N + n1];
+      aLo = Math.min(aLo, aOff + al);
+      aHi = Math.max(aHi, aOff + ah);
+      bLo = Math.min(bLo, bOff + bl);
+      bHi = Math.max(bHi, bOff + bh);
+    }
+    cLo = Math.min(cLo, cOff + ch.m0 * N + ch.n0);
+    cHi = Math.max(cHi, cOff + (m1 - 1) * N + n1);
+  }
+  return { a: [aLo, aHi], b: [bLo, bHi], c: [cLo, cHi] } as const;
+}
+
+/** The aligned binding range covering elements [lo, hi) and the shift that maps an element index into it. */
+function windowOf([lo, hi]: readonly [number, number], align: number): Window {
+  if (!(hi > lo)) return { offset: 0, size: 16, shift: 0 };
+  const offset = Math.floor((lo * 4) / align) * align;
+  const size = Math.ceil((hi * 4 - offset) / 4) * 4;
+  return { offset, size, shift: -offset / 4 };
+}
+
+function planChunks(p: Problem, o: Problem['outer'][number], tile: { tileM: number; tileN: number }) {
+  const g = gpu().limits;
+  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
+  const maxWg = g.maxComputeWorkgroupsPerDimension;
+  const align = Math.max(16, g.minStorageBufferOffsetAlignment);
+  const roundTo = (x: number, t: number) => Math.max(t, Math.ceil(x / t) * t);
+  const tryPlan = (zc: number, mc: number, nc: number) => {
+    if (zc > maxWg || Math.ceil(mc / tile.tileM) > maxWg || Math.ceil(nc / tile.tileN) > maxWg) return null;
+    const out: Array<{ ch: Chunk; a: Window; b: Window; c: Window }> = [];
+    for (let z0 = 0; z0 < p.nb; z0 += zc) {
+      for (let m0 = 0; m0 < p.M; m0 += mc) {
+        for (let n0 = 0; n0 < p.N; n0 += nc) {
+          const ch = { z0, zc: Math.min(zc, p.nb - z0), m0, mc: Math.min(mc, p.M - m0), n0, nc: Math.min(nc, p.N - n0) };
+          const r = ranges(p, o, ch);
+          const w = {
+            ch,
+            a: windowOf(r.a, align),
+            b: windowOf(r.b, align),
+            c: windowOf(r.c, align),
+          };
+          if (w.a.size > maxBind || w.b.size > maxBind || w.c.size > maxBind) return null;
+          out.push(w);
+        }
+      }
+    }
+    return out;
+  };
+  const halvings = (n: number, t: number) => {
+    const list: number[] = [];
+    for (let x = roundTo(n, t); ; x = roundTo(Math.ceil(x / 2), t)) {
+      list.push(x);
+      if (x <= t) break;
+    }
+    return list;
+  };
+  const zs = halvings(p.nb, 1);
+  const ms = halvings(p.M, tile.tileM);
+  const ns = halvings(p.N, tile.tileN);
+  for (const zc of zs) {
+    const plan = tryPlan(zc, ms[0]!, ns[0]!);
+    if (plan) return plan;
+  }
+  for (const mc of ms.slice(1)) {
+    const plan = tryPlan(1, mc, ns[0]!);
+    if (plan) return plan;
+  }
+  for (const mc of ms) {
+    for (const nc of ns.slice(1)) {
+      const plan = tryPlan(1, mc, nc);
+      if (plan) return plan;
+    }
+  }
+  // explain which operand cannot be bound: the smallest chunk's ranges
+  const r = ranges(p, o, { z0: 0, zc: 1, m0: 0, mc: Math.min(p.M, tile.tileM), n0: 0, nc: Math.min(p.N, tile.tileN) });
+  const worst = (['a', 'b', 'c'] as const)
+    .map((k) => ({ k, size: windowOf(r[k], align).size }))
+    .sort((x, y) => y.size - x.size)[0]!;
+  const name = worst.k === 'c' ? 'the output' : `operand ${worst.k}`;
+  throw new RangeError(
+    `${p.desc}: ${name} needs a ${worst.size}-byte storage binding even for a single ${tile.tileM}x${tile.tileN} tile, ` +
+      `over this adapter's maxStorageBufferBindingSize (${maxBind} bytes); a transposed operand can only be split ` +
+      'along its contiguous axis',
+  );
+}
+
+interface Launch {
+  a: Tensor;
+  b: Tensor;
+  bias?: Tensor;
+  out: Tensor;
+  pre?: Tensor;
+}
+
+function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
+  if (p.M === 0 || p.N === 0 || p.nb === 0 || p.outer.length === 0) return;
+  const k = kernelFor(spec);
+  for (const o of p.outer) {
+    for (const w of planChunks(p, o, k)) {
+      const bind = (tn: Tensor, win: Window, write: boolean, what: string): BufferBinding => ({
+        buffer: tn.buffer,
+        offset: win.offset,
+        size: win.size,
+        write,
+        what,
+      });
+      const bindings: BufferBinding[] = [
+        bind(t.a, w.a, false, `a ${t.a.describe()}`),
+        bind(t.b, w.b, false, `b ${t.b.describe()}`),
+      ];
+      if (t.bias) bindings.push(t.bias.read(`bias ${t.bias.describe()}`));
+      bindings.push(bind(t.out, w.c, true, `out ${t.out.describe()}`));
+      if (t.pre) bindings.push(bind(t.pre, w.c, true, `pre-activation ${t.pre.describe()}`));
+      const ch = w.ch;
+      const params: Param[] = [
+        ['u32', p.M], ['u32', p.N], ['u32', p.K], ['u32', p.inner],
+        ['u32', p.aS1], ['u32', p.aS2], ['u32', p.bS1], ['u32', p.bS2],
+        ['u32', ch.m0], ['u32', ch.n0], ['u32', ch.z0],
+        // index shifts: the host batch offset minus the binding's start (u32 arithmetic wraps)
+        ['u32', (o.a.base + w.a.shift) >>> 0],
+        ['u32', (o.b.base + w.b.shift) >>> 0],
+        ['u32', (o.c.base + w.c.shift) >>> 0],
+      ];
+      rt().dispatch({
+        name,
+        code: k.code,
+        bindings,
+        params,
+        workgroups: [Math.ceil(ch.nc / k.tileN), Math.ceil(ch.mc / k.tileM), ch.zc],
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the op
+
+function checkF32(desc: string, t: Tensor, what: string): void {
+  if (t.dtype !== 'f32') throw new TypeError(`${desc}: ${what} must be f32, got ${t.describe()}`);
+}
+
+function tuneProblemOf(p: Problem): TuneProblem {
+  return { M: p.M, N: p.N, K: p.K, batch: p.nb * p.outer.length, transA: p.transA, transB: p.transB };
+}
+
+/** Flops of one timing run during autotuning: enough to time, small enough to keep tuning brief. */
+const TUNE_FLOPS = 4e8;
+
+function measureFor(p: Problem): (v: MatmulVariant) => Promise<number> {
+  return async (variant) => {
+    // a representative problem of the same class: the same K and N, fewer rows (and batches) when large
+    const per = 2 * p.N * Math.max(1, p.K);
+    let M = p.M;
+    let nb = p.nb * p.outer.length;
+    if (nb > 1) nb = Math.max(1, Math.min(nb, Math.floor(TUNE_FLOPS / (per * M))));
+    if (nb === 1) M = Math.max(1, Math.min(M, Math.max(64, Math.floor(TUNE_FLOPS / per))));
+    const aShape = nb > 1 ? [nb, ...(p.transA ? [p.K, M] : [M, p.K])] : p.transA ? [p.K, M] : [M, p.K];
+    const batchB = nb > 1 && (p.bS1 !== 0 || p.bS2 !== 0);
+    const bMat = p.transB ? [p.N, p.K] : [p.K, p.N];
+    const bShape = batchB ? [nb, ...bMat] : bMat;
+    const q = problemOf(aShape, bShape, p.transA, p.transB);
+    const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
+    const a = tensor(rand(aShape.reduce((x, y) => x * y, 1)), aShape);
+    const b = tensor(rand(bShape.reduce((x, y) => x * y, 1)), bShape);
+    const out = empty(q.outShape);
+    try {
+      const spec = specFor(variant, q, false, 'none', false);
+      const run = () => dispatchProblem('matmul autotune', q, spec, { a, b, out });
+      await rt().sync(); // drain other work first
+      const t0 = performance.now();
+      run(); // compiles the pipeline
+      await rt().sync();
+      const first = performance.now() - t0;
+      let best = first;
+      const reps = first > 500 ? 1 : 3;
+      for (let i = 0; i < reps; i++) {
+        const t1 = performance.now();
+        run();
+        await rt().sync();
+        best = Math.min(best, performance.now() - t1);
+      }
+      return best;
+    } finally {
+      a.dispose();
+      b.dispose();
+      out.dispose();
+    }
+  };
+}
+
+function choose(p: Problem, tune: boolean): VariantChoice {
+  return chooseMatmulVariant(tuneProblemOf(p), eligibleVariants(), tune ? measureFor(p) : undefined);
+}
+
+/** The variant matmul would run for these shapes now, and why ('subgroup (autotuned)', 'tiled (forced)', ...). */
+export function matmulVariantFor(aShape: Shape, bShape: Shape, opts: { transA?: boolean; transB?: boolean } = {}): string {
+  const p = problemOf(aShape, bShape, opts.transA ?? false, opts.transB ?? false);
+  const c = choose(p, false);
+  return `${c.variant} (${c.source})`;
+}
+
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const activation = opts.activation ?? 'none';
+  const p = problemOf(a.shape, b.shape, transA, transB);
+  checkF32(p.desc, a, 'a');
+  checkF32(p.desc, b, 'b');
+  if (!['none', 'relu', 'gelu'].includes(activation)) {
+    throw new RangeError(`${p.desc}: unknown activation '${activation}' (none, relu or gelu)`);
+  }
+  const bias = opts.bias;
+  if (bias) {
+    checkF32(p.desc, bias, 'bias');
+    if (bias.rank !== 1 || bias.shape[0] !== p.N) {
+      throw new RangeError(`${p.desc}: bias must be [${p.N}], got ${bias.describe()}`);
+    }
+  }
+  const outBytes = p.outShape.reduce((x, y) => x * y, 1) * 4;
+  const maxBuffer = gpu().limits.maxBufferSize;
+  if (outBytes > maxBuffer) {
+    throw new RangeError(
+      `${p.desc}: the output [${p.outShape.join(', ')}] is ${outBytes} bytes, over this adapter's maxBufferSize ` +
+        `(${maxBuffer} bytes); split the work (fewer rows per call)`,
+    );
+  }
+  const inputs = bias ? [a, b, bias] : [a, b];
+  const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const writePre = needsGrad && activation === 'gelu';
+  const choice = choose(p, true);
+  const spec = specFor(choice.variant, p, !!bias, activation, writePre);
+  const out = empty(p.outShape);
+  const pre = writePre ? empty(p.outShape) : undefined;
+  dispatchProblem(`matmul ${choice.variant}`, p, spec, { a, b, bias, out, pre });
+  if (!needsGrad) return out;
+  // relu's gradient needs only the output's sign; gelu's the pre-activation
+  const saved = activation === 'none' ? [a, b] : [a, b, activation === 'gelu' ? pre! : out];
+  const wants = inputs.map((t) => t.requiresGrad);
+  recordOp('matmul', inputs, out, saved, (g, s) => matmulBackward(g, s[0]!, s[1]!, s[2] ?? null, transA, transB, activation, wants));
+  pre?.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// backward
+
+/** g * act'(x): x is the pre-activation (gelu) or the output (relu: out > 0 exactly where pre > 0). */
+function activationGrad(act: 'relu' | 'gelu', g: Tensor, x: Tensor): Tensor {
+  const out = empty(g.shape);
+  if (g.size === 0) return out;
+  rt().dispatch({
+    name: `matmul ${act} backward`,
+    code: activationGradCode(act),
+    bindings: [g.read(), x.read(), out.write()],
+    params: [['u32', g.size]],
+    workgroups: grid1D(Math.ceil(g.size / 256)),
+  });
+  return out;
+}
+
+function isBroadcastFree(t: Tensor): boolean {
+  return t.shape.slice(0, -2).every((d) => d === 1);
+}
+
+function reduceTo(g: Tensor, shape: Shape): Tensor {
+  if (g.shape.join() === shape.join()) return g;
+  const r = sumTo(g, shape);
+  g.dispose();
+  return r;
+}
+
+function matmulBackward(
+  g: Tensor,
+  a: Tensor,
+  b: Tensor,
+  x: Tensor | null,
+  transA: boolean,
+  transB: boolean,
+  act: Activation,
+  wants: boolean[],
+): Array<Tensor | null> {
+  const gz = act === 'none' ? g : activationGrad(act, g, x!);
+  let dA: Tensor | null = null;
+  let dB: Tensor | null = null;
+  let dBias: Tensor | null = null;
+  if (wants[0]) {
+    // d op(A) = gz · op(B)ᵀ
+    if (!transA) dA = matmul(gz, b, { transB: !transB });
+    else dA = matmul(b, gz, { transA: transB, transB: true });
+    dA = reduceTo(dA, a.shape);
+  }
+  if (wants[1]) {
+    // d op(B) = op(A)ᵀ · gz; a weight shared across a batch: fold the batch into K (one matmul, no reduction)
+    const fold = isBroadcastFree(b) && a.rank > 2 && !transA;
+    const a2 = fold ? a.reshape([-1, a.shape[a.rank - 1]!]) : a;
+    const g2 = fold ? gz.reshape([-1, gz.shape[gz.rank - 1]!]) : gz;
+    if (!transB) dB = matmul(a2, g2, { transA: !transA });
+    else dB = matmul(g2, a2, { transA: true, transB: transA });
+    if (fold) {
+      a2.dispose();
+      g2.dispose();
+      if (dB.shape.join() !== b.shape.join()) {
+        const r = dB.reshape(b.shape); // b's leading size-1 dims
+        dB.dispose();
+        dB = r;
+      }
+    }
+    dB = reduceTo(dB, b.shape);
+  }
+  if (wants[2]) dBias = sumTo(gz, [gz.shape[gz.rank - 1]!]);
+  if (gz !== g) gz.dispose();
+  return [dA, dB, dBias];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CPU reference (float64)
+
+export interface MatmulRefOptions {
+  transA?: boolean;
+  transB?: boolean;
+  bias?: ArrayLike<number>;
+  activation?: Activation;
+}
+
+export function geluRef(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+}
+
+/** out = act(op(a) · op(b) + bias) in float64, with batch broadcasting. */
+export function matmulRef(
+  a: ArrayLike<number>,
+  aShape: Shape,
+  b: ArrayLike<number>,
+  bShape: Shape,
+  opts: MatmulRefOptions = {},
+): { data: Float64Array; shape: number[] } {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const p = problemOf(aShape, bShape, transA, transB, 'matmulRef');
+  const { N, K } = p;
+  const outBatch = p.outShape.slice(0, -2);
+  const nb = outBatch.reduce((x, y) => x * y, 1);
+  const sa = batchStrides(aShape.slice(0, -2), outBatch, aShape[aShape.length - 1]! * aShape[aShape.length - 2]!);
+  const sb = batchStrides(bShape.slice(0, -2), outBatch, bShape[bShape.length - 1]! * bShape[bShape.length - 2]!);
+  const Mr = p.outShape[p.outShape.length - 2]!;
+  const out = new Float64Array(nb * Mr * N);
+  const act = opts.activation ?? 'none';
+  for (let z = 0; z < nb; z++) {
+    let rest = z;
+    let ao = 0;
+    let bo = 0;
+    for (let d = outBatch.length - 1; d >= 0; d--) {
+      const i = rest % outBatch[d]!;
+      rest = Math.floor(rest / outBatch[d]!);
+      ao += i * sa[d]!;
+      bo += i * sb[d]!;
+    }
+    for (let m = 0; m < Mr; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const av = a[ao + (transA ? k * Mr + m : m * K + k)]!;
+          const bv = b[bo + (transB ? n * K + k : k * N + n)]!;
+          s += av * bv;
+        }
+        if (opts.bias) s += opts.bias[n]!;
+        if (act === 'relu') s = Math.max(s, 0);
+        else if (act === 'gelu') s = geluRef(s);
+        out[(z * Mr + m) * N + n] = s;
+      }
+    }
+  }
+  return { data: out, shape: p.outShape };
+}
+
+/** One output element of matmulRef, for spot checks of large products: out[...batch, m, n]. */
+export function matmulRefAt(
+  a: ArrayLike<number>,
+  aShape: Shape,
+  b: ArrayLike<number>,
+  bShape: Shape,
+  z: number,
+  m: number,
+  n: number,
+  opts: MatmulRefOptions = {},
+): { value: number; magnitude: number } {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const p = problemOf(aShape, bShape, transA, transB, 'matmulRefAt');
+  const outBatch = p.outShape.slice(0, -2);
+  const Mr = p.outShape[p.outShape.length - 2]!;
+  const { N, K } = p;
+  const sa = batchStrides(aShape.slice(0, -2), outBatch, aShape[aShape.length - 1]! * aShape[aShape.length - 2]!);
+  const sb = batchStrides(bShape.slice(0, -2), outBatch, bShape[bShape.length - 1]! * bShape[bShape.length - 2]!);
+  let rest = z;
+  let ao = 0;
+  let bo = 0;
+  for (let d = outBatch.length - 1; d >= 0; d--) {
+    const i = rest % outBatch[d]!;
+    rest = Math.floor(rest / outBatch[d]!);
+    ao += i * sa[d]!;
+    bo += i * sb[d]!;
+  }
+  let s = 0;
+  let mag = 0;
+  for (let k = 0; k < K; k++) {
+    const av = a[ao + (transA ? k * Mr + m : m * K + k)]!;
+    const bv = b[bo + (transB ? n * K + k : k * N + n)]!;
+    s += av * bv;
+    mag += Math.abs(av * bv);
+  }
+  if (opts.bias) {
+    s += opts.bias[n]!;
+    mag += Math.abs(opts.bias[n]!);
+  }
+  const act = opts.activation ?? 'none';
+  if (act === 'relu') s = Math.max(s, 0);
+  else if (act === 'gelu') s = geluRef(s);
+  return { value: s, magnitude: mag };
+}

@@ -1,0 +1,450 @@
+// matmul: every variant forward against the float64 reference (odd shapes, all transposes, batches with
+// broadcasting, the fused epilogue), backward against float64 gradients and finite differences, bindings
+// split in ranges (forced small limit, and a real output over 128 MiB), argument errors, and the autotune
+// cache. Autotuning is off here: each variant is forced in turn.
+process.env.T5_WEBGPU_AUTOTUNE = '0';
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { backward } from '../engine/autograd.ts';
+import { tidy } from '../engine/scope.ts';
+import { rt } from '../engine/runtime.ts';
+import {
+  forceMatmulVariant,
+  geluRef,
+  matmul,
+  MATMUL_TUNING,
+  MATMUL_VARIANTS,
+  matmulRef,
+  matmulRefAt,
+  matmulVariantFor,
+  type Activation,
+  type MatmulVariant,
+} from '../kernels/matmul.ts';
+import {
+  autotuneCachePath,
+  chooseMatmulVariant,
+  resetMatmulAutotune,
+  shapeClass,
+  tuneClass,
+  type TuneProblem,
+} from '../kernels/matmul-autotune.ts';
+
+let available: MatmulVariant[] = [];
+
+beforeAll(async () => {
+  const g = await initGpu();
+  setPoison(true);
+  available = MATMUL_VARIANTS.filter((v) => v !== 'subgroup' || (g.hasSubgroups && g.limits.subgroupMinSize !== undefined));
+});
+afterAll(() => {
+  setPoison(false);
+  forceMatmulVariant(null);
+});
+
+type Shape = number[];
+const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
+let seed = 12345;
+function floats(n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    out[i] = seed / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+/** |got - want| <= 2e-6 * (sum of |a_k b_k| + |bias|) + 1e-6 elementwise, for out = act(op(a)·op(b) + bias). */
+function expectMatmulClose(got: Float32Array, a: Float32Array, aShape: Shape, b: Float32Array, bShape: Shape,
+  opts: { transA?: boolean; transB?: boolean; bias?: Float32Array; activation?: Activation }, what: string): void {
+  const ref = matmulRef(a, aShape, b, bShape, opts);
+  const mag = matmulRef(a.map(Math.abs), aShape, b.map(Math.abs), bShape, { ...opts, bias: opts.bias?.map(Math.abs), activation: 'none' });
+  expect(got.length, `${what}: length`).toBe(ref.data.length);
+  for (let i = 0; i < got.length; i++) {
+    const tol = 2e-6 * mag.data[i]! + 1e-6;
+    if (!(Math.abs(got[i]! - ref.data[i]!) <= tol)) {
+      throw new Error(`${what}: element ${i} is ${got[i]}, reference ${ref.data[i]} (tolerance ${tol})`);
+    }
+  }
+}
+
+interface Case {
+  a: Shape; // as stored (transposed when transA)
+  b: Shape;
+  transA?: boolean;
+  transB?: boolean;
+  bias?: boolean;
+  activation?: Activation;
+}
+
+/** [M, K, N] for a stored pair */
+function storedShapes(M: number, K: number, N: number, tA: boolean, tB: boolean, batchA: Shape = [], batchB: Shape = []): Case {
+  return { a: [...batchA, ...(tA ? [K, M] : [M, K])], b: [...batchB, ...(tB ? [N, K] : [K, N])], transA: tA, transB: tB };
+}
+
+const TRANSPOSES: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
+
+// Shapes reaching every path, per transpose pair: 1x1x1; primes (no vec4 anywhere, partial tiles in both
+// directions, a scalar K tail); multiples of 4 (vec4 loads and stores) over several tiles with a K that leaves
+// a remainder after an unrolled loop of 8. Then a row (M = 1, the subgroup kernel's short tile), K = 1 and
+// N = 1, the fused epilogue (bias as vec4 and scalars, relu, gelu), and batches: a weight shared by a batch
+// (folded into M), both batched (attention), broadcasting on either side, more than two collapsed batch dims
+// (host loop). Kept to few distinct kernels: on lavapipe each costs a compile of up to seconds.
+const FORWARD: Record<string, Case[]> = {};
+for (const [tA, tB] of TRANSPOSES) {
+  FORWARD[`transA ${tA}, transB ${tB}`] = [
+    storedShapes(1, 1, 1, tA, tB),
+    storedShapes(37, 29, 41, tA, tB),
+    storedShapes(68, 20, 72, tA, tB),
+  ];
+}
+FORWARD['edges and epilogue'] = [
+  storedShapes(1, 64, 33, false, true),
+  storedShapes(45, 1, 1, false, false),
+  { ...storedShapes(33, 17, 40, false, true), bias: true, activation: 'relu' },
+  { ...storedShapes(33, 17, 39, false, false), bias: true, activation: 'gelu' },
+  { ...storedShapes(20, 16, 24, true, false), activation: 'gelu' },
+];
+FORWARD['batches'] = [
+  storedShapes(7, 12, 20, false, true, [3, 2], []),
+  storedShapes(9, 8, 12, false, true, [2, 3], [2, 3]),
+  storedShapes(9, 8, 12, false, false, [4], [1]),
+  storedShapes(6, 5, 7, true, false, [], [3]),
+  storedShapes(5, 4, 6, false, false, [2, 1, 3], [4, 1]),
+  storedShapes(5, 4, 6, true, true, [2, 3, 2, 2], [3, 1, 2]),
+];
+/** per-test timeout: kernel compiles dominate, and take much longer on a loaded machine */
+const SLOW = 600_000;
+
+function caseName(c: Case): string {
+  return `[${c.a}]${c.transA ? 'ᵀ' : ''} @ [${c.b}]${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.activation && c.activation !== 'none' ? ` ${c.activation}` : ''}`;
+}
+
+async function runCase(c: Case, what: string): Promise<void> {
+  const a = floats(size(c.a));
+  const b = floats(size(c.b));
+  const N = c.transB ? c.b[c.b.length - 2]! : c.b[c.b.length - 1]!;
+  const bias = c.bias ? floats(N) : undefined;
+  const ta = tensor(a, c.a);
+  const tb = tensor(b, c.b);
+  const tbias = bias ? tensor(bias, [N]) : undefined;
+  const out = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, activation: c.activation });
+  const ref = matmulRef(a, c.a, b, c.b, { transA: c.transA, transB: c.transB });
+  expect(out.shape, what).toEqual(ref.shape);
+  expectMatmulClose(await out.toFloat32(), a, c.a, b, c.b, { ...c, bias }, what);
+  for (const t of [ta, tb, tbias, out]) t?.dispose();
+}
+
+describe('matmul forward', () => {
+  for (const variant of MATMUL_VARIANTS) {
+    for (const [group, cases] of Object.entries(FORWARD)) {
+      it(`${variant}: ${group}`, async () => {
+        if (!available.includes(variant)) return; // no subgroups on this adapter
+        forceMatmulVariant(variant);
+        try {
+          for (const c of cases) await runCase(c, `${variant} ${caseName(c)}`);
+        } finally {
+          forceMatmulVariant(null);
+        }
+      }, SLOW);
+    }
+  }
+
+  it('runs the subgroup kernel with other tiles (two vec4 columns per lane, K unrolled by 8)', async () => {
+    if (!available.includes('subgroup')) return;
+    forceMatmulVariant('subgroup');
+    MATMUL_TUNING.subgroupCols = 2;
+    MATMUL_TUNING.kUnroll = 8;
+    try {
+      for (const [tA, tB] of TRANSPOSES) {
+        await runCase(storedShapes(40, 44, 72, tA, tB), `subgroup cv2 ku8 ${tA}${tB}`);
+        await runCase(storedShapes(17, 13, 9, tA, tB), `subgroup cv2 ku8 ${tA}${tB}`);
+      }
+    } finally {
+      MATMUL_TUNING.subgroupCols = null;
+      MATMUL_TUNING.kUnroll = null;
+      forceMatmulVariant(null);
+    }
+  }, SLOW);
+
+  it('treats empty dims: M = 0 gives an empty output, K = 0 gives the bias', async () => {
+    const e = matmul(tensor([], [0, 3]), tensor(floats(12), [3, 4]));
+    expect(e.shape).toEqual([0, 4]);
+    const bias = floats(4);
+    const z = matmul(tensor([], [2, 0]), tensor([], [0, 4]), { bias: tensor(bias, [4]) });
+    const got = await z.toFloat32();
+    expect([...got]).toEqual([...bias, ...bias]);
+    const zb = matmul(tensor([], [0, 2, 3]), tensor(floats(12), [3, 4]));
+    expect(zb.shape).toEqual([0, 2, 4]);
+  }, SLOW);
+});
+
+describe('matmul arguments', () => {
+  it('names the op and the shapes in its errors', () => {
+    const a = tensor(floats(6), [2, 3]);
+    expect(() => matmul(a, tensor(floats(8), [4, 2]))).toThrow(/matmul\(\[2, 3\], \[4, 2\]\): inner dimensions differ \(K = 3 for a, 4 for b\)/);
+    expect(() => matmul(a, tensor(floats(3), [3]))).toThrow(/at least 2 dims/);
+    expect(() => matmul(tensor(floats(12), [2, 2, 3]), tensor(floats(18), [3, 3, 2]))).toThrow(/batch dims \[2\] and \[3\] do not broadcast/);
+    expect(() => matmul(a, tensor(floats(6), [3, 2]), { bias: tensor(floats(3), [3]) })).toThrow(/bias must be \[2\]/);
+    expect(() => matmul(a, tensor(new Int32Array(6), [3, 2]))).toThrow(/b must be f32/);
+    expect(() => matmul(a, tensor(floats(6), [3, 2]), { activation: 'tanh' as Activation })).toThrow(/unknown activation/);
+  });
+
+  it('refuses an output over maxBufferSize before allocating it', () => {
+    const max = rt().gpu.limits.maxBufferSize;
+    const M = Math.ceil(max / 4 / 16384) + 1;
+    expect(() => matmul(tensor(floats(M), [M, 1]), tensor(floats(16384), [1, 16384]))).toThrow(/over this adapter's maxBufferSize/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// bindings in ranges
+
+describe('matmul over the storage binding limit', () => {
+  it('splits batches, rows and columns into ranges that fit (forced small limit), every variant', async () => {
+    const cases: Array<[Case, number]> = [
+      [storedShapes(256, 40, 72, false, false), 24576], // a and out split by rows
+      [storedShapes(8, 36, 200, false, true), 24576], // bᵀ ([N, K]) split by rows, so out by columns
+      [storedShapes(33, 8, 20, false, false, [6], [6]), 4096], // batches
+      [{ ...storedShapes(64, 12, 40, false, true, [3], []), bias: true, activation: 'gelu' }, 16384],
+    ];
+    try {
+      for (const variant of available) {
+        forceMatmulVariant(variant);
+        for (const [c, limit] of cases) {
+          MATMUL_TUNING.maxBindingBytes = limit;
+          await runCase(c, `split ${variant} ${caseName(c)}`);
+        }
+      }
+    } finally {
+      MATMUL_TUNING.maxBindingBytes = null;
+      forceMatmulVariant(null);
+    }
+  }, SLOW);
+
+  it('explains when an operand cannot be split under the limit', () => {
+    MATMUL_TUNING.maxBindingBytes = 4096;
+    try {
+      // Aᵀ is [K, M]: every row of op(A) reaches across the whole of it
+      expect(() => matmul(tensor(floats(64 * 64), [64, 64]), tensor(floats(64 * 8), [64, 8]), { transA: true })).toThrow(
+        /operand a needs a \d+-byte storage binding.*maxStorageBufferBindingSize \(4096 bytes\)/,
+      );
+    } finally {
+      MATMUL_TUNING.maxBindingBytes = null;
+    }
+  });
+
+  it('writes a real output over maxStorageBufferBindingSize (sampled check)', async () => {
+    const limit = rt().gpu.limits.maxStorageBufferBindingSize;
+    const N = 32128;
+    const K = 8;
+    const M = Math.floor(limit / 4 / N) + 50; // just over the limit
+    const a = floats(M * K);
+    const b = floats(N * K);
+    setPoison(false); // the NaN fill binds a whole tensor at once
+    const out = matmul(tensor(a, [M, K]), tensor(b, [N, K]), { transB: true }); // the tied LM head's layout
+    setPoison(true);
+    expect(out.bytes).toBeGreaterThan(limit);
+    const got = await out.toFloat32();
+    for (let s = 0; s < 4000; s++) {
+      const m = s < 200 ? M - 1 - (s % 50) : (s * 7919) % M;
+      const n = (s * 104729 + 13) % N;
+      const r = matmulRefAt(a, [M, K], b, [N, K], 0, m, n, { transB: true });
+      const e = Math.abs(got[m * N + n]! - r.value);
+      if (!(e <= 2e-6 * r.magnitude + 1e-6)) throw new Error(`out[${m}, ${n}] = ${got[m * N + n]}, reference ${r.value}`);
+    }
+    out.dispose();
+  }, SLOW);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// backward
+
+/** float64 gradients of sum(w * act(op(a)·op(b) + bias)) for a, b, bias, from the reference definitions. */
+function refGrads(c: Case, a: Float32Array, b: Float32Array, bias: Float32Array | undefined, w: Float32Array) {
+  const f = (aa: ArrayLike<number>, bb: ArrayLike<number>, bi?: ArrayLike<number>) => {
+    const o = matmulRef(aa, c.a, bb, c.b, { ...c, bias: bi });
+    let s = 0;
+    for (let i = 0; i < o.data.length; i++) s += w[i]! * o.data[i]!;
+    return s;
+  };
+  // central differences in float64 (the reference is exact enough for h = 1e-4)
+  const h = 1e-4;
+  const diff = (x: Float32Array, put: (y: Float64Array) => number) => {
+    const y = Float64Array.from(x);
+    const g = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = y[i]!;
+      y[i] = v + h;
+      const p = put(y);
+      y[i] = v - h;
+      const m = put(y);
+      y[i] = v;
+      g[i] = (p - m) / (2 * h);
+    }
+    return g;
+  };
+  return {
+    a: diff(a, (y) => f(y, b, bias)),
+    b: diff(b, (y) => f(a, y, bias)),
+    bias: bias ? diff(bias, (y) => f(a, b, y)) : undefined,
+  };
+}
+
+function expectGradClose(got: Float32Array, want: Float64Array, what: string): void {
+  let scale = 0;
+  for (const v of want) scale = Math.max(scale, Math.abs(v));
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const tol = 1e-4 * scale + 1e-5;
+    if (!(Math.abs(got[i]! - want[i]!) <= tol)) throw new Error(`${what}: grad[${i}] = ${got[i]}, reference ${want[i]} (tolerance ${tol})`);
+  }
+}
+
+async function checkBackward(c: Case, what: string): Promise<void> {
+  const a = floats(size(c.a));
+  const b = floats(size(c.b));
+  const N = c.transB ? c.b[c.b.length - 2]! : c.b[c.b.length - 1]!;
+  const bias = c.bias ? floats(N) : undefined;
+  const ta = tensor(a, c.a, { requiresGrad: true });
+  const tb = tensor(b, c.b, { requiresGrad: true });
+  const tbias = bias ? tensor(bias, [N], { requiresGrad: true }) : undefined;
+  const outShape = matmulRef(a, c.a, b, c.b, { transA: c.transA, transB: c.transB }).shape;
+  const w = floats(size(outShape));
+  const out = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, activation: c.activation });
+  const tw = tensor(w, outShape);
+  backward(out, { gradient: tw });
+  const ref = refGrads(c, a, b, bias, w);
+  expectGradClose(await ta.grad!.toFloat32(), ref.a, `${what} dA`);
+  expectGradClose(await tb.grad!.toFloat32(), ref.b, `${what} dB`);
+  if (tbias) expectGradClose(await tbias.grad!.toFloat32(), ref.bias!, `${what} dBias`);
+  for (const t of [ta, tb, tbias, out, tw]) t?.dispose();
+}
+
+const BACKWARD: Case[] = [
+  ...TRANSPOSES.map(([tA, tB]) => ({ ...storedShapes(7, 5, 6, tA, tB), bias: true, activation: 'gelu' as const })),
+  ...TRANSPOSES.map(([tA, tB]) => ({ ...storedShapes(8, 4, 12, tA, tB), activation: 'relu' as const })),
+  storedShapes(1, 3, 1, false, false),
+  // a weight shared by a batch (dB folded over the batch), with and without transposes
+  { ...storedShapes(5, 4, 6, false, true, [2, 3], []), bias: true },
+  storedShapes(5, 4, 6, true, false, [3], []),
+  // both batched, and broadcasting on either side (gradients summed back to each input's shape)
+  storedShapes(4, 3, 5, false, true, [2, 2], [2, 2]),
+  storedShapes(4, 3, 5, false, false, [], [3]),
+  storedShapes(4, 3, 5, true, true, [2, 1], [1, 3]),
+];
+
+describe('matmul backward', () => {
+  it('matches finite differences of the float64 reference (heuristic variant)', async () => {
+    for (const c of BACKWARD) await checkBackward(c, caseName(c));
+  }, SLOW);
+
+  for (const variant of MATMUL_VARIANTS) {
+    it(`${variant}: gradients through gelu with bias, batched`, async () => {
+      if (!available.includes(variant)) return;
+      forceMatmulVariant(variant);
+      try {
+        await checkBackward({ ...storedShapes(6, 9, 10, false, true, [2], []), bias: true, activation: 'gelu' }, `${variant} gelu`);
+        await checkBackward(storedShapes(6, 9, 10, true, false, [2], [2]), `${variant} batched`);
+      } finally {
+        forceMatmulVariant(null);
+      }
+    }, SLOW);
+  }
+
+  it('writes the pre-activation only when a gradient is needed, and leaks nothing', async () => {
+    const a = tensor(floats(24), [4, 6], { requiresGrad: true });
+    const w = tensor(floats(18), [3, 6], { requiresGrad: true });
+    const step = () => {
+      const y = tidy(() => matmul(a, w, { transB: true, activation: 'gelu' }));
+      backward(y);
+      y.dispose();
+      a.grad?.dispose();
+      w.grad?.dispose();
+      a.grad = null;
+      w.grad = null;
+    };
+    step();
+    await rt().sync();
+    const m0 = memory();
+    for (let i = 0; i < 10; i++) step();
+    await rt().sync();
+    const m1 = memory();
+    expect(m1.bytesLive).toBe(m0.bytesLive);
+    expect(m1.buffersCreated).toBe(m0.buffersCreated);
+    // without a gradient: no graph, and the output is still gelu(x w^T)
+    const plain = matmul(tensor(floats(24), [4, 6]), tensor(floats(18), [3, 6]), { transB: true, activation: 'gelu' });
+    expect(plain.node).toBeNull();
+    expect(geluRef(1)).toBeCloseTo(0.8411919906, 9);
+    for (const t of [a, w, plain]) t.dispose();
+  }, SLOW);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// autotune
+
+describe('matmul autotune', () => {
+  const problem: TuneProblem = { M: 512, N: 512, K: 512, batch: 1, transA: false, transB: true };
+
+  it('is off in these tests: the heuristic decides unless a variant is forced', () => {
+    const v = matmulVariantFor([512, 512], [512, 512], { transB: true });
+    expect(v).toMatch(/\((autotune off)\)$/);
+    forceMatmulVariant('tiled');
+    expect(matmulVariantFor([512, 512], [512, 512])).toBe('tiled (forced)');
+    forceMatmulVariant(null);
+    const g = rt().gpu;
+    const expected = g.info.isSoftware && available.includes('subgroup') ? 'subgroup' : g.info.isSoftware ? 'regblock' : 'tiled';
+    expect(v.startsWith(expected)).toBe(true);
+  });
+
+  it('keeps the fastest variant per adapter and shape class, in memory and in the cache file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 't5-webgpu-autotune-'));
+    const before = { dir: process.env.T5_WEBGPU_CACHE_DIR, on: process.env.T5_WEBGPU_AUTOTUNE };
+    process.env.T5_WEBGPU_CACHE_DIR = dir;
+    process.env.T5_WEBGPU_AUTOTUNE = '1';
+    resetMatmulAutotune();
+    try {
+      const fake: Record<MatmulVariant, number> = { subgroup: 3, regblock: 2, tiled: 5 };
+      const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
+      expect(rec!.variant).toBe('regblock');
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
+      // same class, other sizes in the same power-of-two buckets
+      expect(chooseMatmulVariant({ ...problem, M: 300 }, MATMUL_VARIANTS).variant).toBe('regblock');
+      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+      const adapter = Object.keys(file.adapters)[0]!;
+      expect(file.adapters[adapter][shapeClass(problem)].variant).toBe('regblock');
+      // a new process (simulated) reads it back
+      resetMatmulAutotune();
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS).source).toBe('autotuned');
+      // a failing variant drops out
+      const rec2 = await tuneClass({ ...problem, K: 8 }, MATMUL_VARIANTS, async (v) => {
+        if (v === 'regblock') throw new Error('no');
+        return fake[v];
+      });
+      expect(rec2!.variant).toBe('subgroup');
+      // an unknown class runs with the heuristic and is tuned in the background, for real
+      const x = tensor(floats(40 * 24), [40, 24]);
+      const y = tensor(floats(24 * 36), [36, 24]);
+      const first = matmul(x, y, { transB: true });
+      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(heuristic\)$/);
+      const { matmulAutotuneSettled } = await import('../kernels/matmul.ts');
+      await matmulAutotuneSettled();
+      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(autotuned\)$/);
+      const again = matmul(x, y, { transB: true });
+      const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
+      for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
+      for (const t of [x, y, first, again] as Tensor[]) t.dispose();
+    } finally {
+      if (before.on === undefined) delete process.env.T5_WEBGPU_AUTOTUNE;
+      else process.env.T5_WEBGPU_AUTOTUNE = before.on;
+      if (before.dir === undefined) delete process.env.T5_WEBGPU_CACHE_DIR;
+      else process.env.T5_WEBGPU_CACHE_DIR = before.dir;
+      resetMatmulAutotune();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, SLOW);
+});
