@@ -1,0 +1,54 @@
+// `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
+// or beam search (model/greedy-search.ts, model/beam-search.ts) choosing the tokens.
+import { generate, type DecoderStepper, type GenerationOutput, type ResolvedGenerationConfig } from './generation-config.ts';
+import { T5DecoderCache } from './t5-decoder-cache.ts';
+import type { T5ForConditionalGeneration } from './t5-model.ts';
+
+export interface EncodedInputs {
+  /** [batch, sourceLength], right-padded with the pad id */
+  inputIds: Int32Array;
+  /** [batch, sourceLength], 1 = token */
+  attentionMask: Int32Array;
+  batchSize: number;
+  sourceLength: number;
+}
+
+/** Generates for a padded batch of encoded inputs. */
+export async function generateIds(
+  model: T5ForConditionalGeneration,
+  inputs: EncodedInputs,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  const cache = new T5DecoderCache(
+    model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams,
+  );
+  const stepper: DecoderStepper = {
+    vocabSize: model.config.vocab_size,
+    async step(tokens) {
+      const logits = cache.step(tokens);
+      try {
+        return await logits.toFloat32();
+      } finally {
+        logits.dispose();
+      }
+    },
+    reorder: (beamIdx) => cache.reorder(beamIdx),
+  };
+  try {
+    return await generate(stepper, inputs.batchSize, config);
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** Right-pads encoded sequences into one batch. */
+export function padBatch(sequences: number[][], padId = 0): EncodedInputs {
+  const sourceLength = Math.max(1, ...sequences.map((s) => s.length));
+  const inputIds = new Int32Array(sequences.length * sourceLength).fill(padId);
+  const attentionMask = new Int32Array(sequences.length * sourceLength);
+  sequences.forEach((s, b) => {
+    inputIds.set(s, b * sourceLength);
+    attentionMask.fill(1, b * sourceLength, b * sourceLength + s.length);
+  });
+  return { inputIds, attentionMask, batchSize: sequences.length, sourceLength };
+}

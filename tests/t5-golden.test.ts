@@ -1,0 +1,119 @@
+// T5 against Hugging Face: the golden tiny T5 (transformers 4.36.2, PyTorch 1.13, float32) loaded through
+// the normal checkpoint path; encoder states, logits, loss, every gradient, and one AdamW step.
+// Tolerances are the fixture README's (tests/fixtures/golden/README.md), each far above the measured
+// float32-vs-float64 error of the reference itself, and far below any real mistake (a wrong bucket, a
+// missing scale or mask changes logits by O(1)).
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { backward, zeroGrad } from '../engine/autograd.ts';
+import { tidy } from '../engine/scope.ts';
+import { AdamW } from '../engine/adamw.ts';
+import { readSafetensors, type SafeTensor } from '../model/safetensors.ts';
+import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { Seq2SeqBatch } from '../model/t5.ts';
+
+const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
+
+interface GoldenCase {
+  name: string;
+  input_ids: number[][];
+  attention_mask: number[][];
+  labels: number[][];
+  decoder_input_ids: number[][];
+  loss: number;
+  tensors: { encoder_last_hidden_state: string; logits: string };
+}
+const cases = JSON.parse(readFileSync(`${dir}cases.json`, 'utf8'));
+const golden: GoldenCase[] = cases.cases;
+
+function batchOf(c: GoldenCase): Seq2SeqBatch {
+  const rows = c.input_ids.length;
+  return {
+    batchSize: rows,
+    sourceLength: c.input_ids[0]!.length,
+    targetLength: c.labels[0]!.length,
+    inputIds: Int32Array.from(c.input_ids.flat()),
+    attentionMask: Int32Array.from(c.attention_mask.flat()),
+    labels: Int32Array.from(c.labels.flat()),
+  };
+}
+
+/** max |got - ref| / max |ref| over a tensor: the README's per-tensor criterion */
+function tensorError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!));
+    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
+  }
+  if (Number.isNaN([...Array.from(got)].find(Number.isNaN) ?? 0)) return Infinity;
+  return maxDiff / maxRef;
+}
+
+let model: T5ForConditionalGeneration;
+let outputs: Map<string, SafeTensor>;
+
+beforeAll(async () => {
+  await initGpu();
+  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  outputs = await readSafetensors(`${dir}outputs.safetensors`);
+});
+
+afterAll(() => model?.dispose());
+
+describe('T5 forward matches Hugging Face', () => {
+  for (const c of golden) {
+    it(`${c.name}: encoder states, logits and loss`, async () => {
+      const out = tidy(() => model.forward(batchOf(c)));
+      const enc = await out.encoderHidden.toFloat32();
+      const logits = await out.logits.toFloat32();
+      const loss = await out.loss!.item();
+      for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
+      expect(enc.length).toBe(outputs.get(c.tensors.encoder_last_hidden_state)!.data.length);
+      expect(tensorError(enc, outputs.get(c.tensors.encoder_last_hidden_state)!.data)).toBeLessThanOrEqual(1e-5);
+      expect(tensorError(logits, outputs.get(c.tensors.logits)!.data)).toBeLessThanOrEqual(1e-5);
+      expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
+    });
+  }
+});
+
+describe('T5 training step matches Hugging Face', () => {
+  it('gradients of every parameter, then one torch AdamW step', async () => {
+    const train = cases.train;
+    const c = golden.find((g) => g.name === train.case)!;
+    const grads = await readSafetensors(`${dir}${train.grads_file}`);
+    const after = await readSafetensors(`${dir}${train.params_after_step_file}`);
+    model.setRequiresGrad(true);
+    const loss = tidy(() => model.forward(batchOf(c), { training: true, dropoutRate: 0 }).loss!);
+    expect(Math.abs((await loss.item()) - train.loss) / train.loss).toBeLessThanOrEqual(1e-5);
+    backward(loss);
+    loss.dispose();
+    expect([...grads.keys()].sort()).toEqual([...model.params.keys()].sort());
+    for (const [name, p] of model.params) {
+      const g = await p.grad!.toFloat32();
+      const err = tensorError(g, grads.get(name)!.data);
+      expect(err, name).toBeLessThanOrEqual(1e-4);
+    }
+    const o = train.optimizer;
+    const opt = new AdamW(model.parameters().map(([, p]) => p), {
+      lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay, variant: 'torch',
+    });
+    await opt.step();
+    for (const [name, p] of model.params) {
+      const got = await p.toFloat32();
+      const ref = after.get(name)!.data;
+      const gref = grads.get(name)!.data;
+      const floor = train.grad_noise_floor[name] as number;
+      for (let i = 0; i < ref.length; i++) {
+        const tol = Math.abs(gref[i]!) >= floor ? 1e-5 : 2.2e-3;
+        if (!(Math.abs(got[i]! - ref[i]!) <= tol)) {
+          expect.fail(`${name}[${i}]: ${got[i]} vs ${ref[i]} (grad ${gref[i]}, tolerance ${tol})`);
+        }
+      }
+    }
+    zeroGrad(model.params.values());
+    opt.dispose?.();
+  });
+});
