@@ -1,6 +1,7 @@
 // Benchmark groups by the name `engine-cli bench <op>` takes. Each module exports `cases(sizes?)`.
 import type { BenchCase } from '../types.ts';
 import { cases as adamw } from './adamw.ts';
+import { cases as attention } from './attention.ts';
 import { cases as copy } from './copy.ts';
 import { cases as crossEntropy } from './cross-entropy.ts';
 import { cases as embedding } from './embedding.ts';
@@ -12,5 +13,5 @@ import { cases as elementwise } from './elementwise.ts';
 export type CaseFactory = (sizes?: string[]) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
-  return { copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw };
+  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw };
 }
