@@ -1,0 +1,123 @@
+// Whole-model rows: T5ForConditionalGeneration with random init (HF's _init_weights scales), batch 8, source 256,
+// target 32, no padding; tokens per run = batch x (source + target), as bench/peers/torch_t5.py counts them.
+//   t5-forward     eval forward + loss, no gradient recording
+//   t5-train-step  one training step as HF's Trainer takes it: forward with dropout 0.1, loss, backward,
+//                  AdamW step (torch variant), zero the gradients
+// Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters) and 'tiny b8 s256 t32' (`--sizes tiny`: the
+// peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run.
+// check(): the eval loss on the current parameters against the float64 reference T5 (tests/reference) for the
+// tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
+// tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
+import type { BenchCase, BenchInstance } from '../types.ts';
+import { backward, noGrad, zeroGrad } from '../../engine/autograd.ts';
+import { AdamW } from '../../engine/adamw.ts';
+import { rt } from '../../engine/runtime.ts';
+import { tidy } from '../../engine/scope.ts';
+import { memory, tensor } from '../../engine/tensor.ts';
+import { parseT5Config, presetConfig, type T5Config } from '../../model/config.ts';
+import { storedParameters } from '../../model/hf-folder.ts';
+import { initT5Weights } from '../../model/init-weights.ts';
+import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
+import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';
+import { t5ReferenceForward } from '../../tests/reference/t5-float64.ts';
+
+const BATCH = 8;
+const SOURCE = 256;
+const TARGET = 32;
+
+type SizeName = 't5-small' | 'tiny';
+
+function configFor(size: SizeName): T5Config {
+  if (size === 't5-small') return presetConfig('t5-small');
+  return parseT5Config({
+    model_type: 't5', vocab_size: 512, d_model: 64, d_kv: 16, num_heads: 4, d_ff: 128, num_layers: 2,
+    num_decoder_layers: 2, relative_attention_num_buckets: 32, relative_attention_max_distance: 128,
+    feed_forward_proj: 'relu', dropout_rate: 0.1, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  }, 'bench tiny config');
+}
+
+/** Random token ids (2 .. vocab-1, </s> last) from a small LCG: the same batch every setup. */
+function randomBatch(vocab: number): Seq2SeqBatch {
+  let s = 12345;
+  const next = (): number => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return 2 + (s % (vocab - 2));
+  };
+  const ids = (len: number): Int32Array => {
+    const a = new Int32Array(BATCH * len);
+    for (let b = 0; b < BATCH; b++) for (let i = 0; i < len; i++) a[b * len + i] = i === len - 1 ? 1 : next();
+    return a;
+  };
+  return {
+    batchSize: BATCH,
+    sourceLength: SOURCE,
+    targetLength: TARGET,
+    inputIds: ids(SOURCE),
+    attentionMask: new Int32Array(BATCH * SOURCE).fill(1),
+    labels: ids(TARGET),
+  };
+}
+
+function t5Case(size: SizeName, train: boolean): BenchCase {
+  return {
+    op: train ? 't5-train-step' : 't5-forward',
+    shape: `${size} b${BATCH} s${SOURCE} t${TARGET}`,
+    dtype: 'f32',
+    tokens: BATCH * (SOURCE + TARGET),
+    setup(): BenchInstance {
+      // the row's peak counts its own buffers only: drop what earlier rows left pooled
+      rt().pool.trim();
+      rt().pool.resetPeak();
+      const config = configFor(size);
+      const params: ParamMap = new Map();
+      const weights = initT5Weights(config, { seed: 0 });
+      for (const { name, shape } of storedParameters(config)) {
+        params.set(name, tensor(weights.get(name)!, shape, { name, requiresGrad: train }).keep());
+      }
+      const model = new T5ForConditionalGeneration(config, params);
+      const batch = randomBatch(config.vocab_size);
+      const opt = train ? new AdamW(model.parameters().map(([, p]) => p), { lr: 1e-4, weightDecay: 0.01, variant: 'torch' }) : undefined;
+      let step = 0;
+      return {
+        run() {
+          if (!train) {
+            noGrad(() => tidy(() => model.forward(batch).loss!)).dispose();
+            return;
+          }
+          const loss = tidy(() => model.forward(batch, { training: true, dropoutSeed: step++ }).loss!);
+          backward(loss);
+          loss.dispose();
+          opt!.step();
+          zeroGrad(params.values());
+        },
+        async check() {
+          if (size !== 'tiny') return NaN;
+          const loss = noGrad(() => tidy(() => model.forward(batch).loss!));
+          const got = await loss.item();
+          loss.dispose();
+          const host = new Map<string, Float64Array>();
+          for (const [name, p] of params) host.set(name, Float64Array.from(await p.toFloat32()));
+          const ref = t5ReferenceForward(
+            { ...config, dense_act_fn: config.dense_act_fn },
+            host,
+            { batch: BATCH, sourceLength: SOURCE, targetLength: TARGET, inputIds: batch.inputIds, attentionMask: batch.attentionMask, labels: batch.labels! },
+          ).loss;
+          return Math.abs(got - ref) / Math.abs(ref);
+        },
+        peakBytes() {
+          return memory().peakBytes;
+        },
+        dispose() {
+          opt?.dispose();
+          model.dispose();
+        },
+      };
+    },
+  };
+}
+
+export function cases(sizes?: string[]): BenchCase[] {
+  const wanted: SizeName[] = sizes?.some((s) => s.startsWith('tiny')) ? ['tiny'] : [];
+  if (!sizes || sizes.some((s) => s.startsWith('t5-small'))) wanted.unshift('t5-small');
+  return wanted.flatMap((s) => [t5Case(s, false), t5Case(s, true)]);
+}
