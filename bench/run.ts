@@ -53,7 +53,11 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
     const ceilingFraction =
       gflops !== null ? gflops / ceilings.fmaGflops : gbps !== null ? gbps / ceilings.copyGBps : null;
     const maxRelErr = check ? await inst.check() : NaN;
-    return { op: c.op, shape: c.shape, dtype: c.dtype, ms, gflops, gbps, ceilingFraction, maxRelErr };
+    return {
+      op: c.op, shape: c.shape, dtype: c.dtype, ms, gflops, gbps, ceilingFraction, maxRelErr,
+      ...(c.tokens ? { tokensPerSecond: c.tokens / (ms / 1000) } : {}),
+      ...(inst.peakBytes ? { peakBytes: inst.peakBytes() } : {}),
+    };
   } finally {
     inst.dispose();
   }

@@ -3,12 +3,17 @@
 import { benchCommand } from './bench.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
+import { scoreCommand } from './score.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
   init: {
     run: initCommand,
     help: 'a new T5 from scratch: init --config t5-tiny|t5-small|t5-base|config.json --tokenizer spiece.model --out DIR [--seed N]',
+  },
+  score: {
+    run: scoreCommand,
+    help: 'mean cross-entropy of a target: score --model DIR|HUB_ID (--input TEXT | --context TEXT --question TEXT) --target TEXT [--json]',
   },
   bench: { run: benchCommand, help: 'kernel benchmarks: bench [op ...|all] [--sizes A,B] [--repeat N] [--json]' },
 };

@@ -8,10 +8,11 @@ import { cases as embedding } from './embedding.ts';
 import { cases as layernorm } from './layernorm.ts';
 import { cases as rmsnorm } from './rmsnorm.ts';
 import { cases as softmax } from './softmax.ts';
+import { cases as t5 } from './t5.ts';
 import { cases as elementwise } from './elementwise.ts';
 
 export type CaseFactory = (sizes?: string[]) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
-  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw };
+  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5 };
 }
