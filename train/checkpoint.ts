@@ -1,0 +1,223 @@
+// Checkpoints of a training run, as Lightning's ModelCheckpoint(monitor="val_loss", save_top_k=k) keeps them:
+//
+//   OUT/checkpoints/epoch=E-step=S/   the best k by validation loss, each a Hugging Face folder
+//   OUT/checkpoints.json              which of them are kept, with their losses, best first
+//   OUT/last/                         the latest state: a Hugging Face folder plus what resuming needs
+//                                     (optimizer.safetensors: AdamW moments; trainer_state.json: steps, schedule,
+//                                     RNG seed, position in the data order, options)
+//
+// Crash safety: every file is written under a temporary name and renamed (writeFileAtomic), and a whole folder
+// is written into `OUT/.tmp-*` and renamed into place, so a folder name that exists is complete. `last/` cannot be
+// swapped atomically for a new folder (rename(2) will not replace a non-empty directory): the old one is renamed
+// to `last.old/` first, the new one renamed in, then `last.old/` removed. A kill between the two renames leaves
+// `last.old/`, which findResumeFolder uses. An evicted checkpoint is dropped from checkpoints.json before its
+// folder is renamed away and deleted, so the index never names a half-deleted folder.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AdamW, AdamWState } from '../engine/adamw.ts';
+import { writeFileAtomic } from '../model/atomic-write.ts';
+import { GENERATION_CONFIG_FILE } from '../model/hf-folder.ts';
+import { readSafetensors, writeSafetensors } from '../model/safetensors.ts';
+import { savePretrained } from '../model/save-model.ts';
+import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { PreprocessConfig } from './csv-data.ts';
+
+export const CHECKPOINTS_DIR = 'checkpoints';
+export const CHECKPOINTS_INDEX = 'checkpoints.json';
+export const LAST_DIR = 'last';
+export const LAST_OLD_DIR = 'last.old';
+export const TRAINER_STATE_FILE = 'trainer_state.json';
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+
+export interface CheckpointEntry {
+  /** folder name under OUT/checkpoints/ */
+  name: string;
+  step: number;
+  epoch: number;
+  valLoss: number;
+}
+
+/**
+ * Top-k bookkeeping (pure): where a candidate goes in the list sorted by loss (ascending; an equal loss keeps the
+ * older checkpoint first, as Lightning), what is kept and what falls out. A NaN loss is never kept.
+ */
+export function rankCheckpoint(
+  kept: readonly CheckpointEntry[], candidate: CheckpointEntry, k: number,
+): { accepted: boolean; keep: CheckpointEntry[]; evicted: CheckpointEntry[] } {
+  if (k <= 0 || !Number.isFinite(candidate.valLoss)) return { accepted: false, keep: [...kept], evicted: [] };
+  const all = [...kept, candidate].sort((a, b) => a.valLoss - b.valLoss || a.step - b.step);
+  const keep = all.slice(0, k);
+  return { accepted: keep.includes(candidate), keep, evicted: all.slice(k).filter((e) => e !== candidate) };
+}
+
+export function checkpointName(epoch: number, step: number): string {
+  return `epoch=${epoch}-step=${step}`;
+}
+
+let tmpCounter = 0;
+
+/** Writes a folder under a temporary name beside `finalDir`'s parent folder, then renames it into place. */
+export async function writeFolderAtomic(parent: string, name: string, write: (dir: string) => Promise<void>): Promise<string> {
+  await mkdir(parent, { recursive: true });
+  const tmp = join(parent, `.tmp-${name}-${process.pid}-${tmpCounter++}`);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp);
+  try {
+    await write(tmp);
+    const dest = join(parent, name);
+    if (existsSync(dest)) await removeFolder(parent, dest);
+    await rename(tmp, dest);
+    return dest;
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** Renames a folder to a hidden trash name first so no half-deleted folder keeps a loadable-looking name. */
+async function removeFolder(parent: string, dir: string): Promise<void> {
+  const trash = join(parent, `.trash-${process.pid}-${tmpCounter++}`);
+  await rename(dir, trash);
+  await rm(trash, { recursive: true, force: true });
+}
+
+export interface ModelFolderFiles {
+  /** SentencePiece model copied in as spiece.model */
+  spieceModel: string;
+  /** stored in t5_webgpu.json: how predict / eval must clean their input */
+  preprocess: PreprocessConfig;
+  /** a generation_config.json to copy (the source model's), else one is derived from config.json */
+  generationConfigFile?: string;
+}
+
+/** A Hugging Face folder: config.json, generation_config.json, tokenizer files, t5_webgpu.json, model.safetensors. */
+export async function writeModelFolder(dir: string, model: T5ForConditionalGeneration, files: ModelFolderFiles): Promise<void> {
+  await savePretrained(model, dir, { tokenizerModel: files.spieceModel, preprocess: files.preprocess });
+  if (files.generationConfigFile && existsSync(files.generationConfigFile)) {
+    await writeFileAtomic(join(dir, GENERATION_CONFIG_FILE), await readFile(files.generationConfigFile));
+  }
+}
+
+/** Everything besides weights and moments that resuming needs; all plain JSON. */
+export interface TrainerState {
+  version: 1;
+  /** optimizer steps done */
+  step: number;
+  /** epoch (0-based) and the index of the next batch of that epoch's order */
+  epoch: number;
+  batchInEpoch: number;
+  /** micro-batches seen (the dropout seed of a micro-batch is derived from seed and this counter) */
+  microSteps: number;
+  /** the RNG: every random choice (data order, dropout masks) is a function of this seed and the counters above */
+  seed: number;
+  /** the learning rate the next step would use, for display; the schedule recomputes it from `step` */
+  lr: number;
+  adam: Omit<AdamWState, 'params'> & { paramSteps: Array<number | null> };
+  best: CheckpointEntry[];
+  tokensSeen: number;
+  trainSeconds: number;
+  /** the resolved training options, so `--resume` needs nothing else */
+  options: Record<string, unknown>;
+}
+
+/** Saves `OUT/last/` (model, moments, trainer state), replacing the previous one safely. */
+export async function saveLast(
+  out: string, model: T5ForConditionalGeneration, opt: AdamW, files: ModelFolderFiles, state: Omit<TrainerState, 'adam'>,
+): Promise<string> {
+  const adam = await opt.state();
+  const names = model.parameters().map(([n]) => n);
+  const moments = new Map<string, { shape: number[]; data: Float32Array }>();
+  adam.params.forEach((p, i) => {
+    if (!p) return;
+    const shape = [p.expAvg.length];
+    moments.set(`exp_avg.${names[i]}`, { shape, data: p.expAvg });
+    moments.set(`exp_avg_sq.${names[i]}`, { shape, data: p.expAvgSq });
+  });
+  const { params, ...hyper } = adam;
+  const full: TrainerState = { ...state, adam: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } };
+  const tmpName = `${LAST_DIR}.new`;
+  const written = await writeFolderAtomic(out, tmpName, async (dir) => {
+    await writeModelFolder(dir, model, files);
+    await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format: 't5-webgpu-adamw' });
+    await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
+  });
+  const last = join(out, LAST_DIR);
+  const old = join(out, LAST_OLD_DIR);
+  await rm(old, { recursive: true, force: true });
+  if (existsSync(last)) await rename(last, old);
+  await rename(written, last);
+  await rm(old, { recursive: true, force: true });
+  return last;
+}
+
+/** The folder to resume from: `last/`, or `last.old/` when a kill came between the two renames of saveLast. */
+export function findResumeFolder(out: string): string | null {
+  for (const name of [LAST_DIR, LAST_OLD_DIR]) {
+    const dir = join(out, name);
+    if (existsSync(join(dir, TRAINER_STATE_FILE)) && existsSync(join(dir, OPTIMIZER_FILE))) return dir;
+  }
+  return null;
+}
+
+export async function readTrainerState(dir: string): Promise<TrainerState> {
+  const file = join(dir, TRAINER_STATE_FILE);
+  const s = JSON.parse(await readFile(file, 'utf8')) as TrainerState;
+  if (s.version !== 1) throw new Error(`${file}: unsupported trainer state version ${JSON.stringify(s.version)}`);
+  return s;
+}
+
+/** The AdamW state saved in `dir` for this model's parameter order. */
+export async function readOptimizerState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdamWState> {
+  const moments = await readSafetensors(join(dir, OPTIMIZER_FILE));
+  const params = model.parameters().map(([name], i) => {
+    const step = s.adam.paramSteps[i];
+    if (step === null || step === undefined) return null;
+    const m = moments.get(`exp_avg.${name}`);
+    const v = moments.get(`exp_avg_sq.${name}`);
+    if (!m || !v) throw new Error(`${dir}/${OPTIMIZER_FILE}: moments of '${name}' are missing`);
+    return { step, expAvg: m.data, expAvgSq: v.data };
+  });
+  const { paramSteps: _unused, ...hyper } = s.adam;
+  return { ...hyper, params };
+}
+
+/** Keeps the best k validation checkpoints of a run. */
+export class TopKCheckpoints {
+  constructor(readonly out: string, readonly k: number, public kept: CheckpointEntry[] = []) {}
+
+  get best(): CheckpointEntry | null {
+    return this.kept[0] ?? null;
+  }
+
+  dirOf(e: CheckpointEntry): string {
+    return join(this.out, CHECKPOINTS_DIR, e.name);
+  }
+
+  /** Saves the model as a checkpoint if its loss ranks in the top k; returns the folder, or null. */
+  async offer(model: T5ForConditionalGeneration, files: ModelFolderFiles, entry: CheckpointEntry): Promise<string | null> {
+    const r = rankCheckpoint(this.kept, entry, this.k);
+    if (!r.accepted) return null;
+    const dir = await writeFolderAtomic(join(this.out, CHECKPOINTS_DIR), entry.name, (d) => writeModelFolder(d, model, files));
+    this.kept = r.keep;
+    await this.writeIndex();
+    for (const e of r.evicted) {
+      if (existsSync(this.dirOf(e))) await removeFolder(join(this.out, CHECKPOINTS_DIR), this.dirOf(e));
+    }
+    return dir;
+  }
+
+  async writeIndex(): Promise<void> {
+    await writeFileAtomic(join(this.out, CHECKPOINTS_INDEX), `${JSON.stringify({ monitor: 'val_loss', mode: 'min', saveTopK: this.k, best: this.kept }, null, 1)}\n`);
+  }
+
+  /** Folders under checkpoints/ that the index does not name (left by a kill during an eviction), removed. */
+  async sweep(): Promise<void> {
+    const dir = join(this.out, CHECKPOINTS_DIR);
+    if (!existsSync(dir)) return;
+    const keep = new Set(this.kept.map((e) => e.name));
+    for (const name of await readdir(dir)) {
+      if (!keep.has(name)) await rm(join(dir, name), { recursive: true, force: true });
+    }
+  }
+}
