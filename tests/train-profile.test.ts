@@ -1,0 +1,47 @@
+// --profile's machinery: kernels are classed matmul / attention / other by name and operand rank, a capture
+// records every dispatch of a block (counting repeats) while the work still runs, and the replay times each
+// distinct launch on scratch buffers without touching the captured tensors.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { tensor } from '../engine/tensor.ts';
+import { tidy } from '../engine/scope.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { softmax } from '../kernels/softmax.ts';
+import { add } from '../kernels/elementwise.ts';
+import { captureDispatches, classify, replayTimes } from '../train/profile.ts';
+
+beforeAll(async () => {
+  await initGpu();
+});
+
+const b = (what: string) => ({ buffer: null as unknown as GPUBuffer, write: false, what });
+
+describe('profile', () => {
+  it('classes kernels by name and operand rank', () => {
+    expect(classify({ name: 'matmul subgroup', bindings: [b('a f32[8, 64]'), b('b f32[64, 64]')] })).toBe('matmul');
+    expect(classify({ name: 'matmul subgroup', bindings: [b('a f32[2, 4, 7, 16]'), b('b f32[2, 4, 7, 16]')] })).toBe('attention');
+    expect(classify({ name: 'softmax', bindings: [b('x f32[56, 7]')] })).toBe('attention');
+    expect(classify({ name: 'attention-backward-dq', bindings: [] })).toBe('attention');
+    expect(classify({ name: 'permute', bindings: [b('x f32[2, 7, 4, 16]')] })).toBe('other');
+    expect(classify({ name: 'random dropout', bindings: [b('dropout input tensor f32[2, 4, 7, 7]')] })).toBe('attention');
+    expect(classify({ name: 'rmsnorm', bindings: [b('x f32[2, 7, 64]')] })).toBe('other');
+  });
+
+  it('captures every dispatch of a block and replays them without changing the results', async () => {
+    const x = tensor(Float32Array.from({ length: 6 * 5 }, (_, i) => i / 10), [6, 5]);
+    const w = tensor(Float32Array.from({ length: 5 * 3 }, (_, i) => (i % 4) - 1), [5, 3]);
+    const cap = captureDispatches();
+    const y = tidy(() => softmax(add(matmul(x, w), matmul(x, w))));
+    const launches = cap.stop();
+    const before = await y.toFloat32();
+    const p = await replayTimes(launches, 1);
+    expect(p.dispatches.matmul).toBe(2);
+    expect(p.dispatches.attention).toBe(1);
+    expect(p.dispatches.other).toBeGreaterThanOrEqual(1);
+    // the two identical matmuls are one distinct launch counted twice
+    expect(p.distinct).toBe(launches.length);
+    expect(launches.find((l) => /matmul/.test(l.launch.name))!.count).toBe(2);
+    expect(await y.toFloat32()).toEqual(before);
+    for (const t of [x, w, y]) t.dispose();
+  });
+});

@@ -1,0 +1,135 @@
+// `--profile`: the share of a training step's GPU time spent in matmul, attention and everything else.
+//
+// Method (no engine change): WebGPU gives no synchronous wait, and the model's forward/backward are synchronous
+// code, so a kernel cannot be timed where it is recorded. Instead `captureDispatches` wraps `rt().dispatch` during
+// one ordinary step and records every launch (shader, workgroups, uniform params, binding sizes). `replayTimes` then
+// replays each distinct launch alone on fresh scratch buffers of the same sizes (so no live tensor is touched),
+// timed to GPU completion (`await rt().sync()`) once alone and once with `reps` more launches in a row (the
+// difference over reps is its time, free of the fixed submit-and-wait cost), and multiplies by how often the step
+// launched it. A kernel's run time on a given shape does not depend on the data (fixed grid and loop bounds), so
+// this is each kernel's share of the step; recording, submits and readback are the step's wall time minus the sum.
+import { rt, type KernelLaunch } from '../engine/runtime.ts';
+
+export type OpClass = 'matmul' | 'attention' | 'other';
+
+const RANK4 = /\[\d+, \d+, \d+, \d+\]/;
+
+/**
+ * attention: the fused attention kernels, softmax (T5 uses it only on attention scores), and any kernel other than
+ * a head split/merge permute that reads or writes a 4-D [batch, heads, query, key|d_kv] tensor: with dropout on, T5
+ * computes attention unfused (scores and context matmuls, mask and bias adds, dropout on the probabilities), and
+ * those kernels are recognised by the rank of their operands, which binding descriptions carry.
+ * matmul: every other matmul (the projections, feed-forward and LM head, forward and backward). other: the rest.
+ */
+export function classify(launch: Pick<KernelLaunch, 'name' | 'bindings'>): OpClass {
+  if (/attention|softmax/i.test(launch.name)) return 'attention';
+  if (!/permute/i.test(launch.name) && launch.bindings.some((b) => RANK4.test(b.what))) return 'attention';
+  if (/matmul/i.test(launch.name)) return 'matmul';
+  return 'other';
+}
+
+interface Captured {
+  launch: KernelLaunch;
+  sizes: number[];
+  count: number;
+}
+
+export interface DispatchCapture {
+  stop(): Captured[];
+}
+
+/** Records every dispatch until stop(); the dispatches still run. */
+export function captureDispatches(): DispatchCapture {
+  const r = rt();
+  const original = r.dispatch;
+  const byKey = new Map<string, Captured>();
+  r.dispatch = function (this: typeof r, k: KernelLaunch): void {
+    const sizes = k.bindings.map((b) => (b.offset ?? 0) + (b.size ?? b.buffer.size));
+    const key = `${k.name}|${k.workgroups.join('x')}|${sizes.join(',')}|${JSON.stringify(k.params ?? [])}|${k.entryPoint ?? ''}|${k.code}`;
+    const c = byKey.get(key);
+    if (c) c.count++;
+    else byKey.set(key, { launch: { ...k, bindings: k.bindings.map((b) => ({ ...b })) }, sizes, count: 1 });
+    original.call(this, k);
+  };
+  return {
+    stop() {
+      r.dispatch = original;
+      return [...byKey.values()];
+    },
+  };
+}
+
+export interface ProfileReport {
+  /** summed kernel milliseconds per class for one step */
+  ms: Record<OpClass, number>;
+  dispatches: Record<OpClass, number>;
+  /** distinct kernels timed */
+  distinct: number;
+  /** the step's wall time, for the overhead line */
+  stepMs: number;
+  /** the five most expensive kernels by name */
+  top: Array<{ name: string; ms: number; count: number }>;
+}
+
+/** Times each captured launch alone (see the header comment). */
+export async function replayTimes(captured: Captured[], stepMs: number, reps = 4): Promise<ProfileReport> {
+  const r = rt();
+  const device = r.device;
+  const ms: Record<OpClass, number> = { matmul: 0, attention: 0, other: 0 };
+  const dispatches: Record<OpClass, number> = { matmul: 0, attention: 0, other: 0 };
+  const byName = new Map<string, { ms: number; count: number }>();
+  const scratch = new Map<number, GPUBuffer[]>();
+  const bufferOf = (size: number, slot: number): GPUBuffer => {
+    const bytes = Math.max(16, Math.ceil(size / 16) * 16);
+    let list = scratch.get(bytes);
+    if (!list) scratch.set(bytes, (list = []));
+    while (list.length <= slot) {
+      list.push(device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: 'profile scratch' }));
+    }
+    return list[slot]!;
+  };
+  try {
+    for (const c of captured) {
+      const launch: KernelLaunch = {
+        ...c.launch,
+        bindings: c.launch.bindings.map((b, i) => ({ ...b, buffer: bufferOf(c.sizes[i]!, i) })),
+      };
+      r.dispatch(launch); // compiles (cached) and warms
+      await r.sync();
+      const timed = async (n: number): Promise<number> => {
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) r.dispatch(launch);
+        await r.sync();
+        return performance.now() - t0;
+      };
+      // the difference of a 1-launch and a (1 + reps)-launch run cancels the fixed cost of a submit and its
+      // completion wait (several ms through Dawn's event polling, more than a small kernel takes)
+      const one = await timed(1);
+      const many = await timed(1 + reps);
+      const each = Math.max(0, (many - one) / reps);
+      const cls = classify(c.launch);
+      ms[cls] += each * c.count;
+      dispatches[cls] += c.count;
+      const n = byName.get(c.launch.name) ?? { ms: 0, count: 0 };
+      n.ms += each * c.count;
+      n.count += c.count;
+      byName.set(c.launch.name, n);
+    }
+  } finally {
+    for (const list of scratch.values()) for (const b of list) b.destroy();
+  }
+  const top = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+  return { ms, dispatches, distinct: captured.length, stepMs, top };
+}
+
+export function describeProfile(p: ProfileReport): string {
+  const total = p.ms.matmul + p.ms.attention + p.ms.other;
+  const pct = (v: number) => `${((100 * v) / Math.max(total, 1e-9)).toFixed(1)}%`;
+  const lines = [
+    `profile of one step (${p.distinct} distinct kernels, each replayed alone on scratch buffers and timed to GPU completion):`,
+    ...(['matmul', 'attention', 'other'] as const).map((k) => `  ${k.padEnd(9)} ${pct(p.ms[k]).padStart(6)}  ${p.ms[k].toFixed(1).padStart(9)} ms  ${p.dispatches[k]} dispatches`),
+    `  kernels total ${total.toFixed(1)} ms; step wall time ${p.stepMs.toFixed(1)} ms (the rest is recording, submits and readback)`,
+    `  most expensive: ${p.top.map((t) => `${t.name} ${t.ms.toFixed(1)} ms (${t.count}x)`).join(', ')}`,
+  ];
+  return lines.join('\n');
+}
