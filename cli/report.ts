@@ -1,0 +1,42 @@
+// engine-cli report OUT: redraws OUT/loss.svg from OUT/metrics.jsonl and prints the run's evaluations.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseMetrics, writeLossPlot } from '../train/loss-plot.ts';
+
+export const REPORT_USAGE = 'usage: engine-cli report OUT [--json]\n';
+
+export async function reportCommand(argv: string[]): Promise<void> {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    throw new Error(`report: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
+  }
+  if (values.help) {
+    process.stdout.write(REPORT_USAGE);
+    return;
+  }
+  if (positionals.length !== 1) throw new Error('report: give one training output folder (engine-cli report OUT)');
+  const out = positionals[0]!;
+  const metrics = join(out, 'metrics.jsonl');
+  if (!existsSync(metrics)) throw new Error(`report: ${metrics} not found (is ${out} a training output folder?)`);
+  const plot = join(out, 'loss.svg');
+  await writeLossPlot(metrics, plot, `t5-webgpu: ${out}`);
+  const lines = parseMetrics(await readFile(metrics, 'utf8'));
+  const trainLines = lines.filter((l) => l.type === 'train');
+  const evals = lines.filter((l) => l.type === 'eval');
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ plot, trainSteps: trainLines.length, lastTrainLoss: trainLines.at(-1)?.loss ?? null, evals })}\n`);
+    return;
+  }
+  const rows = evals.map((e) => `  step ${String(e.step).padStart(6)}  epoch ${e.epoch}  val_loss ${Number(e.loss).toFixed(4)}  ` +
+    `exact match ${Number(e.exactMatch).toFixed(1)}%  F1 ${Number(e.f1).toFixed(1)}%`);
+  process.stdout.write(
+    `${trainLines.length} training steps logged, last loss ${trainLines.at(-1)?.loss?.toFixed?.(4) ?? '-'}\n` +
+      (rows.length ? `evaluations:\n${rows.join('\n')}\n` : 'no evaluations\n') +
+      `loss plot: ${plot}\n`,
+  );
+}
