@@ -1,11 +1,20 @@
 // engine-cli: parses flags, calls the package's functions, prints. User mistakes end in one line on stderr
 // and exit code 1 (a stack trace only with T5_WEBGPU_DEBUG=1).
 import { benchCommand } from './bench.ts';
+import { evalCommand } from './eval.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
+import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
+import { trainCommand } from './train.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  train: {
+    run: trainCommand,
+    help: 'fine-tune on a QA CSV: train --data FILE.csv --model DIR|HUB_ID --out OUT [options] | train --resume OUT',
+  },
+  eval: { run: evalCommand, help: 'validation loss, exact match and F1: eval --model DIR --data FILE.csv [--num-beams N] [--json]' },
+  report: { run: reportCommand, help: 'redraw OUT/loss.svg from metrics.jsonl and list the evaluations: report OUT [--json]' },
   info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
   init: {
     run: initCommand,
