@@ -1,0 +1,287 @@
+// engine-cli predict and model/predict.ts on the golden tiny T5 (tests/fixtures/golden/t5-tiny-relu) and the
+// tutorial-shaped qa_tiny.csv: single inputs against generateIds itself, whole files (CSV and JSONL well formed,
+// one row per input in file order, the answer column kept, atomic output), batching invariance, the stored
+// preprocessing, and one test per refused option. Ids are compared exactly; scores within 1e-4 absolute (the
+// golden README's beam-score tolerance; a greedy score is a mean of float32 log-probabilities of size ~10).
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'csv-parse/sync';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { predictCommand } from '../cli/predict.ts';
+import { initGpu } from '../engine/gpu.ts';
+import { csvField, csvRecord } from '../model/csv-write.ts';
+import { generateIds, padBatch } from '../model/generate.ts';
+import { loadGenerationConfig } from '../model/generation-config.ts';
+import { T5_WEBGPU_FILE, serializeT5WebgpuSettings } from '../model/hf-folder.ts';
+import {
+  encodeInput,
+  predictEncoded,
+  predictFile,
+  predictOne,
+  resolvePredictSettings,
+  type PredictedRow,
+} from '../model/predict.ts';
+import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import { T5Tokenizer } from '../model/tokenizer.ts';
+import { preprocessConfig, readQaCsv, type QaInputRow } from '../train/csv-data.ts';
+
+const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
+const csvFile = fileURLToPath(new URL('./fixtures/data/qa_tiny.csv', import.meta.url));
+const ROWS = 7; // a prime: batch 7 is one call, batch 1 seven; batch 3 leaves a partial last batch
+const SCORE_TOL = 1e-4;
+
+let model: T5ForConditionalGeneration;
+let tokenizer: T5Tokenizer;
+let tmp: string;
+const context = 'The Brisbane Cricket Ground, commonly known as the Gabba, is a major sports stadium in Brisbane, Australia.';
+const question = 'where is the gabba';
+
+beforeAll(async () => {
+  await initGpu();
+  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  tokenizer = await T5Tokenizer.load(join(dir, 'spiece.model'), { vocabSize: model.config.vocab_size });
+  tmp = mkdtempSync(join(tmpdir(), 'predict-test-'));
+});
+afterAll(() => {
+  model?.dispose();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh folder under tmp (outputs go there, so leftover temp files are visible). */
+function freshDir(name: string): string {
+  return mkdtempSync(join(tmp, `${name}-`));
+}
+
+async function captureStdout(fn: () => Promise<void>): Promise<string> {
+  let out = '';
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    return true;
+  });
+  try {
+    await fn();
+  } finally {
+    spy.mockRestore();
+  }
+  return out;
+}
+
+describe('csv-write', () => {
+  it('quotes only what RFC 4180 requires (and edge whitespace), and csv-parse reads it back', () => {
+    const cells = ['plain', 'a,b', 'say "hi"', 'two\nlines', 'cr\rlf\r\n', ' lead', 'trail ', '', 'ünï'];
+    expect(csvField('plain')).toBe('plain');
+    expect(csvField('say "hi"')).toBe('"say ""hi"""');
+    expect(csvField(-0.5)).toBe('-0.5');
+    const text = csvRecord(cells) + csvRecord(['x', 'y', 'z', '', '', '', '', '', '']);
+    expect(parse(text, { relax_column_count: false })).toEqual([cells, ['x', 'y', 'z', '', '', '', '', '', '']]);
+  });
+});
+
+describe('predictOne', () => {
+  it('a pair: the tutorial defaults (4 beams, no_repeat_ngram_size 2, early stopping) and generateIds itself', async () => {
+    const p = await predictOne(model, tokenizer, { context, question }, { modelDir: dir });
+    const settings = await resolvePredictSettings(model, { modelDir: dir });
+    expect(settings.generation.numBeams).toBe(4);
+    expect(settings.generation.noRepeatNgramSize).toBe(2);
+    expect(settings.generation.earlyStopping).toBe(true);
+    const config = await loadGenerationConfig(dir, { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true });
+    const ids = tokenizer.encodePair(context, question, { maxLength: 512 });
+    const ref = await generateIds(model, padBatch([ids]), config);
+    expect(p.sequences).toHaveLength(1);
+    const s = p.sequences[0]!;
+    const refRow = ref.sequences[0]!;
+    // ids end at the first </s> (after the start token); padding is cut
+    const end = refRow.indexOf(1, 1);
+    expect(s.ids).toEqual(end < 0 ? refRow : refRow.slice(0, end + 1));
+    expect(s.ids[0]).toBe(0);
+    expect(Math.abs(s.score - ref.sequencesScores![0]!)).toBeLessThanOrEqual(SCORE_TOL);
+    expect(s.text).toBe(tokenizer.decode(s.ids));
+  });
+
+  it('greedy: the score is the mean log-probability of the chosen tokens (float64 log-softmax of HF scores)', async () => {
+    const gen = { num_beams: 1, no_repeat_ngram_size: 0, max_new_tokens: 12 };
+    const p = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: gen });
+    const config = await loadGenerationConfig(dir, { ...gen, output_scores: true });
+    const ref = await generateIds(model, padBatch([tokenizer.encodePair(context, question, { maxLength: 512 })]), config);
+    const s = p.sequences[0]!;
+    expect(s.ids).toEqual(ref.sequences[0]!.slice(0, s.ids.length));
+    let sum = 0;
+    for (let t = 0; t < s.ids.length - 1; t++) {
+      // no processor is active, so the processed scores are the raw logits
+      const row = Array.from(ref.scores![t]!);
+      const max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+      sum += row[s.ids[t + 1]!]! - lse;
+    }
+    expect(Math.abs(s.score - sum / (s.ids.length - 1))).toBeLessThanOrEqual(SCORE_TOL);
+  });
+
+  it('--input and num_return_sequences: raw source, k sequences best first', async () => {
+    const input = `question: ${question} context: ${context}`;
+    const p = await predictOne(model, tokenizer, { input }, { modelDir: dir, generation: { num_return_sequences: 3 } });
+    expect(p.sequences).toHaveLength(3);
+    for (let j = 1; j < 3; j++) expect(p.sequences[j]!.score).toBeLessThanOrEqual(p.sequences[j - 1]!.score);
+    const config = await loadGenerationConfig(dir, { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true, num_return_sequences: 3 });
+    const ref = await generateIds(model, padBatch([tokenizer.encode(input, { maxLength: 512 })]), config);
+    p.sequences.forEach((s, j) => expect(s.ids).toEqual(ref.sequences[j]!.slice(0, s.ids.length)));
+  });
+
+  it('overlong inputs are truncated to 512 tokens, context first, never an error', async () => {
+    const settings = await resolvePredictSettings(model, { modelDir: dir });
+    const long = 'the gabba is a stadium in brisbane. '.repeat(300);
+    const ids = encodeInput(tokenizer, { context: long, question }, settings);
+    expect(ids).toHaveLength(512);
+    expect(ids.slice(-tokenizer.encode(question).length)).toEqual(tokenizer.encode(question));
+  });
+
+  it('stored preprocessing (t5_webgpu.json) is applied: an uppercase, spaced input answers as its cleaned form', async () => {
+    const copy = freshDir('preprocess');
+    for (const f of ['config.json', 'generation_config.json', 'spiece.model']) copyFileSync(join(dir, f), join(copy, f));
+    writeFileSync(join(copy, T5_WEBGPU_FILE), serializeT5WebgpuSettings({ preprocess: preprocessConfig({}), extra: {} }));
+    const loud = { context: `  ${context.toUpperCase().replace(/ /g, '   ')}\n`, question: question.toUpperCase() };
+    const quietInput = { context: context.toLowerCase(), question };
+    // Without the file the two inputs encode differently, so the comparison below can fail.
+    const raw = await resolvePredictSettings(model, { modelDir: dir });
+    expect(encodeInput(tokenizer, loud, raw)).not.toEqual(encodeInput(tokenizer, quietInput, raw));
+    const stored = await resolvePredictSettings(model, { modelDir: copy });
+    expect(stored.preprocess?.lowercase).toBe(true);
+    expect(encodeInput(tokenizer, loud, stored)).toEqual(encodeInput(tokenizer, quietInput, stored));
+    const a = await predictOne(model, tokenizer, loud, { modelDir: copy, generation: { max_new_tokens: 8 } });
+    const b = await predictOne(model, tokenizer, quietInput, { modelDir: dir, generation: { max_new_tokens: 8 } });
+    expect(a.sequences.map((s) => s.ids)).toEqual(b.sequences.map((s) => s.ids));
+  });
+
+  it('refuses empty fields and bad generation options, naming them', async () => {
+    await expect(predictOne(model, tokenizer, { context: ' ', question }, { modelDir: dir })).rejects.toThrow(/--context must not be empty/);
+    await expect(predictOne(model, tokenizer, { context, question: '' }, { modelDir: dir })).rejects.toThrow(/--question must not be empty/);
+    await expect(predictOne(model, tokenizer, { input: '\n' }, { modelDir: dir })).rejects.toThrow(/--input must not be empty/);
+    await expect(predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { num_return_sequences: 5 } }))
+      .rejects.toThrow(/num_return_sequences.*num_beams/);
+    await expect(predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_length: 0 } }))
+      .rejects.toThrow(/max_length/);
+    await expect(predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: -3 } }))
+      .rejects.toThrow(/max_new_tokens/);
+  });
+});
+
+describe('predictFile', () => {
+  // What predictFile reads from a folder without stored cleaning: text as given, blank cells "none".
+  let csvRows: QaInputRow[] | undefined;
+  const expected = async (): Promise<QaInputRow[]> =>
+    (csvRows ??= (await readQaCsv(csvFile, { requireAnswer: false, fillNa: true, collapseWhitespace: false, lowercase: false, limit: ROWS })).rows);
+  let csvIds: number[][] = [];
+
+  it('CSV output: header, one row per input in file order, text kept; equals predictEncoded; no temp files', async () => {
+    const out = freshDir('csv');
+    const file = join(out, 'pred.csv');
+    const seen: PredictedRow[] = [];
+    const r = await predictFile({ model, tokenizer, data: csvFile, output: file, modelDir: dir, batchSize: ROWS, limit: ROWS, onPrediction: (row) => seen.push(row) });
+    expect(r.rows).toBe(ROWS);
+    expect(readdirSync(out)).toEqual(['pred.csv']);
+    const records = parse(readFileSync(file, 'utf8'), { columns: true }) as Record<string, string>[];
+    expect(Object.keys(records[0]!)).toEqual(['line', 'context', 'question', 'text', 'prediction', 'score']);
+    expect(records).toHaveLength(ROWS);
+    const rows = await expected();
+    records.forEach((rec, i) => {
+      expect(Number(rec.line)).toBe(rows[i]!.line);
+      expect(rec.context).toBe(rows[i]!.context);
+      expect(rec.question).toBe(rows[i]!.question);
+      expect(rec.text).toBe(rows[i]!.answer ?? '');
+      expect(rec.prediction).toBe(seen[i]!.sequences[0]!.text);
+      expect(Number(rec.score)).toBe(seen[i]!.sequences[0]!.score);
+    });
+    csvIds = seen.map((s) => s.sequences[0]!.ids);
+    // the same inputs through predictEncoded in one batch of two: the first two rows agree
+    const settings = await resolvePredictSettings(model, { modelDir: dir });
+    const two = await predictEncoded(model, tokenizer, rows.slice(0, 2).map((x) => tokenizer.encodePair(x.context, x.question, { maxLength: 512 })), settings);
+    expect(two.map((p) => p.sequences[0]!.ids)).toEqual(csvIds.slice(0, 2));
+  });
+
+  it('JSONL output with batch size 1 (and 3): well formed, the same ids as batch 7', async () => {
+    const out = freshDir('jsonl');
+    const file = join(out, 'pred.jsonl');
+    await predictFile({ model, tokenizer, data: csvFile, output: file, modelDir: dir, batchSize: 1, limit: ROWS });
+    const lines = readFileSync(file, 'utf8').split('\n');
+    expect(lines.pop()).toBe('');
+    const recs = lines.map((l) => JSON.parse(l) as { line: number; text: string | null; prediction: string; sequences: { ids: number[]; text: string; score: number }[] });
+    expect(recs).toHaveLength(ROWS);
+    expect(recs.map((r) => r.sequences[0]!.ids)).toEqual(csvIds);
+    const rows = await expected();
+    recs.forEach((r, i) => {
+      expect(r.line).toBe(rows[i]!.line);
+      expect(r.text).toBe(rows[i]!.answer ?? null);
+      expect(r.prediction).toBe(r.sequences[0]!.text);
+    });
+    const file3 = join(out, 'pred3.jsonl');
+    await predictFile({ model, tokenizer, data: csvFile, output: file3, modelDir: dir, batchSize: 3, limit: ROWS });
+    expect(readFileSync(file3, 'utf8')).toBe(readFileSync(file, 'utf8'));
+    expect(readdirSync(out).sort()).toEqual(['pred.jsonl', 'pred3.jsonl']);
+  });
+
+  it('a CSV without the question column: names it and the columns found; no output, no temp file', async () => {
+    const out = freshDir('badcsv');
+    const data = join(out, 'in.csv');
+    writeFileSync(data, 'context,query,text\n"some context",what,x\n');
+    const file = join(out, 'pred.csv');
+    await expect(predictFile({ model, tokenizer, data, output: file, modelDir: dir }))
+      .rejects.toThrow(/missing column "question" \(columns found: "context", "query", "text"\)/);
+    expect(readdirSync(out)).toEqual(['in.csv']);
+  });
+
+  it('refuses an output name that is neither .csv nor .jsonl, a missing output folder, a bad batch size', async () => {
+    await expect(predictFile({ model, tokenizer, data: csvFile, output: join(tmp, 'x.txt'), modelDir: dir })).rejects.toThrow(/--output .*\.csv or \.jsonl/);
+    await expect(predictFile({ model, tokenizer, data: csvFile, output: join(tmp, 'nope', 'x.csv'), modelDir: dir })).rejects.toThrow(/--output .*does not exist/);
+    await expect(predictFile({ model, tokenizer, data: csvFile, output: join(tmp, 'x.csv'), modelDir: dir, batchSize: 0 })).rejects.toThrow(/--batch-size must be a positive integer/);
+  });
+});
+
+describe('engine-cli predict (in process)', () => {
+  it('--json prints {"sequences": [...]} equal to predictOne; plain output prints one answer per line', async () => {
+    // a negative value after a flag is taken as its value (parseArgs alone would refuse it)
+    const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '6', '--length-penalty', '-0.5', '--quiet'];
+    const json = JSON.parse(await captureStdout(() => predictCommand([...args, '--json'])));
+    const p = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 6, length_penalty: -0.5 } });
+    expect(Object.keys(json)).toEqual(['sequences']);
+    expect(json.sequences).toEqual(p.sequences);
+    // a bare --early-stopping means true (the tutorial's default, so the answers do not change)
+    const text = await captureStdout(() => predictCommand([...args, '--early-stopping', '--num-return-sequences', '2']));
+    expect(text).toBe(`${p.sequences[0]!.text}\n${(await predictOne(model, tokenizer, { context, question }, {
+      modelDir: dir, generation: { max_new_tokens: 6, length_penalty: -0.5, num_return_sequences: 2 },
+    })).sequences[1]!.text}\n`);
+  });
+
+  const bad: [string[], RegExp][] = [
+    [['--context', '', '--question', question], /--context must not be empty/],
+    [['--context', context, '--question', '  '], /--question must not be empty/],
+    [['--input', ''], /--input must not be empty/],
+    [['--context', context], /--question is required/],
+    [['--input', 'x', '--num-beams', '2', '--num-return-sequences', '3'], /--num-return-sequences 3 is more than --num-beams 2/],
+    [['--input', 'x', '--max-length', '0'], /--max-length must be a positive integer, got '0'/],
+    [['--input', 'x', '--max-new-tokens', '-2'], /--max-new-tokens must be a positive integer, got '-2'/],
+    [['--input', 'x', '--min-length=-1'], /--min-length must be an integer >= 0, got '-1'/],
+    [['--input', 'x', '--num-beams', '0'], /--num-beams must be a positive integer/],
+    [['--input', 'x', '--early-stopping', 'maybe'], /--early-stopping must be true, false or never/],
+    [['--input', 'x', '--length-penalty', 'abc'], /--length-penalty must be a number/],
+    [['--input', 'x', '--num-beams', '-1'], /--num-beams must be a positive integer, got '-1'/],
+    [['--data', csvFile], /--output is required with --data/],
+    [['--data', csvFile, '--output', 'x.csv', '--batch-size', '0'], /--batch-size must be a positive integer/],
+  ];
+  for (const [args, re] of bad) {
+    it(`refuses ${args.join(' ')}`, async () => {
+      await expect(predictCommand(['--model', dir, ...args])).rejects.toThrow(re);
+    });
+  }
+
+  it('refuses num_return_sequences above the default 4 beams, with the flag names', async () => {
+    await expect(predictCommand(['--model', dir, '--input', 'x', '--num-return-sequences', '5', '--quiet']))
+      .rejects.toThrow(/--num-return-sequences has to be smaller or equal to --num-beams \(4\)/);
+  });
+
+  it('refuses a model folder without a tokenizer (spiece.model), naming --model', async () => {
+    const copy = freshDir('notok');
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(join(dir, f), join(copy, f));
+    await expect(predictCommand(['--model', copy, '--input', 'x', '--quiet'])).rejects.toThrow(/^predict: --model .*spiece\.model/);
+  });
+});
