@@ -4,6 +4,7 @@ import { benchCommand } from './bench.ts';
 import { evalCommand } from './eval.ts';
 import { infoCommand } from './info.ts';
 import { initCommand } from './init.ts';
+import { predictCommand } from './predict.ts';
 import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
@@ -14,6 +15,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
     help: 'fine-tune on a QA CSV: train --data FILE.csv --model DIR|HUB_ID --out OUT [options] | train --resume OUT',
   },
   eval: { run: evalCommand, help: 'validation loss, exact match and F1: eval --model DIR --data FILE.csv [--num-beams N] [--json]' },
+  predict: {
+    run: predictCommand,
+    help: 'answers: predict --model DIR|HUB_ID (--context TEXT --question TEXT | --input TEXT | --data FILE.csv --output FILE) [--num-beams N] [--json]',
+  },
   report: { run: reportCommand, help: 'redraw OUT/loss.svg from metrics.jsonl and list the evaluations: report OUT [--json]' },
   info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
   init: {

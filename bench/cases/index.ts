@@ -5,6 +5,7 @@ import { cases as attention } from './attention.ts';
 import { cases as copy } from './copy.ts';
 import { cases as crossEntropy } from './cross-entropy.ts';
 import { cases as embedding } from './embedding.ts';
+import { cases as generate } from './generate.ts';
 import { cases as layernorm } from './layernorm.ts';
 import { cases as rmsnorm } from './rmsnorm.ts';
 import { cases as softmax } from './softmax.ts';
@@ -14,5 +15,5 @@ import { cases as elementwise } from './elementwise.ts';
 export type CaseFactory = (sizes?: string[]) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
-  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5 };
+  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5, generate };
 }
