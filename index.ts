@@ -1,10 +1,45 @@
 // The package's public API: everything the CLI does, a Node program can do with these.
+// Engine
 export { initGpu, gpu, getGpu, listAdapters, GpuError, type Gpu, type GpuOptions, type AdapterSummary } from './engine/gpu.ts';
 export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, setPoison, tensorFromHalf, type DType } from './engine/tensor.ts';
 export { tidy } from './engine/scope.ts';
 export { backward, noGrad, zeroGrad, isGradEnabled, recordOp } from './engine/autograd.ts';
+export { AdamW, type AdamWOptions, type AdamWState } from './engine/adamw.ts';
 export { rt } from './engine/runtime.ts';
 export { deviceCeilings, measureCeilings, type Ceilings } from './engine/ceilings.ts';
+// Kernels (one op per file)
+export * from './kernels/elementwise.ts';
+export { sum, mean, max, maxWithIndex, sumTo } from './kernels/reduce.ts';
+export { permute, transpose, slice, concat, contiguous } from './kernels/layout.ts';
+export { randomUniform, randomNormal, dropout } from './kernels/random.ts';
+export { matmul } from './kernels/matmul.ts';
+export { attention, type AttentionOptions } from './kernels/attention.ts';
+export { softmax } from './kernels/softmax.ts';
+export { rmsNorm } from './kernels/rmsnorm.ts';
+export { layerNorm } from './kernels/layernorm.ts';
+export { crossEntropy } from './kernels/cross-entropy.ts';
+export { embedding, idsTensor } from './kernels/embedding.ts';
+export { globalNorm, clipGradNorm } from './kernels/grad-norm.ts';
+// Model
+export { T5ForConditionalGeneration, type ForwardOptions } from './model/t5-model.ts';
+export type { Seq2SeqBatch, Seq2SeqOutput } from './model/t5.ts';
+export { loadT5Config, parseT5Config, presetConfig, type T5Config } from './model/config.ts';
+export { T5Tokenizer } from './model/tokenizer.ts';
+export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './model/safetensors.ts';
+export { resolveModel } from './model/hub.ts';
+export { loadModelForCli, type LoadedModel } from './model/load-model.ts';
+export { savePretrained } from './model/save-model.ts';
+export { generateIds, padBatch } from './model/generate.ts';
+export { loadGenerationConfig, resolveGenerationConfig, generate, type GenerationOptions } from './model/generation-config.ts';
+export { predictOne, predictFile } from './model/predict.ts';
+export { scoreTarget } from './model/score.ts';
+export { initModelFolder } from './cli/init.ts';
+// Training
+export { train, type TrainOptions } from './train/trainer.ts';
+export { evaluate, evaluateFile } from './train/evaluate.ts';
+export { readQaCsv, streamQaCsv, cleanText, DataError } from './train/csv-data.ts';
+export { splitRows } from './train/split.ts';
+export { exactMatch, f1, squadScores } from './train/squad-metrics.ts';
+// Benchmarks
 export { runBench, type BenchOptions } from './bench/run.ts';
 export type { BenchRow } from './bench/types.ts';
-export * from './kernels/elementwise.ts';
