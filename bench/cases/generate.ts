@@ -14,6 +14,11 @@
 // whole prefix (max |difference| / max |logit|; two GPU paths, not a CPU reference: tests/t5-golden.test.ts and
 // tests/t5-generate-golden.test.ts tie both to Hugging Face).
 //
+// Decoding runs matmuls with M = rows (1 to 64), shapes training never autotunes: a winner measured while other
+// work held the cores can persist a variant tens of times slower (seen here: 'tiled' for 1x512x2048, 61 ms a
+// call against 1.7 ms for 'subgroup', which made greedy t5-small 8x slower). Compare rows against a fresh
+// T5_WEBGPU_CACHE_DIR when they look wrong.
+//
 // The rows must be timed with runAsync (each step reads back the logits to pick the next token): run() throws.
 // timeAsyncCase below does the timing for the runner.
 import type { Ceilings } from '../../engine/ceilings.ts';
