@@ -3,7 +3,7 @@
 // device's measured ceiling, and the max relative error against the CPU reference on the same data.
 import { deviceCeilings, type Ceilings } from '../engine/ceilings.ts';
 import { rt } from '../engine/runtime.ts';
-import type { BenchCase, BenchRow } from './types.ts';
+import type { BenchCase, BenchInstance, BenchRow } from './types.ts';
 import { benchCases } from './cases/index.ts';
 
 const MIN_BATCH_MS = 50;
@@ -28,6 +28,7 @@ function median(xs: number[]): number {
 export async function timeCase(c: BenchCase, repeat: number, check: boolean, ceilings: Ceilings): Promise<BenchRow> {
   const inst = c.setup();
   try {
+    if (inst.runAsync) return await timeAsyncInstance(c, inst, repeat, check);
     inst.run();
     await rt().sync();
     // size a batch so that per-batch overheads (submit, wait) stay small against the work
@@ -61,6 +62,25 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
   } finally {
     inst.dispose();
   }
+}
+
+/** A case that reads back as it runs (generation): one untimed warm-up run, then `repeat` timed runs. */
+async function timeAsyncInstance(c: BenchCase, inst: BenchInstance, repeat: number, check: boolean): Promise<BenchRow> {
+  await inst.runAsync!();
+  const times: number[] = [];
+  for (let r = 0; r < repeat; r++) {
+    const t0 = performance.now();
+    await inst.runAsync!();
+    await rt().sync();
+    times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  const maxRelErr = check ? await inst.check() : NaN;
+  return {
+    op: c.op, shape: c.shape, dtype: c.dtype, ms, gflops: null, gbps: null, ceilingFraction: null, maxRelErr,
+    ...(c.tokens ? { tokensPerSecond: c.tokens / (ms / 1000) } : {}),
+    ...(inst.peakBytes ? { peakBytes: inst.peakBytes() } : {}),
+  };
 }
 
 /** The cases selected by `opts`, without running them. */

@@ -19,8 +19,8 @@
 // call against 1.7 ms for 'subgroup', which made greedy t5-small 8x slower). Compare rows against a fresh
 // T5_WEBGPU_CACHE_DIR when they look wrong.
 //
-// The rows must be timed with runAsync (each step reads back the logits to pick the next token): run() throws.
-// timeAsyncCase below does the timing for the runner.
+// The rows must be timed with runAsync (each step reads back the logits to pick the next token): run() throws,
+// and the runner (bench/run.ts) times runAsync instead.
 import type { Ceilings } from '../../engine/ceilings.ts';
 import { noGrad } from '../../engine/autograd.ts';
 import { rt } from '../../engine/runtime.ts';
@@ -221,36 +221,3 @@ export function cases(sizes?: string[]): BenchCase[] {
   ]);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/**
- * Times a case whose instance has runAsync: one untimed warm-up run (pipeline compiles), then `repeat` timed
- * runs, the median reported; tokensPerSecond from the case's `tokens`.
- */
-export async function timeAsyncCase(c: BenchCase, repeat: number, check: boolean, _ceilings?: Ceilings): Promise<BenchRow> {
-  const inst = c.setup();
-  try {
-    if (!inst.runAsync) throw new Error(`bench ${c.op} ${c.shape}: no runAsync`);
-    await inst.runAsync();
-    const times: number[] = [];
-    for (let r = 0; r < repeat; r++) {
-      const t0 = performance.now();
-      await inst.runAsync();
-      await rt().sync();
-      times.push(performance.now() - t0);
-    }
-    const ms = median(times);
-    const maxRelErr = check ? await inst.check() : NaN;
-    return {
-      op: c.op, shape: c.shape, dtype: c.dtype, ms, gflops: null, gbps: null, ceilingFraction: null, maxRelErr,
-      tokensPerSecond: c.tokens ? c.tokens / (ms / 1000) : null,
-      peakBytes: inst.peakBytes?.() ?? null,
-    };
-  } finally {
-    inst.dispose();
-  }
-}
