@@ -26,7 +26,7 @@
 import { recordOp } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
-import { empty, type Tensor } from '../engine/tensor.ts';
+import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import {
   PLAIN_WORKGROUP,
   REDUCE_WORKGROUP,
@@ -39,7 +39,6 @@ import {
   subgroupForward,
   type AttnVariant,
   type SubgroupShape,
-  type BackwardVariant,
 } from './attention.wgsl.ts';
 
 export interface AttentionOptions {
@@ -106,23 +105,38 @@ function checkArgs(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Dims {
   return { B, H, Lq, Lk, D };
 }
 
-function params(d: Dims, o: AttentionOptions): Array<['u32' | 'f32', number]> {
-  const m = o.mask?.shape;
+/** Element strides (b, h, i, j) of a [B | 1, H | 1, Lq | 1, Lk] operand: 0 on broadcast dimensions, all 0
+ * when absent (the kernels then read the single 0.0 of `zeroOperand`). */
+function strides(shape: readonly number[] | undefined, d: Dims): number[] {
+  if (!shape) return [0, 0, 0, 0];
+  const [s0, s1, s2] = shape as [number, number, number, number];
+  return [s0 === d.B && d.B > 1 ? s1 * s2 * d.Lk : 0, s1 === d.H && d.H > 1 ? s2 * d.Lk : 0, s2 === d.Lq && d.Lq > 1 ? d.Lk : 0, 1];
+}
+
+/** The kernels' uniforms (PARAM_FIELDS): everything that is not the head dim is data, so one pipeline
+ * per head dim and kernel serves every combination of bias, mask, causal and dBias. */
+function params(d: Dims, o: AttentionOptions, writeDs = false): Array<['u32' | 'f32', number]> {
+  const u = (x: number): ['u32', number] => ['u32', x];
   return [
-    ['u32', d.Lq],
-    ['u32', d.Lk],
-    ['u32', d.H],
+    u(d.Lq),
+    u(d.Lk),
+    u(d.H),
     ['f32', o.scale ?? 1],
-    ['u32', o.bias && o.bias.shape[0] === d.B && d.B > 1 ? d.H * d.Lq * d.Lk : 0],
-    ['u32', m && m[0] === d.B && d.B > 1 ? m[1]! * m[2]! * d.Lk : 0],
-    ['u32', m && m[1] === d.H && d.H > 1 ? m[2]! * d.Lk : 0],
-    ['u32', m && m[2] === d.Lq && d.Lq > 1 ? d.Lk : 0],
-    ['u32', d.Lk - d.Lq],
+    ...strides(o.bias?.shape, d).map(u),
+    ...strides(o.mask?.shape, d).map(u),
+    // not causal: an offset that lets every row see all Lk keys
+    u(o.causal ? d.Lk - d.Lq : d.Lk),
+    u(writeDs ? 1 : 0),
   ];
 }
 
-function variantOf(d: Dims, o: AttentionOptions): AttnVariant {
-  return { d: d.D, bias: !!o.bias, mask: !!o.mask, causal: !!o.causal };
+/** Stands in for an absent bias or mask (read at index 0 only). */
+function zeroOperand(): Tensor {
+  return tensor(new Float32Array(1), [1]);
+}
+
+function variantOf(d: Dims): AttnVariant {
+  return { d: d.D };
 }
 
 function rowGrid(rows: number, bh: number): [number, number] {
@@ -180,12 +194,12 @@ export function subgroupKernelsUsable(D: number): boolean {
 export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
   const d = checkArgs(q, k, v, opts);
   checkGrid('attention', d.B * d.H);
-  const variant = variantOf(d, opts);
+  const variant = variantOf(d);
   const out = empty([d.B, d.H, d.Lq, d.D]);
   const stats = empty([d.B, d.H, d.Lq, 2]);
+  const zero = opts.bias && opts.mask ? null : zeroOperand();
   const bindings = [q.read('q'), k.read('k'), v.read('v')];
-  if (opts.bias) bindings.push(opts.bias.read('bias'));
-  if (opts.mask) bindings.push(opts.mask.read('mask'));
+  bindings.push((opts.bias ?? zero!).read('bias'), (opts.mask ?? zero!).read('mask'));
   bindings.push(out.write('out'), stats.write('stats'));
   const sg = subgroupShape(d.D, SUBGROUP_ROWS_FWD);
   rt().dispatch({
@@ -195,6 +209,7 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
     params: params(d, opts),
     workgroups: sg ? [Math.ceil(d.Lq / (sg.sg * sg.r)), d.B * d.H] : rowGrid(d.Lq, d.B * d.H),
   });
+  zero?.dispose();
   return { out, stats };
 }
 
@@ -218,24 +233,24 @@ export function attentionBackward(
 ): AttentionGrads {
   const d = checkArgs(q, k, v, opts);
   const bh = d.B * d.H;
-  const variant: BackwardVariant = { ...variantOf(d, opts), dbias: want.bias && !!opts.bias };
-  const p = params(d, opts);
-  const extra = [];
-  if (opts.bias) extra.push(opts.bias.read('bias'));
-  if (opts.mask) extra.push(opts.mask.read('mask'));
+  const variant = variantOf(d);
+  const wantDs = want.bias && !!opts.bias;
+  const zero = opts.bias && opts.mask ? null : zeroOperand();
+  const extra = [(opts.bias ?? zero!).read('bias'), (opts.mask ?? zero!).read('mask')];
 
   const dq = empty(q.shape);
   const delta = empty([d.B, d.H, d.Lq]);
-  const ds = variant.dbias ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
+  const ds = wantDs ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
+  // a separate dummy: one buffer may not be bound both read-only and writable in a dispatch
+  const noDs = ds ? null : empty([1]);
   const dqBindings = [q.read('q'), k.read('k'), v.read('v'), out.read('out'), dout.read('dout'), stats.read('stats'), ...extra];
-  dqBindings.push(dq.write('dq'), delta.write('delta'));
-  if (ds) dqBindings.push(ds.write('dscores'));
+  dqBindings.push(dq.write('dq'), delta.write('delta'), (ds ?? noDs!).write('dscores'));
   const sgq = subgroupShape(d.D, SUBGROUP_ROWS_DQ);
   rt().dispatch({
     name: 'attention-backward-dq',
     code: sgq ? subgroupBackwardDq(variant, sgq) : plainBackwardDq(variant),
     bindings: dqBindings,
-    params: p,
+    params: params(d, opts, wantDs),
     workgroups: sgq ? [Math.ceil(d.Lq / (sgq.sg * sgq.r)), bh] : rowGrid(d.Lq, bh),
   });
 
@@ -249,11 +264,13 @@ export function attentionBackward(
       name: 'attention-backward-dkv',
       code: sgk ? subgroupBackwardDkv(variant, sgk) : plainBackwardDkv(variant),
       bindings: [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), delta.read('delta'), ...extra, dk.write('dk'), dv.write('dv')],
-      params: p,
+      params: params(d, opts),
       workgroups: sgk ? [Math.ceil(d.Lk / (sgk.sg * sgk.r)), bh] : rowGrid(d.Lk, bh),
     });
   }
   delta.dispose();
+  zero?.dispose();
+  noDs?.dispose();
 
   let dbias: Tensor | null = null;
   if (ds && opts.bias) {

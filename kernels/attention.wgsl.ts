@@ -24,19 +24,25 @@ export const REDUCE_WORKGROUP = 256;
 /** The most negative f32, written so WGSL reads it exactly (Hugging Face's mask value). */
 const NEG_MAX = '-0x1.fffffep+127f';
 
+// One pipeline per head dim and kernel: bias, mask, causal and the ds output are uniform data, not
+// compile-time variants. Lavapipe compiles each of these unrolled kernels in seconds to tens of seconds
+// of CPU (LLVM), and T5 alone would otherwise need five forward and backward variants per head dim.
+//   - bias and mask are always bound and read through strides: an absent one is a single 0.0 with every
+//     stride 0 (one extra load and add per score, a few percent at most);
+//   - causal is the key limit j <= i + causalOff, with causalOff >= Lk when not causal (every key visible);
+//   - ds is written under a uniform branch (writeDs), into a 1-float dummy when dBias is not wanted.
 export interface AttnVariant {
   /** head dim, a multiple of 4 */
   d: number;
-  bias: boolean;
-  mask: boolean;
-  causal: boolean;
 }
 
-/** Uniform layout shared by every attention kernel (all 4-byte fields). */
+/** Uniform layout shared by every attention kernel (all 4-byte fields); index of bias or mask element
+ * (b, h, i, j) = b·xB + h·xH + i·xQ + j·xJ. */
 export const PARAM_FIELDS = `struct Params {
   lq: u32, lk: u32, heads: u32, scale: f32,
-  biasB: u32, maskB: u32, maskH: u32, maskQ: u32,
-  causalOff: u32,
+  biasB: u32, biasH: u32, biasQ: u32, biasJ: u32,
+  maskB: u32, maskH: u32, maskQ: u32, maskJ: u32,
+  causalOff: u32, writeDs: u32,
 }`;
 
 interface Binding {
@@ -57,34 +63,31 @@ function bindingDecls(bs: Binding[]): string {
 const v4 = 'array<vec4<f32>>';
 
 /** Storage order of the forward kernels' bindings (attention.ts binds tensors in this order). */
-export function forwardBindings(v: AttnVariant): Binding[] {
+export function forwardBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
     { name: 'v', type: v4, write: false },
   ];
-  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
-  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
   bs.push({ name: 'out', type: v4, write: true }, { name: 'stats', type: 'array<vec2<f32>>', write: true });
   return bs;
 }
 
 /** Bias and mask added to a scaled score of row i (offsets bo, mo precomputed per row) at key j. */
-function extraTerms(v: AttnVariant, j: string): string {
-  return `${v.bias ? ` + bias[bo + ${j}]` : ''}${v.mask ? ` + mask[mo + ${j}]` : ''}`;
+function extraTerms(j: string, sfx = ''): string {
+  return ` + bias[bo${sfx} + ${j} * p.biasJ] + mask[mo${sfx} + ${j} * p.maskJ]`;
 }
 
-/** Per-row offsets into bias [Bb, H, Lq, Lk] (batch stride 0 when broadcast) and mask [Bm, Hm, Qm, Lk]. */
-function rowOffsets(v: AttnVariant, i: string): string {
-  return [
-    v.bias ? `let bo = b * p.biasB + (h * p.lq + ${i}) * p.lk;` : '',
-    v.mask ? `let mo = b * p.maskB + h * p.maskH + ${i} * p.maskQ;` : '',
-  ].join('\n  ');
+/** Per-row offsets into bias and mask (stride 0 on broadcast or absent dimensions). */
+function rowOffsets(i: string, sfx = ''): string {
+  return `let bo${sfx} = b * p.biasB + h * p.biasH + ${i} * p.biasQ;
+  let mo${sfx} = b * p.maskB + h * p.maskH + ${i} * p.maskQ;`;
 }
 
-/** Keys row i may see: all, or j <= i + (Lk - Lq) when causal (a decoder step with a KV cache). */
-function keyEnd(v: AttnVariant, i: string): string {
-  return v.causal ? `min(p.lk, ${i} + p.causalOff + 1u)` : 'p.lk';
+/** Keys row i may see: j <= i + causalOff (causalOff >= Lk when not causal). */
+function keyEnd(i: string): string {
+  return `min(p.lk, ${i} + p.causalOff + 1u)`;
 }
 
 function dotBody(dv: number, a: string, bExpr: (d: string) => string): string {
@@ -95,7 +98,7 @@ function dotBody(dv: number, a: string, bExpr: (d: string) => string): string {
 export function plainForward(v: AttnVariant): string {
   const dv = v.d / 4;
   return /* wgsl */ `
-${bindingDecls(forwardBindings(v))}
+${bindingDecls(forwardBindings())}
 const NEG_MAX = ${NEG_MAX};
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
@@ -107,17 +110,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let h = bh % p.heads;
   let qo = (bh * p.lq + i) * ${dv}u;
   let ko = bh * p.lk * ${dv}u;
-  ${rowOffsets(v, 'i')}
+  ${rowOffsets('i')}
   var qr: array<vec4<f32>, ${dv}>;
   var o: array<vec4<f32>, ${dv}>;
   for (var d = 0u; d < ${dv}u; d++) { qr[d] = q[qo + d] * p.scale; o[d] = vec4<f32>(0.0); }
   var m = NEG_MAX;
   var l = 0.0;
-  let kEnd = ${keyEnd(v, 'i')};
+  let kEnd = ${keyEnd('i')};
   for (var j = 0u; j < kEnd; j++) {
     let kj = ko + j * ${dv}u;
     ${dotBody(dv, 'qr', (d) => `k[kj + ${d}]`)}
-    let s = acc4.x + acc4.y + acc4.z + acc4.w${extraTerms(v, 'j')};
+    let s = acc4.x + acc4.y + acc4.z + acc4.w${extraTerms('j')};
     if (s > m) {
       // a new running max: rescale what was summed so far (exp(-huge) = 0 on the first real key)
       let c = exp(m - s);
@@ -136,12 +139,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-export interface BackwardVariant extends AttnVariant {
-  /** write ds [B, H, Lq, Lk] for the bias gradient */
-  dbias: boolean;
-}
-
-export function dqBindings(v: BackwardVariant): Binding[] {
+export function dqBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -150,18 +148,17 @@ export function dqBindings(v: BackwardVariant): Binding[] {
     { name: 'dout', type: v4, write: false },
     { name: 'stats', type: 'array<vec2<f32>>', write: false },
   ];
-  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
-  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
   bs.push({ name: 'dq', type: v4, write: true }, { name: 'delta', type: 'array<f32>', write: true });
-  if (v.dbias) bs.push({ name: 'ds', type: 'array<f32>', write: true });
+  bs.push({ name: 'ds', type: 'array<f32>', write: true });
   return bs;
 }
 
 /** Row owner: dQ, Δ = dO·O per row, and ds (for dBias) when asked. */
-export function plainBackwardDq(v: BackwardVariant): string {
+export function plainBackwardDq(v: AttnVariant): string {
   const dv = v.d / 4;
   return /* wgsl */ `
-${bindingDecls(dqBindings(v))}
+${bindingDecls(dqBindings())}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -173,7 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let row = bh * p.lq + i;
   let qo = row * ${dv}u;
   let ko = bh * p.lk * ${dv}u;
-  ${rowOffsets(v, 'i')}
+  ${rowOffsets('i')}
   var qr: array<vec4<f32>, ${dv}>;
   var gr: array<vec4<f32>, ${dv}>;
   var dqr: array<vec4<f32>, ${dv}>;
@@ -186,25 +183,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   let dl = del4.x + del4.y + del4.z + del4.w;
   let st = stats[row];
-  let kEnd = ${keyEnd(v, 'i')};
+  let kEnd = ${keyEnd('i')};
   for (var j = 0u; j < kEnd; j++) {
     let kj = ko + j * ${dv}u;
     var s4 = vec4<f32>(0.0);
     var g4 = vec4<f32>(0.0);
     for (var d = 0u; d < ${dv}u; d++) { s4 += qr[d] * k[kj + d]; g4 += gr[d] * v[kj + d]; }
-    let s = s4.x + s4.y + s4.z + s4.w${extraTerms(v, 'j')};
+    let s = s4.x + s4.y + s4.z + s4.w${extraTerms('j')};
     let pr = exp(s - st.x - st.y);
     let dsj = pr * (g4.x + g4.y + g4.z + g4.w - dl);
     for (var d = 0u; d < ${dv}u; d++) { dqr[d] += dsj * k[kj + d]; }
-    ${v.dbias ? 'ds[row * p.lk + j] = dsj;' : ''}
+    if (p.writeDs != 0u) { ds[row * p.lk + j] = dsj; }
   }
-  ${v.dbias && v.causal ? 'for (var j = kEnd; j < p.lk; j++) { ds[row * p.lk + j] = 0.0; }' : ''}
+  if (p.writeDs != 0u) { for (var j = kEnd; j < p.lk; j++) { ds[row * p.lk + j] = 0.0; } }
   for (var d = 0u; d < ${dv}u; d++) { dq[qo + d] = dqr[d] * p.scale; }
   delta[row] = dl;
 }`;
 }
 
-export function dkvBindings(v: AttnVariant): Binding[] {
+export function dkvBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -213,8 +210,7 @@ export function dkvBindings(v: AttnVariant): Binding[] {
     { name: 'stats', type: 'array<vec2<f32>>', write: false },
     { name: 'delta', type: 'array<f32>', write: false },
   ];
-  if (v.bias) bs.push({ name: 'bias', type: 'array<f32>', write: false });
-  if (v.mask) bs.push({ name: 'mask', type: 'array<f32>', write: false });
+  bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
   bs.push({ name: 'dk', type: v4, write: true }, { name: 'dv', type: v4, write: true });
   return bs;
 }
@@ -223,7 +219,7 @@ export function dkvBindings(v: AttnVariant): Binding[] {
 export function plainBackwardDkv(v: AttnVariant): string {
   const dv = v.d / 4;
   return /* wgsl */ `
-${bindingDecls(dkvBindings(v))}
+${bindingDecls(dkvBindings())}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -243,17 +239,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     dkr[d] = vec4<f32>(0.0);
     dvr[d] = vec4<f32>(0.0);
   }
-  ${v.bias ? 'let bo = b * p.biasB + h * p.lq * p.lk + j;' : ''}
-  ${v.mask ? 'let mo = b * p.maskB + h * p.maskH + j;' : ''}
+  let bo = b * p.biasB + h * p.biasH + j * p.biasJ;
+  let mo = b * p.maskB + h * p.maskH + j * p.maskJ;
   // causal: row i sees key j when j <= i + off
-  let iStart = ${v.causal ? 'select(0u, j - p.causalOff, j > p.causalOff)' : '0u'};
+  let iStart = select(0u, j - p.causalOff, j > p.causalOff);
   for (var i = iStart; i < p.lq; i++) {
     let row = bh * p.lq + i;
     let qi = row * ${dv}u;
     var s4 = vec4<f32>(0.0);
     var g4 = vec4<f32>(0.0);
     for (var d = 0u; d < ${dv}u; d++) { s4 += q[qi + d] * kr[d]; g4 += dout[qi + d] * vr[d]; }
-    let s = s4.x + s4.y + s4.z + s4.w${v.bias ? ' + bias[bo + i * p.lk]' : ''}${v.mask ? ' + mask[mo + i * p.maskQ]' : ''};
+    let s = s4.x + s4.y + s4.z + s4.w + bias[bo + i * p.biasQ] + mask[mo + i * p.maskQ];
     let st = stats[row];
     let pr = exp(s - st.x - st.y);
     let dsi = pr * (g4.x + g4.y + g4.z + g4.w - delta[row]);
@@ -362,7 +358,7 @@ export function subgroupForward(v: AttnVariant, s: SubgroupShape): string {
   const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
-${bindingDecls(typedBindings(forwardBindings(v), ['k', 'v'], N))}
+${bindingDecls(typedBindings(forwardBindings(), ['k', 'v'], N))}
 const NEG_MAX = ${NEG_MAX};
 
 @compute @workgroup_size(${SG})
@@ -377,21 +373,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   ${dims((d) => `var o${r}_${d} = 0.0;`)}
   var m${r} = NEG_MAX;
   var l${r} = 0.0;
-  ${v.bias ? `let bo${r} = b * p.biasB + (h * p.lq + i${r}) * p.lk;` : ''}
-  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + i${r} * p.maskQ;` : ''}
-  ${v.causal ? `let ke${r} = min(p.lk, i${r} + p.causalOff + 1u);` : ''}`)}
-  let kEnd = ${v.causal ? `min(p.lk, min(row0 + ${RW}u, p.lq) + p.causalOff)` : 'p.lk'};
+  ${rowOffsets(`i${r}`, `${r}`)}
+  let ke${r} = ${keyEnd(`i${r}`)};`)}
+  let kEnd = min(p.lk, min(row0 + ${RW}u, p.lq) + p.causalOff);
   let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
   for (var j = 0u; j < kEnd; j++) {
     let kj = ko + j * ${D / N}u;
     ${streamLoad('ks', 'k', 'kj', E, N)}
     ${rows((r) => `var s${r} = 0.0;`, ' ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
-    ${rows((r) => `s${r} = s${r}${v.bias ? ` + bias[bo${r} + j]` : ''}${v.mask ? ` + mask[mo${r} + j]` : ''};
-    let n${r} = ${v.causal ? `select(m${r}, max(m${r}, s${r}), j < ke${r})` : `max(m${r}, s${r})`};
+    ${rows((r) => `s${r} = s${r}${extraTerms('j', `${r}`)};
+    let n${r} = select(m${r}, max(m${r}, s${r}), j < ke${r});
     // rescaling inside the accumulation (o = o·c + p·v) costs one multiply per element but no branch
     let c${r} = exp(m${r} - n${r});
-    let p${r} = ${v.causal ? `select(0.0, exp(s${r} - n${r}), j < ke${r})` : `exp(s${r} - n${r})`};
+    let p${r} = select(0.0, exp(s${r} - n${r}), j < ke${r});
     l${r} = l${r} * c${r} + p${r};
     m${r} = n${r};`, '\n    ')}
     ${streamLoad('vs', 'v', 'kj', E, N)}
@@ -406,7 +401,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }
 
 /** Row owner with subgroups: as plainBackwardDq, R rows per lane, k and v rows broadcast. */
-export function subgroupBackwardDq(v: BackwardVariant, s: SubgroupShape): string {
+export function subgroupBackwardDq(v: AttnVariant, s: SubgroupShape): string {
   const { d: D } = v;
   const { sg: SG, r: R } = s;
   const E = D / SG;
@@ -415,7 +410,7 @@ export function subgroupBackwardDq(v: BackwardVariant, s: SubgroupShape): string
   const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
-${bindingDecls(typedBindings(dqBindings(v), ['k', 'v'], N))}
+${bindingDecls(typedBindings(dqBindings(), ['k', 'v'], N))}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -431,10 +426,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   ${dims((d) => `var dq${r}_${d} = 0.0;`)}
   let dl${r} = ${seq(D / 4, (t) => `dot(g${r}v${t}, o[qo${r} + ${t}u])`, ' + ')};
   let st${r} = stats[row${r}];
-  ${v.bias ? `let bo${r} = b * p.biasB + (h * p.lq + i${r}) * p.lk;` : ''}
-  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + i${r} * p.maskQ;` : ''}
-  ${v.causal ? `let ke${r} = min(p.lk, i${r} + p.causalOff + 1u);` : ''}`)}
-  let kEnd = ${v.causal ? `min(p.lk, min(rbase + ${RW}u, p.lq) + p.causalOff)` : 'p.lk'};
+  ${rowOffsets(`i${r}`, `${r}`)}
+  let ke${r} = ${keyEnd(`i${r}`)};`)}
+  let kEnd = min(p.lk, min(rbase + ${RW}u, p.lq) + p.causalOff);
   let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
   for (var j = 0u; j < kEnd; j++) {
     let kj = ko + j * ${D / N}u;
@@ -444,16 +438,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `dp${r} += g${r}_${d} * ${x};`, ' '))}
     ${rows((r) => {
-      const pe = `exp(s${r}${v.bias ? ` + bias[bo${r} + j]` : ''}${v.mask ? ` + mask[mo${r} + j]` : ''} - st${r}.x - st${r}.y)`;
-      return `let ds${r} = ${v.causal ? `select(0.0, ${pe}, j < ke${r})` : pe} * (dp${r} - dl${r});`;
+      const pe = `exp(s${r}${extraTerms('j', `${r}`)} - st${r}.x - st${r}.y)`;
+      return `let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} - dl${r});`;
     }, '\n    ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `dq${r}_${d} += ds${r} * ${x};`, ' '))}
-    ${v.dbias ? rows((r) => `ds[row${r} * p.lk + j] = ds${r};`, ' ') : ''}
+    if (p.writeDs != 0u) { ${rows((r) => `ds[row${r} * p.lk + j] = ds${r};`, ' ')} }
   }
   ${rows((r) => `if (rbase + lane + ${SG * r}u < p.lq) {
     ${rowStore(`dq${r}`, 'dq', `qo${r}`, D, ' * p.scale')}
     delta[row${r}] = dl${r};
-    ${v.dbias && v.causal ? `for (var j = kEnd; j < p.lk; j++) { ds[row${r} * p.lk + j] = 0.0; }` : ''}
+    if (p.writeDs != 0u) { for (var j = kEnd; j < p.lk; j++) { ds[row${r} * p.lk + j] = 0.0; } }
   }`)}
 }`;
 }
@@ -468,7 +462,7 @@ export function subgroupBackwardDkv(v: AttnVariant, s: SubgroupShape): string {
   const keys = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
-${bindingDecls(typedBindings(dkvBindings(v), ['q', 'dout'], N))}
+${bindingDecls(typedBindings(dkvBindings(), ['q', 'dout'], N))}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -482,10 +476,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   ${rowLoad(`v${r}`, 'v', `ko${r}`, D)}
   ${dims((d) => `var dk${r}_${d} = 0.0;`)}
   ${dims((d) => `var dv${r}_${d} = 0.0;`)}
-  ${v.bias ? `let bo${r} = b * p.biasB + h * p.lq * p.lk + j${r};` : ''}
-  ${v.mask ? `let mo${r} = b * p.maskB + h * p.maskH + j${r};` : ''}`)}
+  let bo${r} = b * p.biasB + h * p.biasH + j${r} * p.biasJ;
+  let mo${r} = b * p.maskB + h * p.maskH + j${r} * p.maskJ;`)}
   // causal: row i sees key j when j <= i + off; the workgroup's first key needs i >= key0 - off
-  let iStart = ${v.causal ? 'select(0u, key0 - p.causalOff, key0 > p.causalOff)' : '0u'};
+  let iStart = select(0u, key0 - p.causalOff, key0 > p.causalOff);
   let qb = bh * p.lq * ${D / N}u + lane * ${E / N}u;
   for (var i = iStart; i < p.lq; i++) {
     let row = bh * p.lq + i;
@@ -498,8 +492,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `s${r} += k${r}_${d} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dp${r} += v${r}_${d} * ${x};`, ' '))}
     ${keys((r) => {
-      const pe = `exp(s${r}${v.bias ? ` + bias[bo${r} + i * p.lk]` : ''}${v.mask ? ` + mask[mo${r} + i * p.maskQ]` : ''} - st.x - st.y)`;
-      return `let p${r} = ${v.causal ? `select(0.0, ${pe}, j${r} <= i + p.causalOff)` : pe};
+      const pe = `exp(s${r} + bias[bo${r} + i * p.biasQ] + mask[mo${r} + i * p.maskQ] - st.x - st.y)`;
+      return `let p${r} = select(0.0, ${pe}, j${r} <= i + p.causalOff);
     let ds${r} = p${r} * (dp${r} - dl);`;
     }, '\n    ')}
     ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dv${r}_${d} += p${r} * ${x};`, ' '))}
