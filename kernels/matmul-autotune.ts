@@ -5,9 +5,9 @@
 // (random data, a capped size) and the fastest is kept in memory and persisted to
 // `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json`, keyed by adapter (name and driver), so the
 // next process starts with it. `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before
-// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup
-// kernel on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off
-// and force each variant in turn with `forceMatmulVariant`.
+// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (on a CPU adapter
+// with subgroups the packed or subgroup kernel, by size; the shared-memory tiled kernel on a GPU). Tests run
+// with it off and force each variant in turn with `forceMatmulVariant`.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -72,9 +72,11 @@ export function adapterKey(): string {
   return `${info.name} | ${info.driver || info.description}`;
 }
 
-/** The fixed choice: subgroup broadcast on a CPU adapter with subgroups, shared-memory tiles on a GPU. */
+/** The fixed choice without knowing the problem: subgroup kernels on a CPU adapter, shared-memory tiles on a GPU
+ * (matmul.ts passes a problem-aware one). */
 export function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
+    if (eligible.includes('packed')) return 'packed';
     if (eligible.includes('subgroup')) return 'subgroup';
     if (eligible.includes('regblock')) return 'regblock';
   }
@@ -178,14 +180,19 @@ export async function tuneClass(
  * The variant for a problem now. With `measure`, an unknown class schedules a tuning job (and runs with the
  * heuristic meanwhile); without it the choice is only looked up.
  */
-export function chooseMatmulVariant(p: TuneProblem, eligible: readonly MatmulVariant[], measure?: MeasureFn): VariantChoice {
+export function chooseMatmulVariant(
+  p: TuneProblem,
+  eligible: readonly MatmulVariant[],
+  measure?: MeasureFn,
+  heuristic: MatmulVariant = heuristicVariant(eligible),
+): VariantChoice {
   if (forced) {
     if (!eligible.includes(forced)) {
       throw new Error(`matmul: variant '${forced}' was forced but cannot run on this adapter (eligible: ${eligible.join(', ')})`);
     }
     return { variant: forced, source: 'forced' };
   }
-  if (!autotuneEnabled()) return { variant: heuristicVariant(eligible), source: 'autotune off' };
+  if (!autotuneEnabled()) return { variant: heuristic, source: 'autotune off' };
   const key = shapeClass(p);
   const rec = table().get(key);
   if (rec && eligible.includes(rec.variant)) return { variant: rec.variant, source: 'autotuned' };
@@ -196,5 +203,5 @@ export function chooseMatmulVariant(p: TuneProblem, eligible: readonly MatmulVar
     })().finally(() => pending.delete(key));
     pending.set(key, job);
   }
-  return { variant: heuristicVariant(eligible), source: 'heuristic' };
+  return { variant: heuristic, source: 'heuristic' };
 }

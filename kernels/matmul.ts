@@ -24,9 +24,15 @@ import { broadcastShapes } from './elementwise.ts';
 import { sumTo } from './reduce.ts';
 import {
   activationGradCode,
+  combineCode,
   matmulKernel,
   matmulTile,
   MATMUL_VARIANTS,
+  PACK_BLOCK_FLOATS,
+  PACK_PARAMS,
+  packCode,
+  PACKED_PARAMS,
+  packRows,
   type Activation,
   type MatmulKernelSpec,
   type MatmulVariant,
@@ -178,7 +184,12 @@ function eligibleVariants(): MatmulVariant[] {
   const g = gpu();
   const out: MatmulVariant[] = [];
   const s = g.limits.subgroupMinSize;
-  if (g.hasSubgroups && s !== undefined && s >= 4 && s <= 32 && s <= g.limits.maxComputeInvocationsPerWorkgroup) out.push('subgroup');
+  if (g.hasSubgroups && s !== undefined && s >= 4 && s <= 32 && s <= g.limits.maxComputeInvocationsPerWorkgroup) {
+    const l = g.device.limits;
+    const cv = MATMUL_TUNING.packedCols ?? 2;
+    if (l.maxUniformBufferBindingSize >= PACK_BLOCK_FLOATS * 4 && l.maxUniformBuffersPerShaderStage > cv) out.push('packed');
+    out.push('subgroup');
+  }
   out.push('regblock', 'tiled');
   return out;
 }
@@ -189,9 +200,13 @@ export const MATMUL_TUNING = {
   subgroupCols: null as number | null,
   regRows: null as number | null,
   regCols: null as number | null,
+  packedRows: null as number | null,
+  packedCols: null as number | null,
   kUnroll: null as number | null,
   /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
   maxBindingBytes: null as number | null,
+  /** packed variant: bytes of scratch partial sums held at once (tests force small values) */
+  slabBytes: null as number | null,
 };
 
 function subgroupRows(M: number, S: number): number {
@@ -212,11 +227,17 @@ function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activation: 
     writePre,
     ku: MATMUL_TUNING.kUnroll ?? 4,
   };
-  if (variant === 'subgroup') {
+  if (variant === 'subgroup' || variant === 'packed') {
     const S = gpu().limits.subgroupMinSize!;
     spec.subgroupSize = S;
-    spec.tm = MATMUL_TUNING.subgroupRows ?? subgroupRows(p.M, S);
-    spec.cv = MATMUL_TUNING.subgroupCols ?? 1;
+    if (variant === 'subgroup') {
+      spec.tm = MATMUL_TUNING.subgroupRows ?? subgroupRows(p.M, S);
+      spec.cv = MATMUL_TUNING.subgroupCols ?? 1;
+    } else {
+      spec.tm = MATMUL_TUNING.packedRows ?? Math.max(S, p.M <= 8 ? 8 : 16);
+      spec.cv = MATMUL_TUNING.packedCols ?? 2;
+      spec.vecB = false; // B comes packed
+    }
     if (p.transA && spec.tm % (4 * S) !== 0) spec.vecA = false;
   } else if (variant === 'regblock') {
     spec.tm = MATMUL_TUNING.regRows ?? 16;
@@ -364,6 +385,10 @@ interface Launch {
 
 function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   if (p.M === 0 || p.N === 0 || p.nb === 0 || p.outer.length === 0) return;
+  if (spec.variant === 'packed') {
+    dispatchPacked(name, p, spec, t);
+    return;
+  }
   const k = kernelFor(spec);
   for (const o of p.outer) {
     for (const w of planChunks(p, o, k)) {
@@ -400,6 +425,273 @@ function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: La
       });
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the packed variant: uniform-buffer bindings, which the runtime's storage-only dispatch does not offer, so
+// its dispatches are encoded here, in order after everything the runtime recorded (flushed first), and
+// submitted at once.
+
+type Kind = 'read' | 'write' | 'uniform';
+interface OwnBinding {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+  kind: Kind;
+}
+interface OwnDispatch {
+  code: string;
+  kinds: Kind[];
+  bindings: OwnBinding[];
+  params: number[];
+  workgroups: [number, number];
+}
+
+const PARAM_SLOT = 256;
+const ownPipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+let paramArena: GPUBuffer | null = null;
+let packScratch: GPUBuffer | null = null;
+
+function ownPipeline(label: string, code: string, kinds: Kind[]) {
+  const key = `${kinds.join('')}|${code}`;
+  let c = ownPipelines.get(key);
+  if (!c) {
+    const device = gpu().device;
+    const entries: GPUBindGroupLayoutEntry[] = kinds.map((k, i) => ({
+      binding: i,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: k === 'uniform' ? 'uniform' : k === 'write' ? 'storage' : 'read-only-storage' },
+    }));
+    entries.push({ binding: kinds.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+    const layout = device.createBindGroupLayout({ entries, label });
+    const module = device.createShaderModule({ code, label });
+    const pipeline = device.createComputePipeline({
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout], label }),
+      compute: { module, entryPoint: 'main' },
+      label,
+    });
+    rt().counters.pipelinesCompiled++;
+    ownPipelines.set(key, (c = { pipeline, layout }));
+  }
+  return c;
+}
+
+/** The scratch buffer the packed blocks go to (uniform and storage usage), grown on demand. */
+function scratchFor(bytes: number): GPUBuffer {
+  if (!packScratch || packScratch.size < bytes) {
+    packScratch?.destroy(); // work already submitted keeps it alive until done
+    const size = Math.ceil(bytes / (1 << 20)) * (1 << 20);
+    packScratch = gpu().device.createBuffer({
+      size,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE,
+      label: 'matmul packed blocks',
+    });
+  }
+  return packScratch;
+}
+
+function submitOwn(name: string, list: OwnDispatch[]): void {
+  if (list.length === 0) return;
+  const g = gpu();
+  const device = g.device;
+  rt().flush(); // everything recorded before this op runs first
+  const bytes = list.length * PARAM_SLOT;
+  if (!paramArena || paramArena.size < bytes) {
+    paramArena?.destroy();
+    paramArena = device.createBuffer({
+      size: Math.max(bytes, 64 * PARAM_SLOT),
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: 'matmul params',
+    });
+  }
+  const host = new Uint32Array(bytes / 4);
+  const enc = device.createCommandEncoder({ label: name });
+  const pass = enc.beginComputePass({ label: name });
+  list.forEach((d, i) => {
+    host.set(d.params, (i * PARAM_SLOT) / 4);
+    const { pipeline, layout } = ownPipeline(name, d.code, d.kinds);
+    const entries: GPUBindGroupEntry[] = d.bindings.map((b, j) => ({
+      binding: j,
+      resource: { buffer: b.buffer, offset: b.offset, size: b.size },
+    }));
+    entries.push({ binding: d.bindings.length, resource: { buffer: paramArena!, offset: i * PARAM_SLOT, size: PARAM_SLOT } });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, device.createBindGroup({ layout, entries, label: name }));
+    pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1]);
+  });
+  pass.end();
+  device.queue.writeBuffer(paramArena!, 0, host);
+  device.queue.submit([enc.finish()]);
+  rt().counters.dispatches += list.length;
+  rt().counters.submits++;
+  g.check(`${name} (${list.length} dispatches)`);
+}
+
+/** Scratch partial sums of the packed variant's later K chunks: at most this many bytes at once. */
+const SLAB_BUDGET = 256 * 1024 * 1024;
+
+function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
+  const g = gpu().limits;
+  const S = spec.subgroupSize!;
+  const cv = spec.cv!;
+  const tm = spec.tm!;
+  const R = packRows(S);
+  const colsPerGroup = 4 * S;
+  const groups = Math.ceil(p.N / colsPerGroup);
+  const chunks = Math.max(1, Math.ceil(p.K / R));
+  const blockBytes = PACK_BLOCK_FLOATS * 4;
+  const instanceBytes = groups * chunks * blockBytes;
+  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
+  const align = Math.max(16, g.minStorageBufferOffsetAlignment);
+  const maxWg = g.maxComputeWorkgroupsPerDimension;
+  const scratch = scratchFor(instanceBytes);
+  // the main kernel only sums; bias and activation come with the second pass
+  const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false });
+  const packVec = !p.transB && p.N % 4 === 0 && p.K > 0;
+  const pack = packCode(S, p.transB, packVec);
+  const list: OwnDispatch[] = [];
+  const win = (lo: number, hi: number) => windowOf([lo, hi], align);
+  const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
+  let packedFor: string | null = null;
+  // K chunks after the first write partial sums to slabs (scratch copies of the output), added into it every
+  // `perGroup` chunks by the combine pass
+  const perGroup = chunks > 1 ? Math.max(1, Math.min(chunks - 1, Math.floor((MATMUL_TUNING.slabBytes ?? SLAB_BUDGET) / Math.max(1, t.out.bytes)))) : 0;
+  const slabs: Tensor[] = [];
+  for (let j = 0; j < perGroup; j++) slabs.push(empty(t.out.shape));
+  const epilogue = spec.bias || spec.writePre || spec.activation !== 'none';
+  const vecOut = p.N % 4 === 0;
+
+  const packInstance = (bBase: number) => {
+    // B's range for groups [gA, gB) x chunks [cA, cB): split by groups (Bᵀ rows) or chunks (B rows) to fit
+    const rangeOf = (gA: number, gB: number, cA: number, cB: number): [number, number] => {
+      if (p.K === 0) return [0, 0];
+      const n0 = gA * colsPerGroup;
+      const n1 = Math.min(p.N, gB * colsPerGroup);
+      const k0 = cA * R;
+      const k1 = Math.min(p.K, cB * R);
+      return p.transB ? [bBase + n0 * p.K, bBase + (n1 - 1) * p.K + p.K] : [bBase + k0 * p.N, bBase + (k1 - 1) * p.N + p.N];
+    };
+    // the scratch range a pack dispatch writes is one binding too (groups x all chunks, real limit)
+    const scratchGroups = Math.max(1, Math.floor(g.maxStorageBufferBindingSize / (chunks * blockBytes)));
+    let gStep = Math.min(groups, scratchGroups);
+    let cStep = chunks;
+    while (win(...rangeOf(0, gStep, 0, cStep)).size > maxBind) {
+      if (p.transB && gStep > 1) gStep = Math.ceil(gStep / 2);
+      else if (!p.transB && cStep > 1) cStep = Math.ceil(cStep / 2);
+      else throw new RangeError(`${p.desc}: b cannot be split into ranges under maxStorageBufferBindingSize (${maxBind} bytes)`);
+    }
+    for (let gA = 0; gA < groups; gA += gStep) {
+      for (let cA = 0; cA < chunks; cA += cStep) {
+        const gN = Math.min(gStep, groups - gA);
+        const cN = Math.min(cStep, chunks - cA);
+        const w = win(...rangeOf(gA, gA + gN, cA, cA + cN));
+        const rows = chunks === 1 ? Math.max(1, Math.min(R, p.K)) : R;
+        const total = gN * cN * rows * S;
+        const [x, y] = grid1D(Math.ceil(total / 64));
+        const sOff = gA * chunks * blockBytes;
+        list.push({
+          code: pack,
+          kinds: ['read', 'write'],
+          bindings: [
+            { buffer: t.b.buffer, offset: w.offset, size: w.size, kind: 'read' },
+            { buffer: scratch, offset: sOff, size: gN * chunks * blockBytes, kind: 'write' },
+          ],
+          params: [p.N, p.K, gA, gN, cA, cN, chunks, (bBase + w.shift) >>> 0, -(sOff / 16) >>> 0, total, rows],
+          workgroups: [x, y],
+        });
+      }
+    }
+  };
+
+  /** out[region] += slabs[0..n) (+ bias, activation, pre when `last`), in binding-sized windows */
+  const combine = (lo: number, hi: number, n: number, last: boolean) => {
+    const withEpi = last && epilogue;
+    if (n === 0 && !withEpi) return;
+    const code = combineCode(n, withEpi ? spec.activation : 'none', withEpi && spec.bias, withEpi && spec.writePre, vecOut);
+    const step = Math.max(align, Math.floor(maxBind / align) * align) / 4;
+    for (let e0 = lo; e0 < hi; e0 += step - align / 4) {
+      const e1 = Math.min(hi, e0 + step - align / 4);
+      const offset = Math.floor((e0 * 4) / align) * align;
+      const first = e0 - offset / 4; // a multiple of 4 when the output is vec4 (N % 4 == 0)
+      const range = { offset, size: (e1 - offset / 4) * 4 };
+      const bindings: OwnBinding[] = [{ buffer: t.out.buffer, ...range, kind: 'write' }];
+      for (let j = 0; j < n; j++) bindings.push({ buffer: slabs[j]!.buffer, ...range, kind: 'read' });
+      if (withEpi && spec.bias) bindings.push({ buffer: t.bias!.buffer, offset: 0, size: Math.max(16, t.bias!.bytes), kind: 'read' });
+      if (withEpi && spec.writePre) bindings.push({ buffer: t.pre!.buffer, ...range, kind: 'write' });
+      const items = vecOut ? (e1 - e0) / 4 : e1 - e0;
+      list.push({
+        code,
+        kinds: bindings.map((b) => b.kind),
+        bindings,
+        params: [items, p.N, e0 % p.N, vecOut ? first / 4 : first],
+        workgroups: grid1D(Math.ceil(items / 64)),
+      });
+    }
+  };
+
+  for (const o of p.outer) {
+    for (let z = 0; z < p.nb; z++) {
+      const z1 = Math.floor(z / p.inner);
+      const z2 = z - z1 * p.inner;
+      const aOff = o.a.base + z1 * p.aS1 + z2 * p.aS2;
+      const bOff = o.b.base + z1 * p.bS1 + z2 * p.bS2;
+      const cOff = o.c.base + z * p.M * p.N;
+      const key = bVaries ? `${bOff}` : 'shared';
+      if (packedFor !== key) {
+        packInstance(bOff);
+        packedFor = key;
+      }
+      // rows per dispatch: all, unless a's or out's range needs splitting (or the grid is too long)
+      const rangesFor = (m0: number, m1: number, n0: number, n1: number) => {
+        const a: [number, number] = p.K === 0 ? [0, 0] : p.transA ? [aOff + m0, aOff + (p.K - 1) * p.M + m1] : [aOff + m0 * p.K, aOff + m1 * p.K];
+        const c: [number, number] = [cOff + m0 * p.N + n0, cOff + (m1 - 1) * p.N + n1];
+        return { a: win(...a), c: win(...c) };
+      };
+      let mStep = Math.ceil(p.M / tm) * tm;
+      const fits = (m: number) => {
+        const r = rangesFor(0, Math.min(p.M, m), 0, Math.min(p.N, cv * colsPerGroup));
+        return r.a.size <= maxBind && r.c.size <= maxBind && Math.ceil(m / tm) <= maxWg;
+      };
+      while (!fits(mStep)) {
+        if (mStep <= tm) throw new RangeError(`${p.desc}: a or the output cannot be split into ranges under maxStorageBufferBindingSize (${maxBind} bytes)`);
+        mStep = Math.ceil(mStep / 2 / tm) * tm;
+      }
+      const mainFor = (c: number, target: Tensor) => {
+        for (let gd = 0; gd < groups; gd += cv) {
+          const n0 = gd * colsPerGroup;
+          const n1 = Math.min(p.N, (gd + cv) * colsPerGroup);
+          for (let m0 = 0; m0 < p.M; m0 += mStep) {
+            const m1 = Math.min(p.M, m0 + mStep);
+            const r = rangesFor(m0, m1, n0, n1);
+            const bindings: OwnBinding[] = [{ buffer: t.a.buffer, offset: r.a.offset, size: r.a.size, kind: 'read' }];
+            for (let v = 0; v < cv; v++) {
+              // a group past N still needs a binding: the last one (its columns are never stored)
+              const gv = Math.min(gd + v, groups - 1);
+              bindings.push({ buffer: scratch, offset: (gv * chunks + c) * blockBytes, size: blockBytes, kind: 'uniform' });
+            }
+            bindings.push({ buffer: target.buffer, offset: r.c.offset, size: r.c.size, kind: 'write' });
+            const kLen = Math.max(0, Math.min(R, p.K - c * R));
+            list.push({
+              code: kernel.code,
+              kinds: bindings.map((b) => b.kind),
+              bindings,
+              params: [p.M, p.N, p.K, kLen, c * R, gd, m0, (aOff + r.a.shift) >>> 0, (cOff + r.c.shift) >>> 0],
+              workgroups: [Math.ceil((m1 - m0) / tm), 1],
+            });
+          }
+        }
+      };
+      mainFor(0, t.out);
+      for (let c = 1; c < chunks; c += perGroup) {
+        const n = Math.min(perGroup, chunks - c);
+        for (let j = 0; j < n; j++) mainFor(c + j, slabs[j]!);
+        combine(cOff, cOff + p.M * p.N, n, c + n >= chunks);
+      }
+      if (chunks === 1) combine(cOff, cOff + p.M * p.N, 0, true);
+    }
+  }
+  submitOwn(name, list);
+  for (const sl of slabs) sl.dispose();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -458,8 +750,26 @@ function measureFor(p: Problem): (v: MatmulVariant) => Promise<number> {
   };
 }
 
+/**
+ * The fixed choice, used with autotuning off and until a class is tuned. On a CPU adapter: the packed kernel
+ * (B through uniform buffers) unless the product is too small to repay packing and its many dispatches, then
+ * the subgroup kernel; on a GPU the shared-memory tiled kernel.
+ */
+function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
+  if (gpu().info.isSoftware) {
+    // one packed dispatch covers all rows x 8S columns x one K chunk: enough work to hide its cost?
+    const perDispatch = p.M * Math.min(p.K, packRows(gpu().limits.subgroupMinSize ?? 8));
+    const big = p.N >= 64 && p.K >= 32 && perDispatch >= 1 << 15 && p.M * p.N * p.K * p.nb >= 1 << 21;
+    if (big && eligible.includes('packed')) return 'packed';
+    if (eligible.includes('subgroup')) return 'subgroup';
+    return 'regblock';
+  }
+  return 'tiled';
+}
+
 function choose(p: Problem, tune: boolean): VariantChoice {
-  return chooseMatmulVariant(tuneProblemOf(p), eligibleVariants(), tune ? measureFor(p) : undefined);
+  const eligible = eligibleVariants();
+  return chooseMatmulVariant(tuneProblemOf(p), eligible, tune ? measureFor(p) : undefined, heuristicFor(p, eligible));
 }
 
 /** The variant matmul would run for these shapes now, and why ('subgroup (autotuned)', 'tiled (forced)', ...). */

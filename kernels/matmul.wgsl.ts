@@ -1,5 +1,13 @@
-// WGSL generators for matmul C = op(A) · op(B) (+ bias, activation), three variants:
+// WGSL generators for matmul C = op(A) · op(B) (+ bias, activation), four variants:
 //
+// * `packed`: op(B) is first repacked (a small kernel) into 64 KiB blocks of [k][4S columns], each bound as a
+//   *uniform* buffer; A is read from storage and shared across the subgroup as in `subgroup`. On lavapipe a
+//   uniform-buffer load with per-lane addresses is a plain gather (a few instructions per element) where a
+//   storage load costs ~10 (exec-mask test, descriptor reload, bounds branch per element), so B costs a
+//   quarter. One dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows; the partial
+//   sums of later K chunks go to scratch copies of C that a light second pass adds up, with bias and activation
+//   (fusing them into the kernel tripled LLVM's compile time for ~1% of run time). Needs uniform-buffer
+//   bindings, so it is dispatched outside the runtime's storage-only path (see matmul.ts).
 // * `subgroup`: a workgroup is one subgroup of S lanes. Each lane loads a few rows of A once and hands them to
 //   the others with `subgroupBroadcast`, so A is read once per subgroup instead of once per lane; each lane
 //   keeps TM rows x CV vec4 of output columns in registers. Fastest on lavapipe, where every storage load is
@@ -15,8 +23,8 @@
 // per alignment: loads and stores of four consecutive floats as one vec4 where the contiguous axis is a
 // multiple of 4.
 
-export type MatmulVariant = 'subgroup' | 'regblock' | 'tiled';
-export const MATMUL_VARIANTS: readonly MatmulVariant[] = ['subgroup', 'regblock', 'tiled'];
+export type MatmulVariant = 'packed' | 'subgroup' | 'regblock' | 'tiled';
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = ['packed', 'subgroup', 'regblock', 'tiled'];
 export type Activation = 'none' | 'relu' | 'gelu';
 
 export interface MatmulKernelSpec {
@@ -56,7 +64,8 @@ export const MATMUL_PARAMS = [
 export type MatmulParamName = (typeof MATMUL_PARAMS)[number];
 
 export function defaultTile(variant: MatmulVariant, subgroupSize = 8): { tm: number; cv: number } {
-  if (variant === 'subgroup') return { tm: 32, cv: subgroupSize >= 32 ? 1 : 1 };
+  if (variant === 'packed') return { tm: Math.max(16, subgroupSize), cv: 2 };
+  if (variant === 'subgroup') return { tm: Math.max(32, subgroupSize), cv: 1 };
   if (variant === 'regblock') return { tm: 16, cv: 2 };
   return { tm: 4, cv: 1 };
 }
@@ -190,20 +199,20 @@ function needsTail(spec: MatmulKernelSpec): boolean {
 }
 
 /** The K loop: unrolled by `ku` (a multiple of 4), then by 4, then (unless K % 4 == 0 is implied) by 1. */
-function kLoops(step: (nk: number) => string, tail: boolean, ku: number): string {
+function kLoops(step: (nk: number) => string, tail: boolean, ku: number, bound = 'K'): string {
   let s = `  var k = 0u;
-  for (; k + ${u(ku)} <= K; k += ${u(ku)}) {
+  for (; k + ${u(ku)} <= ${bound}; k += ${u(ku)}) {
 ${step(ku)}
   }`;
   if (ku > 4) {
     s += `
-  for (; k + 4u <= K; k += 4u) {
+  for (; k + 4u <= ${bound}; k += 4u) {
 ${step(4)}
   }`;
   }
   if (tail) {
     s += `
-  for (; k < K; k += 1u) {
+  for (; k < ${bound}; k += 1u) {
 ${step(1)}
   }`;
   }
@@ -213,39 +222,35 @@ ${step(1)}
 // ---------------------------------------------------------------------------------------------------------
 // subgroup variant
 
-function subgroupKernel(spec: MatmulKernelSpec): MatmulKernel {
-  const S = spec.subgroupSize ?? 8;
-  const tm = spec.tm ?? 32;
-  const cv = spec.cv ?? 1;
-  if (tm % S !== 0) throw new RangeError(`matmul subgroup kernel: ${tm} rows is not a multiple of the subgroup size ${S}`);
-  // transA with vec4 along M: lane l owns row groups (4 rows each) l, l+S, ...; needs TM % 4S == 0
+/**
+ * The A side of the subgroup kernels: lane l loads rows l, l+S, ... (or, for Aᵀ with vec4 along M, row groups
+ * of 4) once per k step; `val(r, kk)` hands A[row0 + r][k + kk] to every lane with subgroupBroadcast.
+ * `kShift` is added to every k (the packed kernel's K chunk start).
+ */
+function subgroupASide(spec: MatmulKernelSpec, S: number, tm: number, kShift = '') {
   const aRowGroups = spec.transA && spec.vecA;
+  if (tm % S !== 0) throw new RangeError(`matmul subgroup kernel: ${tm} rows is not a multiple of the subgroup size ${S}`);
   if (aRowGroups && tm % (4 * S) !== 0) throw new RangeError(`matmul subgroup kernel: vec4 A^T needs rows % ${4 * S} == 0`);
   const perLane = aRowGroups ? tm / (4 * S) : tm / S;
-
+  const ks = kShift ? ` + ${kShift}` : '';
   const setup: string[] = [];
   for (let i = 0; i < perLane; i++) {
-    if (!spec.transA) setup.push(`  let ar${i} = aOff + min(row0 + ${u(i * S)} + lane, M - 1u) * K;`);
-    else if (aRowGroups) setup.push(`  let ar${i} = aOff + min(row0 + 4u * (${u(i * S)} + lane), M - 4u);`);
-    else setup.push(`  let ar${i} = aOff + min(row0 + ${u(i * S)} + lane, M - 1u);`);
+    if (!spec.transA) setup.push(`  let ar${i} = aOff + min(row0 + ${u(i * S)} + lane, M - 1u) * K${ks};`);
+    else if (aRowGroups) setup.push(`  let ar${i} = aOff + min(row0 + 4u * (${u(i * S)} + lane), M - 4u)${kShift ? ` + ${kShift} * M` : ''};`);
+    else setup.push(`  let ar${i} = aOff + min(row0 + ${u(i * S)} + lane, M - 1u)${kShift ? ` + ${kShift} * M` : ''};`);
   }
-  setup.push(bSetup(spec, cv, (v) => `(cg0 + ${u(v * S)} + lane)`));
-  for (let r = 0; r < tm; r++) for (let v = 0; v < cv; v++) setup.push(`  var acc${r}_${v} = vec4<f32>(0.0);`);
-
-  // a(r, kk): the value of A[row0 + r][k + kk], broadcast from the lane that loaded it
-  const aLoads = (nk: number): string => {
+  const loads = (nk: number): string => {
     const lines: string[] = [];
     for (let i = 0; i < perLane; i++) {
       if (!spec.transA && spec.vecA && nk % 4 === 0) {
         for (let q = 0; q < nk / 4; q++) lines.push(`    let a${i}_${q} = A4[(ar${i} + k + ${u(4 * q)}) >> 2u];`);
-      }
-      else if (!spec.transA) for (let kk = 0; kk < nk; kk++) lines.push(`    let a${i}_${kk} = A1[ar${i} + k + ${u(kk)}];`);
+      } else if (!spec.transA) for (let kk = 0; kk < nk; kk++) lines.push(`    let a${i}_${kk} = A1[ar${i} + k + ${u(kk)}];`);
       else if (aRowGroups) for (let kk = 0; kk < nk; kk++) lines.push(`    let a${i}_${kk} = A4[(ar${i} + (k + ${u(kk)}) * M) >> 2u];`);
       else for (let kk = 0; kk < nk; kk++) lines.push(`    let a${i}_${kk} = A1[ar${i} + (k + ${u(kk)}) * M];`);
     }
     return lines.join('\n');
   };
-  const aVal = (r: number, kk: number, nk: number): string => {
+  const val = (r: number, kk: number, nk: number): string => {
     if (!spec.transA && spec.vecA && nk % 4 === 0) {
       return `subgroupBroadcast(a${Math.floor(r / S)}_${Math.floor(kk / 4)}.${COMP[kk % 4]}, ${u(r % S)})`;
     }
@@ -255,6 +260,19 @@ function subgroupKernel(spec: MatmulKernelSpec): MatmulKernel {
     }
     return `subgroupBroadcast(a${Math.floor(r / S)}_${kk}, ${u(r % S)})`;
   };
+  return { setup: setup.join('\n'), loads, val };
+}
+
+function subgroupKernel(spec: MatmulKernelSpec): MatmulKernel {
+  const S = spec.subgroupSize ?? 8;
+  const tm = spec.tm ?? 32;
+  const cv = spec.cv ?? 1;
+  const aSide = subgroupASide(spec, S, tm);
+  const setup: string[] = [aSide.setup];
+  setup.push(bSetup(spec, cv, (v) => `(cg0 + ${u(v * S)} + lane)`));
+  for (let r = 0; r < tm; r++) for (let v = 0; v < cv; v++) setup.push(`  var acc${r}_${v} = vec4<f32>(0.0);`);
+  const aLoads = aSide.loads;
+  const aVal = aSide.val;
   const step = (nk: number): string => {
     const lines = [aLoads(nk), bLoads(spec, cv, nk)];
     for (let r = 0; r < tm; r++) {
@@ -449,7 +467,135 @@ ${epi.join('\n')}
   return { code, tileM: 64, tileN: 64 };
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// packed variant
+
+/** Floats in one packed block (one uniform binding): 64 KiB. */
+export const PACK_BLOCK_FLOATS = 16384;
+/** k rows per packed block for a subgroup of S lanes (each row holds 4S columns). */
+export function packRows(S: number): number {
+  return PACK_BLOCK_FLOATS / (4 * S);
+}
+
+/** Uniform parameters of the packed kernel, in order. */
+export const PACKED_PARAMS = ['M', 'N', 'K', 'kLen', 'k0', 'g0', 'm0', 'aAdd', 'cAdd'] as const;
+
+/**
+ * Store of one vec4 of the packed kernel's outputs. Bias and activation are not fused here (a separate pass,
+ * `epilogueCode`): the per-lane code of every fused access multiplies LLVM's compile time on lavapipe, for
+ * about 1% of the run time.
+ */
+function storePacked(spec: MatmulKernelSpec, x: string, row: string, cg: string, ind: string): string {
+  const out: string[] = [];
+  const idx = `cOff + ${row} * N + 4u * ${cg}`;
+  if (spec.vecC) {
+    out.push(`${ind}if (${cg} < N / 4u) { C4[(${idx}) >> 2u] = ${x}; }`);
+  } else {
+    out.push(`${ind}{`);
+    out.push(`${ind}  let n = 4u * ${cg};`);
+    for (let c = 0; c < 4; c++) out.push(`${ind}  if (n + ${u(c)} < N) { C1[${idx} + ${u(c)}] = ${x}.${COMP[c]}; }`);
+    out.push(`${ind}}`);
+  }
+  return out.join('\n');
+}
+
+function packedKernel(spec: MatmulKernelSpec): MatmulKernel {
+  const S = spec.subgroupSize ?? 8;
+  const tm = spec.tm ?? 16;
+  const cv = spec.cv ?? 2;
+  const aSide = subgroupASide(spec, S, tm, 'p.k0');
+  const lines: string[] = ['enable subgroups;'];
+  let b = 0;
+  lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecA ? 'A4: array<vec4<f32>>' : 'A1: array<f32>'};`);
+  for (let v = 0; v < cv; v++) lines.push(`@group(0) @binding(${b++}) var<uniform> U${v}: array<vec4<f32>, ${PACK_BLOCK_FLOATS / 4}>;`);
+  const arr = spec.vecC ? 'array<vec4<f32>>' : 'array<f32>';
+  if (spec.bias || spec.writePre || spec.activation !== 'none') throw new Error('matmul packed kernel: the epilogue is a separate pass');
+  lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${spec.vecC ? 'C4' : 'C1'}: ${arr};`);
+  lines.push(`struct Params { ${PACKED_PARAMS.map((n) => `${n}: u32`).join(', ')} }`);
+  lines.push(`@group(0) @binding(${b}) var<uniform> p: Params;`);
+
+  const setup: string[] = [aSide.setup];
+  for (let r = 0; r < tm; r++) for (let v = 0; v < cv; v++) setup.push(`  var acc${r}_${v} = vec4<f32>(0.0);`);
+  const step = (nk: number): string => {
+    const out = [aSide.loads(nk)];
+    for (let kk = 0; kk < nk; kk++) {
+      for (let v = 0; v < cv; v++) out.push(`    let b${kk}_${v} = U${v}[(k + ${u(kk)}) * ${u(S)} + lane];`);
+    }
+    for (let r = 0; r < tm; r++) {
+      for (let kk = 0; kk < nk; kk++) {
+        let t = `    { let x = ${aSide.val(r, kk, nk)};`;
+        for (let v = 0; v < cv; v++) t += ` acc${r}_${v} += x * b${kk}_${v};`;
+        out.push(t + ' }');
+      }
+    }
+    return out.join('\n');
+  };
+  const epi: string[] = [];
+  for (let r = 0; r < tm; r++) {
+    epi.push(`  if (row0 + ${u(r)} < M) {`);
+    for (let v = 0; v < cv; v++) epi.push(storePacked(spec, `acc${r}_${v}`, `(row0 + ${u(r)})`, `((p.g0 + ${u(v)}) * ${u(S)} + lane)`, '    '));
+    epi.push('  }');
+  }
+  // vec4 loads along K imply K % 4 == 0, so every chunk length is a multiple of 4
+  const tail = !(spec.vecA && !spec.transA);
+  const code = `${lines.join('\n')}
+@compute @workgroup_size(${S})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let M = p.M;
+  let N = p.N;
+  let K = p.K;
+  let aOff = p.aAdd;
+  let cOff = p.cAdd;
+  let row0 = p.m0 + wid.x * ${u(tm)};
+${setup.join('\n')}
+${kLoops(step, tail, spec.ku ?? 4, 'p.kLen')}
+${epi.join('\n')}
+}`;
+  return { code, tileM: tm, tileN: 4 * cv * S };
+}
+
+/** Uniform parameters of the pack kernel, in order. */
+export const PACK_PARAMS = ['N', 'K', 'g0', 'gCount', 'c0', 'cCount', 'chunks', 'bAdd', 'pBase', 'total', 'rows'] as const;
+
+/**
+ * Repacks op(B) (B is [K, N], or [N, K] with transB) into blocks: block (g, c) holds rows c*R .. c*R+R-1 and
+ * columns 4Sg .. 4Sg+4S-1 of op(B) as [R][4S] floats (R = packRows(S)), zero outside op(B). One invocation per
+ * vec4 of a block's first `rows` rows (R, or K when K < R: the kernel reads no further), for groups
+ * g0 .. g0+gCount-1 and chunks c0 .. c0+cCount-1; block (g, c) lands at vec4 offset pBase + (g * chunks + c) * 4096.
+ */
+export function packCode(S: number, transB: boolean, vecB: boolean): string {
+  const R = packRows(S);
+  const vec = vecB && !transB;
+  const at = (n: string, k: string) => (transB ? `bAdd + ${n} * K + ${k}` : `bAdd + ${k} * N + ${n}`);
+  const load = (c: number) =>
+    `select(0.0, B1[${at(`min(n + ${u(c)}, N - 1u)`, 'min(k, K - 1u)')}], n + ${u(c)} < N && k < K)`;
+  const value = vec
+    ? `select(vec4<f32>(0.0), B4[(bAdd + min(k, K - 1u) * N + min(n, N - 4u)) >> 2u], n < N && k < K)`
+    : `vec4<f32>(${[0, 1, 2, 3].map(load).join(', ')})`;
+  return `@group(0) @binding(0) var<storage, read> ${vec ? 'B4: array<vec4<f32>>' : 'B1: array<f32>'};
+@group(0) @binding(1) var<storage, read_write> P4: array<vec4<f32>>;
+struct Params { ${PACK_PARAMS.map((n) => `${n}: u32`).join(', ')} }
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.total) { return; }
+  let N = p.N;
+  let K = p.K;
+  let bAdd = p.bAdd;
+  let lane = i % ${u(S)};
+  let kk = (i / ${u(S)}) % p.rows;
+  let blk = i / (p.rows * ${u(S)});
+  let c = p.c0 + blk % p.cCount;
+  let g = p.g0 + blk / p.cCount;
+  let k = c * ${u(R)} + kk;
+  let n = 4u * (g * ${u(S)} + lane);
+  P4[p.pBase + (g * p.chunks + c) * ${u(PACK_BLOCK_FLOATS / 4)} + kk * ${u(S)} + lane] = ${value};
+}`;
+}
+
 export function matmulKernel(spec: MatmulKernelSpec): MatmulKernel {
+  if (spec.variant === 'packed') return packedKernel(spec);
   if (spec.variant === 'subgroup') return subgroupKernel(spec);
   if (spec.variant === 'regblock') return regblockKernel(spec);
   return tiledKernel(spec);
@@ -460,9 +606,40 @@ export function matmulTile(variant: MatmulVariant, subgroupSize = 8, tm?: number
   const d = defaultTile(variant, subgroupSize);
   const t = tm ?? d.tm;
   const c = cv ?? d.cv;
-  if (variant === 'subgroup') return { tileM: t, tileN: 4 * c * subgroupSize };
+  if (variant === 'subgroup' || variant === 'packed') return { tileM: t, tileN: 4 * c * subgroupSize };
   if (variant === 'regblock') return { tileM: RB_WY * t, tileN: 4 * c * RB_WX };
   return { tileM: 64, tileN: 64 };
+}
+
+/**
+ * The packed variant's second pass over the output: x = C + S0 + ... (the partial sums of later K chunks) +
+ * bias[col]; P = x; C = act(x), over `n` elements (vec4 of them when `vec`) from element `first` of the bound
+ * window, the first of them at column `col0` of a row.
+ */
+export function combineCode(slabs: number, activation: Activation, bias: boolean, writePre: boolean, vec: boolean): string {
+  const T = vec ? 'vec4<f32>' : 'f32';
+  let i = 0;
+  const lines = [`@group(0) @binding(${i++}) var<storage, read_write> C: array<${T}>;`];
+  for (let j = 0; j < slabs; j++) lines.push(`@group(0) @binding(${i++}) var<storage, read> S${j}: array<${T}>;`);
+  if (bias) lines.push(`@group(0) @binding(${i++}) var<storage, read> ${vec ? 'bias4' : 'bias1'}: array<${T}>;`);
+  if (writePre) lines.push(`@group(0) @binding(${i++}) var<storage, read_write> P: array<${T}>;`);
+  lines.push('struct Params { n: u32, N: u32, col0: u32, first: u32 }');
+  lines.push(`@group(0) @binding(${i}) var<uniform> p: Params;`);
+  const act = activation === 'none' ? '' : activationFn(activation).replace(/vec4<f32>/g, T);
+  let sum = 'C[i]';
+  for (let j = 0; j < slabs; j++) sum += ` + S${j}[i]`;
+  if (bias) sum += vec ? ' + bias4[col / 4u]' : ' + bias1[col]';
+  return `${lines.join('\n')}
+${act}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let j = gid.x + gid.y * nwg.x * 64u;
+  if (j >= p.n) { return; }
+  let i = p.first + j;
+  let col = (p.col0 + j${vec ? ' * 4u' : ''}) % p.N;
+  var x = ${sum};
+${writePre ? '  P[i] = x;\n' : ''}${activation === 'none' ? '' : '  x = act(x);\n'}  C[i] = x;
+}`;
 }
 
 // ---------------------------------------------------------------------------------------------------------
