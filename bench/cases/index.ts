@@ -7,6 +7,7 @@ import { cases as crossEntropy } from './cross-entropy.ts';
 import { cases as embedding } from './embedding.ts';
 import { cases as generate } from './generate.ts';
 import { cases as layernorm } from './layernorm.ts';
+import { cases as matmul } from './matmul.ts';
 import { cases as rmsnorm } from './rmsnorm.ts';
 import { cases as softmax } from './softmax.ts';
 import { cases as t5 } from './t5.ts';
@@ -15,5 +16,5 @@ import { cases as elementwise } from './elementwise.ts';
 export type CaseFactory = (sizes?: string[]) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
-  return { attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5, generate };
+  return { matmul, attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5, generate };
 }
