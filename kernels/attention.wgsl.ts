@@ -295,6 +295,14 @@ export interface SubgroupShape {
 const seq = (n: number, f: (i: number) => string, sep = '\n  '): string =>
   Array.from({ length: n }, (_, i) => f(i)).join(sep);
 
+/** Adds bias and mask to the R scores s{r} under uniform branches (biasJ, maskJ are 1 when the operand
+ * is present): an absent operand then costs no load, where lavapipe gathers every storage load lane by
+ * lane. `at` gives the element offset of row/key r past its precomputed base. */
+function addExtras(R: number, at: string, atMask: string): string {
+  return `if (p.biasJ != 0u) { ${seq(R, (r) => `s${r} += bias[bo${r} + ${at}];`, ' ')} }
+    if (p.maskJ != 0u) { ${seq(R, (r) => `s${r} += mask[mo${r} + ${atMask}];`, ' ')} }`;
+}
+
 /** Element type of streamed loads: lane l loads E = D / SG consecutive floats, as vec4s when it can.
  * Every storage load is a lane-by-lane gather on lavapipe, and each one also costs compile time
  * (a branch per lane): wide loads cut both. */
@@ -382,8 +390,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${streamLoad('ks', 'k', 'kj', E, N)}
     ${rows((r) => `var s${r} = 0.0;`, ' ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
-    ${rows((r) => `s${r} = s${r}${extraTerms('j', `${r}`)};
-    let n${r} = select(m${r}, max(m${r}, s${r}), j < ke${r});
+    ${addExtras(R, 'j', 'j')}
+    ${rows((r) => `let n${r} = select(m${r}, max(m${r}, s${r}), j < ke${r});
     // rescaling inside the accumulation (o = o·c + p·v) costs one multiply per element but no branch
     let c${r} = exp(m${r} - n${r});
     let p${r} = select(0.0, exp(s${r} - n${r}), j < ke${r});
@@ -437,8 +445,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${rows((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `dp${r} += g${r}_${d} * ${x};`, ' '))}
+    ${addExtras(R, 'j', 'j')}
     ${rows((r) => {
-      const pe = `exp(s${r}${extraTerms('j', `${r}`)} - st${r}.x - st${r}.y)`;
+      const pe = `exp(s${r} - st${r}.x - st${r}.y)`;
       return `let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} - dl${r});`;
     }, '\n    ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `dq${r}_${d} += ds${r} * ${x};`, ' '))}
@@ -491,8 +500,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${keys((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
     ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `s${r} += k${r}_${d} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dp${r} += v${r}_${d} * ${x};`, ' '))}
+    ${addExtras(R, 'i * p.biasQ', 'i * p.maskQ')}
     ${keys((r) => {
-      const pe = `exp(s${r} + bias[bo${r} + i * p.biasQ] + mask[mo${r} + i * p.maskQ] - st.x - st.y)`;
+      const pe = `exp(s${r} - st.x - st.y)`;
       return `let p${r} = select(0.0, ${pe}, j${r} <= i + p.causalOff);
     let ds${r} = p${r} * (dp${r} - dl);`;
     }, '\n    ')}
