@@ -5,9 +5,9 @@
 // (random data, a capped size) and the fastest is kept in memory and persisted to
 // `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json`, keyed by adapter (name and driver), so the
 // next process starts with it. `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before
-// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (on a CPU adapter
-// with subgroups the packed or subgroup kernel, by size; the shared-memory tiled kernel on a GPU). Tests run
-// with it off and force each variant in turn with `forceMatmulVariant`.
+// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup kernel
+// on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off and
+// force each variant in turn with `forceMatmulVariant`.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -72,11 +72,9 @@ export function adapterKey(): string {
   return `${info.name} | ${info.driver || info.description}`;
 }
 
-/** The fixed choice without knowing the problem: subgroup kernels on a CPU adapter, shared-memory tiles on a GPU
- * (matmul.ts passes a problem-aware one). */
+/** The fixed choice: the subgroup kernel on a CPU adapter, shared-memory tiles on a GPU (matmul.ts passes its own). */
 export function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
-    if (eligible.includes('packed')) return 'packed';
     if (eligible.includes('subgroup')) return 'subgroup';
     if (eligible.includes('regblock')) return 'regblock';
   }
@@ -144,7 +142,7 @@ export async function matmulAutotuneSettled(): Promise<void> {
 
 /**
  * Times each eligible variant with `measure` and records the fastest for the problem's class. A variant that
- * fails (or takes over 4x the best so far on its first run) drops out. Exported for tests.
+ * fails drops out. Exported for tests.
  */
 export async function tuneClass(
   p: TuneProblem,
@@ -177,14 +175,16 @@ export async function tuneClass(
 }
 
 /**
- * The variant for a problem now. With `measure`, an unknown class schedules a tuning job (and runs with the
- * heuristic meanwhile); without it the choice is only looked up.
+ * The variant for a problem now. With `measure`, an unknown class schedules a tuning job over `candidates`
+ * (and runs with the heuristic meanwhile); without it the choice is only looked up. A forced variant must be
+ * in `eligible` (the variants that can run on this adapter).
  */
 export function chooseMatmulVariant(
   p: TuneProblem,
   eligible: readonly MatmulVariant[],
   measure?: MeasureFn,
   heuristic: MatmulVariant = heuristicVariant(eligible),
+  candidates: readonly MatmulVariant[] = eligible,
 ): VariantChoice {
   if (forced) {
     if (!eligible.includes(forced)) {
@@ -196,10 +196,10 @@ export function chooseMatmulVariant(
   const key = shapeClass(p);
   const rec = table().get(key);
   if (rec && eligible.includes(rec.variant)) return { variant: rec.variant, source: 'autotuned' };
-  if (measure && eligible.length > 1 && !pending.has(key)) {
+  if (measure && candidates.length > 1 && !pending.has(key)) {
     const job = (async () => {
       await Promise.resolve(); // start after the current synchronous op has recorded its work
-      await tuneClass(p, eligible, measure);
+      await tuneClass(p, candidates, measure);
     })().finally(() => pending.delete(key));
     pending.set(key, job);
   }

@@ -202,7 +202,6 @@ export const MATMUL_TUNING = {
   regCols: null as number | null,
   packedRows: null as number | null,
   packedCols: null as number | null,
-  kUnroll: null as number | null,
   /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
   maxBindingBytes: null as number | null,
   /** packed variant: bytes of scratch partial sums held at once (tests force small values) */
@@ -225,7 +224,6 @@ function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activation: 
     bias,
     activation,
     writePre,
-    ku: MATMUL_TUNING.kUnroll ?? 4,
   };
   if (variant === 'subgroup' || variant === 'packed') {
     const S = gpu().limits.subgroupMinSize!;
@@ -240,7 +238,7 @@ function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activation: 
     }
     if (p.transA && spec.tm % (4 * S) !== 0) spec.vecA = false;
   } else if (variant === 'regblock') {
-    spec.tm = MATMUL_TUNING.regRows ?? 16;
+    spec.tm = MATMUL_TUNING.regRows ?? 8;
     spec.cv = MATMUL_TUNING.regCols ?? 2;
   }
   return spec;
@@ -751,25 +749,33 @@ function measureFor(p: Problem): (v: MatmulVariant) => Promise<number> {
 }
 
 /**
- * The fixed choice, used with autotuning off and until a class is tuned. On a CPU adapter: the packed kernel
- * (B through uniform buffers) unless the product is too small to repay packing and its many dispatches, then
- * the subgroup kernel; on a GPU the shared-memory tiled kernel.
+ * The fixed choice, used with autotuning off and until a class is tuned: the subgroup kernel on a CPU adapter
+ * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
+ * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
+ * runtime's batch), the shared-memory tiled kernel on a GPU. Autotuning times all of them.
  */
-function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
+function heuristicFor(_p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
-    // one packed dispatch covers all rows x 8S columns x one K chunk: enough work to hide its cost?
-    const perDispatch = p.M * Math.min(p.K, packRows(gpu().limits.subgroupMinSize ?? 8));
-    const big = p.N >= 64 && p.K >= 32 && perDispatch >= 1 << 15 && p.M * p.N * p.K * p.nb >= 1 << 21;
-    if (big && eligible.includes('packed')) return 'packed';
     if (eligible.includes('subgroup')) return 'subgroup';
     return 'regblock';
   }
   return 'tiled';
 }
 
+/**
+ * The variants worth timing: all that run here, except on a CPU adapter the shared-memory tiled and the
+ * register-blocked kernels (workgroup barriers are coroutine switches there: 3x and 2x slower than the subgroup
+ * kernels in shared/LAVAPIPE.md and here), which would only lengthen each tuning.
+ */
+function tuningCandidates(eligible: MatmulVariant[]): MatmulVariant[] {
+  if (!gpu().info.isSoftware) return eligible;
+  const fast = eligible.filter((v) => v === 'subgroup' || v === 'packed');
+  return fast.length ? fast : eligible;
+}
+
 function choose(p: Problem, tune: boolean): VariantChoice {
   const eligible = eligibleVariants();
-  return chooseMatmulVariant(tuneProblemOf(p), eligible, tune ? measureFor(p) : undefined, heuristicFor(p, eligible));
+  return chooseMatmulVariant(tuneProblemOf(p), eligible, tune ? measureFor(p) : undefined, heuristicFor(p, eligible), tuningCandidates(eligible));
 }
 
 /** The variant matmul would run for these shapes now, and why ('subgroup (autotuned)', 'tiled (forced)', ...). */
