@@ -31,12 +31,12 @@ export interface VariantChoice {
   source: ChoiceSource;
 }
 
-/** Times one variant on the problem (ms per run, the best of a few), or rejects if it cannot run. */
-export type MeasureFn = (variant: MatmulVariant) => Promise<number>;
+/** Times one variant (ms per run, the best of a few), or rejects if it cannot run; `shape` names what it times. */
+export type MeasureFn = ((variant: MatmulVariant) => Promise<number>) & { shape?: string };
 
 export interface TuneRecord {
   variant: MatmulVariant;
-  /** ms per run of each variant timed, on the problem in `shape` */
+  /** ms per run of each variant timed, on the problem in `shape` (MxKxN, a representative of the class) */
   ms: Partial<Record<MatmulVariant, number>>;
   shape: string;
   tunedAt: string;
@@ -47,8 +47,11 @@ interface CacheFile {
   adapters: Record<string, Record<string, TuneRecord>>;
 }
 
+/** T5_WEBGPU_AUTOTUNE=0 (or false, off) disables tuning; unset, it is on, except under vitest (tests are
+ * timing-free and must not write the user's cache: a test that wants tuning sets T5_WEBGPU_AUTOTUNE=1). */
 export function autotuneEnabled(): boolean {
   const v = process.env.T5_WEBGPU_AUTOTUNE;
+  if (v === undefined || v === '') return !process.env.VITEST;
   return !(v === '0' || v === 'false' || v === 'off');
 }
 
@@ -148,7 +151,7 @@ export async function tuneClass(
   p: TuneProblem,
   eligible: readonly MatmulVariant[],
   measure: MeasureFn,
-  shape = `${p.batch > 1 ? `${p.batch}x` : ''}${p.M}x${p.K}x${p.N}`,
+  shape = measure.shape ?? `${p.batch > 1 ? `${p.batch}x` : ''}${p.M}x${p.K}x${p.N}`,
 ): Promise<TuneRecord | null> {
   const ms: Partial<Record<MatmulVariant, number>> = {};
   let best: MatmulVariant | null = null;

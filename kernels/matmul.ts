@@ -15,7 +15,12 @@
 // Backward: dA = dC · op(B)ᵀ and dB = op(A)ᵀ · dC computed by this same kernel with transpose flags (nothing is
 // transposed in memory), summed over broadcast batch dims; dBias = column sums of dC. With an activation the
 // gradient first goes through it: relu from the output itself, gelu from the pre-activation, which the
-// epilogue writes as a second output only when a gradient will be needed.
+// epilogue writes as a second output only when a gradient will be needed. A weight shared by a batch gets its
+// gradient as one matmul with the batch folded into K.
+//
+// Variants (matmul.wgsl.ts): chosen by `matmul-autotune.ts` (measured once per adapter and shape class, or a
+// fixed heuristic with T5_WEBGPU_AUTOTUNE=0), forced with `forceMatmulVariant`; `matmulVariantFor` tells which
+// one a shape gets. Tile sizes can be overridden through MATMUL_TUNING for experiments.
 import { isGradEnabled, recordOp } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
@@ -41,6 +46,7 @@ import {
   chooseMatmulVariant,
   forceMatmulVariant,
   matmulAutotuneSettled,
+  type MeasureFn,
   type TuneProblem,
   type VariantChoice,
 } from './matmul-autotune.ts';
@@ -488,6 +494,14 @@ function scratchFor(bytes: number): GPUBuffer {
   return packScratch;
 }
 
+/** Frees the packed variant's scratch blocks (they grow to the largest B packed so far). */
+export function releaseMatmulScratch(): void {
+  packScratch?.destroy();
+  packScratch = null;
+  paramArena?.destroy();
+  paramArena = null;
+}
+
 function submitOwn(name: string, list: OwnDispatch[]): void {
   if (list.length === 0) return;
   const g = gpu();
@@ -704,20 +718,31 @@ function tuneProblemOf(p: Problem): TuneProblem {
 }
 
 /** Flops of one timing run during autotuning: enough to time, small enough to keep tuning brief. */
-const TUNE_FLOPS = 4e8;
+const TUNE_FLOPS = 1e9;
 
-function measureFor(p: Problem): (v: MatmulVariant) => Promise<number> {
-  return async (variant) => {
-    // a representative problem of the same class: the same K and N, fewer rows (and batches) when large
-    const per = 2 * p.N * Math.max(1, p.K);
-    let M = p.M;
-    let nb = p.nb * p.outer.length;
-    if (nb > 1) nb = Math.max(1, Math.min(nb, Math.floor(TUNE_FLOPS / (per * M))));
-    if (nb === 1) M = Math.max(1, Math.min(M, Math.max(64, Math.floor(TUNE_FLOPS / per))));
-    const aShape = nb > 1 ? [nb, ...(p.transA ? [p.K, M] : [M, p.K])] : p.transA ? [p.K, M] : [M, p.K];
-    const batchB = nb > 1 && (p.bS1 !== 0 || p.bS2 !== 0);
-    const bMat = p.transB ? [p.N, p.K] : [p.K, p.N];
-    const bShape = batchB ? [nb, ...bMat] : bMat;
+/**
+ * The problem timed for a class: the same K and (up to the flops budget) M, since the variants differ in how
+ * they use rows (the packed kernel's dispatches cover all rows); batches first, then columns, then rows cut down.
+ */
+function tuneShapes(p: Problem) {
+  const K = Math.max(1, p.K);
+  let nb = p.nb * p.outer.length;
+  let M = p.M;
+  let N = p.N;
+  const flops = () => 2 * nb * M * N * K;
+  if (flops() > TUNE_FLOPS) nb = Math.max(1, Math.floor(TUNE_FLOPS / (2 * M * N * K)));
+  if (flops() > TUNE_FLOPS) N = Math.min(N, Math.max(512, Math.floor(TUNE_FLOPS / (2 * M * K) / 64) * 64));
+  if (flops() > TUNE_FLOPS) M = Math.min(M, Math.max(64, Math.floor(TUNE_FLOPS / (2 * N * K))));
+  const aShape = nb > 1 ? [nb, ...(p.transA ? [p.K, M] : [M, p.K])] : p.transA ? [p.K, M] : [M, p.K];
+  const batchB = nb > 1 && (p.bS1 !== 0 || p.bS2 !== 0);
+  const bMat = p.transB ? [N, p.K] : [p.K, N];
+  const bShape = batchB ? [nb, ...bMat] : bMat;
+  return { aShape, bShape, shape: `${nb > 1 ? `${nb}x` : ''}${M}x${p.K}x${N}` };
+}
+
+function measureFor(p: Problem): MeasureFn {
+  const { aShape, bShape, shape } = tuneShapes(p);
+  const fn = async (variant: MatmulVariant) => {
     const q = problemOf(aShape, bShape, p.transA, p.transB);
     const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * 0.5);
     const a = tensor(rand(aShape.reduce((x, y) => x * y, 1)), aShape);
@@ -746,13 +771,14 @@ function measureFor(p: Problem): (v: MatmulVariant) => Promise<number> {
       out.dispose();
     }
   };
+  return Object.assign(fn, { shape });
 }
 
 /**
  * The fixed choice, used with autotuning off and until a class is tuned: the subgroup kernel on a CPU adapter
  * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
- * runtime's batch), the shared-memory tiled kernel on a GPU. Autotuning times all of them.
+ * runtime's batch), the shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
 function heuristicFor(_p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {

@@ -1,20 +1,24 @@
 // WGSL generators for matmul C = op(A) · op(B) (+ bias, activation), four variants:
 //
+// * `subgroup` (the default on a CPU adapter): a workgroup is one subgroup of S lanes. Each lane loads a few
+//   rows of A once (vec4 along K) and hands them to the others with `subgroupBroadcast`, so A is read once per
+//   subgroup instead of once per lane; each lane keeps TM rows x CV vec4 of output columns in registers, K
+//   unrolled by 4. On lavapipe every storage load is gathered lane by lane (shared/LAVAPIPE.md); this kernel
+//   loads each element once per 32x32 tile. 26-33 GFLOP/s on 2 Zen 4 cores for the big products.
 // * `packed`: op(B) is first repacked (a small kernel) into 64 KiB blocks of [k][4S columns], each bound as a
-//   *uniform* buffer; A is read from storage and shared across the subgroup as in `subgroup`. On lavapipe a
-//   uniform-buffer load with per-lane addresses is a plain gather (a few instructions per element) where a
-//   storage load costs ~10 (exec-mask test, descriptor reload, bounds branch per element), so B costs a
-//   quarter. One dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows; the partial
-//   sums of later K chunks go to scratch copies of C that a light second pass adds up, with bias and activation
-//   (fusing them into the kernel tripled LLVM's compile time for ~1% of run time). Needs uniform-buffer
-//   bindings, so it is dispatched outside the runtime's storage-only path (see matmul.ts).
-// * `subgroup`: a workgroup is one subgroup of S lanes. Each lane loads a few rows of A once and hands them to
-//   the others with `subgroupBroadcast`, so A is read once per subgroup instead of once per lane; each lane
-//   keeps TM rows x CV vec4 of output columns in registers. Fastest on lavapipe, where every storage load is
-//   gathered lane by lane (shared/LAVAPIPE.md).
+//   *uniform* buffer; A as in `subgroup`. A uniform-buffer load with per-lane addresses is a plain gather on
+//   lavapipe (~2.5 instructions per element, against ~9 for a storage load with its exec-mask test, descriptor
+//   reload and bounds branch per element), so the main loop runs 2.5 flops per instruction against 1.6 — yet
+//   measured the same wall time (latency, not instruction count, bounds the gathers), and slower on small or
+//   batched products (a pack and several dispatches per B): an autotune candidate, not the default. One
+//   dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows; later K chunks write
+//   partial sums to scratch copies of C that a light second pass adds up, with bias and activation (fusing
+//   them tripled LLVM's compile time for ~1% of run time). Uniform-buffer bindings are not in the runtime's
+//   storage-only dispatch, so this variant encodes its own pass (see matmul.ts).
 // * `regblock`: register blocking without shared memory or subgroups: each invocation loads its own rows of A
 //   and CV vec4 of B per k and keeps TR x CV vec4 of outputs.
-// * `tiled`: the classic GPU kernel: 64x64 tiles staged through workgroup memory, 4x4 outputs per invocation.
+// * `tiled`: the classic GPU kernel: 64x64 tiles staged through workgroup memory, 4x4 outputs per invocation
+//   (what a real GPU prefers; on lavapipe its barriers are coroutine switches).
 //
 // Every variant handles any M, N, K (tiles are clamped on load and masked on store), both transposes, a batch
 // (two-level batch index, strides per operand, 0 for a broadcast operand), and "windows": each storage binding
