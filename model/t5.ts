@@ -11,9 +11,8 @@
 // causal in the decoder; cross-attention has none); masks add finfo(float32).min; dropout after the
 // embedding, on attention probabilities, inside the feed-forward, on each sublayer output and after the
 // final norm; the tied LM head scales the decoder output by d_model ** -0.5.
-import { recordOp } from '../engine/autograd.ts';
 import { tensor, type Tensor } from '../engine/tensor.ts';
-import { add, gelu, mul, relu, scale } from '../kernels/elementwise.ts';
+import { add, mul, scale } from '../kernels/elementwise.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { attention } from '../kernels/attention.ts';
@@ -280,5 +279,3 @@ export function t5Forward(ctx: ForwardContext, batch: Seq2SeqBatch): Seq2SeqOutp
   return { logits, encoderHidden, loss };
 }
 
-// recordOp is re-exported for modules that build custom ops on top of the model
-export { recordOp, relu, gelu };
