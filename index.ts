@@ -4,7 +4,7 @@ export { initGpu, gpu, getGpu, listAdapters, GpuError, type Gpu, type GpuOptions
 export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, setPoison, tensorFromHalf, type DType } from './engine/tensor.ts';
 export { tidy } from './engine/scope.ts';
 export { backward, noGrad, zeroGrad, isGradEnabled, recordOp } from './engine/autograd.ts';
-export { AdamW, type AdamWOptions, type AdamWState } from './engine/adamw.ts';
+export { AdamW, type AdamWOptions, type AdamWState } from './optim/adamw.ts';
 export { rt } from './engine/runtime.ts';
 export { deviceCeilings, measureCeilings, type Ceilings } from './engine/ceilings.ts';
 // Kernels (one op per file)
@@ -24,20 +24,20 @@ export { globalNorm, clipGradNorm } from './kernels/grad-norm.ts';
 export { T5ForConditionalGeneration, type ForwardOptions } from './model/t5-model.ts';
 export type { Seq2SeqBatch, Seq2SeqOutput } from './model/t5.ts';
 export { loadT5Config, parseT5Config, presetConfig, type T5Config } from './model/config.ts';
-export { T5Tokenizer } from './model/tokenizer.ts';
-export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './model/safetensors.ts';
-export { resolveModel } from './model/hub.ts';
-export { loadModelForCli, type LoadedModel } from './model/load-model.ts';
-export { savePretrained } from './model/save-model.ts';
-export { generateIds, padBatch } from './model/generate.ts';
-export { loadGenerationConfig, resolveGenerationConfig, generate, type GenerationOptions } from './model/generation-config.ts';
-export { predictOne, predictFile } from './model/predict.ts';
-export { scoreTarget } from './model/score.ts';
+export { T5Tokenizer } from './hf/tokenizer.ts';
+export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './hf/safetensors.ts';
+export { resolveModel } from './hf/hub.ts';
+export { loadModelForCli, type LoadedModel } from './hf/load-model.ts';
+export { savePretrained } from './hf/save-model.ts';
+export { generateIds, padBatch } from './generate/generate.ts';
+export { loadGenerationConfig, resolveGenerationConfig, generate, type GenerationOptions } from './generate/generation-config.ts';
+export { predictOne, predictFile } from './tasks/predict.ts';
+export { scoreTarget } from './tasks/score.ts';
 export { initModelFolder } from './cli/init.ts';
 // Training
 export { train, type TrainOptions } from './train/trainer.ts';
 export { evaluate, evaluateFile } from './train/evaluate.ts';
-export { readQaCsv, streamQaCsv, cleanText, DataError } from './train/csv-data.ts';
+export { readQaCsv, streamQaCsv, cleanText, DataError } from './tasks/csv-data.ts';
 export { splitRows } from './train/split.ts';
 export { exactMatch, f1, squadScores } from './train/squad-metrics.ts';
 // Benchmarks

@@ -25,11 +25,11 @@ import {
   parameterCount,
   writeHfFolderFiles,
   type GenerationOptions,
-} from '../model/hf-folder.ts';
+} from '../hf/hf-folder.ts';
 import { initT5Tensors } from '../model/init-weights.ts';
-import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from '../model/safetensors.ts';
-import { T5Tokenizer } from '../model/tokenizer.ts';
-import type { PreprocessConfig } from '../train/csv-data.ts';
+import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from '../hf/safetensors.ts';
+import { T5Tokenizer } from '../hf/tokenizer.ts';
+import type { PreprocessConfig } from '../tasks/csv-data.ts';
 
 export interface InitModelOptions {
   /** A preset name or a parsed config (loadT5Config). */

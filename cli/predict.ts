@@ -5,12 +5,12 @@
 //                      [--no-repeat-ngram-size N] [--length-penalty X] [--early-stopping true|false|never]
 //                      [--num-return-sequences N] [--batch-size N] [--json] [--quiet]
 //
-// The work is model/predict.ts's; this file parses flags and prints.
+// The work is tasks/predict.ts's; this file parses flags and prints.
 import { parseArgs } from 'node:util';
-import type { EarlyStopping, GenerationOptions } from '../model/generation-config.ts';
-import { loadModelForCli } from '../model/load-model.ts';
-import { predictFile, predictOne, type PredictInput } from '../model/predict.ts';
-import { describeBadRows } from '../train/csv-data.ts';
+import type { EarlyStopping, GenerationOptions } from '../generate/generation-config.ts';
+import { loadModelForCli } from '../hf/load-model.ts';
+import { predictFile, predictOne, type PredictInput } from '../tasks/predict.ts';
+import { describeBadRows } from '../tasks/csv-data.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 
 const USAGE =

@@ -3,8 +3,8 @@
 //   engine-cli score --model DIR|HUB_ID (--input TEXT | --context TEXT --question TEXT) --target TEXT [--json]
 //                    [--max-source-length N] [--quiet]
 import { parseArgs } from 'node:util';
-import { loadModelForCli } from '../model/load-model.ts';
-import { scoreTarget, type ScoreInput } from '../model/score.ts';
+import { loadModelForCli } from '../hf/load-model.ts';
+import { scoreTarget, type ScoreInput } from '../tasks/score.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 
 const USAGE =

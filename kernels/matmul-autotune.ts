@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from '../engine/gpu.ts';
-import { writeFileAtomic } from '../model/atomic-write.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import type { MatmulVariant } from './matmul.wgsl.ts';
 
 export interface TuneProblem {

@@ -21,8 +21,8 @@
 // Same seed gives the same bytes under Node/V8 (its Math.log/cos/sin are the fdlibm ports on every platform);
 // another JS engine's libm could differ in the last bit of a rare value.
 import type { T5Config } from './config.ts';
-import { storedParameters, type ParamSpec } from './hf-folder.ts';
-import type { TensorToWrite } from './safetensors.ts';
+import { storedParameters, type ParamSpec } from '../hf/hf-folder.ts';
+import type { TensorToWrite } from '../hf/safetensors.ts';
 
 /** HF's standard deviation for a parameter (for layer norms: the constant it is filled with). */
 export function initScale(spec: Pick<ParamSpec, 'kind' | 'name'>, cfg: T5Config): number {

@@ -3,8 +3,8 @@
 import { tensor, type Tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
 import { loadT5Config, type T5Config } from './config.ts';
-import { describeCheckpointMismatch, matchCheckpoint, storedParameters } from './hf-folder.ts';
-import { readSafetensorsFolder, writeSafetensors } from './safetensors.ts';
+import { describeCheckpointMismatch, matchCheckpoint, storedParameters } from '../hf/hf-folder.ts';
+import { readSafetensorsFolder, writeSafetensors } from '../hf/safetensors.ts';
 import { DropoutState, t5Forward, type ForwardContext, type ParamMap, type Seq2SeqBatch, type Seq2SeqOutput } from './t5.ts';
 
 export interface ForwardOptions {

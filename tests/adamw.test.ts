@@ -4,9 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { rt } from '../engine/runtime.ts';
-import { AdamW } from '../engine/adamw.ts';
+import { AdamW } from '../optim/adamw.ts';
 import { adamwReference, adamwStep, bindingChunks, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
-import { readSafetensors } from '../model/safetensors.ts';
+import { readSafetensors } from '../hf/safetensors.ts';
 
 beforeAll(async () => {
   await initGpu();

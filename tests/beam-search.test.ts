@@ -10,11 +10,11 @@
 // described at the replay stepper (measured ~1.3e-7).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BeamHypotheses, beamSearch, topKCandidates } from '../model/beam-search.ts';
+import { BeamHypotheses, beamSearch, topKCandidates } from '../generate/beam-search.ts';
 import {
   generate, resolveGenerationConfig, type DecoderStepper, type EarlyStopping, type GenerationOptions, type GenerationOutput,
-} from '../model/generation-config.ts';
-import { readSafetensors } from '../model/safetensors.ts';
+} from '../generate/generation-config.ts';
+import { readSafetensors } from '../hf/safetensors.ts';
 
 const FIXTURE_DIR = new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url);
 const fixturePath = (name: string): string => new URL(name, FIXTURE_DIR).pathname;

@@ -12,7 +12,7 @@ import {
   readQaCsv,
   streamQaCsv,
   type QaCsvOptions,
-} from '../train/csv-data.ts';
+} from '../tasks/csv-data.ts';
 
 const tiny = fileURLToPath(new URL('./fixtures/data/qa_tiny.csv', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'csv-data-test-'));

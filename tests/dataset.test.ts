@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { T5Tokenizer } from '../model/tokenizer.ts';
-import { DataError, readQaCsv, type QaRow } from '../train/csv-data.ts';
+import { T5Tokenizer } from '../hf/tokenizer.ts';
+import { DataError, readQaCsv, type QaRow } from '../tasks/csv-data.ts';
 import { collate, epochBatches, IGNORE_INDEX, paddingStats, tokenizeRows, tokenizeRowsCached, type Example } from '../train/dataset.ts';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));

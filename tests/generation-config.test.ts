@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GENERATION_DEFAULTS, generate, loadGenerationConfig, readGenerationConfigFile, resolveGenerationConfig,
   type DecoderStepper, type GenerationOptions,
-} from '../model/generation-config.ts';
+} from '../generate/generation-config.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 

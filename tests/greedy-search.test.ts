@@ -3,8 +3,8 @@
 // after eos while the row keeps being fed, transition scores = processed logits of the chosen (or pad) tokens.
 // Ids must be identical; scores are the same float32 values on both sides (no arithmetic), compared exactly.
 import { describe, expect, it } from 'vitest';
-import { argmaxRow, greedySearch } from '../model/greedy-search.ts';
-import { generate, resolveGenerationConfig, type DecoderStepper, type GenerationOptions } from '../model/generation-config.ts';
+import { argmaxRow, greedySearch } from '../generate/greedy-search.ts';
+import { generate, resolveGenerationConfig, type DecoderStepper, type GenerationOptions } from '../generate/generation-config.ts';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

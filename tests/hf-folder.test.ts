@@ -22,9 +22,9 @@ import {
   tokenizerFilesFor,
   writeHfFolderFiles,
   writeT5WebgpuSettings,
-} from '../model/hf-folder.ts';
-import { readSafetensorsHeader } from '../model/safetensors.ts';
-import { preprocessConfig } from '../train/csv-data.ts';
+} from '../hf/hf-folder.ts';
+import { readSafetensorsHeader } from '../hf/safetensors.ts';
+import { preprocessConfig } from '../tasks/csv-data.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 const SPIECE = join(GOLDEN, 'spiece.model');
@@ -228,7 +228,7 @@ describe('tokenizer files (slow T5Tokenizer.save_pretrained, 4.36)', () => {
 `);
   });
 
-  it('100 sentinels: <extra_id_N> = pieces + 99 - N, as model/tokenizer.ts numbers them', () => {
+  it('100 sentinels: <extra_id_N> = pieces + 99 - N, as hf/tokenizer.ts numbers them', () => {
     const j = JSON.parse(serializeTokenizerConfig(tokenizerFilesFor(SPIECE)));
     const ids = Object.keys(j.added_tokens_decoder).map(Number);
     expect(ids.length).toBe(103);

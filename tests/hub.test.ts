@@ -8,8 +8,8 @@ import { mkdtemp, mkdir, readFile, readdir, readlink, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hubCacheDir, isHubRepoId, repoFolderName, resolveModel } from '../model/hub.ts';
-import { encodeSafetensors, readSafetensorsFolder } from '../model/safetensors.ts';
+import { hubCacheDir, isHubRepoId, repoFolderName, resolveModel } from '../hf/hub.ts';
+import { encodeSafetensors, readSafetensorsFolder } from '../hf/safetensors.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 const COMMIT = 'a'.repeat(40);

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { initCommand, initModelFolder } from '../cli/init.ts';
 import { loadT5Config, parseT5Config, presetConfig, serializeT5Config, type T5Config } from '../model/config.ts';
-import { loadGenerationConfig, matchCheckpoint, storedParameters } from '../model/hf-folder.ts';
+import { loadGenerationConfig, matchCheckpoint, storedParameters } from '../hf/hf-folder.ts';
 import { NormalStream, initScale, initT5Weights } from '../model/init-weights.ts';
-import { readSafetensorsFolder } from '../model/safetensors.ts';
-import { T5Tokenizer } from '../model/tokenizer.ts';
+import { readSafetensorsFolder } from '../hf/safetensors.ts';
+import { T5Tokenizer } from '../hf/tokenizer.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 const SPIECE = join(GOLDEN, 'spiece.model');

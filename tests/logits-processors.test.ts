@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   applyLogitsProcessors, bannedNgramTokens, buildLogitsProcessors, logSoftmaxRows, minLengthProcessor, minNewTokensProcessor,
   noRepeatNgramProcessor,
-} from '../model/logits-processors.ts';
-import { resolveGenerationConfig } from '../model/generation-config.ts';
+} from '../generate/logits-processors.ts';
+import { resolveGenerationConfig } from '../generate/generation-config.ts';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

@@ -1,7 +1,7 @@
 // Learning-rate schedules against transformers' formulas (get_constant_schedule_with_warmup,
 // get_linear_schedule_with_warmup), evaluated by hand; exact up to float64 rounding (1e-15 relative).
 import { describe, expect, it } from 'vitest';
-import { checkSchedule, lrAt } from '../train/lr-schedule.ts';
+import { checkSchedule, lrAt } from '../optim/lr-schedule.ts';
 
 describe('lrAt', () => {
   it('constant without warmup is the base rate at every step', () => {

@@ -1,4 +1,4 @@
-// engine-cli predict and model/predict.ts on the golden tiny T5 (tests/fixtures/golden/t5-tiny-relu) and the
+// engine-cli predict and tasks/predict.ts on the golden tiny T5 (tests/fixtures/golden/t5-tiny-relu) and the
 // tutorial-shaped qa_tiny.csv: single inputs against generateIds itself, whole files (CSV and JSONL well formed,
 // one row per input in file order, the answer column kept, atomic output), batching invariance, the stored
 // preprocessing, and one test per refused option. Ids are compared exactly; scores within 1e-4 absolute (the
@@ -11,10 +11,10 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { predictCommand } from '../cli/predict.ts';
 import { initGpu } from '../engine/gpu.ts';
-import { csvField, csvRecord } from '../model/csv-write.ts';
-import { generateIds, padBatch } from '../model/generate.ts';
-import { loadGenerationConfig } from '../model/generation-config.ts';
-import { T5_WEBGPU_FILE, serializeT5WebgpuSettings } from '../model/hf-folder.ts';
+import { csvField, csvRecord } from '../util/csv-write.ts';
+import { generateIds, padBatch } from '../generate/generate.ts';
+import { loadGenerationConfig } from '../generate/generation-config.ts';
+import { T5_WEBGPU_FILE, serializeT5WebgpuSettings } from '../hf/hf-folder.ts';
 import {
   encodeInput,
   predictEncoded,
@@ -22,10 +22,10 @@ import {
   predictOne,
   resolvePredictSettings,
   type PredictedRow,
-} from '../model/predict.ts';
+} from '../tasks/predict.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import { T5Tokenizer } from '../model/tokenizer.ts';
-import { preprocessConfig, readQaCsv, type QaInputRow } from '../train/csv-data.ts';
+import { T5Tokenizer } from '../hf/tokenizer.ts';
+import { preprocessConfig, readQaCsv, type QaInputRow } from '../tasks/csv-data.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 const csvFile = fileURLToPath(new URL('./fixtures/data/qa_tiny.csv', import.meta.url));

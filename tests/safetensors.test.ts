@@ -13,8 +13,8 @@ import {
   readSafetensorsFolder,
   readSafetensorsHeader,
   writeSafetensors,
-} from '../model/safetensors.ts';
-import { writeFileAtomic } from '../model/atomic-write.ts';
+} from '../hf/safetensors.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/model.safetensors', import.meta.url));
 

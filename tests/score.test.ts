@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { writeT5WebgpuSettings } from '../model/hf-folder.ts';
-import { loadModelForCli, type LoadedModel } from '../model/load-model.ts';
-import { encodeScoreInput, scoreTarget } from '../model/score.ts';
+import { writeT5WebgpuSettings } from '../hf/hf-folder.ts';
+import { loadModelForCli, type LoadedModel } from '../hf/load-model.ts';
+import { encodeScoreInput, scoreTarget } from '../tasks/score.ts';
 import { scoreCommand } from '../cli/score.ts';
-import { preprocessConfig } from '../train/csv-data.ts';
+import { preprocessConfig } from '../tasks/csv-data.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 interface Case { name: string; source: string | [string, string]; target: string; input_ids: number[][]; labels: number[][]; loss: number }

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { loadGenerationConfig } from '../model/generation-config.ts';
-import { generateIds } from '../model/generate.ts';
+import { loadGenerationConfig } from '../generate/generation-config.ts';
+import { generateIds } from '../generate/generate.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));

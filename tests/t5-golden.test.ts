@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { backward, zeroGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
-import { AdamW } from '../engine/adamw.ts';
-import { readSafetensors, type SafeTensor } from '../model/safetensors.ts';
+import { AdamW } from '../optim/adamw.ts';
+import { readSafetensors, type SafeTensor } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { Seq2SeqBatch } from '../model/t5.ts';
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { T5Tokenizer } from '../model/tokenizer.ts';
-import { parseSentencePieceModel } from '../model/spiece-model-proto.ts';
+import { T5Tokenizer } from '../hf/tokenizer.ts';
+import { parseSentencePieceModel } from '../hf/spiece-model-proto.ts';
 
 const fixture = (rel: string): string => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url));
 const readJson = (rel: string): any => JSON.parse(readFileSync(fixture(rel), 'utf8'));

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { initModelFolder } from '../cli/init.ts';
-import { readSafetensors } from '../model/safetensors.ts';
+import { readSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import { loadT5WebgpuSettings } from '../model/hf-folder.ts';
+import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
 import { readTrainerState, findResumeFolder } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
@@ -85,7 +85,7 @@ describe('training loop', () => {
     try {
       // the run's validation rows are rows 13..16 of the 16 used: hand eval exactly those through a CSV
       const { splitRows } = await import('../train/split.ts');
-      const { readQaCsv } = await import('../train/csv-data.ts');
+      const { readQaCsv } = await import('../tasks/csv-data.ts');
       const { rows } = await readQaCsv(data, { limit: 16 });
       const v = splitRows(rows, { validFraction: 0.25, seed: 101 }).valid;
       const q = (s: string) => `"${s.replace(/"/g, '""')}"`;

@@ -4,7 +4,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
-import { AdamW } from '../engine/adamw.ts';
+import { AdamW } from '../optim/adamw.ts';
 import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
 import { memory, tensor } from '../engine/tensor.ts';

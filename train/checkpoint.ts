@@ -15,13 +15,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AdamW, AdamWState } from '../engine/adamw.ts';
-import { writeFileAtomic } from '../model/atomic-write.ts';
-import { GENERATION_CONFIG_FILE } from '../model/hf-folder.ts';
-import { readSafetensors, writeSafetensors } from '../model/safetensors.ts';
-import { savePretrained } from '../model/save-model.ts';
+import type { AdamW, AdamWState } from '../optim/adamw.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
+import { GENERATION_CONFIG_FILE } from '../hf/hf-folder.ts';
+import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
+import { savePretrained } from '../hf/save-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import type { PreprocessConfig } from './csv-data.ts';
+import type { PreprocessConfig } from '../tasks/csv-data.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 export const CHECKPOINTS_INDEX = 'checkpoints.json';

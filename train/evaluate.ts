@@ -5,12 +5,12 @@
 //   f1          mean token F1, percent
 import { noGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
-import { generateIds, padBatch } from '../model/generate.ts';
-import { readGenerationConfigFile, resolveGenerationConfig, type ResolvedGenerationConfig } from '../model/generation-config.ts';
-import { loadModelForCli } from '../model/load-model.ts';
+import { generateIds, padBatch } from '../generate/generate.ts';
+import { readGenerationConfigFile, resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { loadModelForCli } from '../hf/load-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import type { T5Tokenizer } from '../model/tokenizer.ts';
-import { DataError, describeBadRows, readQaCsv } from './csv-data.ts';
+import type { T5Tokenizer } from '../hf/tokenizer.ts';
+import { DataError, describeBadRows, readQaCsv } from '../tasks/csv-data.ts';
 import { collate, tokenizeRows, type Example } from './dataset.ts';
 import { squadScores } from './squad-metrics.ts';
 

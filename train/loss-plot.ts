@@ -1,7 +1,7 @@
 // Training and validation loss against optimizer steps as a standalone SVG (opens in any browser), written by
 // hand: a frame, "nice" ticks on both axes, one polyline per series, a legend. Read from metrics.jsonl.
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../model/atomic-write.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 
 export interface MetricsLine {
   type: 'train' | 'eval';

@@ -11,26 +11,26 @@
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../model/atomic-write.ts';
-import { AdamW } from '../engine/adamw.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
+import { AdamW } from '../optim/adamw.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import { memory, type Tensor } from '../engine/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
 import { clipGradNorm } from '../kernels/grad-norm.ts';
-import { resolveGenerationConfig, readGenerationConfigFile, type ResolvedGenerationConfig } from '../model/generation-config.ts';
-import { GENERATION_CONFIG_FILE, SPIECE_FILE } from '../model/hf-folder.ts';
-import { loadModelForCli } from '../model/load-model.ts';
-import type { T5Tokenizer } from '../model/tokenizer.ts';
+import { resolveGenerationConfig, readGenerationConfigFile, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { GENERATION_CONFIG_FILE, SPIECE_FILE } from '../hf/hf-folder.ts';
+import { loadModelForCli } from '../hf/load-model.ts';
+import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import {
   checkpointName, findResumeFolder, readOptimizerState, readTrainerState, saveLast, TopKCheckpoints,
   type CheckpointEntry, type ModelFolderFiles, type TrainerState,
 } from './checkpoint.ts';
-import { DataError, describeBadRows, preprocessConfig, readQaCsv, type QaCsvOptions, type QaRow } from './csv-data.ts';
+import { DataError, describeBadRows, preprocessConfig, readQaCsv, type QaCsvOptions, type QaRow } from '../tasks/csv-data.ts';
 import { collate, describePadding, epochBatches, paddingStats, tokenizeRowsCached, type Example } from './dataset.ts';
 import { evaluate, type EvalResult } from './evaluate.ts';
 import { writeLossPlot } from './loss-plot.ts';
-import { checkSchedule, lrAt, type LrSchedule, type ScheduleKind } from './lr-schedule.ts';
+import { checkSchedule, lrAt, type LrSchedule, type ScheduleKind } from '../optim/lr-schedule.ts';
 import { captureDispatches, describeProfile, replayTimes, type ProfileReport } from './profile.ts';
 import { splitRows } from './split.ts';
 

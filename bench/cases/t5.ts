@@ -10,12 +10,12 @@
 // tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
 import type { BenchCase, BenchInstance } from '../types.ts';
 import { backward, noGrad, zeroGrad } from '../../engine/autograd.ts';
-import { AdamW } from '../../engine/adamw.ts';
+import { AdamW } from '../../optim/adamw.ts';
 import { rt } from '../../engine/runtime.ts';
 import { tidy } from '../../engine/scope.ts';
 import { memory, tensor } from '../../engine/tensor.ts';
 import { parseT5Config, presetConfig, type T5Config } from '../../model/config.ts';
-import { storedParameters } from '../../model/hf-folder.ts';
+import { storedParameters } from '../../hf/hf-folder.ts';
 import { initT5Weights } from '../../model/init-weights.ts';
 import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';

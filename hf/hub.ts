@@ -12,7 +12,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rename, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import {
   SAFETENSORS_FILE,
   SAFETENSORS_INDEX_FILE,

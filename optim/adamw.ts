@@ -1,8 +1,8 @@
 // The AdamW optimizer: a parameter list, its moments (exp_avg, exp_avg_sq, created as zeros on a parameter's first
 // update, as PyTorch does), per-parameter step counts, and checkpoint state. Each step records one fused kernel per
 // parameter (kernels/adamw.ts) and nothing else: no readback, no graph.
-import { noGrad } from './autograd.ts';
-import { tensor, zeros, type Tensor } from './tensor.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adamwStep, checkHyper, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
 
 export interface AdamWOptions {

@@ -1,8 +1,8 @@
 // `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
-// or beam search (model/greedy-search.ts, model/beam-search.ts) choosing the tokens.
+// or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens.
 import { generate, type DecoderStepper, type GenerationOutput, type ResolvedGenerationConfig } from './generation-config.ts';
-import { T5DecoderCache } from './t5-decoder-cache.ts';
-import type { T5ForConditionalGeneration } from './t5-model.ts';
+import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
+import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
 export interface EncodedInputs {
   /** [batch, sourceLength], right-padded with the pad id */

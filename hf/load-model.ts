@@ -2,12 +2,12 @@
 // into the huggingface_hub cache), its config, weights, tokenizer, and the text cleaning it was trained with.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadT5Config, type T5Config } from './config.ts';
+import { loadT5Config, type T5Config } from '../model/config.ts';
 import { SPIECE_FILE, loadT5WebgpuSettings, loadTokenizerConfig } from './hf-folder.ts';
 import { resolveModel, type ResolveModelOptions } from './hub.ts';
-import { T5ForConditionalGeneration } from './t5-model.ts';
+import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { T5Tokenizer } from './tokenizer.ts';
-import type { PreprocessConfig } from '../train/csv-data.ts';
+import type { PreprocessConfig } from '../tasks/csv-data.ts';
 
 export interface LoadedModel {
   /** The local folder (a Hub id resolves to its cache snapshot). */

@@ -15,7 +15,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import {
   CONFIG_FILE,
   TRANSFORMERS_VERSION,
@@ -27,9 +27,9 @@ import {
   readJsonFile,
   serializeT5Config,
   type T5Config,
-} from './config.ts';
+} from '../model/config.ts';
 import { parseSentencePieceModel } from './spiece-model-proto.ts';
-import { parsePreprocessConfig, type PreprocessConfig } from '../train/csv-data.ts';
+import { parsePreprocessConfig, type PreprocessConfig } from '../tasks/csv-data.ts';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
@@ -425,7 +425,7 @@ const addedToken = (content: string, strip: boolean): Record<string, unknown> =>
  * writes it in 4.36: its init kwargs (eos/unk/pad as strings, extra_ids, the sentinel list, sp_model_kwargs,
  * legacy), model_max_length, clean_up_tokenization_spaces, tokenizer_class, and added_tokens_decoder (ids sorted
  * as ints): pad/eos/unk from the vocabulary, and the sentinels with lstrip/rstrip true as T5Tokenizer makes them.
- * `legacy: true` is stated so that HF does not warn, and because it is the behaviour model/tokenizer.ts has.
+ * `legacy: true` is stated so that HF does not warn, and because it is the behaviour hf/tokenizer.ts has.
  */
 export function serializeTokenizerConfig(t: TokenizerFiles): string {
   const decoder = new Map<number, Record<string, unknown>>([
@@ -469,7 +469,7 @@ export interface TokenizerConfig {
   extraIds: number;
   /** HF's default when absent is VERY_LARGE_INTEGER; we report null. */
   modelMaxLength: number | null;
-  /** HF's default when absent is true (with a warning). model/tokenizer.ts implements legacy behaviour only. */
+  /** HF's default when absent is true (with a warning). hf/tokenizer.ts implements legacy behaviour only. */
   legacy: boolean;
   tokenizerClass: string | null;
 }
@@ -510,7 +510,7 @@ export function loadTokenizerConfig(dir: string): TokenizerConfig {
 //   "preprocess": { "version": 1, "fillNa": true, "collapseWhitespace": true, "lowercase": true,
 //                   "contextColumn": "context", "questionColumn": "question", "answerColumn": "text" }
 // }
-// `preprocess` is train/csv-data.ts's PreprocessConfig, validated by its parsePreprocessConfig: predict and
+// `preprocess` is tasks/csv-data.ts's PreprocessConfig, validated by its parsePreprocessConfig: predict and
 // score must clean their input exactly as training did. A folder without the file (any HF checkpoint) has no
 // recorded cleaning: callers then use raw text (HF's behaviour). Unknown keys are kept and written back.
 

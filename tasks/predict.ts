@@ -1,6 +1,6 @@
 // Answers from a trained T5, as the tutorial produces them: a (context, question) pair encoded as
 // `tokenizer(context, question, max_length=512, truncation='only_first')`, Hugging Face's generate() (greedy or
-// beam search, model/generate.ts), decoded with special tokens skipped. One input (predictOne), or a whole CSV
+// beam search, generate/generate.ts), decoded with special tokens skipped. One input (predictOne), or a whole CSV
 // file streamed in batches into a CSV or JSONL file written atomically (predictFile).
 //
 // Settings, later ones winning: HF's generation defaults, the tutorial's (num_beams 4, no_repeat_ngram_size 2,
@@ -9,9 +9,9 @@
 // whitespace collapsing) is applied to every input, so predictions see text as training did.
 import { stat } from 'node:fs/promises';
 import { basename, dirname, extname } from 'node:path';
-import { writeFileAtomic } from './atomic-write.ts';
-import { csvRecord } from './csv-write.ts';
-import { padBatch } from './generate.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
+import { csvRecord } from '../util/csv-write.ts';
+import { padBatch } from '../generate/generate.ts';
 import {
   generate,
   readGenerationConfigFile,
@@ -19,12 +19,12 @@ import {
   type DecoderStepper,
   type GenerationOptions,
   type ResolvedGenerationConfig,
-} from './generation-config.ts';
-import { loadT5WebgpuSettings } from './hf-folder.ts';
-import { T5DecoderCache } from './t5-decoder-cache.ts';
-import type { T5ForConditionalGeneration } from './t5-model.ts';
-import type { T5Tokenizer } from './tokenizer.ts';
-import { cleanText, streamQaCsv, type CsvReport, type PreprocessConfig, type QaCsvOptions } from '../train/csv-data.ts';
+} from '../generate/generation-config.ts';
+import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
+import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
+import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { T5Tokenizer } from '../hf/tokenizer.ts';
+import { cleanText, streamQaCsv, type CsvReport, type PreprocessConfig, type QaCsvOptions } from './csv-data.ts';
 
 /** The tutorial's generate() arguments, used where the model folder sets none. */
 export const TUTORIAL_GENERATION_DEFAULTS = { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true } as const;
@@ -138,7 +138,7 @@ function logSumExpRows(logits: Float32Array, rows: number, vocab: number): Float
 }
 
 /**
- * generateIds (model/generate.ts) plus what greedy search lacks for a sequence score: the log-sum-exp of each
+ * generateIds (generate/generate.ts) plus what greedy search lacks for a sequence score: the log-sum-exp of each
  * step's raw logits per row. A greedy transition score is the chosen token's logit (processors only set banned
  * tokens to -inf, and a banned token is never chosen), so logit - logsumexp is its log-probability, the same
  * quantity beam search sums.

@@ -1,4 +1,4 @@
-// The package ships no types. Only what model/tokenizer.ts uses is declared; the embind objects
+// The package ships no types. Only what hf/tokenizer.ts uses is declared; the embind objects
 // (`processor`, `sentencepiece`) are the C++ SentencePieceProcessor and Emscripten module underneath.
 declare module '@agnai/sentencepiece-js' {
   interface EmbindObject {

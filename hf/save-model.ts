@@ -15,8 +15,8 @@ import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { T5_WEBGPU_FILE, checkTokenizerFits, generationConfigFromModel, tokenizerFilesFor, writeHfFolderFiles, type GenerationOptions } from './hf-folder.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, isSafeRelativePath, parseSafetensorsIndex } from './safetensors.ts';
-import type { T5ForConditionalGeneration } from './t5-model.ts';
-import type { PreprocessConfig } from '../train/csv-data.ts';
+import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { PreprocessConfig } from '../tasks/csv-data.ts';
 
 export interface SaveOptions {
   /** The SentencePiece model (spiece.model) to copy into the folder. */

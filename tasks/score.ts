@@ -8,9 +8,9 @@
 // HF checkpoint) nothing is cleaned.
 import { noGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
-import type { T5ForConditionalGeneration } from './t5-model.ts';
-import type { T5Tokenizer } from './tokenizer.ts';
-import { cleanText, type PreprocessConfig } from '../train/csv-data.ts';
+import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { T5Tokenizer } from '../hf/tokenizer.ts';
+import { cleanText, type PreprocessConfig } from './csv-data.ts';
 
 /** Either `input` (raw source) or `context` + `question` (encoded as a pair), and the target. */
 export type ScoreInput =
