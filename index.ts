@@ -9,7 +9,7 @@ export { rt } from './engine/runtime.ts';
 export { deviceCeilings, measureCeilings, type Ceilings } from './engine/ceilings.ts';
 // Kernels (one op per file)
 export * from './kernels/elementwise.ts';
-export { sum, mean, max, maxWithIndex, sumTo } from './kernels/reduce.ts';
+export { sum, mean, max, maxWithIndex, sumTo, broadcastTo } from './kernels/reduce.ts';
 export { permute, transpose, slice, concat, contiguous } from './kernels/layout.ts';
 export { randomUniform, randomNormal, dropout } from './kernels/random.ts';
 export { matmul } from './kernels/matmul.ts';

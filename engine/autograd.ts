@@ -3,8 +3,28 @@
 // handles), and the rule itself. `backward` walks the nodes in reverse topological order and frees each
 // node's saved tensors as soon as its rule has run. Nodes are reference counted by the tensors and nodes
 // that point at them, so a graph that is never differentiated is freed with its tensors.
-import { ones, Tensor, type Storage } from './tensor.ts';
-import { add, scale } from '../kernels/elementwise.ts';
+// The engine holds no kernels: the ones autograd runs itself (the seed, sums of gradients, copies) are registered
+// by kernels/record-op.ts, which every differentiable op imports `recordOp` from. Tensors are only types here, so
+// tensor.ts (whose reshape records a node) and this file do not import each other's values.
+import type { Storage, Tensor } from './tensor.ts';
+
+/** The kernels autograd itself runs: the seed of a scalar loss, sums of gradients that meet at a tensor, copies. */
+export interface GradientKernels {
+  ones(shape: readonly number[]): Tensor;
+  add(a: Tensor, b: Tensor): Tensor;
+  copy(a: Tensor): Tensor;
+}
+
+let kernels: GradientKernels | null = null;
+
+export function registerGradientKernels(k: GradientKernels): void {
+  kernels = k;
+}
+
+function gradientKernels(): GradientKernels {
+  if (!kernels) throw new Error('autograd: no gradient kernels registered; import recordOp from kernels/record-op.ts, not from the engine');
+  return kernels;
+}
 
 let gradEnabled = true;
 
@@ -73,11 +93,7 @@ export function recordOp(op: string, inputs: Tensor[], out: Tensor, saved: Tenso
     return { node: null, leaf: t };
   });
   // saved handles share storage with the originals and belong to the node, not to any tidy scope
-  const keep = saved.map((t) => {
-    const h = new Tensor(t.shape, t.dtype, t.storage.retain()).keep();
-    h.name = t.name;
-    return h;
-  });
+  const keep = saved.map((t) => t.share().keep());
   out.node = new GradNode(op, edges, keep, rule, out.shape);
   out.requiresGrad = true;
   return out;
@@ -108,7 +124,7 @@ function topoOrder(root: GradNode): GradNode[] {
 
 function accumulate(into: Tensor | null, g: Tensor): Tensor {
   if (!into) return g;
-  const sum = add(into, g);
+  const sum = gradientKernels().add(into, g);
   into.dispose();
   g.dispose();
   return sum;
@@ -133,7 +149,7 @@ export function backward(output: Tensor, opts: BackwardOptions = {}): void {
   noGrad(() => {
     const order = topoOrder(root);
     const grads = new Map<GradNode, Tensor>();
-    grads.set(root, opts.gradient ? opts.gradient.reshape(output.shape).keep() : ones(output.shape).keep());
+    grads.set(root, opts.gradient ? opts.gradient.reshape(output.shape).keep() : gradientKernels().ones(output.shape).keep());
     for (const node of order) {
       const g = grads.get(node);
       grads.delete(node);
@@ -152,8 +168,8 @@ export function backward(output: Tensor, opts: BackwardOptions = {}): void {
         let gi = inGrads[i];
         if (!gi) return;
         if (e.node || (e.leaf && !e.leaf.disposed)) {
-          if (buffers.has(gi.storage)) gi = scale(gi, 1);
-          else if (handed.has(gi)) gi = new Tensor(gi.shape, gi.dtype, gi.storage.retain());
+          if (buffers.has(gi.storage)) gi = gradientKernels().copy(gi);
+          else if (handed.has(gi)) gi = gi.share();
           buffers.add(gi.storage);
         } else if (handed.has(gi)) return;
         handed.add(gi);

@@ -4,7 +4,7 @@ import { recordOp, type GradNode } from './autograd.ts';
 import { rt, type BufferBinding } from './runtime.ts';
 import { gpu } from './gpu.ts';
 import { track, untrack } from './scope.ts';
-import { fillKernel } from '../kernels/fill.wgsl.ts';
+import { fillKernel } from './fill.wgsl.ts';
 
 export type DType = 'f32' | 'i32';
 export type Shape = readonly number[];
@@ -111,6 +111,13 @@ export class Tensor {
     this.node = null;
     this.grad?.dispose();
     this.grad = null;
+  }
+
+  /** Another handle on the same buffer, same shape and name, without this handle's graph node. */
+  share(): Tensor {
+    const h = new Tensor(this.shape, this.dtype, this.storage.retain());
+    h.name = this.name;
+    return h;
   }
 
   /** Another handle on the same buffer with another shape (same element count). */

@@ -23,7 +23,7 @@
 //     for exactly these products runs at 17.7 GFLOP/s before the softmax's extra passes over 16 MB.
 //   - everything else (real GPUs, D > 64): `plain`, one query (or key) row per invocation; a warp reading
 //     the same k/v row is served by the cache's broadcast. Not yet measured on a real GPU.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';

@@ -10,7 +10,7 @@
 // by `idsTensor`) are checked on the CPU and throw, naming the op, the row and the label. A labels tensor that
 // only lives on the GPU cannot be checked without a readback; there the kernels clamp the label into [0, V)
 // so that nothing is read out of bounds (the loss of such a row is then that of the clamped class).
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { hostIds } from './embedding.ts';

@@ -18,7 +18,7 @@
 //
 // Tables over maxStorageBufferBindingSize (t5-large's 32128x1024 f32, 131.6 MB, against lavapipe's 128 MiB) are
 // bound in row ranges whose offsets are multiples of minStorageBufferOffsetAlignment, one dispatch per range.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
 import { rowChunks, rowRange } from './softmax.ts';

@@ -4,7 +4,7 @@
 // |mean| ≫ std; that pass also sums x − mean, which corrects the first-pass mean for its own rounding
 // (the corrected two-pass algorithm of Chan, Golub and LeVeque). The forward saves mean and rstd per row; the backward, with x̂ = (x − mean) ⋅ rstd and
 // g = dy ⊙ weight:  dx = rstd ⋅ (g − mean(g) − x̂ ⋅ mean(g ⊙ x̂)),  dweight = Σ_rows dy ⊙ x̂,  dbias = Σ_rows dy.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { rt } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import { checkNormArgs, columnSums, vecWidth, type NormOptions } from './rmsnorm.ts';

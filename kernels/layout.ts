@@ -2,10 +2,10 @@
 // each op is one strided copy: for every index of a (collapsed) shape, dst[dstOff + Σ i·dstStride] =
 // src[srcOff + Σ i·srcStride]. Axes that both sides walk contiguously are merged first, so a permute that
 // keeps the last axis (T5's [B, L, H, D] -> [B, H, L, D]) copies whole vec4 runs of D.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { empty, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
-import { collapse } from './elementwise.ts';
+import { collapse } from './elementwise-dispatch.ts';
 
 const WORKGROUP = 256;
 const PER_THREAD = 4;

@@ -21,11 +21,12 @@
 // Variants (matmul.wgsl.ts): chosen by `matmul-autotune.ts` (measured once per adapter and shape class, or a
 // fixed heuristic with T5_WEBGPU_AUTOTUNE=0), forced with `forceMatmulVariant`; `matmulVariantFor` tells which
 // one a shape gets. Tile sizes can be overridden through MATMUL_TUNING for experiments.
-import { isGradEnabled, recordOp } from '../engine/autograd.ts';
+import { isGradEnabled } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
-import { broadcastShapes } from './elementwise.ts';
+import { broadcastShapes } from './elementwise-dispatch.ts';
 import { sumTo } from './reduce.ts';
 import {
   activationGradCode,

@@ -8,7 +8,7 @@
 // Uniform: the top 24 bits of a word, times 2^-24: exact in f32, in [0, 1).
 // Normal: Box-Muller on the word pairs (0, 1) and (2, 3) of a counter: words 2k and 2k+1 give
 // r = sqrt(-2 ln u1) with u1 in (0, 1], theta = 2 pi u2, and elements 2k, 2k+1 get r cos(theta), r sin(theta).
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
 

@@ -1,4 +1,4 @@
-// Reductions: sum, mean, max over axes, and sumTo (the backward of broadcasting).
+// Reductions: sum, mean, max over axes; sumTo and broadcastTo, each the other's backward.
 //
 // The input is viewed as [outer, R, inner] after dropping size-1 axes and merging neighbouring axes that are
 // all reduced or all kept; axes that fall into separate groups are reduced one group at a time, innermost
@@ -10,11 +10,11 @@
 //    vec4 along a short row), looping over R; when there are too few outputs to fill a GPU, R is split into
 //    chunks whose partial results a second pass adds up.
 // max records the first index of the maximum (PyTorch's tie rule) and sends the gradient there.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { empty, full, type Shape, type Tensor } from '../engine/tensor.ts';
-import { broadcastShapes, broadcastTo, ewDispatch } from './elementwise.ts';
+import { broadcastShapes, ewDispatch } from './elementwise-dispatch.ts';
 
 const ROW_WORKGROUP = 256;
 const COL_WORKGROUP = 64;
@@ -399,6 +399,17 @@ export function sumTo(x: Tensor, shape: Shape): Tensor {
   const r = s.reshape(shape);
   s.dispose();
   return r;
+}
+
+/** Copies `x` broadcast to `shape` (NumPy rules); its backward sums back. */
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  const s = broadcastShapes('broadcastTo', [x.shape, shape]);
+  if (s.join() !== [...shape].join()) {
+    throw new RangeError(`broadcastTo: [${x.shape.join(', ')}] does not broadcast to [${shape.join(', ')}]`);
+  }
+  const y = ewDispatch('broadcastTo', [{ t: x, name: 'x' }], 'x', 0, s);
+  const inShape = x.shape;
+  return recordOp('broadcastTo', [x], y, [], (g) => [sumTo(g, inShape)]);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //   g = weight ⊙ dy,  dx = rstd ⋅ (g − x ⋅ rstd² ⋅ mean(g ⊙ x)),  dweight = Σ_rows dy ⊙ x ⋅ rstd.
 // The weight gradient is a column reduction over rows, done without atomics in a fixed order (partial sums over
 // chunks of rows, then over chunks), so it is deterministic.
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import {

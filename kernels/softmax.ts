@@ -20,7 +20,7 @@
 // - 'workgroup': one workgroup per row, lanes stride the row (coalesced on a GPU), tree reduction in workgroup
 //   memory: GPUs without subgroups, and wide rows (32128-wide logits) on GPUs.
 // Tensors over maxStorageBufferBindingSize are bound a row range at a time (`rowChunks`).
-import { recordOp } from '../engine/autograd.ts';
+import { recordOp } from './record-op.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';

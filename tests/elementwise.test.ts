@@ -7,7 +7,9 @@ import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
 import { backward } from '../engine/autograd.ts';
 import { EW_TABLE, type EwOp } from '../kernels/elementwise-table.ts';
-import { add, applyOp, broadcastShapes, broadcastTo, ewMapRef, ewRef, maskFill, mul, scale, where } from '../kernels/elementwise.ts';
+import { add, applyOp, ewMapRef, ewRef, maskFill, mul, scale, where } from '../kernels/elementwise.ts';
+import { broadcastShapes } from '../kernels/elementwise-dispatch.ts';
+import { broadcastTo } from '../kernels/reduce.ts';
 
 beforeAll(async () => {
   await initGpu();

@@ -1,5 +1,7 @@
-// Fills a buffer with one 32-bit pattern: zeros, ones, constants, and NaN poison in tests.
-import { grid1D } from '../engine/runtime.ts';
+// Fills a buffer with one 32-bit pattern: zeros, ones, constants, and NaN poison in tests. This is the engine's
+// memset, part of the buffers rather than an op: WebGPU's clearBuffer writes only zeros and cannot be recorded
+// inside the open compute pass, and tensors must be poisoned at allocation, below every kernel.
+import { grid1D } from './runtime.ts';
 
 const WORKGROUP = 256;
 const PER_THREAD = 4;
