@@ -33,11 +33,13 @@ export { generateIds, padBatch } from './generate/generate.ts';
 export { loadGenerationConfig, resolveGenerationConfig, generate, type GenerationOptions } from './generate/generation-config.ts';
 export { predictOne, predictFile } from './tasks/predict.ts';
 export { scoreTarget } from './tasks/score.ts';
-export { initModelFolder } from './cli/init.ts';
+export { initModelFolder } from './hf/init-model.ts';
 // Training
 export { train, type TrainOptions } from './train/trainer.ts';
 export { evaluate, evaluateFile } from './train/evaluate.ts';
-export { readQaCsv, streamQaCsv, cleanText, DataError } from './tasks/csv-data.ts';
+export { readQaCsv, streamQaCsv } from './tasks/csv-data.ts';
+export { cleanText } from './util/text-clean.ts';
+export { DataError } from './util/data-error.ts';
 export { splitRows } from './train/split.ts';
 export { exactMatch, f1, squadScores } from './train/squad-metrics.ts';
 // Benchmarks

@@ -20,86 +20,14 @@ import {
   type PresetName,
   type T5Config,
 } from '../model/config.ts';
-import {
-  checkTokenizerFits,
-  parameterCount,
-  writeHfFolderFiles,
-  type GenerationOptions,
-} from '../hf/hf-folder.ts';
+import { checkTokenizerFits, writeHfFolderFiles, type GenerationOptions } from '../hf/hf-folder.ts';
+import { parameterCount } from '../model/parameters.ts';
 import { initT5Tensors } from '../model/init-weights.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from '../hf/safetensors.ts';
 import { T5Tokenizer } from '../hf/tokenizer.ts';
-import type { PreprocessConfig } from '../tasks/csv-data.ts';
+import type { PreprocessConfig } from '../util/text-clean.ts';
 
-export interface InitModelOptions {
-  /** A preset name or a parsed config (loadT5Config). */
-  config: PresetName | T5Config;
-  /** SentencePiece model (T5 layout: 0 <pad>, 1 </s>, 2 <unk>). */
-  tokenizer: string;
-  out: string;
-  /** Default 0; see model/init-weights.ts for the generator. */
-  seed?: number;
-  /** Replace a model already in `out` (default: refuse). */
-  overwrite?: boolean;
-  /** Written to generation_config.json. */
-  generation?: GenerationOptions;
-  /** Written to t5_webgpu.json. */
-  preprocess?: PreprocessConfig;
-  /** <extra_id_N> sentinels, default 100. */
-  extraIds?: number;
-}
-
-export interface InitModelResult {
-  dir: string;
-  config: T5Config;
-  /** Every file written, weights last. */
-  files: string[];
-  parameterCount: number;
-  seed: number;
-}
-
-/** Build the config (vocab from the tokenizer for t5-tiny), initialise the weights, write the whole folder. */
-export async function initModelFolder(opts: InitModelOptions): Promise<InitModelResult> {
-  const extraIds = opts.extraIds ?? 100;
-  const seed = opts.seed ?? 0;
-  const tok = await T5Tokenizer.load(opts.tokenizer, { extraIds });
-  let config: T5Config;
-  if (typeof opts.config === 'string') {
-    const vocabSize = opts.config === 't5-tiny' ? t5VocabSize(tok.pieceCount, extraIds) : undefined;
-    config = presetConfig(opts.config, { vocabSize });
-  } else {
-    config = opts.config;
-  }
-  checkTokenizerFits(config, { pieceCount: tok.pieceCount, extraIds }, opts.tokenizer);
-  await refuseToOverwrite(opts.out, opts.overwrite ?? false);
-
-  // Weights are computed before anything is written: a bad seed or config leaves no half-made folder.
-  const tensors = initT5Tensors(config, { seed });
-  const files = await writeHfFolderFiles(opts.out, {
-    config,
-    spieceModel: opts.tokenizer,
-    generation: opts.generation,
-    preprocess: opts.preprocess,
-    extraIds,
-  });
-  const weights = join(opts.out, SAFETENSORS_FILE);
-  await writeSafetensors(weights, tensors);
-  files.push(weights);
-  return { dir: opts.out, config, files, parameterCount: parameterCount(config), seed };
-}
-
-async function refuseToOverwrite(dir: string, overwrite: boolean): Promise<void> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') return;
-    throw new Error(`--out ${dir}: ${e.code === 'ENOTDIR' ? 'is a file, expected a folder' : e.message}`);
-  }
-  const model = [CONFIG_FILE, SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE].find((n) => names.includes(n));
-  if (model && !overwrite) throw new Error(`--out ${dir} already holds a model (${model}); pass --force to replace it`);
-}
+import { initModelFolder } from '../hf/init-model.ts';
 
 export async function initCommand(argv: string[]): Promise<void> {
   let values;

@@ -8,11 +8,12 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { initGpu } from '../engine/gpu.ts';
-import { initModelFolder } from '../cli/init.ts';
+import { initModelFolder } from '../hf/init-model.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
 import { generateIds, padBatch } from '../generate/generate.ts';
 import { loadGenerationConfig } from '../generate/generation-config.ts';
-import { cleanText, readQaCsv } from '../tasks/csv-data.ts';
+import { readQaCsv } from '../tasks/csv-data.ts';
+import { cleanText } from '../util/text-clean.ts';
 import { splitRows } from '../train/split.ts';
 import { train, type StepInfo } from '../train/trainer.ts';
 import { exactMatch, f1 } from '../train/squad-metrics.ts';

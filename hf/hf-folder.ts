@@ -1,7 +1,7 @@
 // A Hugging Face model folder, apart from the weights: the files `T5ForConditionalGeneration.save_pretrained`
 // and the slow `T5Tokenizer.save_pretrained` (transformers 4.36) write, written byte for byte as they do, so that
-// `from_pretrained` loads our folders without warnings; and HF's parameter names and shapes for a config, with
-// HF's rules for matching a checkpoint against them.
+// `from_pretrained` loads our folders without warnings. HF's parameter names are model/parameters.ts's, the rules
+// for matching a checkpoint against them hf/checkpoint-match.ts's.
 //
 // A folder holds:
 //   config.json               model shape (config.ts)
@@ -29,167 +29,13 @@ import {
   type T5Config,
 } from '../model/config.ts';
 import { parseSentencePieceModel } from './spiece-model-proto.ts';
-import { parsePreprocessConfig, type PreprocessConfig } from '../tasks/csv-data.ts';
+import { parsePreprocessConfig, type PreprocessConfig } from '../util/text-clean.ts';
 
 export const GENERATION_CONFIG_FILE = 'generation_config.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
 export const SPIECE_FILE = 'spiece.model';
 export const T5_WEBGPU_FILE = 't5_webgpu.json';
-
-// ---------------------------------------------------------------------------------------------------------------
-// Parameter names and shapes
-
-export type ParamKind =
-  | 'embedding' | 'lm_head' | 'layer_norm'
-  | 'q' | 'k' | 'v' | 'o' | 'relative_attention_bias'
-  | 'wi' | 'wi_0' | 'wi_1' | 'wo';
-
-export interface ParamSpec {
-  name: string;
-  /** PyTorch layout: nn.Linear weights are [out_features, in_features]. */
-  shape: number[];
-  kind: ParamKind;
-  /** Set on the names HF ties to another parameter (the stack embeddings are always shared.weight). */
-  tiedTo?: string;
-}
-
-/** Names HF ties to shared.weight: present in state_dict(), dropped by save_pretrained. */
-export const EMBEDDING_ALIASES = ['encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'] as const;
-
-/** HF's T5ForConditionalGeneration._keys_to_ignore_on_load_unexpected: old checkpoints (t5-small's) carry it. */
-export const IGNORED_ON_LOAD = ['decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight'] as const;
-
-/**
- * Every parameter name of HF's T5ForConditionalGeneration for `cfg`, with shape, in state_dict() order:
- * shared, the encoder embedding alias, encoder blocks, final norm, the decoder likewise, then lm_head.weight
- * when embeddings are untied. Aliases carry `tiedTo`; the others are what save_pretrained stores.
- * Per block, layer.0 is self-attention (relative_attention_bias in block 0 only), the decoder's layer.1 is
- * cross-attention (no bias of its own: it uses none), the last layer is the feed-forward.
- */
-export function expectedParameters(cfg: T5Config): ParamSpec[] {
-  const inner = cfg.num_heads * cfg.d_kv;
-  const out: ParamSpec[] = [{ name: 'shared.weight', shape: [cfg.vocab_size, cfg.d_model], kind: 'embedding' }];
-  const attention = (prefix: string, withBias: boolean): void => {
-    out.push(
-      { name: `${prefix}.q.weight`, shape: [inner, cfg.d_model], kind: 'q' },
-      { name: `${prefix}.k.weight`, shape: [inner, cfg.d_model], kind: 'k' },
-      { name: `${prefix}.v.weight`, shape: [inner, cfg.d_model], kind: 'v' },
-      { name: `${prefix}.o.weight`, shape: [cfg.d_model, inner], kind: 'o' },
-    );
-    if (withBias) {
-      out.push({ name: `${prefix}.relative_attention_bias.weight`, shape: [cfg.relative_attention_num_buckets, cfg.num_heads], kind: 'relative_attention_bias' });
-    }
-  };
-  const norm = (name: string): void => {
-    out.push({ name, shape: [cfg.d_model], kind: 'layer_norm' });
-  };
-  const feedForward = (prefix: string): void => {
-    if (cfg.is_gated_act) {
-      out.push(
-        { name: `${prefix}.wi_0.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi_0' },
-        { name: `${prefix}.wi_1.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi_1' },
-      );
-    } else {
-      out.push({ name: `${prefix}.wi.weight`, shape: [cfg.d_ff, cfg.d_model], kind: 'wi' });
-    }
-    out.push({ name: `${prefix}.wo.weight`, shape: [cfg.d_model, cfg.d_ff], kind: 'wo' });
-  };
-  for (const stack of ['encoder', 'decoder'] as const) {
-    out.push({ name: `${stack}.embed_tokens.weight`, shape: [cfg.vocab_size, cfg.d_model], kind: 'embedding', tiedTo: 'shared.weight' });
-    const layers = stack === 'encoder' ? cfg.num_layers : cfg.num_decoder_layers;
-    for (let i = 0; i < layers; i++) {
-      const b = `${stack}.block.${i}.layer`;
-      attention(`${b}.0.SelfAttention`, i === 0);
-      norm(`${b}.0.layer_norm.weight`);
-      if (stack === 'decoder') {
-        attention(`${b}.1.EncDecAttention`, false);
-        norm(`${b}.1.layer_norm.weight`);
-      }
-      const ff = stack === 'encoder' ? 1 : 2;
-      feedForward(`${b}.${ff}.DenseReluDense`);
-      norm(`${b}.${ff}.layer_norm.weight`);
-    }
-    norm(`${stack}.final_layer_norm.weight`);
-  }
-  if (!cfg.tie_word_embeddings) out.push({ name: 'lm_head.weight', shape: [cfg.vocab_size, cfg.d_model], kind: 'lm_head' });
-  return out;
-}
-
-/** The parameters save_pretrained stores (expectedParameters without the aliases). */
-export function storedParameters(cfg: T5Config): ParamSpec[] {
-  return expectedParameters(cfg).filter((p) => !p.tiedTo);
-}
-
-export function parameterCount(cfg: T5Config): number {
-  return storedParameters(cfg).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0);
-}
-
-export interface CheckpointMatch {
-  ok: boolean;
-  /** Parameters no tensor provides (a tie group counts as provided when any of its names is present). */
-  missing: string[];
-  /** Tensors the model has no place for. */
-  unexpected: string[];
-  misshaped: { name: string; expected: number[]; got: number[] }[];
-  /** Tied names present in the file (encoder/decoder.embed_tokens.weight; lm_head.weight when tied): HF loads
-   * them into shared.weight. */
-  aliasesPresent: string[];
-  /** Present, and skipped as HF skips them (IGNORED_ON_LOAD). */
-  ignored: string[];
-}
-
-/**
- * HF's from_pretrained rules for a checkpoint's tensor names and shapes against `cfg`: every stored parameter
- * must be present with its shape; shared.weight is satisfied by any name tied to it (HF drops a missing key whose
- * storage another loaded key filled); with tied embeddings lm_head.weight may be present (it is shared.weight);
- * IGNORED_ON_LOAD is skipped; anything else is unexpected.
- */
-export function matchCheckpoint(
-  tensors: Map<string, readonly number[]> | Iterable<readonly [string, readonly number[]]>,
-  cfg: T5Config,
-): CheckpointMatch {
-  const present = new Map<string, readonly number[]>(tensors);
-  const specs = expectedParameters(cfg);
-  const byName = new Map(specs.map((s) => [s.name, s]));
-  const sharedShape = [cfg.vocab_size, cfg.d_model];
-  if (cfg.tie_word_embeddings) byName.set('lm_head.weight', { name: 'lm_head.weight', shape: sharedShape, kind: 'lm_head', tiedTo: 'shared.weight' });
-  const sharedGroup = [...byName.values()].filter((s) => s.name === 'shared.weight' || s.tiedTo === 'shared.weight').map((s) => s.name);
-
-  const m: CheckpointMatch = { ok: true, missing: [], unexpected: [], misshaped: [], aliasesPresent: [], ignored: [] };
-  for (const s of specs) {
-    if (s.tiedTo) continue;
-    const satisfied = s.name === 'shared.weight' ? sharedGroup.some((n) => present.has(n)) : present.has(s.name);
-    if (!satisfied) m.missing.push(s.name);
-  }
-  for (const [name, shape] of present) {
-    const s = byName.get(name);
-    if (!s) {
-      ((IGNORED_ON_LOAD as readonly string[]).includes(name) ? m.ignored : m.unexpected).push(name);
-      continue;
-    }
-    if (s.tiedTo) m.aliasesPresent.push(name);
-    if (shape.length !== s.shape.length || shape.some((d, i) => d !== s.shape[i])) {
-      m.misshaped.push({ name, expected: [...s.shape], got: [...shape] });
-    }
-  }
-  m.ok = m.missing.length === 0 && m.unexpected.length === 0 && m.misshaped.length === 0;
-  return m;
-}
-
-/** One line for an error message; lists at most `limit` names per category. */
-export function describeCheckpointMismatch(m: CheckpointMatch, where: string, limit = 5): string {
-  const list = (names: string[]): string =>
-    names.slice(0, limit).join(', ') + (names.length > limit ? ` and ${names.length - limit} more` : '');
-  const parts: string[] = [];
-  if (m.missing.length) parts.push(`missing ${list(m.missing)}`);
-  if (m.unexpected.length) parts.push(`unexpected ${list(m.unexpected)}`);
-  if (m.misshaped.length) {
-    const shown = m.misshaped.slice(0, limit).map((x) => `${x.name} is [${x.got.join(', ')}], expected [${x.expected.join(', ')}]`);
-    parts.push(`wrong shape: ${shown.join(', ')}${m.misshaped.length > limit ? ` and ${m.misshaped.length - limit} more` : ''}`);
-  }
-  return parts.length ? `${where}: checkpoint does not match the config: ${parts.join('; ')}` : `${where}: checkpoint matches the config`;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // generation_config.json

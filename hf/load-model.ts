@@ -7,7 +7,8 @@ import { SPIECE_FILE, loadT5WebgpuSettings, loadTokenizerConfig } from './hf-fol
 import { resolveModel, type ResolveModelOptions } from './hub.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { T5Tokenizer } from './tokenizer.ts';
-import type { PreprocessConfig } from '../tasks/csv-data.ts';
+import type { PreprocessConfig } from '../util/text-clean.ts';
+import { fromPretrained } from './pretrained.ts';
 
 export interface LoadedModel {
   /** The local folder (a Hub id resolves to its cache snapshot). */
@@ -42,7 +43,7 @@ export async function loadModelForCli(idOrDir: string, opts: LoadModelOptions = 
   const tokConfig = loadTokenizerConfig(dir);
   const tokenizer = await T5Tokenizer.load(spiece, { extraIds: tokConfig.extraIds, vocabSize: config.vocab_size });
   const settings = loadT5WebgpuSettings(dir);
-  const model = await T5ForConditionalGeneration.fromPretrained(dir, { requiresGrad });
+  const model = await fromPretrained(dir, { requiresGrad });
   return { dir, config, model, tokenizer, preprocess: settings.preprocess, modelMaxLength: tokConfig.modelMaxLength };
 }
 

@@ -2,7 +2,7 @@
 // `T5Tokenizer.from_pretrained(dir)` load without warnings:
 //   config.json, generation_config.json, tokenizer_config.json, special_tokens_map.json, spiece.model
 //                       written by hf-folder.ts (writeHfFolderFiles) byte for byte as transformers 4.36 writes them
-//   model.safetensors   model.saveWeights: F32, tensors sorted by name, tied weights stored as save_pretrained
+//   model.safetensors   saveWeights (pretrained.ts): F32, tensors sorted by name, tied weights stored as save_pretrained
 //                       stores them (shared.weight only, no encoder/decoder.embed_tokens or tied lm_head aliases;
 //                       lm_head.weight when untied)
 //   t5_webgpu.json      only when `preprocess` is given: the text cleaning predict/score/eval must apply again
@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { T5_WEBGPU_FILE, checkTokenizerFits, generationConfigFromModel, tokenizerFilesFor, writeHfFolderFiles, type GenerationOptions } from './hf-folder.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, isSafeRelativePath, parseSafetensorsIndex } from './safetensors.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import type { PreprocessConfig } from '../tasks/csv-data.ts';
+import type { PreprocessConfig } from '../util/text-clean.ts';
+import { saveWeights } from './pretrained.ts';
 
 export interface SaveOptions {
   /** The SentencePiece model (spiece.model) to copy into the folder. */
@@ -55,7 +56,7 @@ export async function savePretrained(model: T5ForConditionalGeneration, dir: str
     modelMaxLength: opts.modelMaxLength,
   });
   const weights = join(dir, SAFETENSORS_FILE);
-  await model.saveWeights(weights);
+  await saveWeights(model, weights);
   files.push(weights);
   const removed = await removeStaleFiles(dir, opts.preprocess !== undefined);
   return { dir, files, removed };

@@ -21,8 +21,13 @@
 // Same seed gives the same bytes under Node/V8 (its Math.log/cos/sin are the fdlibm ports on every platform);
 // another JS engine's libm could differ in the last bit of a rare value.
 import type { T5Config } from './config.ts';
-import { storedParameters, type ParamSpec } from '../hf/hf-folder.ts';
-import type { TensorToWrite } from '../hf/safetensors.ts';
+import { storedParameters, type ParamSpec } from './parameters.ts';
+
+/** A parameter's host values in PyTorch layout (hf/safetensors.ts writes this shape). */
+export interface HostTensor {
+  shape: readonly number[];
+  data: Float32Array;
+}
 
 /** HF's standard deviation for a parameter (for layer norms: the constant it is filled with). */
 export function initScale(spec: Pick<ParamSpec, 'kind' | 'name'>, cfg: T5Config): number {
@@ -69,9 +74,9 @@ export function initT5Weights(cfg: T5Config, opts: InitOptions = {}): Map<string
 }
 
 /** initT5Weights with shapes, ready for writeSafetensors. */
-export function initT5Tensors(cfg: T5Config, opts: InitOptions = {}): Map<string, TensorToWrite> {
+export function initT5Tensors(cfg: T5Config, opts: InitOptions = {}): Map<string, HostTensor> {
   const weights = initT5Weights(cfg, opts);
-  const out = new Map<string, TensorToWrite>();
+  const out = new Map<string, HostTensor>();
   for (const spec of storedParameters(cfg)) out.set(spec.name, { shape: spec.shape, data: weights.get(spec.name)! });
   return out;
 }

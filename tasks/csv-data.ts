@@ -4,44 +4,8 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { parse, type CsvError } from 'csv-parse';
-
-/** A mistake in the user's data or options: the message is one line, ready to print without a stack. */
-export class DataError extends Error {
-  override readonly name = 'DataError';
-  constructor(
-    message: string,
-    readonly file?: string,
-    readonly line?: number,
-  ) {
-    super(message);
-  }
-}
-
-export interface CleanOptions {
-  /**
-   * Missing or blank cells become `none`, as pandas `fillna("none")` does in the tutorial. The reader applies
-   * it to context and question only: an empty answer is reported as a bad row.
-   */
-  fillNa: boolean;
-  /** Runs of whitespace become one space and the ends are stripped: Python's `" ".join(s.split())`. */
-  collapseWhitespace: boolean;
-  lowercase: boolean;
-}
-
-export const DEFAULT_CLEAN: Readonly<CleanOptions> = { fillNa: true, collapseWhitespace: true, lowercase: true };
-
-export interface ColumnNames {
-  contextColumn: string;
-  questionColumn: string;
-  answerColumn: string;
-}
-
-export const DEFAULT_COLUMNS: Readonly<ColumnNames> = { contextColumn: 'context', questionColumn: 'question', answerColumn: 'text' };
-
-/** Written into the model folder so that predict and score clean their input exactly as training did. */
-export interface PreprocessConfig extends CleanOptions, ColumnNames {
-  version: 1;
-}
+import { DataError } from '../util/data-error.ts';
+import { cleanText, isBlank, preprocessConfig, type CleanOptions, type ColumnNames } from '../util/text-clean.ts';
 
 export interface QaCsvOptions extends Partial<CleanOptions>, Partial<ColumnNames> {
   /** false for prediction files: the answer column may then be absent, and an empty answer is not an error. */
@@ -91,62 +55,6 @@ export type QaCsvStream<R> = AsyncIterable<R> & { readonly report: CsvReport };
 
 // A broken file can make every line bad; listing all of them would cost memory and help nobody.
 export const MAX_LISTED_BAD_ROWS = 1000;
-
-// Python's str.split() whitespace (str.isspace), which differs from JS `\s`: it has \x1c-\x1f and \x85, not \ufeff.
-const PY_WHITESPACE = /[\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/g;
-
-const FILL_VALUE = 'none';
-
-/**
- * Cleans one cell as the tutorial does: fill missing, collapse whitespace, lowercase.
- * A whitespace-only cell counts as missing once collapsed (pandas would keep it as an empty string).
- * pandas also turns cells such as `NA` or `null` into NaN; that is not copied, since it would erase real answers.
- */
-export function cleanText(text: string | undefined, opts: CleanOptions = DEFAULT_CLEAN): string {
-  let s = text ?? '';
-  if (opts.collapseWhitespace) s = s.replace(PY_WHITESPACE, ' ').trim();
-  if (opts.lowercase) s = s.toLowerCase();
-  if (opts.fillNa && isBlank(s)) s = FILL_VALUE;
-  return s;
-}
-
-function isBlank(s: string): boolean {
-  return s.replace(PY_WHITESPACE, '') === '';
-}
-
-export function preprocessConfig(opts: QaCsvOptions = {}): PreprocessConfig {
-  return {
-    version: 1,
-    fillNa: opts.fillNa ?? DEFAULT_CLEAN.fillNa,
-    collapseWhitespace: opts.collapseWhitespace ?? DEFAULT_CLEAN.collapseWhitespace,
-    lowercase: opts.lowercase ?? DEFAULT_CLEAN.lowercase,
-    contextColumn: opts.contextColumn ?? DEFAULT_COLUMNS.contextColumn,
-    questionColumn: opts.questionColumn ?? DEFAULT_COLUMNS.questionColumn,
-    answerColumn: opts.answerColumn ?? DEFAULT_COLUMNS.answerColumn,
-  };
-}
-
-/** Checks a config read back from a model folder; `source` names that file in the error. */
-export function parsePreprocessConfig(json: unknown, source: string): PreprocessConfig {
-  const fail = (what: string): never => {
-    throw new DataError(`${source}: ${what}`, source);
-  };
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return fail('preprocess config is not a JSON object');
-  const o = json as Record<string, unknown>;
-  if (o.version !== 1) return fail(`unsupported preprocess config version ${JSON.stringify(o.version)} (expected 1)`);
-  const flag = (k: keyof CleanOptions): boolean => (typeof o[k] === 'boolean' ? (o[k] as boolean) : fail(`"${k}" must be true or false`));
-  const name = (k: keyof ColumnNames): string =>
-    typeof o[k] === 'string' && o[k] !== '' ? (o[k] as string) : fail(`"${k}" must be a non-empty string`);
-  return {
-    version: 1,
-    fillNa: flag('fillNa'),
-    collapseWhitespace: flag('collapseWhitespace'),
-    lowercase: flag('lowercase'),
-    contextColumn: name('contextColumn'),
-    questionColumn: name('questionColumn'),
-    answerColumn: name('answerColumn'),
-  };
-}
 
 /** One line for a CLI: how many rows were skipped and where. */
 export function describeBadRows(report: CsvReport, shown = 5): string {

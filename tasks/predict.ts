@@ -24,7 +24,8 @@ import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
-import { cleanText, streamQaCsv, type CsvReport, type PreprocessConfig, type QaCsvOptions } from './csv-data.ts';
+import { streamQaCsv, type CsvReport, type QaCsvOptions } from './csv-data.ts';
+import { cleanText, type PreprocessConfig } from '../util/text-clean.ts';
 
 /** The tutorial's generate() arguments, used where the model folder sets none. */
 export const TUTORIAL_GENERATION_DEFAULTS = { num_beams: 4, no_repeat_ngram_size: 2, early_stopping: true } as const;

@@ -10,7 +10,7 @@ import { noGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
-import { cleanText, type PreprocessConfig } from './csv-data.ts';
+import { cleanText, type PreprocessConfig } from '../util/text-clean.ts';
 
 /** Either `input` (raw source) or `context` + `question` (encoded as a pair), and the target. */
 export type ScoreInput =

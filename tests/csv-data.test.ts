@@ -3,16 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  DataError,
-  cleanText,
-  describeBadRows,
-  parsePreprocessConfig,
-  preprocessConfig,
-  readQaCsv,
-  streamQaCsv,
-  type QaCsvOptions,
-} from '../tasks/csv-data.ts';
+import { describeBadRows, readQaCsv, streamQaCsv, type QaCsvOptions } from '../tasks/csv-data.ts';
+import { cleanText, parsePreprocessConfig, preprocessConfig } from '../util/text-clean.ts';
+import { DataError } from '../util/data-error.ts';
 
 const tiny = fileURLToPath(new URL('./fixtures/data/qa_tiny.csv', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'csv-data-test-'));

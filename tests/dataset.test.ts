@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { T5Tokenizer } from '../hf/tokenizer.ts';
-import { DataError, readQaCsv, type QaRow } from '../tasks/csv-data.ts';
+import { readQaCsv, type QaRow } from '../tasks/csv-data.ts';
+import { DataError } from '../util/data-error.ts';
 import { collate, epochBatches, IGNORE_INDEX, paddingStats, tokenizeRows, tokenizeRowsCached, type Example } from '../train/dataset.ts';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -4,27 +4,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadT5Config, parseT5Config, presetConfig, serializeT5Config, type T5Config } from '../model/config.ts';
-import {
-  describeCheckpointMismatch,
-  expectedParameters,
-  generationConfigFromModel,
-  loadGenerationConfig,
-  loadT5WebgpuSettings,
-  loadTokenizerConfig,
-  matchCheckpoint,
-  parameterCount,
-  parseGenerationConfig,
-  parseT5WebgpuSettings,
-  serializeGenerationConfig,
-  serializeSpecialTokensMap,
-  serializeTokenizerConfig,
-  storedParameters,
-  tokenizerFilesFor,
-  writeHfFolderFiles,
-  writeT5WebgpuSettings,
-} from '../hf/hf-folder.ts';
+import { generationConfigFromModel, loadGenerationConfig, loadT5WebgpuSettings, loadTokenizerConfig, parseGenerationConfig, parseT5WebgpuSettings, serializeGenerationConfig, serializeSpecialTokensMap, serializeTokenizerConfig, tokenizerFilesFor, writeHfFolderFiles, writeT5WebgpuSettings } from '../hf/hf-folder.ts';
+import { describeCheckpointMismatch, matchCheckpoint } from '../hf/checkpoint-match.ts';
+import { expectedParameters, parameterCount, storedParameters } from '../model/parameters.ts';
 import { readSafetensorsHeader } from '../hf/safetensors.ts';
-import { preprocessConfig } from '../tasks/csv-data.ts';
+import { preprocessConfig } from '../util/text-clean.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 const SPIECE = join(GOLDEN, 'spiece.model');

@@ -25,7 +25,9 @@ import {
 } from '../tasks/predict.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { T5Tokenizer } from '../hf/tokenizer.ts';
-import { preprocessConfig, readQaCsv, type QaInputRow } from '../tasks/csv-data.ts';
+import { readQaCsv, type QaInputRow } from '../tasks/csv-data.ts';
+import { preprocessConfig } from '../util/text-clean.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 const csvFile = fileURLToPath(new URL('./fixtures/data/qa_tiny.csv', import.meta.url));
@@ -40,7 +42,7 @@ const question = 'where is the gabba';
 
 beforeAll(async () => {
   await initGpu();
-  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  model = await fromPretrained(dir);
   tokenizer = await T5Tokenizer.load(join(dir, 'spiece.model'), { vocabSize: model.config.vocab_size });
   tmp = mkdtempSync(join(tmpdir(), 'predict-test-'));
 });

@@ -16,7 +16,8 @@ import { readSafetensorsHeader } from '../hf/safetensors.ts';
 import { savePretrained } from '../hf/save-model.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { ParamMap } from '../model/t5.ts';
-import { preprocessConfig } from '../tasks/csv-data.ts';
+import { preprocessConfig } from '../util/text-clean.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 const SPIECE = join(GOLDEN, 'spiece.model');
@@ -25,7 +26,7 @@ let golden: T5ForConditionalGeneration;
 
 beforeAll(async () => {
   await initGpu();
-  golden = await T5ForConditionalGeneration.fromPretrained(GOLDEN);
+  golden = await fromPretrained(GOLDEN);
 });
 afterAll(() => {
   golden?.dispose();
@@ -56,7 +57,7 @@ describe('savePretrained', () => {
     );
     expect(r.files.at(-1)).toBe(join(out, 'model.safetensors'));
     expect(loadTokenizerConfig(out)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer' });
-    const reloaded = await T5ForConditionalGeneration.fromPretrained(out);
+    const reloaded = await fromPretrained(out);
     try {
       await expectSameParams(golden, reloaded);
     } finally {

@@ -12,7 +12,7 @@ import { writeT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { loadModelForCli, type LoadedModel } from '../hf/load-model.ts';
 import { encodeScoreInput, scoreTarget } from '../tasks/score.ts';
 import { scoreCommand } from '../cli/score.ts';
-import { preprocessConfig } from '../tasks/csv-data.ts';
+import { preprocessConfig } from '../util/text-clean.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));
 interface Case { name: string; source: string | [string, string]; target: string; input_ids: number[][]; labels: number[][]; loss: number }

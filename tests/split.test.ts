@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DataError } from '../tasks/csv-data.ts';
+import { DataError } from '../util/data-error.ts';
 import { Mt19937, mulberry32, numpyPermutation, splitIndices, splitRows } from '../train/split.ts';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);

@@ -9,6 +9,7 @@ import { initGpu } from '../engine/gpu.ts';
 import { loadGenerationConfig } from '../generate/generation-config.ts';
 import { generateIds } from '../generate/generate.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 const cases = JSON.parse(readFileSync(`${dir}cases.json`, 'utf8')).cases as Array<{
@@ -27,7 +28,7 @@ const cases = JSON.parse(readFileSync(`${dir}cases.json`, 'utf8')).cases as Arra
 let model: T5ForConditionalGeneration;
 beforeAll(async () => {
   await initGpu();
-  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  model = await fromPretrained(dir);
 });
 afterAll(() => model?.dispose());
 

@@ -13,6 +13,7 @@ import { AdamW } from '../optim/adamw.ts';
 import { readSafetensors, type SafeTensor } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { Seq2SeqBatch } from '../model/t5.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 
@@ -57,7 +58,7 @@ let outputs: Map<string, SafeTensor>;
 
 beforeAll(async () => {
   await initGpu();
-  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  model = await fromPretrained(dir);
   outputs = await readSafetensors(`${dir}outputs.safetensors`);
 });
 

@@ -24,10 +24,10 @@ import { backward } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import { tensor } from '../engine/tensor.ts';
 import { parseT5Config, type T5Config } from '../model/config.ts';
-import { storedParameters } from '../hf/hf-folder.ts';
+import { storedParameters } from '../model/parameters.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../model/t5.ts';
-import { refParameterShapes, t5ReferenceForward, type RefBatch, type RefConfig, type RefParams } from './reference/t5-float64.ts';
+import { refParameterShapes, t5ReferenceForward, type RefBatch, type RefConfig, type RefParams } from '../model/t5-float64.ts';
 
 beforeAll(async () => {
   await initGpu();

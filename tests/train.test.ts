@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { initModelFolder } from '../cli/init.ts';
+import { initModelFolder } from '../hf/init-model.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
@@ -19,6 +19,7 @@ import { parseMetrics } from '../train/loss-plot.ts';
 import { evalCommand } from '../cli/eval.ts';
 import { reportCommand } from '../cli/report.ts';
 import { trainCommand } from '../cli/train.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const data = join(fixtures, 'data/qa_tiny.csv');
@@ -162,7 +163,7 @@ describe('training loop', () => {
     const last = findResumeFolder(join(root, out))!;
     const st = await readTrainerState(last);
     expect(st.step).toBe(e.step - 1);
-    const m = await T5ForConditionalGeneration.fromPretrained(last);
+    const m = await fromPretrained(last);
     m.dispose();
   });
 

@@ -21,7 +21,7 @@ import { GENERATION_CONFIG_FILE } from '../hf/hf-folder.ts';
 import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
 import { savePretrained } from '../hf/save-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import type { PreprocessConfig } from '../tasks/csv-data.ts';
+import type { PreprocessConfig } from '../util/text-clean.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 export const CHECKPOINTS_INDEX = 'checkpoints.json';

@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import type { Seq2SeqBatch } from '../model/t5.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
-import { DataError, type BadRow, type QaRow } from '../tasks/csv-data.ts';
+import { type BadRow, type QaRow } from '../tasks/csv-data.ts';
+import { DataError } from '../util/data-error.ts';
 import { mulberry32 } from './split.ts';
 
 /** Hugging Face's ignore index: label positions that do not count in the loss. */

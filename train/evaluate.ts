@@ -10,7 +10,8 @@ import { readGenerationConfigFile, resolveGenerationConfig, type ResolvedGenerat
 import { loadModelForCli } from '../hf/load-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
-import { DataError, describeBadRows, readQaCsv } from '../tasks/csv-data.ts';
+import { describeBadRows, readQaCsv } from '../tasks/csv-data.ts';
+import { DataError } from '../util/data-error.ts';
 import { collate, tokenizeRows, type Example } from './dataset.ts';
 import { squadScores } from './squad-metrics.ts';
 

@@ -1,6 +1,6 @@
 // Deterministic train/validation split: the same rows and seed always give the same two parts,
 // on every machine, with no dependence on Math.random.
-import { DataError } from '../tasks/csv-data.ts';
+import { DataError } from '../util/data-error.ts';
 
 export interface SplitOptions {
   /** Share of rows held out for validation, in [0, 1). Default 0.2. */

@@ -26,7 +26,9 @@ import {
   checkpointName, findResumeFolder, readOptimizerState, readTrainerState, saveLast, TopKCheckpoints,
   type CheckpointEntry, type ModelFolderFiles, type TrainerState,
 } from './checkpoint.ts';
-import { DataError, describeBadRows, preprocessConfig, readQaCsv, type QaCsvOptions, type QaRow } from '../tasks/csv-data.ts';
+import { describeBadRows, readQaCsv, type QaCsvOptions, type QaRow } from '../tasks/csv-data.ts';
+import { preprocessConfig } from '../util/text-clean.ts';
+import { DataError } from '../util/data-error.ts';
 import { collate, describePadding, epochBatches, paddingStats, tokenizeRowsCached, type Example } from './dataset.ts';
 import { evaluate, type EvalResult } from './evaluate.ts';
 import { writeLossPlot } from './loss-plot.ts';

@@ -30,7 +30,7 @@ import { slice } from '../../kernels/layout.ts';
 import { parseT5Config, presetConfig, type T5Config } from '../../model/config.ts';
 import { generateIds, padBatch } from '../../generate/generate.ts';
 import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../../generate/generation-config.ts';
-import { storedParameters } from '../../hf/hf-folder.ts';
+import { storedParameters } from '../../model/parameters.ts';
 import { initT5Weights } from '../../model/init-weights.ts';
 import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
 import { T5DecoderCache } from '../../model/t5-decoder-cache.ts';

@@ -15,11 +15,11 @@ import { rt } from '../../engine/runtime.ts';
 import { tidy } from '../../engine/scope.ts';
 import { memory, tensor } from '../../engine/tensor.ts';
 import { parseT5Config, presetConfig, type T5Config } from '../../model/config.ts';
-import { storedParameters } from '../../hf/hf-folder.ts';
+import { storedParameters } from '../../model/parameters.ts';
 import { initT5Weights } from '../../model/init-weights.ts';
 import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';
-import { t5ReferenceForward } from '../../tests/reference/t5-float64.ts';
+import { t5ReferenceForward } from '../../model/t5-float64.ts';
 
 const BATCH = 8;
 const SOURCE = 256;
