@@ -1,7 +1,7 @@
 // The package's public API: everything the CLI does, a Node program can do with these.
 // Engine
 export { initGpu, gpu, getGpu, listAdapters, GpuError, type Gpu, type GpuOptions, type AdapterSummary } from './engine/gpu.ts';
-export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, setPoison, tensorFromHalf, type DType } from './engine/tensor.ts';
+export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, emptyCache, setPoolLimit, setPoison, tensorFromHalf, type DType } from './engine/tensor.ts';
 export { tidy } from './engine/scope.ts';
 export { backward, noGrad, zeroGrad, isGradEnabled, recordOp } from './engine/autograd.ts';
 export { AdamW, type AdamWOptions, type AdamWState } from './optim/adamw.ts';

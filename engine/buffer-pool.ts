@@ -1,6 +1,12 @@
 // GPU buffers recycled by size class. Exact-size pools grow without bound when shapes vary (a padded batch
 // changes length every step), so requests are rounded up to one of four classes per power of two
 // (at most 25% waste), and a freed buffer serves any later request of its class.
+//
+// A pool that keeps every buffer it once allocated holds a long process's worst moment forever, so memory goes
+// back two ways: `trim()` (the engine's `emptyCache()`, PyTorch's torch.cuda.empty_cache) after a phase, and an
+// optional limit on pooled bytes past which the buffers freed longest ago are given back. A buffer given back may
+// still be named by commands recorded but not yet submitted: it is destroyed only after the next submit
+// (`destroyRetired`, called by the runtime), which WebGPU allows while the submitted work still runs.
 
 import './gpu.ts'; // installs WebGPU's globals (GPUBufferUsage) before they are read below
 
@@ -30,6 +36,10 @@ export interface MemoryStats {
 
 export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
+  /** every free buffer, oldest release first (a Set keeps insertion order) */
+  private freeOrder = new Set<GPUBuffer>();
+  private retired: GPUBuffer[] = [];
+  private limit = Infinity;
   private stats: MemoryStats = {
     bytesLive: 0, bytesPooled: 0, peakBytes: 0, buffersLive: 0, buffersPooled: 0, buffersCreated: 0,
   };
@@ -46,6 +56,7 @@ export class BufferPool {
     const list = this.free.get(size);
     let buf = list?.pop();
     if (buf) {
+      this.freeOrder.delete(buf);
       this.stats.bytesPooled -= size;
       this.stats.buffersPooled--;
     } else {
@@ -67,14 +78,37 @@ export class BufferPool {
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
     list.push(buf);
+    this.freeOrder.add(buf);
+    if (this.stats.bytesPooled > this.limit) this.shrinkTo(this.limit);
   }
 
-  /** Destroys every pooled (free) buffer. */
+  /** Gives back every pooled (free) buffer. */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
-    this.free.clear();
-    this.stats.bytesPooled = 0;
-    this.stats.buffersPooled = 0;
+    this.shrinkTo(0);
+  }
+
+  /** Pooled bytes above `bytes` are given back, oldest-freed first, now and after every release. */
+  setLimit(bytes: number): void {
+    if (!(bytes >= 0)) throw new RangeError(`pool limit: expected a number of bytes >= 0, got ${bytes}`);
+    this.limit = bytes;
+    this.shrinkTo(bytes);
+  }
+
+  private shrinkTo(bytes: number): void {
+    for (const buf of this.freeOrder) {
+      if (this.stats.bytesPooled <= bytes) break;
+      this.freeOrder.delete(buf);
+      const list = this.free.get(buf.size)!;
+      list.splice(list.lastIndexOf(buf), 1);
+      this.stats.bytesPooled -= buf.size;
+      this.stats.buffersPooled--;
+      this.retired.push(buf);
+    }
+  }
+
+  /** Destroys the buffers given back; the runtime calls this after a submit. */
+  destroyRetired(): void {
+    for (const b of this.retired.splice(0)) b.destroy();
   }
 
   memory(): MemoryStats {

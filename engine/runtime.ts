@@ -176,6 +176,7 @@ export class Runtime {
     this.pending = 0;
     this.uniformUsed = 0;
     this.counters.submits++;
+    this.pool.destroyRetired();
     const ops = this.lastOps.splice(0);
     this.gpu.check(`a batch of ${ops.length} kernels (${[...new Set(ops)].slice(0, 8).join(', ')})`);
   }
@@ -190,6 +191,13 @@ export class Runtime {
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.copyEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.pending++;
+  }
+
+  /** Gives every free pooled buffer back to the driver (PyTorch's torch.cuda.empty_cache). */
+  emptyCache(): void {
+    this.flush();
+    this.pool.trim();
+    this.pool.destroyRetired();
   }
 
   /** Reads bytes back; waits only for the work recorded so far. */

@@ -258,7 +258,16 @@ export function reshape(t: Tensor, shape: Shape): Tensor {
   return recordOp('reshape', [t], out, [], (g) => [g.reshape(inShape)]);
 }
 
-
 export function memory() {
   return rt().pool.memory();
+}
+
+/** Gives every free pooled buffer back to the driver (torch.cuda.empty_cache); live tensors are untouched. */
+export function emptyCache(): void {
+  rt().emptyCache();
+}
+
+/** Keeps at most `bytes` of freed buffers for reuse (default: no limit); those freed longest ago go back first. */
+export function setPoolLimit(bytes: number): void {
+  rt().pool.setLimit(bytes);
 }

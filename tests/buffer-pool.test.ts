@@ -1,0 +1,62 @@
+// The pool gives memory back: emptyCache() after a phase, and a limit on pooled bytes past which the buffers
+// freed longest ago go back. Buffers given back while recorded commands still name them are destroyed only after
+// the submit, so results stay right (a destroyed buffer in a submit is a WebGPU validation error).
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { emptyCache, memory, setPoolLimit, tensor, zeros } from '../engine/tensor.ts';
+import { add } from '../kernels/elementwise.ts';
+
+const KIB = 1024;
+
+beforeAll(async () => {
+  await initGpu();
+});
+afterEach(() => setPoolLimit(Infinity));
+
+describe('buffer pool', () => {
+  it('emptyCache gives every free buffer back, and later requests create new ones', () => {
+    const ts = [1, 2, 3].map(() => zeros([37 * KIB]));
+    for (const t of ts) t.dispose();
+    expect(memory().bytesPooled).toBeGreaterThan(0);
+    emptyCache();
+    expect(memory().bytesPooled).toBe(0);
+    expect(memory().buffersPooled).toBe(0);
+    const created = memory().buffersCreated;
+    zeros([37 * KIB]).dispose();
+    expect(memory().buffersCreated).toBe(created + 1);
+  });
+
+  it('a limit keeps the buffers freed last and gives back the oldest', () => {
+    emptyCache();
+    const elems = 128 * KIB; // 512 KiB, a size class of its own
+    const ts = [0, 1, 2, 3].map(() => zeros([elems]));
+    setPoolLimit(2 * elems * 4);
+    for (const t of ts) t.dispose();
+    expect(memory().bytesPooled).toBe(2 * elems * 4);
+    expect(memory().buffersPooled).toBe(2);
+    const created = memory().buffersCreated;
+    const again = [0, 1, 2].map(() => zeros([elems]));
+    expect(memory().buffersCreated).toBe(created + 1); // two from the pool, one new
+    for (const t of again) t.dispose();
+    setPoolLimit(0);
+    expect(memory().bytesPooled).toBe(0);
+  });
+
+  it('a buffer given back while recorded work still reads it stays valid until that work is submitted', async () => {
+    setPoolLimit(0);
+    const a = tensor([1, 2, 3, 4, 5], [5]);
+    const b = tensor([10, 20, 30, 40, 50], [5]);
+    const c = add(a, b); // recorded, not submitted
+    a.dispose(); // given back at once (limit 0): destroyed only after the submit
+    b.dispose();
+    expect(memory().bytesPooled).toBe(0);
+    const d = add(c, c);
+    expect(Array.from(await d.toArray())).toEqual([22, 44, 66, 88, 110]);
+    c.dispose();
+    d.dispose();
+  });
+
+  it('rejects a negative limit', () => {
+    expect(() => setPoolLimit(-1)).toThrow(/pool limit/);
+  });
+});
