@@ -8,6 +8,14 @@
 // timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup kernel
 // on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off and
 // force each variant in turn with `forceMatmulVariant`.
+//
+// Autotuning must never make things worse (a stale winner once made greedy decoding 8x slower):
+//  * the variants are timed in TUNE_ROUNDS interleaved rounds (each variant once per round, so a burst of load
+//    hits them alike) and compared by their medians; a winner other than the heuristic's choice is kept only if
+//    it beats that choice by WIN_MARGIN;
+//  * a winner read from the cache file is re-verified the first time a process uses its class (the same
+//    interleaved timing against the heuristic's choice); until then the heuristic runs, and a winner that is no
+//    longer faster is dropped from memory and from the file.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +41,11 @@ export interface VariantChoice {
 
 /** Times one variant (ms per run, the best of a few), or rejects if it cannot run; `shape` names what it times. */
 export type MeasureFn = ((variant: MatmulVariant) => Promise<number>) & { shape?: string };
+
+/** Rounds of interleaved timings per tuning or verification. */
+const TUNE_ROUNDS = 3;
+/** A variant other than the heuristic's choice must be this much faster (median against median) to be kept. */
+const WIN_MARGIN = 0.1;
 
 export interface TuneRecord {
   variant: MatmulVariant;
@@ -89,15 +102,14 @@ let forced: MatmulVariant | null = null;
 export function forceMatmulVariant(variant: MatmulVariant | null): void {
   forced = variant;
 }
-export function forcedMatmulVariant(): MatmulVariant | null {
-  return forced;
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // the cache: in memory per adapter, loaded from disk on first use
 
 const memory = new Map<string, Map<string, TuneRecord>>();
 const pending = new Map<string, Promise<void>>();
+/** classes whose record was tuned or verified by this process (adapter | class) */
+const verified = new Set<string>();
 let loadedFrom: string | null = null;
 
 function readCacheFile(path: string): CacheFile {
@@ -135,6 +147,7 @@ async function persist(adapter: string, key: string, rec: TuneRecord): Promise<v
 /** Forgets every choice held in memory (the file stays); the next matmul reloads it. */
 export function resetMatmulAutotune(): void {
   memory.clear();
+  verified.clear();
   loadedFrom = null;
 }
 
@@ -143,43 +156,83 @@ export async function matmulAutotuneSettled(): Promise<void> {
   while (pending.size > 0) await Promise.allSettled([...pending.values()]);
 }
 
-/**
- * Times each eligible variant with `measure` and records the fastest for the problem's class. A variant that
- * fails drops out. Exported for tests.
- */
-export async function tuneClass(
-  p: TuneProblem,
-  eligible: readonly MatmulVariant[],
-  measure: MeasureFn,
-  shape = measure.shape ?? `${p.batch > 1 ? `${p.batch}x` : ''}${p.M}x${p.K}x${p.N}`,
-): Promise<TuneRecord | null> {
-  const ms: Partial<Record<MatmulVariant, number>> = {};
-  let best: MatmulVariant | null = null;
-  for (const v of eligible) {
-    try {
-      const t = await measure(v);
-      if (!Number.isFinite(t)) continue;
-      ms[v] = t;
-      if (best === null || t < ms[best]!) best = v;
-    } catch {
-      // a variant that cannot run here simply does not win
+/** Median ms of each variant over TUNE_ROUNDS interleaved rounds; a variant that fails once drops out. */
+async function timeInterleaved(variants: readonly MatmulVariant[], measure: MeasureFn): Promise<Partial<Record<MatmulVariant, number>>> {
+  const runs = new Map<MatmulVariant, number[]>(variants.map((v) => [v, []]));
+  for (let round = 0; round < TUNE_ROUNDS; round++) {
+    for (const v of [...runs.keys()]) {
+      try {
+        const t = await measure(v);
+        if (Number.isFinite(t)) runs.get(v)!.push(t);
+        else runs.delete(v);
+      } catch {
+        runs.delete(v); // a variant that cannot run here simply does not win
+      }
     }
   }
-  if (best === null) return null;
-  const rec: TuneRecord = { variant: best, ms, shape, tunedAt: new Date().toISOString() };
+  const ms: Partial<Record<MatmulVariant, number>> = {};
+  for (const [v, ts] of runs) {
+    if (ts.length) ms[v] = ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)]!;
+  }
+  return ms;
+}
+
+/** The fastest of `ms`, unless it is not WIN_MARGIN faster than the heuristic's choice (which then stays). */
+function pickWinner(ms: Partial<Record<MatmulVariant, number>>, heuristic: MatmulVariant): MatmulVariant | null {
+  let best: MatmulVariant | null = null;
+  for (const [v, t] of Object.entries(ms) as [MatmulVariant, number][]) if (best === null || t < ms[best]!) best = v;
+  const base = ms[heuristic];
+  if (best !== null && base !== undefined && ms[best]! > base * (1 - WIN_MARGIN)) return heuristic;
+  return best;
+}
+
+async function record(p: TuneProblem, rec: TuneRecord): Promise<void> {
   const key = shapeClass(p);
   table().set(key, rec);
+  verified.add(`${adapterKey()} | ${key}`);
   try {
     await persist(adapterKey(), key, rec);
   } catch (e) {
     console.warn(`matmul autotune: could not write ${autotuneCachePath()}: ${(e as Error).message}`);
   }
-  return rec;
 }
 
 /**
- * The variant for a problem now. With `measure`, an unknown class schedules a tuning job over `candidates`
- * (and runs with the heuristic meanwhile); without it the choice is only looked up. A forced variant must be
+ * Times each eligible variant with `measure` (interleaved rounds, medians) and records the winner for the
+ * problem's class: the fastest, if it beats `heuristic` by the margin, else `heuristic`. Exported for tests.
+ */
+export async function tuneClass(
+  p: TuneProblem,
+  eligible: readonly MatmulVariant[],
+  measure: MeasureFn,
+  heuristic: MatmulVariant = heuristicVariant(eligible),
+  shape = measure.shape ?? `${p.batch > 1 ? `${p.batch}x` : ''}${p.M}x${p.K}x${p.N}`,
+): Promise<TuneRecord | null> {
+  const ms = await timeInterleaved(eligible, measure);
+  const variant = pickWinner(ms, heuristic);
+  if (variant === null) return null;
+  const rec: TuneRecord = { variant, ms, shape, tunedAt: new Date().toISOString() };
+  await record(p, rec);
+  return rec;
+}
+
+/** Times a cached winner against the heuristic's choice; keeps it only if it still wins by the margin. */
+async function verifyRecord(p: TuneProblem, rec: TuneRecord, heuristic: MatmulVariant, measure: MeasureFn): Promise<void> {
+  const ms = await timeInterleaved([rec.variant, heuristic], measure);
+  const variant = pickWinner(ms, heuristic) ?? heuristic;
+  if (variant !== rec.variant) {
+    console.warn(
+      `matmul autotune: the cached winner '${rec.variant}' for ${shapeClass(p)} is no longer faster than '${heuristic}' ` +
+        `(${ms[rec.variant]?.toFixed(2) ?? 'failed'} ms against ${ms[heuristic]?.toFixed(2)} ms); dropped`,
+    );
+  }
+  await record(p, { variant, ms, shape: measure.shape ?? rec.shape, tunedAt: new Date().toISOString() });
+}
+
+/**
+ * The variant for a problem now. With `measure`, an unknown class schedules a tuning job over `candidates`, and
+ * a cached winner not yet verified by this process a verification job (the heuristic runs meanwhile); without it
+ * the choice is only looked up. A forced variant must be
  * in `eligible` (the variants that can run on this adapter).
  */
 export function chooseMatmulVariant(
@@ -198,11 +251,15 @@ export function chooseMatmulVariant(
   if (!autotuneEnabled()) return { variant: heuristic, source: 'autotune off' };
   const key = shapeClass(p);
   const rec = table().get(key);
-  if (rec && eligible.includes(rec.variant)) return { variant: rec.variant, source: 'autotuned' };
-  if (measure && candidates.length > 1 && !pending.has(key)) {
+  const usable = rec && eligible.includes(rec.variant);
+  if (usable && (rec.variant === heuristic || verified.has(`${adapterKey()} | ${key}`) || !measure)) {
+    return { variant: rec.variant, source: 'autotuned' };
+  }
+  if (measure && (usable || candidates.length > 1) && !pending.has(key)) {
     const job = (async () => {
       await Promise.resolve(); // start after the current synchronous op has recorded its work
-      await tuneClass(p, candidates, measure);
+      if (usable) await verifyRecord(p, rec, heuristic, measure);
+      else await tuneClass(p, candidates, measure, heuristic);
     })().finally(() => pending.delete(key));
     pending.set(key, job);
   }

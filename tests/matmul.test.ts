@@ -7,7 +7,7 @@ process.env.T5_WEBGPU_AUTOTUNE = '0';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
@@ -28,6 +28,7 @@ import {
 import {
   autotuneCachePath,
   chooseMatmulVariant,
+  matmulAutotuneSettled,
   resetMatmulAutotune,
   shapeClass,
   tuneClass,
@@ -462,4 +463,80 @@ describe('matmul autotune', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, SLOW);
+
+  /** Runs `fn` with autotuning on and an empty cache folder of its own. */
+  async function withTuning(fn: (dir: string) => Promise<void>): Promise<void> {
+    const dir = mkdtempSync(join(tmpdir(), 't5-webgpu-autotune-'));
+    const before = { dir: process.env.T5_WEBGPU_CACHE_DIR, on: process.env.T5_WEBGPU_AUTOTUNE };
+    process.env.T5_WEBGPU_CACHE_DIR = dir;
+    process.env.T5_WEBGPU_AUTOTUNE = '1';
+    resetMatmulAutotune();
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      await fn(dir);
+    } finally {
+      warn.mockRestore();
+      if (before.on === undefined) delete process.env.T5_WEBGPU_AUTOTUNE;
+      else process.env.T5_WEBGPU_AUTOTUNE = before.on;
+      if (before.dir === undefined) delete process.env.T5_WEBGPU_CACHE_DIR;
+      else process.env.T5_WEBGPU_CACHE_DIR = before.dir;
+      resetMatmulAutotune();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('keeps a winner only if it beats the heuristic by the margin, on medians of interleaved rounds', async () => {
+    await withTuning(async () => {
+      const calls: MatmulVariant[] = [];
+      // regblock is 5% faster than the heuristic's subgroup: not enough; one slow outlier of subgroup is ignored
+      const times: Record<MatmulVariant, number[]> = { packed: [4, 4, 4], subgroup: [3, 30, 3], regblock: [2.85, 2.85, 2.85], tiled: [5, 5, 5] };
+      const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => {
+        calls.push(v);
+        return times[v][calls.filter((c) => c === v).length - 1]!;
+      }, 'subgroup');
+      expect(rec!.variant).toBe('subgroup');
+      expect(rec!.ms.subgroup).toBe(3);
+      // interleaved: every variant once per round
+      expect(calls.slice(0, 4)).toEqual([...MATMUL_VARIANTS]);
+      expect(calls.slice(4, 8)).toEqual([...MATMUL_VARIANTS]);
+    });
+  });
+
+  it('a slow winner planted in the cache file is re-timed on first use, dropped and replaced', async () => {
+    await withTuning(async () => {
+      const slow = 'regblock' as const;
+      const heuristic = 'subgroup' as const;
+      // a winner tuned long ago, on another driver or before a change of kernels
+      await tuneClass(problem, MATMUL_VARIANTS, async (v) => (v === slow ? 1 : 5), heuristic);
+      resetMatmulAutotune(); // a new process
+      const measured: MatmulVariant[] = [];
+      const measure = async (v: MatmulVariant) => {
+        measured.push(v);
+        return v === slow ? 9 : 3; // it is now three times slower than the heuristic's choice
+      };
+      // until verified, the heuristic runs
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, heuristic)).toEqual({ variant: heuristic, source: 'heuristic' });
+      await matmulAutotuneSettled();
+      expect(new Set(measured)).toEqual(new Set([slow, heuristic]));
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, heuristic)).toEqual({ variant: heuristic, source: 'autotuned' });
+      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+      expect(file.adapters[Object.keys(file.adapters)[0]!][shapeClass(problem)].variant).toBe(heuristic);
+      // verified once per process: no second timing
+      measured.length = 0;
+      chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, heuristic);
+      await matmulAutotuneSettled();
+      expect(measured).toEqual([]);
+    });
+  });
+
+  it('a cached winner that is still faster survives its verification', async () => {
+    await withTuning(async () => {
+      await tuneClass(problem, MATMUL_VARIANTS, async (v) => (v === 'regblock' ? 1 : 5), 'subgroup');
+      resetMatmulAutotune();
+      const measure = async (v: MatmulVariant) => (v === 'regblock' ? 1 : 3);
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup').variant).toBe('subgroup');
+      await matmulAutotuneSettled();
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup')).toEqual({ variant: 'regblock', source: 'autotuned' });
+    });
+  });
 });
