@@ -26,133 +26,20 @@ import {
   checkpointName, findResumeFolder, readOptimizerState, readTrainerState, saveLast, TopKCheckpoints,
   type CheckpointEntry, type ModelFolderFiles, type TrainerState,
 } from './checkpoint.ts';
-import { DataError, describeBadRows, preprocessConfig, readQaCsv, type QaCsvOptions, type QaRow } from '../tasks/csv-data.ts';
-import { collate, describePadding, epochBatches, paddingStats, tokenizeRowsCached, type Example } from './dataset.ts';
+import { preprocessConfig } from '../tasks/csv-data.ts';
+import { collate, describePadding, epochBatches, paddingStats } from './dataset.ts';
 import { evaluate, type EvalResult } from './evaluate.ts';
 import { writeLossPlot } from './loss-plot.ts';
-import { checkSchedule, lrAt, type LrSchedule, type ScheduleKind } from '../optim/lr-schedule.ts';
+import { checkSchedule, lrAt, type LrSchedule } from '../optim/lr-schedule.ts';
 import { captureDispatches, describeProfile, replayTimes, type ProfileReport } from './profile.ts';
-import { splitRows } from './split.ts';
+import { prepareData } from './prepare-data.ts';
+import { resolveTrainOptions, resumedOptions, type ResolvedTrainOptions, type TrainOptions } from './train-options.ts';
+
+export type { TrainOptions } from './train-options.ts';
 
 /** OUT/run-files/: the tokenizer and generation config copied from the starting model, for every saved folder */
 export const RUN_FILES_DIR = 'run-files';
 
-export interface TrainOptions {
-  /** training CSV */
-  data: string;
-  /** model folder or Hub id to start from */
-  model: string;
-  /** output folder */
-  out: string;
-  /** validation CSV; without it `validSplit` of the training rows are held out */
-  valid?: string;
-  /** default 0.2 (the tutorial's 80/20); 0 trains on everything and validates never */
-  validSplit?: number;
-  /** default 101 */
-  splitSeed?: number;
-  /** the first N usable rows of the training file (the tutorial used 10,000) */
-  limit?: number;
-  /** column names and cleaning; defaults: context, question, text; fillna, collapse, lowercase */
-  csv?: Pick<QaCsvOptions, 'contextColumn' | 'questionColumn' | 'answerColumn' | 'fillNa' | 'collapseWhitespace' | 'lowercase'>;
-  /** a bad row: 'skip' (default, counted and listed) or 'error' */
-  onBadRow?: 'skip' | 'error';
-  maxSourceLength?: number;
-  maxTargetLength?: number;
-  /** default 5 */
-  epochs?: number;
-  /** stop after this many optimizer steps (overrides epochs) */
-  maxSteps?: number;
-  /** default 8 */
-  batchSize?: number;
-  /** default 2 */
-  evalBatchSize?: number;
-  /** default 1e-4 */
-  lr?: number;
-  /** default 0 */
-  weightDecay?: number;
-  /** default 1e-6 */
-  adamEps?: number;
-  /** default [0.9, 0.999] */
-  adamBetas?: [number, number];
-  /** default 'constant' (the tutorial) */
-  lrSchedule?: ScheduleKind;
-  /** default 0 */
-  warmupSteps?: number;
-  /** micro-batches per optimizer step, default 1 */
-  gradAccum?: number;
-  /** max global gradient norm; default none (Lightning's default) */
-  clipGradNorm?: number;
-  /** overrides config.dropout_rate during training */
-  dropout?: number;
-  /** default 100 */
-  seed?: number;
-  /** default true */
-  shuffle?: boolean;
-  /** batch examples of similar length together (less padding), default false */
-  groupByLength?: boolean;
-  /** evaluate every N optimizer steps as well as at each epoch end */
-  evalEvery?: number;
-  /** examples answered by generation at each evaluation; default 100 */
-  evalLimit?: number;
-  /** validation examples in the loss (the first N of the validation set); default all */
-  validLimit?: number;
-  /** tokens generated per answer at evaluation; default maxTargetLength */
-  evalMaxNewTokens?: number;
-  /** default 2 */
-  saveTopK?: number;
-  /** stop training (then evaluate and save as at the end) after this many seconds of this process's loop */
-  timeLimit?: number;
-  /** save last/ every N optimizer steps besides each evaluation; default: only at evaluations and the end */
-  saveEvery?: number;
-  /** write a train line to metrics.jsonl every N steps; default 1 */
-  logEvery?: number;
-  /** tokenization cache folder; default OUT/.cache; null disables */
-  cacheDir?: string | null;
-  /** measure the matmul / attention / other split on one step (the second, after compilation) */
-  profile?: boolean;
-}
-
-export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'cacheDir' | 'csv'>> &
-  Pick<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit'> & { cacheDir: string | null; csv: NonNullable<TrainOptions['csv']> };
-
-export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
-  const r: ResolvedTrainOptions = {
-    data: o.data, model: o.model, out: o.out, valid: o.valid, validSplit: o.validSplit ?? 0.2, splitSeed: o.splitSeed ?? 101,
-    limit: o.limit, csv: o.csv ?? {}, onBadRow: o.onBadRow ?? 'skip', maxSourceLength: o.maxSourceLength ?? 512,
-    maxTargetLength: o.maxTargetLength ?? 128, epochs: o.epochs ?? 5, maxSteps: o.maxSteps, batchSize: o.batchSize ?? 8,
-    evalBatchSize: o.evalBatchSize ?? 2, lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
-    adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0,
-    gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
-    groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
-    evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
-    logEvery: o.logEvery ?? 1, cacheDir: o.cacheDir === undefined ? join(o.out, '.cache') : o.cacheDir, profile: o.profile ?? false,
-  };
-  const int = (name: string, v: number | undefined, min: number) => {
-    if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
-  };
-  int('epochs', r.epochs, 1);
-  int('max steps', r.maxSteps, 1);
-  int('batch size', r.batchSize, 1);
-  int('eval batch size', r.evalBatchSize, 1);
-  int('grad accum', r.gradAccum, 1);
-  int('eval every', r.evalEvery, 1);
-  int('eval limit', r.evalLimit, 0);
-  int('valid limit', r.validLimit, 1);
-  int('eval max new tokens', r.evalMaxNewTokens, 1);
-  int('save top k', r.saveTopK, 0);
-  int('save every', r.saveEvery, 1);
-  int('log every', r.logEvery, 1);
-  int('limit', r.limit, 1);
-  int('seed', r.seed, 0);
-  if (r.timeLimit !== undefined && !(r.timeLimit > 0)) throw new Error(`time limit must be > 0 seconds, got ${r.timeLimit}`);
-  if (!(r.validSplit >= 0 && r.validSplit < 1)) throw new Error(`valid split must be in [0, 1), got ${r.validSplit}`);
-  if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new Error(`dropout must be in [0, 1), got ${r.dropout}`);
-  if (r.clipGradNorm !== undefined && !(r.clipGradNorm > 0)) throw new Error(`clip grad norm must be > 0, got ${r.clipGradNorm}`);
-  if (!(r.weightDecay >= 0)) throw new Error(`weight decay must be >= 0, got ${r.weightDecay}`);
-  if (!(r.adamEps > 0)) throw new Error(`adam eps must be > 0, got ${r.adamEps}`);
-  if (!r.adamBetas.every((b) => b >= 0 && b < 1)) throw new Error(`adam betas must be in [0, 1), got ${r.adamBetas.join(',')}`);
-  return r;
-}
 
 /** What the loop tells its caller (the CLI draws a progress bar from it). */
 export interface StepInfo {
@@ -210,46 +97,6 @@ export interface TrainResult {
   profile?: ProfileReport;
 }
 
-export interface PreparedData {
-  train: Example[];
-  valid: Example[];
-}
-
-async function readRows(file: string, o: ResolvedTrainOptions, limit: number | undefined, log: (s: string) => void): Promise<QaRow[]> {
-  const { rows, report } = await readQaCsv(file, { ...o.csv, onBadRow: o.onBadRow, limit });
-  if (report.badRowCount > 0) log(describeBadRows(report));
-  if (rows.length === 0) throw new DataError(`${file}: no usable rows`, file);
-  return rows;
-}
-
-/** Reads, cleans, splits and tokenizes the data as the options say. */
-export async function prepareData(o: ResolvedTrainOptions, tokenizer: T5Tokenizer, log: (s: string) => void): Promise<PreparedData> {
-  const rows = await readRows(o.data, o, o.limit, log);
-  let trainRows: QaRow[];
-  let validRows: QaRow[];
-  if (o.valid) {
-    trainRows = rows;
-    validRows = await readRows(o.valid, o, undefined, log);
-  } else {
-    ({ train: trainRows, valid: validRows } = splitRows(rows, { validFraction: o.validSplit, seed: o.splitSeed }));
-  }
-  if (o.validLimit !== undefined) validRows = validRows.slice(0, o.validLimit);
-  const tokOpts = { maxSourceLength: o.maxSourceLength, maxTargetLength: o.maxTargetLength, onBadRow: o.onBadRow };
-  const t = await tokenizeRowsCached(trainRows, tokenizer, tokOpts, o.cacheDir, o.data);
-  const v = await tokenizeRowsCached(validRows, tokenizer, tokOpts, o.cacheDir, o.valid ?? o.data);
-  for (const [rep, file] of [[t, o.data], [v, o.valid ?? o.data]] as const) {
-    if (rep.badRows.length > 0) {
-      log(`${file}: skipped ${rep.badRows.length} rows too long for --max-source-length ${o.maxSourceLength}: ` +
-        rep.badRows.slice(0, 5).map((b) => `line ${b.line}`).join(', ') + (rep.badRows.length > 5 ? ', …' : ''));
-    }
-  }
-  if (t.examples.length === 0) throw new DataError(`${o.data}: no usable training rows`, o.data);
-  log(`data: ${t.examples.length} training, ${v.examples.length} validation examples` +
-    (o.valid ? ` (from ${o.valid})` : o.validSplit > 0 ? ` (split ${1 - o.validSplit}/${o.validSplit}, seed ${o.splitSeed})` : '') +
-    `; ${t.truncatedSources + v.truncatedSources} contexts cut to ${o.maxSourceLength} tokens, ${t.truncatedTargets + v.truncatedTargets} answers cut to ${o.maxTargetLength}` +
-    (t.cached ? '; tokenized data from cache' : ''));
-  return { train: t.examples, valid: v.examples };
-}
 
 /** The dropout seed of micro-batch `micro`: distinct Philox streams per micro-batch, fixed by the run's seed. */
 export function dropoutSeedFor(seed: number, micro: number): number {
@@ -274,15 +121,8 @@ export async function train(options: TrainOptions & { resume?: boolean }, hooks:
     resumeDir = findResumeFolder(options.out);
     if (!resumeDir) throw new Error(`--resume ${options.out}: no last/ checkpoint there to resume from`);
     state = await readTrainerState(resumeDir);
-    // the run continues with the options it started with; only how long it runs may change
     const saved = state.options as unknown as ResolvedTrainOptions;
-    o = resolveTrainOptions({
-      ...saved, out: options.out,
-      ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
-      ...(options.maxSteps !== undefined ? { maxSteps: options.maxSteps } : {}),
-      ...(options.timeLimit !== undefined ? { timeLimit: options.timeLimit } : {}),
-      profile: options.profile ?? false,
-    });
+    o = resumedOptions(saved, options);
     log(`resuming from ${resumeDir} at step ${state.step} (epoch ${state.epoch + 1}, batch ${state.batchInEpoch})`);
   } else {
     o = resolveTrainOptions(options);
