@@ -10,6 +10,7 @@ import { tidy } from '../engine/scope.ts';
 import { memory } from '../engine/tensor.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import { fromPretrained } from '../hf/pretrained.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 
@@ -27,7 +28,7 @@ const STEPS = REORDERS.length + 1;
 let model: T5ForConditionalGeneration;
 beforeAll(async () => {
   await initGpu();
-  model = await T5ForConditionalGeneration.fromPretrained(dir);
+  model = await fromPretrained(dir);
 });
 afterAll(() => model?.dispose());
 
