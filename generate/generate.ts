@@ -1,6 +1,9 @@
 // `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
 // or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens.
-import { generate, type DecoderStepper, type GenerationOutput, type ResolvedGenerationConfig } from './generation-config.ts';
+import { beamSearch } from './beam-search.ts';
+import { greedySearch } from './greedy-search.ts';
+import type { ResolvedGenerationConfig } from './generation-config.ts';
+import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
@@ -11,6 +14,18 @@ export interface EncodedInputs {
   attentionMask: Int32Array;
   batchSize: number;
   sourceLength: number;
+}
+
+/**
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
+ * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
+ */
+export function generate(
+  stepper: DecoderStepper,
+  batchSize: number,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
 }
 
 /** Generates for a padded batch of encoded inputs. */

@@ -1,6 +1,6 @@
-// Generation options with Hugging Face's names and meaning (transformers 4.36 `GenerationConfig`), the decoder
-// step interface the searches run against, and `generate()`, which picks greedy or beam search as HF's
-// `generate` does for an encoder-decoder model whose decoder prompt is the single decoder start token.
+// Generation options with Hugging Face's names and meaning (transformers 4.36 `GenerationConfig`), resolved into
+// what the searches need as HF's `generate` does for an encoder-decoder model whose decoder prompt is the single
+// decoder start token.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`), then the
@@ -8,20 +8,6 @@
 // result (a message naming the option), never silently ignored; unknown explicit options are refused too.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beamSearch } from './beam-search.ts';
-import { greedySearch } from './greedy-search.ts';
-
-/** The model side of generation: an encoder run once, a decoder with a key/value cache. */
-export interface DecoderStepper {
-  /**
-   * rows = batch * beams (row r belongs to input floor(r / beams)); feeds one new token per row and returns the
-   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
-   */
-  step(tokens: Int32Array): Promise<Float32Array>;
-  /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
-  reorder(beamIdx: Int32Array): void;
-  readonly vocabSize: number;
-}
 
 export type EarlyStopping = boolean | 'never';
 
@@ -77,24 +63,6 @@ export interface ResolvedGenerationConfig {
   outputScores: boolean;
   /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
   warnings: string[];
-}
-
-/** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */
-export interface GenerationOutput {
-  /** Starting with decoder_start_token_id, padded with pad_token_id to the longest row. */
-  sequences: number[][];
-  /** Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). */
-  sequencesScores?: number[];
-  /** Beam search: HF's `beam_indices`, the running row each token came from, -1 past the end; as long as `sequences`. */
-  beamIndices?: number[][];
-  /**
-   * HF's `compute_transition_scores(sequences, scores, beam_indices)`: one entry per generated position
-   * (sequences[i].length - 1 entries). Greedy: the processed logit of each token, pads after `</s>` included.
-   * Beam: the processed log-prob of each token, 0 after the end.
-   */
-  transitionScores: number[][];
-  /** With output_scores: per step, the processed scores [rows, vocab] HF returns in `scores`. */
-  scores?: Float32Array[];
 }
 
 /** HF 4.36 GenerationConfig defaults for the options we implement. */
@@ -394,16 +362,4 @@ export async function readGenerationConfigFile(dir: string): Promise<{ config: R
 export async function loadGenerationConfig(dir: string, options: Readonly<GenerationOptions> = {}): Promise<ResolvedGenerationConfig> {
   const { config, file } = await readGenerationConfigFile(dir);
   return resolveGenerationConfig(config, options, file);
-}
-
-/**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
- * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
- */
-export function generate(
-  stepper: DecoderStepper,
-  batchSize: number,
-  config: ResolvedGenerationConfig,
-): Promise<GenerationOutput> {
-  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
 }

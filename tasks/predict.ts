@@ -11,15 +11,14 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, extname } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { csvRecord } from '../util/csv-write.ts';
-import { padBatch } from '../generate/generate.ts';
+import { generate, padBatch } from '../generate/generate.ts';
 import {
-  generate,
   readGenerationConfigFile,
   resolveGenerationConfig,
-  type DecoderStepper,
   type GenerationOptions,
   type ResolvedGenerationConfig,
 } from '../generate/generation-config.ts';
+import type { DecoderStepper } from '../generate/search-types.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  GENERATION_DEFAULTS, generate, loadGenerationConfig, readGenerationConfigFile, resolveGenerationConfig,
-  type DecoderStepper, type GenerationOptions,
+  GENERATION_DEFAULTS, loadGenerationConfig, readGenerationConfigFile, resolveGenerationConfig, type GenerationOptions,
 } from '../generate/generation-config.ts';
+import { generate } from '../generate/generate.ts';
+import type { DecoderStepper } from '../generate/search-types.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 
