@@ -3,15 +3,20 @@
 // decoder start token.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
-// file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`), then the
-// options passed explicitly. Options HF has but we do not implement are refused when they would change the
+// file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
+// writing the file is generation-config-file.ts's), then the options passed explicitly. Options HF has but we do not implement are refused when they would change the
 // result (a message naming the option), never silently ignored; unknown explicit options are refused too.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 export type EarlyStopping = boolean | 'never';
 
-/** Options as HF spells them (snake_case); every one optional. */
+/**
+ * HF's GenerationConfig as generation_config.json holds it: HF's names, a key left out having HF's default. As
+ * read from a file, so values are unchecked and keys we do not implement are kept (resolveGenerationConfig
+ * refuses the ones that would change the result).
+ */
+export type GenerationConfig = Readonly<Record<string, unknown>>;
+
+/** Options passed explicitly, as HF spells them (snake_case); every one optional. */
 export interface GenerationOptions {
   /** Total length including the decoder start token (HF's meaning); default 20. */
   max_length?: number;
@@ -137,6 +142,18 @@ const IGNORED_FILE_KEYS = new Set([
   'num_assistant_tokens_schedule', 'generation_kwargs',
 ]);
 
+/** A GenerationConfig attribute of HF's that we know (implemented, sampling-only, or refused unless off). */
+export function isGenerationKey(key: string): boolean {
+  return OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS;
+}
+
+/** Whether `value` is HF's default for `key` (false for a key isGenerationKey refuses). */
+export function isGenerationDefault(key: string, value: unknown): boolean {
+  if (OPTION_NAMES.has(key)) return sameValue(value, GENERATION_DEFAULTS[key as keyof typeof GENERATION_DEFAULTS]);
+  if (key in UNSUPPORTED_OFF) return sameValue(value, UNSUPPORTED_OFF[key]);
+  return key in SAMPLING_DEFAULTS && sameValue(value, SAMPLING_DEFAULTS[key]);
+}
+
 const sameValue = (a: unknown, b: unknown): boolean =>
   a === b || (a === undefined && b === null) || JSON.stringify(a) === JSON.stringify(b);
 
@@ -226,12 +243,11 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
 }
 
 /**
- * Merge HF's defaults, a folder's generation config (a parsed generation_config.json, as read by
- * readGenerationConfigFile) and explicit options, check them and resolve lengths as HF's generate() does for an
+ * Merge HF's defaults, a folder's generation config (as readGenerationConfigFile reads it) and explicit options, check them and resolve lengths as HF's generate() does for an
  * encoder-decoder model (decoder prompt = the decoder start token, so max_new_tokens n gives max_length n + 1).
  */
 export function resolveGenerationConfig(
-  fileConfig: Readonly<Record<string, unknown>> = {},
+  fileConfig: GenerationConfig = {},
   options: Readonly<GenerationOptions> = {},
   fileName = 'generation_config.json',
 ): ResolvedGenerationConfig {
@@ -239,7 +255,7 @@ export function resolveGenerationConfig(
   for (const [key, v] of Object.entries(fileConfig)) {
     if (IGNORED_FILE_KEYS.has(key)) continue;
     // HF keeps unknown keys of a file as plain attributes that generate() never reads.
-    if (!OPTION_NAMES.has(key) && !(key in UNSUPPORTED_OFF) && !(key in SAMPLING_DEFAULTS)) continue;
+    if (!isGenerationKey(key)) continue;
     merged[key] = checkOption(key, v, false, fileName);
   }
   for (const [key, v] of Object.entries(options)) {
@@ -316,50 +332,4 @@ export function resolveGenerationConfig(
     outputScores: merged.output_scores as boolean,
     warnings,
   };
-}
-
-async function readJsonIfPresent(file: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Error(`${file}: expected a JSON object`);
-  }
-  return json as Record<string, unknown>;
-}
-
-/**
- * A model folder's generation settings as HF's from_pretrained finds them: generation_config.json; when it is
- * missing, the generation keys of config.json (GenerationConfig.from_model_config); when both are missing, {}
- * (HF's defaults). `file` names what was read, for messages.
- */
-export async function readGenerationConfigFile(dir: string): Promise<{ config: Record<string, unknown>; file: string }> {
-  const genFile = join(dir, 'generation_config.json');
-  const gen = await readJsonIfPresent(genFile);
-  if (gen) return { config: gen, file: genFile };
-  const modelFile = join(dir, 'config.json');
-  const model = await readJsonIfPresent(modelFile);
-  if (!model) return { config: {}, file: genFile };
-  const config: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(model)) {
-    // config.json is full of model keys; only the generation ones carry over, with HF's defaults for the rest.
-    if (OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS) config[key] = v;
-  }
-  return { config, file: modelFile };
-}
-
-/** readGenerationConfigFile + resolveGenerationConfig: folder defaults, then explicit options. */
-export async function loadGenerationConfig(dir: string, options: Readonly<GenerationOptions> = {}): Promise<ResolvedGenerationConfig> {
-  const { config, file } = await readGenerationConfigFile(dir);
-  return resolveGenerationConfig(config, options, file);
 }

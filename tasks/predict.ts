@@ -12,12 +12,8 @@ import { basename, dirname, extname } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { csvRecord } from '../util/csv-write.ts';
 import { generate, padBatch } from '../generate/generate.ts';
-import {
-  readGenerationConfigFile,
-  resolveGenerationConfig,
-  type GenerationOptions,
-  type ResolvedGenerationConfig,
-} from '../generate/generation-config.ts';
+import { resolveGenerationConfig, type GenerationOptions, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import type { DecoderStepper } from '../generate/search-types.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';

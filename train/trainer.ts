@@ -18,8 +18,9 @@ import { tidy } from '../engine/scope.ts';
 import { memory, type Tensor } from '../engine/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
 import { clipGradNorm } from '../kernels/grad-norm.ts';
-import { resolveGenerationConfig, readGenerationConfigFile, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
-import { GENERATION_CONFIG_FILE, SPIECE_FILE } from '../hf/hf-folder.ts';
+import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { GENERATION_CONFIG_FILE, readGenerationConfigFile } from '../generate/generation-config-file.ts';
+import { SPIECE_FILE } from '../hf/hf-folder.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import {
