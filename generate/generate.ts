@@ -2,6 +2,7 @@
 // or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens.
 import { beamSearch } from './beam-search.ts';
 import { greedySearch } from './greedy-search.ts';
+import { greedySequencesScores, logSumExpRows } from './greedy-sequence-scores.ts';
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
@@ -28,32 +29,45 @@ export function generate(
   return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
 }
 
-/** Generates for a padded batch of encoded inputs. */
+/**
+ * Generates for a padded batch of encoded inputs. With `sequenceScores`, greedy search's output gets
+ * `sequencesScores` too (greedy-sequence-scores.ts; beam search always has them), at the cost of a logsumexp over
+ * each step's logits.
+ */
 export async function generateIds(
   model: T5ForConditionalGeneration,
   inputs: EncodedInputs,
   config: ResolvedGenerationConfig,
+  options: { sequenceScores?: boolean } = {},
 ): Promise<GenerationOutput> {
   const cache = new T5DecoderCache(
     model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams,
   );
+  const vocab = model.config.vocab_size;
+  const greedyScores = options.sequenceScores === true && config.numBeams === 1;
+  const stepLse: Float64Array[] = [];
   const stepper: DecoderStepper = {
-    vocabSize: model.config.vocab_size,
+    vocabSize: vocab,
     async step(tokens) {
       const logits = cache.step(tokens);
       try {
-        return await logits.toFloat32();
+        const host = await logits.toFloat32();
+        if (greedyScores) stepLse.push(logSumExpRows(host, tokens.length, vocab));
+        return host;
       } finally {
         logits.dispose();
       }
     },
     reorder: (beamIdx) => cache.reorder(beamIdx),
   };
+  let out: GenerationOutput;
   try {
-    return await generate(stepper, inputs.batchSize, config);
+    out = await generate(stepper, inputs.batchSize, config);
   } finally {
     cache.dispose();
   }
+  if (greedyScores) out.sequencesScores = greedySequencesScores(out, stepLse, config);
+  return out;
 }
 
 /** Right-pads encoded sequences into one batch. */

@@ -16,7 +16,10 @@ export interface DecoderStepper {
 export interface GenerationOutput {
   /** Starting with decoder_start_token_id, padded with pad_token_id to the longest row. */
   sequences: number[][];
-  /** Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). */
+  /**
+   * Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). Greedy search
+   * only when generateIds is asked for them (the same formula; HF has none).
+   */
   sequencesScores?: number[];
   /** Beam search: HF's `beam_indices`, the running row each token came from, -1 past the end; as long as `sequences`. */
   beamIndices?: number[][];
