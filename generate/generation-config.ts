@@ -4,8 +4,9 @@
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
-// writing the file is generation-config-file.ts's), then the options passed explicitly. Options HF has but we do not implement are refused when they would change the
-// result (a message naming the option), never silently ignored; unknown explicit options are refused too.
+// writing the file is generation-config-file.ts's), then the options passed explicitly. Options HF has but we do
+// not implement are refused when they would change the result (a message naming the option), never silently
+// ignored; unknown explicit options are refused too.
 
 export type EarlyStopping = boolean | 'never';
 
