@@ -7,6 +7,7 @@
 // by kernels/record-op.ts, which every differentiable op imports `recordOp` from. Tensors are only types here, so
 // tensor.ts (whose reshape records a node) and this file do not import each other's values.
 import type { Storage, Tensor } from './tensor.ts';
+import { tidy } from './scope.ts';
 
 /** The kernels autograd itself runs: the seed of a scalar loss, sums of gradients that meet at a tensor, copies. */
 export interface GradientKernels {
@@ -188,6 +189,46 @@ export function backward(output: Tensor, opts: BackwardOptions = {}): void {
     }
     for (const g of grads.values()) g.dispose();
   });
+}
+
+/** Runs `fn` recording a graph even inside `noGrad` (a checkpoint's recomputation runs inside backward). */
+export function enableGrad<T>(fn: () => T): T {
+  const was = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = was;
+  }
+}
+
+/**
+ * Activation checkpointing (torch.utils.checkpoint, Hugging Face's gradient_checkpointing): `fn` runs without
+ * recording, so none of its intermediate tensors are kept; the backward runs it again, with a graph, on the
+ * same inputs and back-propagates through that. `fn` must compute the same values both times (the model's
+ * dropout is counter-based, so it replays its masks). Parameters `fn` reads are leaves: the inner backward
+ * adds their gradients straight into `.grad`; the gradients of `inputs` flow on through the outer graph.
+ */
+export function checkpoint(op: string, inputs: Tensor[], fn: (inputs: Tensor[]) => Tensor): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return fn(inputs);
+  const needsGrad = inputs.map((t) => t.requiresGrad);
+  // tidy: fn's intermediates are freed as soon as it returns, not at the end of the whole forward
+  const out = noGrad(() => tidy(() => fn(inputs)));
+  return recordOp(op, inputs, out, inputs, (g, saved) =>
+    tidy(() => {
+      const detached = saved.map((t, i) => {
+        const d = t.share();
+        d.requiresGrad = needsGrad[i]!;
+        return d;
+      });
+      backward(enableGrad(() => fn(detached)), { gradient: g });
+      return detached.map((d) => {
+        const grad = d.grad;
+        d.grad = null;
+        return grad;
+      });
+    }),
+  );
 }
 
 /** Drops the accumulated gradients of the given tensors. */

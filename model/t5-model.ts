@@ -11,6 +11,8 @@ export interface ForwardOptions {
   dropoutRate?: number;
   /** seed of the counter-based dropout masks */
   dropoutSeed?: number;
+  /** recompute each block's activations in the backward instead of keeping them (HF's gradient_checkpointing) */
+  gradientCheckpointing?: boolean;
 }
 
 
@@ -28,7 +30,12 @@ export class T5ForConditionalGeneration {
 
   context(opts: ForwardOptions = {}): ForwardContext {
     const rate = opts.dropoutRate ?? this.config.dropout_rate;
-    return { config: this.config, params: this.params, dropout: new DropoutState(rate, opts.dropoutSeed ?? 0, opts.training ?? false) };
+    return {
+      config: this.config,
+      params: this.params,
+      dropout: new DropoutState(rate, opts.dropoutSeed ?? 0, opts.training ?? false),
+      gradientCheckpointing: opts.gradientCheckpointing ?? false,
+    };
   }
 
   forward(batch: Seq2SeqBatch, opts: ForwardOptions = {}): Seq2SeqOutput {

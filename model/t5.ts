@@ -14,6 +14,7 @@
 // embedding, on attention probabilities, inside the feed-forward, on each sublayer output and after the
 // final norm; the tied LM head scales the decoder output by d_model ** -0.5.
 import { tensor, type Tensor } from '../engine/tensor.ts';
+import { checkpoint } from '../engine/autograd.ts';
 import { add, mul, scale } from '../kernels/elementwise.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { rmsNorm } from '../kernels/rmsnorm.ts';
@@ -48,6 +49,8 @@ export interface ForwardContext {
   config: T5Config;
   params: ParamMap;
   dropout: DropoutState;
+  /** Hugging Face's gradient_checkpointing: each block's activations are recomputed in the backward */
+  gradientCheckpointing?: boolean;
 }
 
 function param(ctx: ForwardContext, name: string): Tensor {
@@ -237,6 +240,31 @@ export function T5Block(
   return T5LayerFF(ctx, `${prefix}.layer.${isDecoder ? 2 : 1}`, h);
 }
 
+/**
+ * T5Block under activation checkpointing (HF's `gradient_checkpointing`): only the block's inputs are kept for
+ * the backward, which runs the block again. The recomputation replays the block's dropout masks: they are
+ * numbered from the offset the block started at.
+ */
+function checkpointedBlock(ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: BlockInputs): Tensor {
+  const start = ctx.dropout.offset;
+  const enc = inputs.encoder;
+  const ts = [hidden, inputs.bias, inputs.mask ?? null, enc?.hidden ?? null, enc?.mask ?? null];
+  const present = ts.filter((t): t is Tensor => t !== null);
+  return checkpoint(`${prefix} (checkpointed)`, present, (args) => {
+    const it = args[Symbol.iterator]();
+    const [h, bias, mask, encHidden, encMask] = ts.map((t) => (t ? it.next().value! : undefined));
+    const before = ctx.dropout.offset;
+    ctx.dropout.offset = start;
+    try {
+      return T5Block(ctx, prefix, h!, {
+        bias: bias!, mask, encoder: enc ? { hidden: encHidden, mask: encMask! } : undefined,
+      });
+    } finally {
+      if (before !== start) ctx.dropout.offset = before; // a recomputation leaves the offset where it found it
+    }
+  });
+}
+
 export interface StackInputs {
   inputIds: Tensor; // i32 [B, L]
   /** encoder: additive padding mask [B, 1, 1, L] */
@@ -261,7 +289,10 @@ export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
     ctx, `${stack}.block.0.layer.0.SelfAttention`, length, pastLength + length, !inputs.encoder, pastLength,
   );
   for (let i = 0; i < layers; i++) {
-    h = T5Block(ctx, `${stack}.block.${i}`, h, { bias, mask: inputs.mask, encoder: inputs.encoder }, inputs.past?.[i]);
+    const blockInputs = { bias, mask: inputs.mask, encoder: inputs.encoder };
+    h = ctx.gradientCheckpointing && !inputs.past
+      ? checkpointedBlock(ctx, `${stack}.block.${i}`, h, blockInputs)
+      : T5Block(ctx, `${stack}.block.${i}`, h, blockInputs, inputs.past?.[i]);
   }
   return ctx.dropout.apply(T5LayerNorm(ctx, `${stack}.final_layer_norm`, h));
 }
