@@ -1,9 +1,9 @@
 // engine-cli bench: kernel timings against the device's measured ceilings.
-import { parseArgs } from 'node:util';
-import { selectCases, timeCase } from '../bench/run.ts';
+import { selectCases, timeCase, type BenchOptions } from '../bench/run.ts';
 import { deviceCeilings } from '../engine/ceilings.ts';
 import type { BenchRow } from '../bench/types.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
 function fmt(row: BenchRow): string {
   const rate = row.gflops !== null ? `${row.gflops.toFixed(2)} GFLOP/s`
@@ -16,23 +16,24 @@ function fmt(row: BenchRow): string {
     `${rate.padStart(16)} ${frac.padStart(7)} ${err.padStart(9)}${peak}`;
 }
 
+const USAGE = 'usage: engine-cli bench [OP ...|all] [options]\n';
+
+const BENCH_FLAGS = {
+  sizes: { type: 'list', arg: 'A,B', help: 'shapes to run instead of the defaults, e.g. 1024x1024x1024', to: 'sizes' },
+  repeat: { type: 'int', min: 1, default: 5, help: 'timed batches; the median is printed', to: 'repeat' },
+  'no-check': { type: 'boolean', help: 'skip the check against the CPU reference (for very large sizes)', to: 'noCheck' },
+  json: { type: 'boolean', help: 'one JSON object per line' },
+  ...DEVICE_FLAGS,
+} satisfies Flags<BenchOptions>;
+
 export async function benchCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      ...DEVICE_FLAGS,
-      json: { type: 'boolean' },
-      sizes: { type: 'string' },
-      repeat: { type: 'string', default: '5' },
-      'no-check': { type: 'boolean' },
-    },
-  });
-  const repeat = Number(values.repeat);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a positive integer, got '${values.repeat}'`);
-  const sizes = values.sizes?.split(',').map((s) => s.trim()).filter(Boolean);
+  const parsed = parseFlags('bench', USAGE, BENCH_FLAGS, argv, { positionals: true });
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  const opts = { ...flagOptions<BenchOptions>(BENCH_FLAGS, values), ops: positionals };
+  const repeat = values.repeat;
   const g = await openDevice(values);
-  const cases = await selectCases({ ops: positionals, sizes });
+  const cases = await selectCases(opts);
   const ceilings = await deviceCeilings();
   if (!values.json) {
     process.stdout.write(
@@ -42,7 +43,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     );
   }
   for (const c of cases) {
-    const row = await timeCase(c, repeat, !values['no-check'], ceilings);
+    const row = await timeCase(c, repeat, !opts.noCheck, ceilings);
     process.stdout.write(values.json ? `${JSON.stringify(row)}\n` : `${fmt(row)}\n`);
   }
 }

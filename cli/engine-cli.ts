@@ -9,33 +9,23 @@ import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
 import { trainCommand } from './train.ts';
 
+// One line per command; its flags are in its own table (`engine-cli <command> --help`).
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
-  train: {
-    run: trainCommand,
-    help: 'fine-tune on a QA CSV: train --data FILE.csv --model DIR|HUB_ID --out OUT [options] | train --resume OUT',
-  },
-  eval: { run: evalCommand, help: 'validation loss, exact match and F1: eval --model DIR --data FILE.csv [--num-beams N] [--json]' },
-  predict: {
-    run: predictCommand,
-    help: 'answers: predict --model DIR|HUB_ID (--context TEXT --question TEXT | --input TEXT | --data FILE.csv --output FILE) [--num-beams N] [--json]',
-  },
-  report: { run: reportCommand, help: 'redraw OUT/loss.svg from metrics.jsonl and list the evaluations: report OUT [--json]' },
-  info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings [--json] [--remeasure]' },
-  init: {
-    run: initCommand,
-    help: 'a new T5 from scratch: init --config t5-tiny|t5-small|t5-base|config.json --tokenizer spiece.model --out DIR [--seed N]',
-  },
-  score: {
-    run: scoreCommand,
-    help: 'mean cross-entropy of a target: score --model DIR|HUB_ID (--input TEXT | --context TEXT --question TEXT) --target TEXT [--json]',
-  },
-  bench: { run: benchCommand, help: 'kernel benchmarks: bench [op ...|all] [--sizes A,B] [--repeat N] [--json]' },
+  train: { run: trainCommand, help: 'fine-tune on a QA CSV, or --resume a run' },
+  eval: { run: evalCommand, help: 'validation loss, exact match and F1 of a model on a QA CSV' },
+  predict: { run: predictCommand, help: 'answers for one input or a whole CSV file' },
+  report: { run: reportCommand, help: 'redraw OUT/loss.svg from metrics.jsonl and list the evaluations' },
+  info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings' },
+  init: { run: initCommand, help: 'a new T5 model folder with from-scratch weights' },
+  score: { run: scoreCommand, help: 'mean cross-entropy of a target given a source' },
+  bench: { run: benchCommand, help: 'kernel benchmarks against the measured ceilings' },
 };
 
 function usage(): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.help}`);
   return `usage: engine-cli <command> [options]\n\ncommands:\n${rows.join('\n')}\n\n` +
-    'global options: --backend vulkan|metal|d3d12 (or T5_WEBGPU_BACKEND), --adapter NAME (or T5_WEBGPU_ADAPTER)\n';
+    'engine-cli <command> --help lists its options. Every GPU command takes --backend and --adapter\n' +
+    '(or T5_WEBGPU_BACKEND, T5_WEBGPU_ADAPTER).\n';
 }
 
 async function main(argv: string[]): Promise<void> {

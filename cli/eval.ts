@@ -1,64 +1,51 @@
 // engine-cli eval: validation loss, exact match and F1 of a model folder on a CSV (train/evaluate.ts does it).
 //
-//   engine-cli eval --model DIR|HUB_ID --data FILE.csv [--num-beams N] [--json]
+//   engine-cli eval --model DIR|HUB_ID --data FILE.csv [options]
 //
 // --json prints {"loss": number, "exactMatch": number, "f1": number, "examples": number} (exact match and F1 in
 // percent, as SQuAD's script prints them).
-import { parseArgs } from 'node:util';
+import { ProgressBar } from '../util/progress.ts';
+import { evaluateFile, type EvaluateFileOptions } from '../train/evaluate.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
-import { evaluateFile } from '../train/evaluate.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
-export const EVAL_USAGE = `usage: engine-cli eval --model DIR|HUB_ID --data FILE.csv [--num-beams N] [--json]
-  [--batch-size 8] [--limit N (rows)] [--generate-limit N (answers generated)] [--max-source-length 512]
-  [--max-target-length 128] [--max-new-tokens N] [--bad-rows skip|error] [--quiet]
-`;
+const USAGE = 'usage: engine-cli eval --model DIR|HUB_ID --data FILE.csv [options]\n';
+
+const EVAL_FLAGS = {
+  model: { type: 'string', arg: 'DIR|HUB_ID', required: true, help: 'model folder or Hugging Face Hub id', to: 'model' },
+  data: { type: 'string', arg: 'FILE.csv', required: true, help: 'CSV with context, question and text columns', to: 'data' },
+  'num-beams': { type: 'int', min: 1, help: 'beams for the answers', libraryDefault: '1, greedy', to: 'numBeams' },
+  'batch-size': { type: 'int', min: 1, help: 'examples per batch', libraryDefault: '8', to: 'batchSize' },
+  limit: { type: 'int', min: 1, help: 'the first N usable rows', libraryDefault: 'all', to: 'limit' },
+  'generate-limit': { type: 'int', min: 0, help: 'answers generated for exact match and F1', libraryDefault: 'all', to: 'generateLimit' },
+  'max-source-length': { type: 'int', min: 3, help: 'source tokens; the context is cut first', libraryDefault: '512', to: 'maxSourceLength' },
+  'max-target-length': { type: 'int', min: 2, help: 'answer tokens; longer answers are cut', libraryDefault: '128', to: 'maxTargetLength' },
+  'max-new-tokens': { type: 'int', min: 1, help: 'tokens generated per answer', libraryDefault: '--max-target-length', to: 'maxNewTokens' },
+  'bad-rows': { type: 'string', choices: ['skip', 'error'], help: 'a malformed CSV row is skipped and counted, or an error', libraryDefault: 'skip', to: 'onBadRow' },
+  json: { type: 'boolean', help: 'one JSON object: loss, exactMatch and f1 in percent, examples' },
+  quiet: { type: 'boolean', short: 'q', help: 'no log lines, no progress bar' },
+  ...DEVICE_FLAGS,
+} satisfies Flags<EvaluateFileOptions>;
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: 'string' }, data: { type: 'string' }, 'num-beams': { type: 'string' }, json: { type: 'boolean' },
-        'batch-size': { type: 'string' }, limit: { type: 'string' }, 'generate-limit': { type: 'string' },
-        'max-source-length': { type: 'string' }, 'max-target-length': { type: 'string' }, 'max-new-tokens': { type: 'string' },
-        'bad-rows': { type: 'string' }, quiet: { type: 'boolean', short: 'q' }, help: { type: 'boolean', short: 'h' },
-        ...DEVICE_FLAGS,
-      },
-    }));
-  } catch (err) {
-    throw new Error(`eval: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
-  }
-  if (values.help) {
-    process.stdout.write(EVAL_USAGE);
-    return;
-  }
-  for (const flag of ['model', 'data'] as const) {
-    if (!values[flag]) throw new Error(`eval: --${flag} is required (engine-cli eval --help)`);
-  }
-  const int = (flag: string, v: string | undefined, min: number): number | undefined => {
-    if (v === undefined) return undefined;
-    const x = Number(v);
-    if (!/^\d+$/.test(v) || x < min) throw new Error(`eval: --${flag} must be an integer >= ${min}, got '${v}'`);
-    return x;
-  };
-  const badRows = values['bad-rows'];
-  if (badRows !== undefined && badRows !== 'skip' && badRows !== 'error') throw new Error(`eval: --bad-rows must be skip or error, got '${badRows}'`);
+  const parsed = parseFlags('eval', USAGE, EVAL_FLAGS, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   await openDevice(values);
-  const quiet = values.quiet ?? false;
-  const tty = process.stderr.isTTY && !quiet;
+  const quiet = values.quiet;
+  const bar = new ProgressBar({ quiet });
   const r = await evaluateFile({
-    model: values.model!, data: values.data!, numBeams: int('num-beams', values['num-beams'], 1),
-    batchSize: int('batch-size', values['batch-size'], 1), limit: int('limit', values.limit, 1),
-    generateLimit: int('generate-limit', values['generate-limit'], 0),
-    maxSourceLength: int('max-source-length', values['max-source-length'], 3),
-    maxTargetLength: int('max-target-length', values['max-target-length'], 2),
-    maxNewTokens: int('max-new-tokens', values['max-new-tokens'], 1),
-    onBadRow: badRows as 'skip' | 'error' | undefined,
-    log: (line) => { if (!quiet) process.stderr.write(`${line}\n`); },
-    onProgress: tty ? (phase, done, total) => process.stderr.write(`\r\x1b[K${phase === 'loss' ? 'loss' : 'answers'} ${done}/${total}`) : undefined,
+    ...flagOptions<EvaluateFileOptions>(EVAL_FLAGS, values),
+    model: values.model,
+    data: values.data,
+    log: (line) => {
+      if (quiet) return;
+      bar.clear();
+      process.stderr.write(`${line}\n`);
+    },
+    onProgress: (phase, done, total) => bar.update(done, { label: phase === 'loss' ? 'loss' : 'answers', total }),
   });
-  if (tty) process.stderr.write('\r\x1b[K');
+  bar.clear();
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ loss: r.loss, exactMatch: r.exactMatch, f1: r.f1, examples: r.examples })}\n`);
     return;

@@ -1,15 +1,22 @@
 // engine-cli info: what the adapter is and what it can do, measured.
-import { parseArgs } from 'node:util';
 import { deviceCeilings } from '../engine/ceilings.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
+
+const USAGE = 'usage: engine-cli info [--json] [--remeasure]\n';
+
+const INFO_FLAGS = {
+  json: { type: 'boolean', help: 'one JSON object' },
+  remeasure: { type: 'boolean', help: 'measure the ceilings again instead of reading the cached ones', to: 'remeasure' },
+  ...DEVICE_FLAGS,
+} satisfies Flags<NonNullable<Parameters<typeof deviceCeilings>[0]>>;
 
 export async function infoCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...DEVICE_FLAGS, json: { type: 'boolean' }, remeasure: { type: 'boolean' } },
-  });
+  const parsed = parseFlags('info', USAGE, INFO_FLAGS, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const g = await openDevice(values);
-  const ceilings = await deviceCeilings({ remeasure: values.remeasure });
+  const ceilings = await deviceCeilings(flagOptions(INFO_FLAGS, values));
   const report = {
     adapter: g.info,
     features: [...g.features].sort(),

@@ -1,90 +1,63 @@
 // engine-cli predict: answers from a model folder (or Hub id), for one input or a whole CSV file.
 //
 //   engine-cli predict --model DIR (--context TEXT --question TEXT | --input TEXT | --data FILE.csv --output FILE)
-//                      [--num-beams N] [--max-length N] [--max-new-tokens N] [--min-length N]
-//                      [--no-repeat-ngram-size N] [--length-penalty X] [--early-stopping true|false|never]
-//                      [--num-return-sequences N] [--batch-size N] [--json] [--quiet]
+//                      [options]
 //
 // The work is tasks/predict.ts's; this file parses flags and prints.
-import { parseArgs } from 'node:util';
-import type { EarlyStopping, GenerationOptions } from '../generate/generation-config.ts';
+import type { GenerationOptions } from '../generate/generation-config.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
-import { predictFile, predictOne, type PredictInput } from '../tasks/predict.ts';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_MAX_INPUT_LENGTH,
+  TUTORIAL_GENERATION_DEFAULTS as TUTORIAL,
+  predictFile,
+  predictOne,
+  type PredictFileOptions,
+  type PredictInput,
+} from '../tasks/predict.ts';
 import { describeBadRows } from '../tasks/csv-data.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
 const USAGE =
   'usage: engine-cli predict --model DIR|HUB_ID (--context TEXT --question TEXT | --input TEXT | --data FILE.csv --output FILE.csv|.jsonl)\n' +
-  '         [--num-beams N] [--max-length N] [--max-new-tokens N] [--min-length N] [--no-repeat-ngram-size N]\n' +
-  '         [--length-penalty X] [--early-stopping true|false|never] [--num-return-sequences N] [--batch-size N]\n' +
-  '         [--json] [--quiet]\n' +
-  'Defaults where the model folder sets none: --num-beams 4 --no-repeat-ngram-size 2 --early-stopping true;\n' +
-  'inputs longer than 512 tokens are truncated (context first).\n';
+  '         [options]\n' +
+  "Generation defaults come from the model folder's generation_config.json, else the tutorial's and HF's;\n" +
+  `inputs longer than ${DEFAULT_MAX_INPUT_LENGTH} tokens are truncated (context first).\n`;
 
-const OPTIONS = {
+const FROM_FOLDER = "the folder's, else";
+
+const PREDICT_FLAGS = {
+  model: { type: 'string', arg: 'DIR|HUB_ID', required: true, help: 'model folder or Hugging Face Hub id' },
+  context: { type: 'string', arg: 'TEXT', help: 'with --question: one answer' },
+  question: { type: 'string', arg: 'TEXT', help: 'with --context' },
+  input: { type: 'string', arg: 'TEXT', help: 'one answer for a source given as the model sees it' },
+  data: { type: 'string', arg: 'FILE.csv', help: 'with --output: answers for every row of a CSV with context and question columns' },
+  output: { type: 'string', arg: 'FILE.csv|.jsonl', help: 'with --data: written when every row is done' },
+  'num-beams': { type: 'int', min: 1, help: 'beam search width', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.num_beams}`, to: 'generation.num_beams' },
+  'max-length': { type: 'int', min: 1, help: 'answer tokens with the decoder start token', libraryDefault: `${FROM_FOLDER} 20`, to: 'generation.max_length' },
+  'max-new-tokens': { type: 'int', min: 1, help: 'answer tokens generated; overrides --max-length', to: 'generation.max_new_tokens' },
+  'min-length': { type: 'int', min: 0, help: '</s> is banned before this length', libraryDefault: `${FROM_FOLDER} 0`, to: 'generation.min_length' },
+  'no-repeat-ngram-size': { type: 'int', min: 0, help: 'no n-gram of this size twice; 0: off', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.no_repeat_ngram_size}`, to: 'generation.no_repeat_ngram_size' },
+  'length-penalty': { type: 'number', help: 'beam scores are divided by length^X', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.length_penalty' },
+  'early-stopping': {
+    type: 'string', choices: ['true', 'false', 'never'], help: 'when beam search stops; bare: true', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.early_stopping} with beams`,
+    to: 'generation.early_stopping', as: (v) => (v === 'never' ? 'never' : v === 'true'),
+  },
+  'num-return-sequences': { type: 'int', min: 1, help: 'answers per input, best first', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'batch-size': { type: 'int', min: 1, help: 'inputs per generate call with --data', libraryDefault: String(DEFAULT_BATCH_SIZE), to: 'batchSize' },
+  json: { type: 'boolean', help: 'one JSON object per input: sequences [{text, ids, score}], and line with --data' },
+  quiet: { type: 'boolean', short: 'q', help: 'no warnings, no progress bars' },
   ...DEVICE_FLAGS,
-  model: { type: 'string' },
-  context: { type: 'string' },
-  question: { type: 'string' },
-  input: { type: 'string' },
-  data: { type: 'string' },
-  output: { type: 'string' },
-  'num-beams': { type: 'string' },
-  'max-length': { type: 'string' },
-  'max-new-tokens': { type: 'string' },
-  'min-length': { type: 'string' },
-  'no-repeat-ngram-size': { type: 'string' },
-  'length-penalty': { type: 'string' },
-  'early-stopping': { type: 'string' },
-  'num-return-sequences': { type: 'string' },
-  'batch-size': { type: 'string' },
-  json: { type: 'boolean', default: false },
-  quiet: { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+} satisfies Flags<PredictFileOptions>;
 
-function intFlag(name: string, text: string | undefined, min: number): number | undefined {
-  if (text === undefined) return undefined;
-  const v = Number(text);
-  if (!/^\s*[+-]?\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min) {
-    throw new Error(`predict: --${name} must be ${min === 1 ? 'a positive integer' : `an integer >= ${min}`}, got '${text}'`);
+/** The generation flags as HF option names; --num-return-sequences checked against --num-beams here to name both. */
+function generationOptions(opts: Partial<PredictFileOptions>): GenerationOptions {
+  const g = opts.generation ?? {};
+  if (g.num_return_sequences !== undefined && g.num_beams !== undefined && g.num_return_sequences > g.num_beams) {
+    throw new Error(`predict: --num-return-sequences ${g.num_return_sequences} is more than --num-beams ${g.num_beams}`);
   }
-  return v;
-}
-
-function earlyStoppingFlag(text: string | undefined): EarlyStopping | undefined {
-  if (text === undefined) return undefined;
-  if (text === 'true') return true;
-  if (text === 'false') return false;
-  if (text === 'never') return 'never';
-  throw new Error(`predict: --early-stopping must be true, false or never, got '${text}'`);
-}
-
-type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
-
-/** The generation flags as HF option names; lengths checked to be positive here so the message names the flag. */
-export function generationOptionsFromFlags(values: Values): GenerationOptions {
-  const opts: GenerationOptions = {
-    num_beams: intFlag('num-beams', values['num-beams'], 1),
-    max_length: intFlag('max-length', values['max-length'], 1),
-    max_new_tokens: intFlag('max-new-tokens', values['max-new-tokens'], 1),
-    min_length: intFlag('min-length', values['min-length'], 0),
-    no_repeat_ngram_size: intFlag('no-repeat-ngram-size', values['no-repeat-ngram-size'], 0),
-    early_stopping: earlyStoppingFlag(values['early-stopping']),
-    num_return_sequences: intFlag('num-return-sequences', values['num-return-sequences'], 1),
-  };
-  const lp = values['length-penalty'];
-  if (lp !== undefined) {
-    const v = Number(lp);
-    if (lp.trim() === '' || !Number.isFinite(v)) throw new Error(`predict: --length-penalty must be a number, got '${lp}'`);
-    opts.length_penalty = v;
-  }
-  const beams = opts.num_beams;
-  if (opts.num_return_sequences !== undefined && beams !== undefined && opts.num_return_sequences > beams) {
-    throw new Error(`predict: --num-return-sequences ${opts.num_return_sequences} is more than --num-beams ${beams}`);
-  }
-  for (const k of Object.keys(opts) as (keyof GenerationOptions)[]) if (opts[k] === undefined) delete opts[k];
-  return opts;
+  return g;
 }
 
 /** Generation errors use HF's option names (`num_return_sequences`); the user typed --num-return-sequences. */
@@ -94,42 +67,15 @@ function withFlagNames(e: unknown): Error {
   return new Error(msg.startsWith('predict:') ? msg : `predict: ${msg}`);
 }
 
-/**
- * Two spellings node:util's parseArgs refuses on its own: a negative number after a string flag
- * (`--length-penalty -0.5`, joined into `--length-penalty=-0.5`), and a bare `--early-stopping` (the issue's
- * spelling of the tutorial's default) at the end or before another flag, which means `--early-stopping true`.
- */
-function normalizeArgv(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const name = a.startsWith('--') ? a.slice(2) : '';
-    const next = argv[i + 1];
-    const opt = (OPTIONS as Record<string, { type: string }>)[name];
-    if (opt?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
-      out.push(`${a}=${next}`);
-      i++;
-    } else if (name === 'early-stopping' && (next === undefined || next.startsWith('-'))) {
-      out.push(`${a}=true`);
-    } else {
-      out.push(a);
-    }
-  }
-  return out;
+/** A bare `--early-stopping` (the issue's spelling of the tutorial's default) means `--early-stopping true`. */
+function bareEarlyStopping(argv: string[]): string[] {
+  return argv.map((a, i) => (a === '--early-stopping' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('-')) ? `${a}=true` : a));
 }
 
 export async function predictCommand(argv: string[]): Promise<void> {
-  let values: Values;
-  try {
-    ({ values } = parseArgs({ args: normalizeArgv(argv), options: OPTIONS }));
-  } catch (err) {
-    throw new Error(`predict: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  if (!values.model) throw new Error('predict: --model is required (engine-cli predict --help)');
+  const parsed = parseFlags('predict', USAGE, PREDICT_FLAGS, bareEarlyStopping(argv));
+  if (!parsed) return;
+  const { values } = parsed;
   const pair = values.context !== undefined || values.question !== undefined;
   const modes = [pair, values.input !== undefined, values.data !== undefined].filter(Boolean).length;
   if (modes !== 1) throw new Error('predict: give exactly one of --context with --question, --input, or --data with --output');
@@ -140,9 +86,9 @@ export async function predictCommand(argv: string[]): Promise<void> {
   for (const [flag, v] of [['context', values.context], ['question', values.question], ['input', values.input]] as const) {
     if (v !== undefined && v.trim() === '') throw new Error(`predict: --${flag} must not be empty`);
   }
-  const generation = generationOptionsFromFlags(values);
-  const batchSize = intFlag('batch-size', values['batch-size'], 1);
-  const quiet = values.quiet ?? false;
+  const mapped = flagOptions<PredictFileOptions>(PREDICT_FLAGS, values);
+  const generation = generationOptions(mapped);
+  const quiet = values.quiet;
   const warn = (m: string): void => {
     if (!quiet) process.stderr.write(`${withFlagNames(new Error(`warning: ${m}`)).message}\n`);
   };
@@ -165,7 +111,7 @@ export async function predictCommand(argv: string[]): Promise<void> {
         tokenizer,
         data: values.data,
         output: values.output!,
-        batchSize,
+        batchSize: mapped.batchSize,
         progress: !quiet,
         onPrediction: values.json
           ? (row) => process.stdout.write(`${JSON.stringify({ line: row.line, sequences: row.sequences })}\n`)

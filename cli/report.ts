@@ -2,23 +2,19 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { parseMetrics, writeLossPlot } from '../train/loss-plot.ts';
+import { parseFlags, type Flags } from './flags.ts';
 
-export const REPORT_USAGE = 'usage: engine-cli report OUT [--json]\n';
+const USAGE = 'usage: engine-cli report OUT [--json]\n';
+
+const REPORT_FLAGS = {
+  json: { type: 'boolean', help: 'one JSON object: plot, trainSteps, lastTrainLoss, evals' },
+} satisfies Flags;
 
 export async function reportCommand(argv: string[]): Promise<void> {
-  let values;
-  let positionals;
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
-  } catch (err) {
-    throw new Error(`report: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
-  }
-  if (values.help) {
-    process.stdout.write(REPORT_USAGE);
-    return;
-  }
+  const parsed = parseFlags('report', USAGE, REPORT_FLAGS, argv, { positionals: true });
+  if (!parsed) return;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new Error('report: give one training output folder (engine-cli report OUT)');
   const out = positionals[0]!;
   const metrics = join(out, 'metrics.jsonl');

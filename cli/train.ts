@@ -6,77 +6,84 @@
 // Log lines and the progress bar go to stderr (the bar only on a TTY, never with --quiet); the summary to stdout
 // (one JSON object with --json). Ctrl-C stops at the next step boundary and saves OUT/last/ for --resume;
 // a second Ctrl-C quits at once.
-import { parseArgs } from 'node:util';
+import { formatSeconds, ProgressBar, progressText } from '../util/progress.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
 import { train, type StepInfo, type TrainOptions } from '../train/trainer.ts';
 
-export const TRAIN_USAGE = `usage: engine-cli train --data FILE.csv --model DIR|HUB_ID --out OUT [options]
+const USAGE = `usage: engine-cli train --data FILE.csv --model DIR|HUB_ID --out OUT [options]
        engine-cli train --resume OUT [--max-steps N | --epochs N | --time-limit S]
-
-data:      --valid FILE | --valid-split 0.2 [--split-seed 101]   --limit N (first N rows)
-           --context-column context --question-column question --answer-column text
-           --no-fillna --no-collapse-whitespace --no-lowercase   --bad-rows skip|error
-           --max-source-length 512 --max-target-length 128 --group-by-length --no-cache
-training:  --epochs 5 --max-steps N --batch-size 8 --grad-accum 1 --lr 1e-4 --lr-schedule constant|linear
-           --warmup-steps 0 --weight-decay 0 --adam-eps 1e-6 --adam-betas 0.9,0.999 --clip-grad-norm X
-           --dropout X (default: the config's) --seed 100 --no-shuffle
-eval:      --eval-batch-size 2 --eval-every N (steps; also at each epoch end) --eval-limit 100 (answers generated)
-           --valid-limit N (examples in the loss) --eval-max-new-tokens N
-           --time-limit SECONDS (then evaluate and save as at the end)
-saving:    --save-top-k 2 --save-every N (last/ every N steps) --log-every 1
-output:    --quiet --json --profile (share of time in matmul / attention / other, one step)
 `;
 
-const num = (flag: string, v: string | undefined, int = false): number | undefined => {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x) || (int && !Number.isInteger(x))) {
-    throw new Error(`train: --${flag} must be ${int ? 'an integer' : 'a number'}, got '${v}'`);
-  }
-  return x;
-};
+// Defaults shown as libraryDefault are resolveTrainOptions' (train/trainer.ts): left to it, a resumed run keeps
+// its own and --eval-max-new-tokens follows --max-target-length.
+const TRAIN_FLAGS = {
+  data: { type: 'string', arg: 'FILE.csv', help: 'training CSV with context, question and text columns (required)', to: 'data' },
+  model: { type: 'string', arg: 'DIR|HUB_ID', help: 'model folder or Hugging Face Hub id to start from (required)', to: 'model' },
+  out: { type: 'string', arg: 'OUT', help: 'output folder: best/, last/, metrics.jsonl, loss.svg (required)', to: 'out' },
+  resume: { type: 'string', arg: 'OUT', help: 'continue the run in OUT from OUT/last/ with its own options' },
+  // data
+  valid: { type: 'string', arg: 'FILE.csv', help: 'validation CSV', libraryDefault: '--valid-split of the training rows', to: 'valid' },
+  'valid-split': { type: 'number', help: 'share of the training rows held out for validation', libraryDefault: '0.2', to: 'validSplit' },
+  'split-seed': { type: 'int', help: 'seed of the split', libraryDefault: '101', to: 'splitSeed' },
+  limit: { type: 'int', help: 'the first N usable rows', libraryDefault: 'all', to: 'limit' },
+  'context-column': { type: 'string', arg: 'NAME', help: 'CSV column of the passages', libraryDefault: 'context', to: 'csv.contextColumn' },
+  'question-column': { type: 'string', arg: 'NAME', help: 'CSV column of the questions', libraryDefault: 'question', to: 'csv.questionColumn' },
+  'answer-column': { type: 'string', arg: 'NAME', help: 'CSV column of the answers', libraryDefault: 'text', to: 'csv.answerColumn' },
+  'no-fillna': { type: 'boolean', help: 'keep empty cells empty instead of "none" (pandas fillna)', to: 'csv.fillNa', as: () => false },
+  'no-collapse-whitespace': { type: 'boolean', help: 'keep runs of whitespace', to: 'csv.collapseWhitespace', as: () => false },
+  'no-lowercase': { type: 'boolean', help: 'keep the case', to: 'csv.lowercase', as: () => false },
+  'bad-rows': { type: 'string', choices: ['skip', 'error'], help: 'a malformed or too long row is skipped and counted, or an error', libraryDefault: 'skip', to: 'onBadRow' },
+  'max-source-length': { type: 'int', help: 'source tokens; the context is cut first', libraryDefault: '512', to: 'maxSourceLength' },
+  'max-target-length': { type: 'int', help: 'answer tokens; longer answers are cut', libraryDefault: '128', to: 'maxTargetLength' },
+  'group-by-length': { type: 'boolean', help: 'batch examples of similar length together (less padding)', to: 'groupByLength' },
+  'no-cache': { type: 'boolean', help: 'do not cache the tokenized data in OUT/.cache', to: 'cacheDir', as: () => null },
+  // training
+  epochs: { type: 'int', help: 'passes over the training rows', libraryDefault: '5', to: 'epochs' },
+  'max-steps': { type: 'int', help: 'stop after N optimizer steps (overrides --epochs)', to: 'maxSteps' },
+  'batch-size': { type: 'int', help: 'examples per micro-batch', libraryDefault: '8', to: 'batchSize' },
+  'grad-accum': { type: 'int', help: 'micro-batches per optimizer step', libraryDefault: '1', to: 'gradAccum' },
+  lr: { type: 'number', help: 'learning rate', libraryDefault: '1e-4', to: 'lr' },
+  'lr-schedule': { type: 'string', choices: ['constant', 'linear'], help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
+  'warmup-steps': { type: 'int', help: 'linear warm-up steps', libraryDefault: '0', to: 'warmupSteps' },
+  'weight-decay': { type: 'number', help: 'AdamW weight decay', libraryDefault: '0', to: 'weightDecay' },
+  'adam-eps': { type: 'number', help: 'AdamW epsilon', libraryDefault: '1e-6', to: 'adamEps' },
+  'adam-betas': { type: 'list', of: 'number', length: 2, arg: 'B1,B2', help: 'AdamW betas', libraryDefault: '0.9,0.999', to: 'adamBetas' },
+  'clip-grad-norm': { type: 'number', help: 'largest global gradient norm', libraryDefault: 'none', to: 'clipGradNorm' },
+  dropout: { type: 'number', help: 'dropout rate while training', libraryDefault: "the config's", to: 'dropout' },
+  seed: { type: 'int', help: 'seed of the shuffle and dropout', libraryDefault: '100', to: 'seed' },
+  'no-shuffle': { type: 'boolean', help: 'keep the rows in file order', to: 'shuffle', as: () => false },
+  // evaluation
+  'eval-batch-size': { type: 'int', help: 'examples per evaluation batch', libraryDefault: '2', to: 'evalBatchSize' },
+  'eval-every': { type: 'int', help: 'also evaluate every N steps', libraryDefault: 'at each epoch end only', to: 'evalEvery' },
+  'eval-limit': { type: 'int', help: 'answers generated for exact match and F1', libraryDefault: '100', to: 'evalLimit' },
+  'valid-limit': { type: 'int', help: 'validation examples in the loss', libraryDefault: 'all', to: 'validLimit' },
+  'eval-max-new-tokens': { type: 'int', help: 'tokens generated per answer', libraryDefault: '--max-target-length', to: 'evalMaxNewTokens' },
+  'time-limit': { type: 'number', arg: 'SECONDS', help: 'then evaluate and save as at the end', to: 'timeLimit' },
+  // saving and output
+  'save-top-k': { type: 'int', help: 'best checkpoints kept', libraryDefault: '2', to: 'saveTopK' },
+  'save-every': { type: 'int', help: 'save last/ every N steps', libraryDefault: 'at evaluations and the end', to: 'saveEvery' },
+  'log-every': { type: 'int', help: 'a train line in metrics.jsonl every N steps', libraryDefault: '1', to: 'logEvery' },
+  quiet: { type: 'boolean', short: 'q', help: 'no log lines, no progress bar' },
+  json: { type: 'boolean', help: 'the summary as one JSON object' },
+  profile: { type: 'boolean', help: 'share of time in matmul / attention / other, on one step', to: 'profile' },
+  ...DEVICE_FLAGS,
+} satisfies Flags<TrainOptions>;
 
-function bar(i: StepInfo, width = 24): string {
-  const frac = i.epochSteps > 0 ? Math.min(1, i.epochStep / i.epochSteps) : 0;
-  const full = Math.round(frac * width);
-  const eta = Math.max(0, Math.round(i.eta));
-  const etaText = `${Math.floor(eta / 60)}:${String(eta % 60).padStart(2, '0')}`;
-  return `epoch ${i.epoch}/${i.epochs} [${'#'.repeat(full)}${'.'.repeat(width - full)}] ${i.epochStep}/${i.epochSteps} ` +
-    `step ${i.step}/${i.totalSteps} loss ${i.loss.toFixed(4)} lr ${i.lr.toExponential(2)} ${i.tokensPerSecond.toFixed(0)} tok/s ` +
-    `${i.secondsPerStep.toFixed(2)} s/step ETA ${etaText}`;
+/** The status line: this epoch's bar, then the step, loss, rate and the whole run's ETA (the trainer's). */
+function stepLine(i: StepInfo) {
+  return {
+    label: `epoch ${i.epoch}/${i.epochs}`,
+    total: i.epochSteps,
+    extra: `step ${i.step}/${i.totalSteps} loss ${i.loss.toFixed(4)} lr ${i.lr.toExponential(2)} ${i.tokensPerSecond.toFixed(0)} tok/s ` +
+      `${i.secondsPerStep.toFixed(2)} s/step ETA ${formatSeconds(i.eta)}`,
+  };
 }
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' },
-        valid: { type: 'string' }, 'valid-split': { type: 'string' }, 'split-seed': { type: 'string' }, limit: { type: 'string' },
-        'context-column': { type: 'string' }, 'question-column': { type: 'string' }, 'answer-column': { type: 'string' },
-        'no-fillna': { type: 'boolean' }, 'no-collapse-whitespace': { type: 'boolean' }, 'no-lowercase': { type: 'boolean' },
-        'bad-rows': { type: 'string' }, 'max-source-length': { type: 'string' }, 'max-target-length': { type: 'string' },
-        'group-by-length': { type: 'boolean' }, 'no-cache': { type: 'boolean' },
-        epochs: { type: 'string' }, 'max-steps': { type: 'string' }, 'batch-size': { type: 'string' }, 'grad-accum': { type: 'string' },
-        lr: { type: 'string' }, 'lr-schedule': { type: 'string' }, 'warmup-steps': { type: 'string' }, 'weight-decay': { type: 'string' },
-        'adam-eps': { type: 'string' }, 'adam-betas': { type: 'string' }, 'clip-grad-norm': { type: 'string' }, dropout: { type: 'string' },
-        seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' },
-        'eval-batch-size': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-limit': { type: 'string' },
-        'valid-limit': { type: 'string' }, 'eval-max-new-tokens': { type: 'string' },
-        'save-top-k': { type: 'string' }, 'save-every': { type: 'string' }, 'log-every': { type: 'string' }, 'time-limit': { type: 'string' },
-        quiet: { type: 'boolean', short: 'q' }, json: { type: 'boolean' }, profile: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        ...DEVICE_FLAGS,
-      },
-    }));
-  } catch (err) {
-    throw new Error(`train: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
-  }
-  if (values.help) {
-    process.stdout.write(TRAIN_USAGE);
-    return;
-  }
+  const parsed = parseFlags('train', USAGE, TRAIN_FLAGS, argv);
+  if (!parsed) return;
+  const { values } = parsed;
   const resume = values.resume !== undefined;
   if (resume && values.out && values.out !== values.resume) throw new Error('train: --resume OUT continues the run in OUT; do not give another --out');
   if (!resume) {
@@ -84,75 +91,30 @@ export async function trainCommand(argv: string[]): Promise<void> {
       if (!values[flag]) throw new Error(`train: --${flag} is required (engine-cli train --help)`);
     }
   }
-  let betas: [number, number] | undefined;
-  if (values['adam-betas'] !== undefined) {
-    const parts = values['adam-betas'].split(',').map((s) => Number(s));
-    if (parts.length !== 2 || !parts.every(Number.isFinite)) throw new Error(`train: --adam-betas must be two numbers like 0.9,0.999, got '${values['adam-betas']}'`);
-    betas = [parts[0]!, parts[1]!];
-  }
-  const badRows = values['bad-rows'];
-  if (badRows !== undefined && badRows !== 'skip' && badRows !== 'error') throw new Error(`train: --bad-rows must be skip or error, got '${badRows}'`);
-  const schedule = values['lr-schedule'];
-  if (schedule !== undefined && schedule !== 'constant' && schedule !== 'linear') throw new Error(`train: --lr-schedule must be constant or linear, got '${schedule}'`);
-
   const opts: TrainOptions & { resume?: boolean } = {
+    ...flagOptions<TrainOptions>(TRAIN_FLAGS, values),
     data: values.data ?? '', model: values.model ?? '', out: values.out ?? values.resume!, resume,
-    valid: values.valid, validSplit: num('valid-split', values['valid-split']), splitSeed: num('split-seed', values['split-seed'], true),
-    limit: num('limit', values.limit, true),
-    csv: {
-      contextColumn: values['context-column'], questionColumn: values['question-column'], answerColumn: values['answer-column'],
-      fillNa: values['no-fillna'] ? false : undefined, collapseWhitespace: values['no-collapse-whitespace'] ? false : undefined,
-      lowercase: values['no-lowercase'] ? false : undefined,
-    },
-    onBadRow: badRows as 'skip' | 'error' | undefined,
-    maxSourceLength: num('max-source-length', values['max-source-length'], true),
-    maxTargetLength: num('max-target-length', values['max-target-length'], true),
-    groupByLength: values['group-by-length'], cacheDir: values['no-cache'] ? null : undefined,
-    epochs: num('epochs', values.epochs, true), maxSteps: num('max-steps', values['max-steps'], true),
-    batchSize: num('batch-size', values['batch-size'], true), gradAccum: num('grad-accum', values['grad-accum'], true),
-    lr: num('lr', values.lr), lrSchedule: schedule as 'constant' | 'linear' | undefined, warmupSteps: num('warmup-steps', values['warmup-steps'], true),
-    weightDecay: num('weight-decay', values['weight-decay']), adamEps: num('adam-eps', values['adam-eps']), adamBetas: betas,
-    clipGradNorm: num('clip-grad-norm', values['clip-grad-norm']), dropout: num('dropout', values.dropout),
-    seed: num('seed', values.seed, true), shuffle: values['no-shuffle'] ? false : undefined,
-    evalBatchSize: num('eval-batch-size', values['eval-batch-size'], true), evalEvery: num('eval-every', values['eval-every'], true),
-    evalLimit: num('eval-limit', values['eval-limit'], true), validLimit: num('valid-limit', values['valid-limit'], true),
-    evalMaxNewTokens: num('eval-max-new-tokens', values['eval-max-new-tokens'], true),
-    saveTopK: num('save-top-k', values['save-top-k'], true), saveEvery: num('save-every', values['save-every'], true),
-    logEvery: num('log-every', values['log-every'], true), timeLimit: num('time-limit', values['time-limit']), profile: values.profile,
   };
-  // undefined means "default": drop them so resolveTrainOptions applies its defaults
-  for (const k of Object.keys(opts) as (keyof typeof opts)[]) if (opts[k] === undefined) delete opts[k];
-  for (const k of Object.keys(opts.csv!) as (keyof NonNullable<TrainOptions['csv']>)[]) if (opts.csv![k] === undefined) delete opts.csv![k];
 
   await openDevice(values);
-  const quiet = values.quiet ?? false;
-  const tty = process.stderr.isTTY && !quiet;
-  let barShown = false;
-  const clearBar = () => {
-    if (barShown) process.stderr.write('\r\x1b[K');
-    barShown = false;
-  };
+  const quiet = values.quiet;
+  const bar = new ProgressBar({ quiet });
   const log = (line: string) => {
     if (quiet) return;
-    clearBar();
+    bar.clear();
     process.stderr.write(`${line}\n`);
   };
+  // Without a terminal the bar's line is logged every 5% of the steps instead.
   let lastLogged = 0;
   const onStep = (i: StepInfo) => {
-    if (quiet) return;
-    if (tty) {
-      process.stderr.write(`\r\x1b[K${bar(i)}`);
-      barShown = true;
-    } else if (i.step - lastLogged >= Math.max(1, Math.round(i.totalSteps / 20)) || i.step === i.totalSteps) {
+    if (bar.enabled) bar.update(i.epochStep, stepLine(i));
+    else if (!quiet && (i.step - lastLogged >= Math.max(1, Math.round(i.totalSteps / 20)) || i.step === i.totalSteps)) {
       lastLogged = i.step;
-      process.stderr.write(`${bar(i)}\n`);
+      process.stderr.write(`${progressText({ done: i.epochStep, ...stepLine(i) })}\n`);
     }
   };
-  const onEval = (phase: string, done: number, total: number) => {
-    if (!tty) return;
-    process.stderr.write(`\r\x1b[Kevaluating: ${phase === 'loss' ? 'validation loss' : 'answers'} ${done}/${total}`);
-    barShown = true;
-  };
+  const onEval = (phase: string, done: number, total: number) =>
+    bar.update(done, { label: `evaluating: ${phase === 'loss' ? 'validation loss' : 'answers'}`, total, extra: '' });
   let stop = false;
   const onSigint = () => {
     if (stop) process.exit(130);
@@ -162,7 +124,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   process.on('SIGINT', onSigint);
   try {
     const r = await train(opts, { log, step: onStep, evalProgress: onEval, shouldStop: () => stop });
-    clearBar();
+    bar.clear();
     if (values.json) {
       process.stdout.write(`${JSON.stringify({
         out: r.out, steps: r.steps, interrupted: r.interrupted, best: r.bestDir, bestValLoss: r.best?.valLoss ?? null, last: r.lastDir,
@@ -182,7 +144,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
         `metrics:      ${r.metricsFile}\nloss plot:    ${r.plotFile}\n`,
     );
   } finally {
-    clearBar();
+    bar.clear();
     process.off('SIGINT', onSigint);
   }
 }

@@ -13,6 +13,7 @@ import { copyFile, mkdir, open, readFile, rename, stat, symlink, truncate, unlin
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
+import { ProgressBar } from '../util/progress.ts';
 import {
   SAFETENSORS_FILE,
   SAFETENSORS_INDEX_FILE,
@@ -299,7 +300,7 @@ async function downloadOnce(
   }
   const fh = await open(part, have > 0 ? 'a' : 'w');
   // Small files (config, tokenizer) arrive at once; a bar for each would only be noise.
-  const bar = ctx.progress && (size === undefined || size >= 1e6) ? new ProgressBar(`${ctx.repoId}: ${label}`, size) : undefined;
+  const bar = ctx.progress && (size === undefined || size >= 1e6) ? new ProgressBar({ label: `${ctx.repoId}: ${label}`, total: size, count: mb, rate: (r) => `${mb(r)}/s` }) : undefined;
   try {
     bar?.update(have);
     if (res.body) {
@@ -494,28 +495,4 @@ function looksLikePath(s: string): boolean {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-class ProgressBar {
-  private last = 0;
-  private readonly start = Date.now();
-  private shown = false;
-  private resumedAt: number | undefined;
-
-  constructor(private readonly label: string, private readonly total: number | undefined) {}
-
-  update(done: number): void {
-    this.resumedAt ??= done;
-    const now = Date.now();
-    if (now - this.last < 100 && done !== this.total) return;
-    this.last = now;
-    this.shown = true;
-    const mb = (n: number) => (n / 1e6).toFixed(1);
-    const rate = (done - this.resumedAt) / Math.max(0.001, (now - this.start) / 1000);
-    const pct = this.total ? `${Math.floor((100 * done) / this.total).toString().padStart(3)}% ` : '';
-    const of = this.total ? `/${mb(this.total)}` : '';
-    process.stderr.write(`\r\x1b[K${this.label} ${pct}${mb(done)}${of} MB ${mb(rate)} MB/s`);
-  }
-
-  done(): void {
-    if (this.shown) process.stderr.write('\n');
-  }
-}
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;

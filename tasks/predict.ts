@@ -14,6 +14,7 @@ import { csvRecord } from '../util/csv-write.ts';
 import { generateIds, padBatch } from '../generate/generate.ts';
 import { resolveGenerationConfig, type GenerationOptions, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
 import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
+import { ProgressBar } from '../util/progress.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
@@ -236,42 +237,6 @@ function formatRow(format: OutputFormat, row: PredictedRow, hasText: boolean): s
   return csvRecord(fields);
 }
 
-/** A one-line bar redrawn in place on stderr (only ever created for a terminal). */
-class ProgressBar {
-  private readonly start = performance.now();
-  private last = 0;
-
-  constructor(private readonly total: number | undefined, private readonly label: string) {}
-
-  update(done: number, force = false): void {
-    const now = performance.now();
-    if (!force && now - this.last < 200) return;
-    this.last = now;
-    const secs = (now - this.start) / 1000;
-    const rate = done / Math.max(secs, 1e-9);
-    const width = 30;
-    let text = `${this.label} ${done}`;
-    if (this.total) {
-      const f = Math.min(1, done / this.total);
-      const fill = Math.round(f * width);
-      const eta = rate > 0 ? (this.total - done) / rate : NaN;
-      text = `${this.label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${done}/${this.total} ${(100 * f).toFixed(0)}%` +
-        (Number.isFinite(eta) && done > 0 ? ` eta ${formatSeconds(eta)}` : '');
-    }
-    process.stderr.write(`\r${text} ${rate.toFixed(2)} rows/s\x1b[K`);
-  }
-
-  done(count: number): void {
-    this.update(count, true);
-    process.stderr.write('\n');
-  }
-}
-
-function formatSeconds(s: number): string {
-  const m = Math.floor(s / 60);
-  return `${m}:${String(Math.round(s % 60)).padStart(2, '0')}`;
-}
-
 /**
  * Predicts every row of a CSV file, `batchSize` rows at a time: the file is read as a stream and only one batch
  * is held, so its size is not limited by memory. Writes CSV (line, context, question, text when the file has
@@ -297,8 +262,8 @@ export async function predictFile(opts: PredictFileOptions): Promise<PredictFile
     // A first pass counts the rows for the bar: parsing is cheap next to generation.
     let total = 0;
     for await (const _ of streamQaCsv(opts.data, csvOptions)) total++;
-    bar = new ProgressBar(total, `predict ${basename(opts.data)}`);
-    bar.update(0, true);
+    bar = new ProgressBar({ label: `predict ${basename(opts.data)}`, total, rate: (r) => `${r.toFixed(2)} rows/s` });
+    bar.update(0);
   }
 
   const stream = streamQaCsv(opts.data, csvOptions);
@@ -339,7 +304,7 @@ export async function predictFile(opts: PredictFileOptions): Promise<PredictFile
   try {
     await writeFileAtomic(opts.output, chunks());
   } finally {
-    bar?.done(rows);
+    bar?.done();
   }
   return { output: opts.output, format, rows, report: stream.report, settings };
 }

@@ -203,9 +203,11 @@ describe('initModelFolder and engine-cli init', () => {
       expect(loadT5Config(out3)).toEqual(loadT5Config(GOLDEN));
 
       await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE])).rejects.toThrow('init: --out is required');
-      await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed=-1'])).rejects.toThrow("init: --seed must be a non-negative integer, got '-1'");
-      await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed', '1e3'])).rejects.toThrow("init: --seed must be a non-negative integer, got '1e3'");
-      await expect(initCommand(['--config', 't5-tiny', '--seed', '-1'])).rejects.toThrow(/^init: Option '--seed' argument is ambiguous\. Did you forget/);
+      await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed=-1'])).rejects.toThrow("init: --seed: expected an integer >= 0, got '-1'");
+      await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed', '1e3'])).rejects.toThrow("init: --seed: expected an integer >= 0, got '1e3'");
+      // a negative number after a flag is its value (and then a bad one), not parseArgs' "ambiguous"
+      await expect(initCommand(['--config', 't5-tiny', '--tokenizer', SPIECE, '--out', out2, '--seed', '-1'])).rejects.toThrow("init: --seed: expected an integer >= 0, got '-1'");
+      await expect(initCommand(['--config', 't5-tiny', '--seed', '1'])).rejects.toThrow('init: --tokenizer is required (engine-cli init --help)');
       await expect(initCommand(['--bogus'])).rejects.toThrow(/^init: Unknown option '--bogus'/);
       await expect(initCommand(['--config', 't5-large', '--tokenizer', SPIECE, '--out', out2])).rejects.toThrow('init: --config t5-large is neither a preset');
       await expect(initCommand(['--config', 't5-tiny', '--tokenizer', join(tmp, 'none.model'), '--out', join(tmp, 'y')])).rejects.toThrow('no such file');

@@ -260,15 +260,15 @@ describe('engine-cli predict (in process)', () => {
     [['--input', ''], /--input must not be empty/],
     [['--context', context], /--question is required/],
     [['--input', 'x', '--num-beams', '2', '--num-return-sequences', '3'], /--num-return-sequences 3 is more than --num-beams 2/],
-    [['--input', 'x', '--max-length', '0'], /--max-length must be a positive integer, got '0'/],
-    [['--input', 'x', '--max-new-tokens', '-2'], /--max-new-tokens must be a positive integer, got '-2'/],
-    [['--input', 'x', '--min-length=-1'], /--min-length must be an integer >= 0, got '-1'/],
-    [['--input', 'x', '--num-beams', '0'], /--num-beams must be a positive integer/],
-    [['--input', 'x', '--early-stopping', 'maybe'], /--early-stopping must be true, false or never/],
-    [['--input', 'x', '--length-penalty', 'abc'], /--length-penalty must be a number/],
-    [['--input', 'x', '--num-beams', '-1'], /--num-beams must be a positive integer, got '-1'/],
+    [['--input', 'x', '--max-length', '0'], /--max-length: expected a positive integer, got '0'/],
+    [['--input', 'x', '--max-new-tokens', '-2'], /--max-new-tokens: expected a positive integer, got '-2'/],
+    [['--input', 'x', '--min-length=-1'], /--min-length: expected an integer >= 0, got '-1'/],
+    [['--input', 'x', '--num-beams', '0'], /--num-beams: expected a positive integer/],
+    [['--input', 'x', '--early-stopping', 'maybe'], /--early-stopping: expected true, false or never/],
+    [['--input', 'x', '--length-penalty', 'abc'], /--length-penalty: expected a number/],
+    [['--input', 'x', '--num-beams', '-1'], /--num-beams: expected a positive integer, got '-1'/],
     [['--data', csvFile], /--output is required with --data/],
-    [['--data', csvFile, '--output', 'x.csv', '--batch-size', '0'], /--batch-size must be a positive integer/],
+    [['--data', csvFile, '--output', 'x.csv', '--batch-size', '0'], /--batch-size: expected a positive integer/],
   ];
   for (const [args, re] of bad) {
     it(`refuses ${args.join(' ')}`, async () => {

@@ -199,7 +199,7 @@ describe('training loop', () => {
       write.mockRestore();
     }
     await expect(trainCommand(['--data', data, '--model', base, '--out', out, '--quiet'])).rejects.toThrow(/already holds a training run/);
-    await expect(trainCommand(['--data', data, '--model', base, '--out', join(root, 'x'), '--lr', 'fast'])).rejects.toThrow(/--lr must be a number/);
+    await expect(trainCommand(['--data', data, '--model', base, '--out', join(root, 'x'), '--lr', 'fast'])).rejects.toThrow("train: --lr: expected a number, got 'fast'");
     await expect(trainCommand(['--data', data, '--out', join(root, 'x')])).rejects.toThrow(/--model is required/);
   });
 });
