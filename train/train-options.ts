@@ -51,6 +51,8 @@ export interface TrainOptions {
   clipGradNorm?: number;
   /** overrides config.dropout_rate during training */
   dropout?: number;
+  /** recompute each block's activations in the backward instead of keeping them (HF's gradient_checkpointing) */
+  gradientCheckpointing?: boolean;
   /** default 100 */
   seed?: number;
   /** default true */
@@ -92,7 +94,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
     evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
-    logEvery: o.logEvery ?? 1, cacheDir: o.cacheDir === undefined ? join(o.out, '.cache') : o.cacheDir, profile: o.profile ?? false,
+    logEvery: o.logEvery ?? 1, gradientCheckpointing: o.gradientCheckpointing ?? false, cacheDir: o.cacheDir === undefined ? join(o.out, '.cache') : o.cacheDir, profile: o.profile ?? false,
   };
   const int = (name: string, v: number | undefined, min: number) => {
     if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
@@ -129,5 +131,7 @@ export function resumedOptions(saved: ResolvedTrainOptions, given: TrainOptions)
     ...(given.maxSteps !== undefined ? { maxSteps: given.maxSteps } : {}),
     ...(given.timeLimit !== undefined ? { timeLimit: given.timeLimit } : {}),
     profile: given.profile ?? false,
+    // a memory setting, not a numeric one: a resumed run may switch it
+    gradientCheckpointing: given.gradientCheckpointing ?? saved.gradientCheckpointing,
   });
 }

@@ -20,6 +20,8 @@ export interface StepOptions {
   firstMicro: number;
   /** overrides config.dropout_rate; undefined keeps the config's */
   dropout?: number;
+  /** HF's gradient_checkpointing */
+  gradientCheckpointing?: boolean;
   /** max global gradient norm; undefined: no clipping */
   clipGradNorm?: number;
   lr: number;
@@ -45,9 +47,10 @@ export function dropoutSeedFor(seed: number, micro: number): number {
 /** Forward with dropout and backward of one micro-batch, its loss scaled by `weight` (null: one micro-batch per
  * step, nothing to scale); returns the unscaled loss, the one readback of the micro-batch. */
 async function microStep(
-  model: T5ForConditionalGeneration, b: Batch, weight: number | null, dropoutRate: number | undefined, dropoutSeed: number,
+  model: T5ForConditionalGeneration, b: Batch, weight: number | null, o: StepOptions, dropoutSeed: number,
 ): Promise<number> {
-  const loss = tidy(() => model.forward(b, { training: true, dropoutRate, dropoutSeed }).loss!);
+  const forward = { training: true, dropoutRate: o.dropout, dropoutSeed, gradientCheckpointing: o.gradientCheckpointing };
+  const loss = tidy(() => model.forward(b, forward).loss!);
   const scaled: Tensor = weight === null ? loss : tidy(() => scale(loss, weight));
   backward(scaled);
   if (scaled !== loss) scaled.dispose();
@@ -65,7 +68,7 @@ export async function trainStep(
   let tokens = 0;
   for (const [i, b] of batches.entries()) {
     const weight = batches.length === 1 ? null : b.labelTokens / labels;
-    const v = await microStep(model, b, weight, o.dropout, dropoutSeedFor(o.seed, o.firstMicro + i));
+    const v = await microStep(model, b, weight, o, dropoutSeedFor(o.seed, o.firstMicro + i));
     tokens += b.tokens;
     if (!Number.isFinite(v)) {
       opt.zeroGrad();

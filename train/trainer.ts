@@ -195,7 +195,7 @@ async function trainLoop(run: Run, pos: Position, resumedDir: string | null): Pr
     const batches = order.slice(pos.batchInEpoch, pos.batchInEpoch + o.gradAccum)
       .map((idx) => collate(idx.map((i) => run.data.train[i]!), run.tokenizer.padTokenId));
     const lr = lrAt(plan.schedule, pos.step);
-    const r = await trainStep(run.model, run.opt, batches, { seed: o.seed, firstMicro: pos.microSteps, dropout: o.dropout, clipGradNorm: o.clipGradNorm, lr });
+    const r = await trainStep(run.model, run.opt, batches, { seed: o.seed, firstMicro: pos.microSteps, dropout: o.dropout, gradientCheckpointing: o.gradientCheckpointing, clipGradNorm: o.clipGradNorm, lr });
     if (!r.finite) {
       // nothing was stepped or saved: the checkpoints on disk are the last good ones
       capture?.stop();

@@ -6,6 +6,7 @@
 // Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters), 'tiny b8 s256 t32' (`--sizes tiny`: the
 // peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run, and 'base b8 s512 t128'
 // (`--sizes base`: t5-base, 223M parameters, at the tutorial's own settings; one step takes minutes here).
+// `--sizes base+ckpt` (or t5-small+ckpt) adds a train-step row with gradient checkpointing.
 // check(): the eval loss on the current parameters against the float64 reference T5 (model/t5-float64.ts) for the
 // tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
 // tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
@@ -65,11 +66,11 @@ function randomBatch(vocab: number, SOURCE: number, TARGET: number): Seq2SeqBatc
   };
 }
 
-function t5Case(size: SizeName, train: boolean): BenchCase {
+function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): BenchCase {
   const { source: SOURCE, target: TARGET } = LENGTHS[size];
   return {
     op: train ? 't5-train-step' : 't5-forward',
-    shape: `${size} b${BATCH} s${SOURCE} t${TARGET}`,
+    shape: `${size} b${BATCH} s${SOURCE} t${TARGET}${gradientCheckpointing ? ' checkpointed' : ''}`,
     dtype: 'f32',
     tokens: BATCH * (SOURCE + TARGET),
     setup(): BenchInstance {
@@ -92,7 +93,7 @@ function t5Case(size: SizeName, train: boolean): BenchCase {
             noGrad(() => tidy(() => model.forward(batch).loss!)).dispose();
             return;
           }
-          const loss = tidy(() => model.forward(batch, { training: true, dropoutSeed: step++ }).loss!);
+          const loss = tidy(() => model.forward(batch, { training: true, dropoutSeed: step++, gradientCheckpointing }).loss!);
           backward(loss);
           loss.dispose();
           opt!.step();
@@ -129,5 +130,7 @@ export function cases(sizes?: string[]): BenchCase[] {
   if (!sizes || sizes.some((s) => s.startsWith('t5-small'))) wanted.push('t5-small');
   if (sizes?.some((s) => s.startsWith('tiny'))) wanted.push('tiny');
   if (sizes?.some((s) => s.startsWith('base') || s === 't5-base')) wanted.push('base');
-  return wanted.flatMap((s) => [t5Case(s, false), t5Case(s, true)]);
+  // SIZE+ckpt adds a train-step row with gradient checkpointing (base+ckpt, t5-small+ckpt)
+  const ckpt = (s: SizeName) => sizes?.some((x) => x.endsWith('+ckpt') && (x.startsWith(s) || (s === 'base' && x.startsWith('t5-base'))));
+  return wanted.flatMap((s) => [t5Case(s, false), t5Case(s, true), ...(ckpt(s) ? [t5Case(s, true, true)] : [])]);
 }
