@@ -3,7 +3,7 @@
 export { initGpu, gpu, getGpu, listAdapters, GpuError, type Gpu, type GpuOptions, type AdapterSummary } from './engine/gpu.ts';
 export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, emptyCache, setPoolLimit, setPoison, tensorFromHalf, type DType } from './engine/tensor.ts';
 export { tidy } from './engine/scope.ts';
-export { backward, noGrad, zeroGrad, isGradEnabled, recordOp } from './engine/autograd.ts';
+export { backward, noGrad, zeroGrad, isGradEnabled, recordOp, checkpoint } from './engine/autograd.ts';
 export { AdamW, type AdamWOptions, type AdamWState } from './optim/adamw.ts';
 export { rt } from './engine/runtime.ts';
 export { deviceCeilings, measureCeilings, type Ceilings } from './engine/ceilings.ts';
@@ -29,6 +29,7 @@ export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './hf/s
 export { resolveModel } from './hf/hub.ts';
 export { loadModelForCli, type LoadedModel } from './hf/load-model.ts';
 export { savePretrained } from './hf/save-model.ts';
+export { fromPretrained, saveWeights } from './hf/pretrained.ts';
 export { generate, generateIds, padBatch } from './generate/generate.ts';
 export { resolveGenerationConfig, type GenerationOptions } from './generate/generation-config.ts';
 export { loadGenerationConfig } from './generate/generation-config-file.ts';
