@@ -17,7 +17,7 @@ import { hostIds } from './embedding.ts';
 import {
   defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowWorkgroups, shaderPrelude,
   type RowImpl,
-} from './softmax.ts';
+} from './row-kernel.ts';
 
 /** invocations of the single workgroup that sums row losses (a fixed order: deterministic) */
 const REDUCE_WORKGROUP = 256;

@@ -10,7 +10,7 @@ import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import { checkNormArgs, columnSums, vecWidth, type NormOptions } from './rmsnorm.ts';
 import {
   defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
-} from './softmax.ts';
+} from './row-kernel.ts';
 
 function hsum(w: number, v: string): string {
   return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
