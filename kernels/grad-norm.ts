@@ -22,7 +22,7 @@
 import { rt, grid1D } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
-import { bindingChunks } from './adamw.ts';
+import { bindingChunks } from '../engine/binding-chunks.ts';
 
 const WORKGROUP = 64;
 /** vec4s (first level) or floats (later levels) summed per thread */
