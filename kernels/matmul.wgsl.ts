@@ -13,8 +13,7 @@
 //   batched products (a pack and several dispatches per B): an autotune candidate, not the default. One
 //   dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows; later K chunks write
 //   partial sums to scratch copies of C that a light second pass adds up, with bias and activation (fusing
-//   them tripled LLVM's compile time for ~1% of run time). Uniform-buffer bindings are not in the runtime's
-//   storage-only dispatch, so this variant encodes its own pass (see matmul.ts).
+//   them tripled LLVM's compile time for ~1% of run time). Dispatched by matmul-packed.ts.
 // * `regblock`: register blocking without shared memory or subgroups: each invocation loads its own rows of A
 //   and CV vec4 of B per k and keeps TR x CV vec4 of outputs.
 // * `tiled`: the classic GPU kernel: 64x64 tiles staged through workgroup memory, 4x4 outputs per invocation
