@@ -37,7 +37,7 @@ export interface AdamWHyper {
 }
 
 /** The per-step scalars, computed in float64 on the host exactly as PyTorch / transformers compute them in Python. */
-export function adamwScalars(step: number, h: AdamWHyper) {
+function adamwScalars(step: number, h: AdamWHyper) {
   const bc1 = 1 - h.beta1 ** step;
   const bc2 = 1 - h.beta2 ** step;
   if (h.variant === 'torch') {

@@ -242,7 +242,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
 }
 
 /** dlogits from the saved logsumexp; `count` (non-ignored rows, f32 [1]) is used for 'mean'. */
-export function crossEntropyBackward(
+function crossEntropyBackward(
   gradOut: Tensor, logits: Tensor, labels: Tensor, lse: Tensor, count: Tensor, opts: CrossEntropyOptions = {},
 ): Tensor {
   const [N, V] = logits.shape as [number, number];

@@ -139,7 +139,7 @@ export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: n
 }
 
 /** dx, dweight, dbias of layer_norm from the forward's mean and rstd. */
-export function layerNormBackward(
+function layerNormBackward(
   dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, opts: NormOptions = {},
 ): { dx: Tensor; dweight: Tensor; dbias: Tensor } {
   const D = checkNormArgs('layerNormBackward', x, [[weight, 'weight']], 0);

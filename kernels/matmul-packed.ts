@@ -1,11 +1,12 @@
-// The packed matmul variant's dispatches (kernels in matmul.wgsl.ts): op(B) repacked into uniform blocks in a
+// The packed matmul variant's dispatches (kernels in matmul-packed.wgsl.ts): op(B) repacked into uniform blocks in a
 // scratch buffer, one main dispatch per column group and K chunk over all rows, later K chunks summed into slabs
 // (scratch copies of the output) that the combine pass adds up with bias and activation.
 import { bindingChunks } from '../engine/binding-chunks.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
-import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows, type MatmulKernelSpec } from './matmul.wgsl.ts';
+import type { MatmulKernelSpec } from './matmul.wgsl.ts';
+import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows } from './matmul-packed.wgsl.ts';
 import { windowOf, type Launch } from './matmul-dispatch.ts';
 import type { Problem } from './matmul-problem.ts';
 import { kernelFor, MATMUL_TUNING } from './matmul-spec.ts';

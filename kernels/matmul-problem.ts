@@ -6,7 +6,7 @@
 import type { Shape } from '../engine/tensor.ts';
 import { broadcastShapes } from './elementwise-dispatch.ts';
 
-export interface Operand {
+interface Operand {
   /** element offset added to every index of this operand (host batch loop) */
   base: number;
 }

@@ -1,6 +1,7 @@
 // Which matmul kernels run here, and the spec (tiles, vector widths, epilogue) a problem gets from a variant.
 import { gpu } from '../engine/gpu.ts';
-import { matmulKernel, PACK_BLOCK_FLOATS, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
+import { matmulKernel, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
+import { PACK_BLOCK_FLOATS, packedKernel } from './matmul-packed.wgsl.ts';
 import type { Problem } from './matmul-problem.ts';
 
 /** The variants this adapter can run (subgroup kernels need subgroups of 4 to 32 lanes; packed, uniform blocks). */
@@ -72,6 +73,6 @@ const kernelCache = new Map<string, { code: string; tileM: number; tileN: number
 export function kernelFor(spec: MatmulKernelSpec) {
   const key = JSON.stringify(spec);
   let k = kernelCache.get(key);
-  if (!k) kernelCache.set(key, (k = matmulKernel(spec)));
+  if (!k) kernelCache.set(key, (k = spec.variant === 'packed' ? packedKernel(spec) : matmulKernel(spec)));
   return k;
 }
