@@ -19,6 +19,9 @@ export interface BufferBinding {
   size?: number;
   /** a read-only binding (`var<storage, read>`), or read-write */
   write: boolean;
+  /** bound as `var<uniform>` instead (read-only, at most maxUniformBufferBindingSize; the buffer needs UNIFORM
+   * usage, so it is not a pooled tensor buffer) */
+  uniform?: boolean;
   /** what the binding holds, for error messages */
   what: string;
 }
@@ -28,7 +31,7 @@ export interface KernelLaunch {
   name: string;
   code: string;
   entryPoint?: string;
-  /** storage bindings 0..n-1, in order; a uniform `params` struct, if given, is binding n */
+  /** buffer bindings 0..n-1, in order; a uniform `params` struct, if given, is binding n */
   bindings: BufferBinding[];
   params?: Param[];
   workgroups: [number, number?, number?];
@@ -58,6 +61,7 @@ export class Runtime {
   private uniformUsed = 0;
   private lastOps: string[] = [];
   readonly counters: RuntimeCounters = { dispatches: 0, submits: 0, pipelinesCompiled: 0, readbacks: 0 };
+  private readonly maxUniformBinding: number;
 
   constructor(readonly gpu: Gpu) {
     this.pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize);
@@ -67,6 +71,7 @@ export class Runtime {
       label: 'uniform arena',
     });
     this.uniformCpu = new DataView(this.uniformBytes.buffer);
+    this.maxUniformBinding = gpu.device.limits.maxUniformBufferBindingSize;
   }
 
   get device(): GPUDevice {
@@ -74,14 +79,14 @@ export class Runtime {
   }
 
   private pipelineFor(k: KernelLaunch): CachedPipeline {
-    const sig = k.bindings.map((b) => (b.write ? 'w' : 'r')).join('') + (k.params ? 'u' : '');
+    const sig = k.bindings.map(bindingKind).join('') + (k.params ? 'p' : '');
     const key = `${k.entryPoint ?? 'main'}|${sig}|${k.code}`;
     let cached = this.pipelines.get(key);
     if (!cached) {
       const entries: GPUBindGroupLayoutEntry[] = k.bindings.map((b, i) => ({
         binding: i,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: b.write ? 'storage' : 'read-only-storage' },
+        buffer: { type: b.uniform ? 'uniform' : b.write ? 'storage' : 'read-only-storage' },
       }));
       if (k.params) {
         entries.push({ binding: k.bindings.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
@@ -102,12 +107,13 @@ export class Runtime {
 
   /** Records one kernel; nothing runs until a submit (automatic, or `flush`, `read`, `sync`). */
   dispatch(k: KernelLaunch): void {
-    const maxBinding = this.gpu.limits.maxStorageBufferBindingSize;
     for (const b of k.bindings) {
       const size = b.size ?? b.buffer.size;
+      const maxBinding = b.uniform ? this.maxUniformBinding : this.gpu.limits.maxStorageBufferBindingSize;
       if (size > maxBinding) {
+        const limit = b.uniform ? 'maxUniformBufferBindingSize' : 'maxStorageBufferBindingSize';
         throw new RangeError(
-          `${k.name}: ${b.what} needs a ${size}-byte binding, over this adapter's maxStorageBufferBindingSize ` +
+          `${k.name}: ${b.what} needs a ${size}-byte binding, over this adapter's ${limit} ` +
             `(${maxBinding} bytes); split the tensor or bind it in ranges`,
         );
       }
@@ -230,6 +236,10 @@ export class Runtime {
     await this.device.queue.onSubmittedWorkDone();
     this.gpu.check('waiting for the GPU');
   }
+}
+
+function bindingKind(b: BufferBinding): string {
+  return b.uniform ? 'u' : b.write ? 'w' : 'r';
 }
 
 let runtime: Runtime | null = null;

@@ -5,6 +5,7 @@ import { rt, type BufferBinding } from './runtime.ts';
 import { gpu } from './gpu.ts';
 import { track, untrack } from './scope.ts';
 import { fillKernel } from './fill.wgsl.ts';
+import { bindingChunks } from './binding-chunks.ts';
 
 export type DType = 'f32' | 'i32';
 export type Shape = readonly number[];
@@ -153,18 +154,15 @@ export function empty(shape: Shape, dtype: DType = 'f32'): Tensor {
 }
 
 function fillBits(t: Tensor, bits: number): void {
-  if (t.size === 0) return;
-  // bound in ranges: a tensor may be larger than maxStorageBufferBindingSize (whose multiple of 256 bytes
-  // keeps every range offset aligned)
-  const maxElems = Math.floor(gpu().limits.maxStorageBufferBindingSize / 256) * 64;
-  for (let start = 0; start < t.size; start += maxElems) {
-    const n = Math.min(maxElems, t.size - start);
-    const k = fillKernel(n);
+  // bound in ranges: a tensor may be larger than maxStorageBufferBindingSize; the ranges of a run that starts
+  // at element 0 start on an aligned element, so the kernel's own index starts at 0 in each (c.start is 0)
+  for (const c of bindingChunks(0, t.size, 1, gpu().limits.maxStorageBufferBindingSize)) {
+    const k = fillKernel(c.count);
     rt().dispatch({
       name: 'fill',
       code: k.code,
-      bindings: [{ buffer: t.buffer, offset: start * BYTES_PER_ELEMENT, size: n * BYTES_PER_ELEMENT, write: true, what: t.describe() }],
-      params: [['u32', n], ['u32', bits >>> 0]],
+      bindings: [{ buffer: t.buffer, offset: c.offset, size: c.size, write: true, what: t.describe() }],
+      params: [['u32', c.count], ['u32', bits >>> 0]],
       workgroups: k.workgroups,
     });
   }

@@ -14,6 +14,7 @@
 // is a uniform: the pipeline is compiled once per variant and reused for every tensor and step.
 import { rt, grid1D, type Param } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
+import { bindingChunks } from '../engine/binding-chunks.ts';
 import type { Tensor } from '../engine/tensor.ts';
 
 /** Threads per workgroup and vec4s per thread, each thread taking consecutive vec4s. Measured on lavapipe (16.4M
@@ -23,8 +24,6 @@ import type { Tensor } from '../engine/tensor.ts';
  * cache lines of the warp's access. */
 const WORKGROUP = 64;
 const PER_THREAD = 2;
-/** WebGPU's largest minStorageBufferOffsetAlignment: range bindings of a tensor start on multiples of it. */
-const OFFSET_ALIGN = 256;
 
 export type AdamWVariant = 'torch' | 'hf';
 
@@ -38,7 +37,7 @@ export interface AdamWHyper {
 }
 
 /** The per-step scalars, computed in float64 on the host exactly as PyTorch / transformers compute them in Python. */
-export function adamwScalars(step: number, h: AdamWHyper) {
+function adamwScalars(step: number, h: AdamWHyper) {
   const bc1 = 1 - h.beta1 ** step;
   const bc2 = 1 - h.beta2 ** step;
   if (h.variant === 'torch') {
@@ -91,34 +90,6 @@ function cachedCode(variant: AdamWVariant, type: 'vec4<f32>' | 'f32'): string {
   let c = codeCache.get(key);
   if (!c) codeCache.set(key, (c = adamwCode(variant, type)));
   return c;
-}
-
-export interface RangeChunk {
-  /** byte offset of the binding (a multiple of 256) */
-  offset: number;
-  /** byte size of the binding */
-  size: number;
-  /** first element to process, in units of `width` elements, relative to the binding */
-  start: number;
-  /** elements to process, in units of `width` */
-  count: number;
-}
-
-/** Splits elements [first, end) of a tensor into bindings no larger than `maxBindingBytes` (lavapipe: 128 MiB),
- * each starting on a 256-byte boundary. `width` (1 or 4) elements form one array element of the kernel; `first`
- * must be a multiple of it, and so must `end` unless the chunk ends the range at the tensor's end. */
-export function bindingChunks(first: number, end: number, width: number, maxBindingBytes: number): RangeChunk[] {
-  const maxBytes = Math.floor(maxBindingBytes / OFFSET_ALIGN) * OFFSET_ALIGN;
-  if (maxBytes < OFFSET_ALIGN) throw new RangeError(`binding limit ${maxBindingBytes} bytes is below ${OFFSET_ALIGN}`);
-  const out: RangeChunk[] = [];
-  let e = first;
-  while (e < end) {
-    const offset = Math.floor((e * 4) / OFFSET_ALIGN) * OFFSET_ALIGN;
-    const last = Math.min(end, (offset + maxBytes) / 4);
-    out.push({ offset, size: last * 4 - offset, start: (e - offset / 4) / width, count: Math.ceil((last - e) / width) });
-    e = last;
-  }
-  return out;
 }
 
 export interface AdamWKernelOptions {

@@ -191,7 +191,7 @@ export function subgroupKernelsUsable(D: number): boolean {
 }
 
 /** Forward kernels only: out [B, H, Lq, D] and the per-row (max, log-sum) statistics [B, H, Lq, 2]. */
-export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
+function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
   const d = checkArgs(q, k, v, opts);
   checkGrid('attention', d.B * d.H);
   const variant = variantOf(d);
@@ -221,7 +221,7 @@ export interface AttentionGrads {
 }
 
 /** Backward kernels: gradients of q, k, v (dk/dv skipped when not wanted) and of the bias when asked. */
-export function attentionBackward(
+function attentionBackward(
   q: Tensor,
   k: Tensor,
   v: Tensor,
@@ -338,7 +338,7 @@ function broadcastIndex(shape: readonly number[], b: number, h: number, i: numbe
 }
 
 /** Probabilities [B, H, Lq, Lk] in float64 (hidden causal keys get 0; a row hidden entirely is 0). */
-export function attentionProbsRef(x: AttentionRefInput): Float64Array {
+function attentionProbsRef(x: AttentionRefInput): Float64Array {
   const { B, H, Lq, Lk, D } = x.dims;
   const scale = x.scale ?? 1;
   const P = new Float64Array(B * H * Lq * Lk);

@@ -63,7 +63,7 @@ function bindingDecls(bs: Binding[]): string {
 const v4 = 'array<vec4<f32>>';
 
 /** Storage order of the forward kernels' bindings (attention.ts binds tensors in this order). */
-export function forwardBindings(): Binding[] {
+function forwardBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -201,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-export function dkvBindings(): Binding[] {
+function dkvBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },

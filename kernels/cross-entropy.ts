@@ -17,7 +17,7 @@ import { hostIds } from './embedding.ts';
 import {
   defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowWorkgroups, shaderPrelude,
   type RowImpl,
-} from './softmax.ts';
+} from './row-kernel.ts';
 
 /** invocations of the single workgroup that sums row losses (a fixed order: deterministic) */
 const REDUCE_WORKGROUP = 256;
@@ -242,7 +242,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
 }
 
 /** dlogits from the saved logsumexp; `count` (non-ignored rows, f32 [1]) is used for 'mean'. */
-export function crossEntropyBackward(
+function crossEntropyBackward(
   gradOut: Tensor, logits: Tensor, labels: Tensor, lse: Tensor, count: Tensor, opts: CrossEntropyOptions = {},
 ): Tensor {
   const [N, V] = logits.shape as [number, number];

@@ -14,7 +14,7 @@ import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
 
 const WORKGROUP = 256;
 /** Per-invocation work, mutable so benchmarks can compare settings (pipelines are cached by source). */
-export const EW_TUNING = {
+const EW_TUNING = {
   /** vec4 (or scalars) per invocation on the flat path. lavapipe under load, add of 16M elements, best of 4
    * interleaved runs: 2 -> 168 ms, 4 -> 154 ms, 8 -> 275 ms, 16 -> 341 ms */
   vecPerThread: 4,

@@ -34,7 +34,7 @@ const GELU_C = 0.044715;
 const TANH_CLAMP = 10;
 
 // WGSL helpers prepended to every kernel that uses them (`T` is the kernel's element type).
-export const EW_HELPERS: Record<string, string> = {
+const EW_HELPERS: Record<string, string> = {
   tanh_safe: `fn tanh_safe(v: T) -> T { return tanh(clamp(v, T(-${TANH_CLAMP}.0), T(${TANH_CLAMP}.0))); }`,
   sigmoid_f: `fn sigmoid_f(v: T) -> T { return T(1.0) / (T(1.0) + exp(-v)); }`,
   // 0.5x(1 + tanh(u)) = x * sigmoid(2u): the same function without the cancellation in 1 + tanh(u) for
@@ -49,8 +49,6 @@ export const EW_HELPERS: Record<string, string> = {
   return s + v * s * (T(1.0) - s) * ${2 * SQRT_2_OVER_PI} * (T(1.0) + ${3 * GELU_C} * v * v);
 }`,
 };
-/** helpers that call other helpers */
-export const EW_HELPER_DEPS: Record<string, string[]> = {};
 
 const tanhRef = (v: number) => Math.tanh(v);
 const geluRef = (v: number) => 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + GELU_C * v ** 3)));
@@ -121,13 +119,7 @@ export function usesIdent(expr: string, ident: string): boolean {
   return new RegExp(`(^|[^A-Za-z0-9_.])${ident}($|[^A-Za-z0-9_])`).test(expr);
 }
 
-/** The helper functions an expression calls, dependencies first. */
+/** The helper functions an expression calls (no helper calls another). */
 export function helpersFor(exprs: string[]): string[] {
-  const out: string[] = [];
-  const visit = (name: string) => {
-    for (const d of EW_HELPER_DEPS[name] ?? []) visit(d);
-    if (!out.includes(name)) out.push(name);
-  };
-  for (const name of Object.keys(EW_HELPERS)) if (exprs.some((e) => e.includes(`${name}(`))) visit(name);
-  return out.map((n) => EW_HELPERS[n]!);
+  return Object.keys(EW_HELPERS).filter((name) => exprs.some((e) => e.includes(`${name}(`))).map((n) => EW_HELPERS[n]!);
 }

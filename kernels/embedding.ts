@@ -21,7 +21,7 @@
 import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
-import { rowChunks, rowRange } from './softmax.ts';
+import { rowChunks, rowRange } from './row-kernel.ts';
 
 const WORKGROUP = 64;
 /** vectors of one row per invocation in the gather and the gradient accumulation */

@@ -22,7 +22,7 @@
 import { rt, grid1D } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
-import { bindingChunks } from './adamw.ts';
+import { bindingChunks } from '../engine/binding-chunks.ts';
 
 const WORKGROUP = 64;
 /** vec4s (first level) or floats (later levels) summed per thread */
@@ -35,7 +35,7 @@ const FINAL_MAX = FINAL_WORKGROUP * 64;
 const SCALE_WORKGROUP = 64;
 const SCALE_PER_THREAD = 2;
 /** PyTorch's clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6) */
-export const CLIP_EPS = 1e-6;
+const CLIP_EPS = 1e-6;
 
 type ElemType = 'vec4<f32>' | 'f32';
 
@@ -219,7 +219,7 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
 }
 
 /** Multiplies every tensor in place by min(maxNorm / (norm + 1e-6), 1), reading `norm` (a scalar) on the GPU. */
-export function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm: number, opts: GradNormOptions = {}): void {
+function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm: number, opts: GradNormOptions = {}): void {
   const ts = [...tensors];
   checkTensors('clipGradNorm', ts);
   if (norm.size !== 1 || norm.dtype !== 'f32') throw new RangeError(`clipGradNorm: the norm must be one f32, got ${norm.describe()}`);

@@ -10,7 +10,7 @@ import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import { checkNormArgs, columnSums, vecWidth, type NormOptions } from './rmsnorm.ts';
 import {
   defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
-} from './softmax.ts';
+} from './row-kernel.ts';
 
 function hsum(w: number, v: string): string {
   return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
@@ -139,7 +139,7 @@ export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: n
 }
 
 /** dx, dweight, dbias of layer_norm from the forward's mean and rstd. */
-export function layerNormBackward(
+function layerNormBackward(
   dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, opts: NormOptions = {},
 ): { dx: Tensor; dweight: Tensor; dbias: Tensor } {
   const D = checkNormArgs('layerNormBackward', x, [[weight, 'weight']], 0);

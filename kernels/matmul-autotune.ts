@@ -62,7 +62,7 @@ interface CacheFile {
 
 /** T5_WEBGPU_AUTOTUNE=0 (or false, off) disables tuning; unset, it is on, except under vitest (tests are
  * timing-free and must not write the user's cache: a test that wants tuning sets T5_WEBGPU_AUTOTUNE=1). */
-export function autotuneEnabled(): boolean {
+function autotuneEnabled(): boolean {
   const v = process.env.T5_WEBGPU_AUTOTUNE;
   if (v === undefined || v === '') return !process.env.VITEST;
   return !(v === '0' || v === 'false' || v === 'off');
@@ -83,13 +83,13 @@ export function shapeClass(p: TuneProblem): string {
   return `m${bucket(p.M)} n${bucket(p.N)} k${bucket(p.K)} ${p.batch > 1 ? 'batched' : 'single'} ${t}`;
 }
 
-export function adapterKey(): string {
+function adapterKey(): string {
   const info = gpu().info;
   return `${info.name} | ${info.driver || info.description}`;
 }
 
 /** The fixed choice: the subgroup kernel on a CPU adapter, shared-memory tiles on a GPU (matmul.ts passes its own). */
-export function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
+function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
     if (eligible.includes('subgroup')) return 'subgroup';
     if (eligible.includes('regblock')) return 'regblock';

@@ -9,7 +9,7 @@ import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
 import {
   defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
-} from './softmax.ts';
+} from './row-kernel.ts';
 
 /** rows summed by one invocation in the first stage of a column reduction */
 const CHUNK_ROWS = 32;

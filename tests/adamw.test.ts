@@ -5,7 +5,8 @@ import { initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { rt } from '../engine/runtime.ts';
 import { AdamW } from '../optim/adamw.ts';
-import { adamwReference, adamwStep, bindingChunks, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
+import { adamwReference, adamwStep, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
+import { bindingChunks } from '../engine/binding-chunks.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
 
 beforeAll(async () => {

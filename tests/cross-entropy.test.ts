@@ -10,7 +10,7 @@ import { layerNorm } from '../kernels/layernorm.ts';
 import { softmax } from '../kernels/softmax.ts';
 import { crossEntropy, crossEntropyReference, type Reduction } from '../kernels/cross-entropy.ts';
 import { idsTensor } from '../kernels/embedding.ts';
-import { setBindingLimitForTests, type RowImpl } from '../kernels/softmax.ts';
+import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
 
 beforeAll(async () => {
   await initGpu();

@@ -5,7 +5,7 @@ import { backward } from '../engine/autograd.ts';
 import {
   embedding, embeddingBackward, embeddingBackwardReference, embeddingReference, idsTensor, sortPositions,
 } from '../kernels/embedding.ts';
-import { setBindingLimitForTests } from '../kernels/softmax.ts';
+import { setBindingLimitForTests } from '../kernels/row-kernel.ts';
 
 beforeAll(async () => {
   await initGpu();

@@ -4,7 +4,7 @@ import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { rmsNorm, rmsNormForward, rmsNormReference } from '../kernels/rmsnorm.ts';
 import { layerNorm, layerNormForward, layerNormReference } from '../kernels/layernorm.ts';
-import { setBindingLimitForTests, type RowImpl } from '../kernels/softmax.ts';
+import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
 
 beforeAll(async () => {
   await initGpu();

@@ -2,9 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { setPoison, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
-import {
-  broadcastIndexer, setBindingLimitForTests, setSoftmaxRegisterCache, softmax, softmaxReference, type RowImpl,
-} from '../kernels/softmax.ts';
+import { broadcastIndexer, setSoftmaxRegisterCache, softmax, softmaxReference } from '../kernels/softmax.ts';
+import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
 
 beforeAll(async () => {
   await initGpu();

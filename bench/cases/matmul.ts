@@ -4,7 +4,8 @@
 // transposed layouts (t5's linear layers are x @ Wᵀ: '4096x512x2048 tB'). flops = 2·M·N·K·batch.
 // check(): the largest error, relative to Σ|a·b| of the element, over sampled outputs against float64.
 import { tensor, type Tensor } from '../../engine/tensor.ts';
-import { matmul, matmulRefAt, matmulVariantFor } from '../../kernels/matmul.ts';
+import { matmul, matmulVariantFor } from '../../kernels/matmul.ts';
+import { matmulRefAt } from '../../kernels/matmul-reference.ts';
 import type { BenchCase } from '../types.ts';
 
 export const DEFAULT_SIZES = [
