@@ -407,49 +407,37 @@ describe('matmul autotune', () => {
   });
 
   it('keeps the fastest variant per adapter and shape class, in memory and in the cache file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 't5-webgpu-autotune-'));
-    const before = { dir: process.env.T5_WEBGPU_CACHE_DIR, on: process.env.T5_WEBGPU_AUTOTUNE };
-    process.env.T5_WEBGPU_CACHE_DIR = dir;
-    process.env.T5_WEBGPU_AUTOTUNE = '1';
+    await withTuning(async () => {
+    const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
+    const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
+    expect(rec!.variant).toBe('regblock');
+    expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
+    // same class, other sizes in the same power-of-two buckets
+    expect(chooseMatmulVariant({ ...problem, M: 300 }, MATMUL_VARIANTS).variant).toBe('regblock');
+    const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+    const adapter = Object.keys(file.adapters)[0]!;
+    expect(file.adapters[adapter][shapeClass(problem)].variant).toBe('regblock');
+    // a new process (simulated) reads it back
     resetMatmulAutotune();
-    try {
-      const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
-      const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
-      expect(rec!.variant).toBe('regblock');
-      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
-      // same class, other sizes in the same power-of-two buckets
-      expect(chooseMatmulVariant({ ...problem, M: 300 }, MATMUL_VARIANTS).variant).toBe('regblock');
-      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
-      const adapter = Object.keys(file.adapters)[0]!;
-      expect(file.adapters[adapter][shapeClass(problem)].variant).toBe('regblock');
-      // a new process (simulated) reads it back
-      resetMatmulAutotune();
-      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS).source).toBe('autotuned');
-      // a failing variant drops out
-      const rec2 = await tuneClass({ ...problem, K: 8 }, MATMUL_VARIANTS, async (v) => {
-        if (v === 'regblock') throw new Error('no');
-        return fake[v];
-      });
-      expect(rec2!.variant).toBe('subgroup');
-      // an unknown class runs with the heuristic and is tuned in the background, for real
-      const x = tensor(floats(40 * 24), [40, 24]);
-      const y = tensor(floats(24 * 36), [36, 24]);
-      const first = matmul(x, y, { transB: true });
-      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(heuristic\)$/);
-      await matmulAutotuneSettled();
-      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(autotuned\)$/);
-      const again = matmul(x, y, { transB: true });
-      const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
-      for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
-      for (const t of [x, y, first, again] as Tensor[]) t.dispose();
-    } finally {
-      if (before.on === undefined) delete process.env.T5_WEBGPU_AUTOTUNE;
-      else process.env.T5_WEBGPU_AUTOTUNE = before.on;
-      if (before.dir === undefined) delete process.env.T5_WEBGPU_CACHE_DIR;
-      else process.env.T5_WEBGPU_CACHE_DIR = before.dir;
-      resetMatmulAutotune();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    expect(chooseMatmulVariant(problem, MATMUL_VARIANTS).source).toBe('autotuned');
+    // a failing variant drops out
+    const rec2 = await tuneClass({ ...problem, K: 8 }, MATMUL_VARIANTS, async (v) => {
+      if (v === 'regblock') throw new Error('no');
+      return fake[v];
+    });
+    expect(rec2!.variant).toBe('subgroup');
+    // an unknown class runs with the heuristic and is tuned in the background, for real
+    const x = tensor(floats(40 * 24), [40, 24]);
+    const y = tensor(floats(24 * 36), [36, 24]);
+    const first = matmul(x, y, { transB: true });
+    expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(heuristic\)$/);
+    await matmulAutotuneSettled();
+    expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(autotuned\)$/);
+    const again = matmul(x, y, { transB: true });
+    const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
+    for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
+    for (const t of [x, y, first, again] as Tensor[]) t.dispose();
+    });
   }, SLOW);
 
   /** Runs `fn` with autotuning on and an empty cache folder of its own. */
