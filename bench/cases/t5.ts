@@ -6,7 +6,7 @@
 // Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters), 'tiny b8 s256 t32' (`--sizes tiny`: the
 // peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run, and 'base b8 s512 t128'
 // (`--sizes base`: t5-base, 223M parameters, at the tutorial's own settings; one step takes minutes here).
-// `--sizes base+ckpt` (or t5-small+ckpt) adds a train-step row with gradient checkpointing.
+// `--sizes base+ckpt` (or t5-small+ckpt) is the train step with gradient checkpointing ('base' matches all three).
 // check(): the eval loss on the current parameters against the float64 reference T5 (model/t5-float64.ts) for the
 // tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
 // tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
@@ -70,7 +70,7 @@ function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): 
   const { source: SOURCE, target: TARGET } = LENGTHS[size];
   return {
     op: train ? 't5-train-step' : 't5-forward',
-    shape: `${size} b${BATCH} s${SOURCE} t${TARGET}${gradientCheckpointing ? ' checkpointed' : ''}`,
+    shape: `${size}${gradientCheckpointing ? '+ckpt' : ''} b${BATCH} s${SOURCE} t${TARGET}`,
     dtype: 'f32',
     tokens: BATCH * (SOURCE + TARGET),
     setup(): BenchInstance {
