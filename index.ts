@@ -29,8 +29,9 @@ export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './hf/s
 export { resolveModel } from './hf/hub.ts';
 export { loadModelForCli, type LoadedModel } from './hf/load-model.ts';
 export { savePretrained } from './hf/save-model.ts';
-export { generateIds, padBatch } from './generate/generate.ts';
-export { loadGenerationConfig, resolveGenerationConfig, generate, type GenerationOptions } from './generate/generation-config.ts';
+export { generate, generateIds, padBatch } from './generate/generate.ts';
+export { resolveGenerationConfig, type GenerationOptions } from './generate/generation-config.ts';
+export { loadGenerationConfig } from './generate/generation-config-file.ts';
 export { predictOne, predictFile } from './tasks/predict.ts';
 export { scoreTarget } from './tasks/score.ts';
 export { initModelFolder } from './hf/init-model.ts';

@@ -20,7 +20,7 @@ import {
   type PresetName,
   type T5Config,
 } from '../model/config.ts';
-import { checkTokenizerFits, writeHfFolderFiles, type GenerationOptions } from '../hf/hf-folder.ts';
+import { checkTokenizerFits, writeHfFolderFiles } from '../hf/hf-folder.ts';
 import { parameterCount } from '../model/parameters.ts';
 import { initT5Tensors } from '../model/init-weights.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from '../hf/safetensors.ts';

@@ -11,7 +11,7 @@ import { initGpu } from '../engine/gpu.ts';
 import { initModelFolder } from '../hf/init-model.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
 import { generateIds, padBatch } from '../generate/generate.ts';
-import { loadGenerationConfig } from '../generate/generation-config.ts';
+import { loadGenerationConfig } from '../generate/generation-config-file.ts';
 import { readQaCsv } from '../tasks/csv-data.ts';
 import { cleanText } from '../util/text-clean.ts';
 import { splitRows } from '../train/split.ts';

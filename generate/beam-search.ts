@@ -15,7 +15,8 @@
 //   inputs not done, takes the best num_return_sequences per input, appends eos_token_id[0] to the ones that ended
 //   in eos and pads the rest with pad_token_id.
 // Scores are float32 where HF holds them in tensors and float64 where HF takes `.item()` into Python floats.
-import type { DecoderStepper, EarlyStopping, GenerationOutput, ResolvedGenerationConfig } from './generation-config.ts';
+import type { EarlyStopping, ResolvedGenerationConfig } from './generation-config.ts';
+import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors, logSoftmaxRows } from './logits-processors.ts';
 import { checkLogits, checkTokenIds } from './greedy-search.ts';
 

@@ -1,6 +1,10 @@
 // `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
 // or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens.
-import { generate, type DecoderStepper, type GenerationOutput, type ResolvedGenerationConfig } from './generation-config.ts';
+import { beamSearch } from './beam-search.ts';
+import { greedySearch } from './greedy-search.ts';
+import { greedySequencesScores, logSumExpRows } from './greedy-sequence-scores.ts';
+import type { ResolvedGenerationConfig } from './generation-config.ts';
+import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
@@ -13,32 +17,57 @@ export interface EncodedInputs {
   sourceLength: number;
 }
 
-/** Generates for a padded batch of encoded inputs. */
+/**
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
+ * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
+ */
+export function generate(
+  stepper: DecoderStepper,
+  batchSize: number,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
+}
+
+/**
+ * Generates for a padded batch of encoded inputs. With `sequenceScores`, greedy search's output gets
+ * `sequencesScores` too (greedy-sequence-scores.ts; beam search always has them), at the cost of a logsumexp over
+ * each step's logits.
+ */
 export async function generateIds(
   model: T5ForConditionalGeneration,
   inputs: EncodedInputs,
   config: ResolvedGenerationConfig,
+  options: { sequenceScores?: boolean } = {},
 ): Promise<GenerationOutput> {
   const cache = new T5DecoderCache(
     model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams,
   );
+  const vocab = model.config.vocab_size;
+  const greedyScores = options.sequenceScores === true && config.numBeams === 1;
+  const stepLse: Float64Array[] = [];
   const stepper: DecoderStepper = {
-    vocabSize: model.config.vocab_size,
+    vocabSize: vocab,
     async step(tokens) {
       const logits = cache.step(tokens);
       try {
-        return await logits.toFloat32();
+        const host = await logits.toFloat32();
+        if (greedyScores) stepLse.push(logSumExpRows(host, tokens.length, vocab));
+        return host;
       } finally {
         logits.dispose();
       }
     },
     reorder: (beamIdx) => cache.reorder(beamIdx),
   };
+  let out: GenerationOutput;
   try {
-    return await generate(stepper, inputs.batchSize, config);
+    out = await generate(stepper, inputs.batchSize, config);
   } finally {
     cache.dispose();
   }
+  if (greedyScores) out.sequencesScores = greedySequencesScores(out, stepLse, config);
+  return out;
 }
 
 /** Right-pads encoded sequences into one batch. */

@@ -1,31 +1,23 @@
-// Generation options with Hugging Face's names and meaning (transformers 4.36 `GenerationConfig`), the decoder
-// step interface the searches run against, and `generate()`, which picks greedy or beam search as HF's
-// `generate` does for an encoder-decoder model whose decoder prompt is the single decoder start token.
+// Generation options with Hugging Face's names and meaning (transformers 4.36 `GenerationConfig`), resolved into
+// what the searches need as HF's `generate` does for an encoder-decoder model whose decoder prompt is the single
+// decoder start token.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
-// file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`), then the
-// options passed explicitly. Options HF has but we do not implement are refused when they would change the
-// result (a message naming the option), never silently ignored; unknown explicit options are refused too.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { beamSearch } from './beam-search.ts';
-import { greedySearch } from './greedy-search.ts';
-
-/** The model side of generation: an encoder run once, a decoder with a key/value cache. */
-export interface DecoderStepper {
-  /**
-   * rows = batch * beams (row r belongs to input floor(r / beams)); feeds one new token per row and returns the
-   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
-   */
-  step(tokens: Int32Array): Promise<Float32Array>;
-  /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
-  reorder(beamIdx: Int32Array): void;
-  readonly vocabSize: number;
-}
+// file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
+// writing the file is generation-config-file.ts's), then the options passed explicitly. Options HF has but we do
+// not implement are refused when they would change the result (a message naming the option), never silently
+// ignored; unknown explicit options are refused too.
 
 export type EarlyStopping = boolean | 'never';
 
-/** Options as HF spells them (snake_case); every one optional. */
+/**
+ * HF's GenerationConfig as generation_config.json holds it: HF's names, a key left out having HF's default. As
+ * read from a file, so values are unchecked and keys we do not implement are kept (resolveGenerationConfig
+ * refuses the ones that would change the result).
+ */
+export type GenerationConfig = Readonly<Record<string, unknown>>;
+
+/** Options passed explicitly, as HF spells them (snake_case); every one optional. */
 export interface GenerationOptions {
   /** Total length including the decoder start token (HF's meaning); default 20. */
   max_length?: number;
@@ -77,24 +69,6 @@ export interface ResolvedGenerationConfig {
   outputScores: boolean;
   /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
   warnings: string[];
-}
-
-/** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */
-export interface GenerationOutput {
-  /** Starting with decoder_start_token_id, padded with pad_token_id to the longest row. */
-  sequences: number[][];
-  /** Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). */
-  sequencesScores?: number[];
-  /** Beam search: HF's `beam_indices`, the running row each token came from, -1 past the end; as long as `sequences`. */
-  beamIndices?: number[][];
-  /**
-   * HF's `compute_transition_scores(sequences, scores, beam_indices)`: one entry per generated position
-   * (sequences[i].length - 1 entries). Greedy: the processed logit of each token, pads after `</s>` included.
-   * Beam: the processed log-prob of each token, 0 after the end.
-   */
-  transitionScores: number[][];
-  /** With output_scores: per step, the processed scores [rows, vocab] HF returns in `scores`. */
-  scores?: Float32Array[];
 }
 
 /** HF 4.36 GenerationConfig defaults for the options we implement. */
@@ -168,6 +142,18 @@ const IGNORED_FILE_KEYS = new Set([
   '_from_model_config', 'transformers_version', '_commit_hash', 'num_assistant_tokens',
   'num_assistant_tokens_schedule', 'generation_kwargs',
 ]);
+
+/** A GenerationConfig attribute of HF's that we know (implemented, sampling-only, or refused unless off). */
+export function isGenerationKey(key: string): boolean {
+  return OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS;
+}
+
+/** Whether `value` is HF's default for `key` (false for a key isGenerationKey refuses). */
+export function isGenerationDefault(key: string, value: unknown): boolean {
+  if (OPTION_NAMES.has(key)) return sameValue(value, GENERATION_DEFAULTS[key as keyof typeof GENERATION_DEFAULTS]);
+  if (key in UNSUPPORTED_OFF) return sameValue(value, UNSUPPORTED_OFF[key]);
+  return key in SAMPLING_DEFAULTS && sameValue(value, SAMPLING_DEFAULTS[key]);
+}
 
 const sameValue = (a: unknown, b: unknown): boolean =>
   a === b || (a === undefined && b === null) || JSON.stringify(a) === JSON.stringify(b);
@@ -258,12 +244,11 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
 }
 
 /**
- * Merge HF's defaults, a folder's generation config (a parsed generation_config.json, as read by
- * readGenerationConfigFile) and explicit options, check them and resolve lengths as HF's generate() does for an
+ * Merge HF's defaults, a folder's generation config (as readGenerationConfigFile reads it) and explicit options, check them and resolve lengths as HF's generate() does for an
  * encoder-decoder model (decoder prompt = the decoder start token, so max_new_tokens n gives max_length n + 1).
  */
 export function resolveGenerationConfig(
-  fileConfig: Readonly<Record<string, unknown>> = {},
+  fileConfig: GenerationConfig = {},
   options: Readonly<GenerationOptions> = {},
   fileName = 'generation_config.json',
 ): ResolvedGenerationConfig {
@@ -271,7 +256,7 @@ export function resolveGenerationConfig(
   for (const [key, v] of Object.entries(fileConfig)) {
     if (IGNORED_FILE_KEYS.has(key)) continue;
     // HF keeps unknown keys of a file as plain attributes that generate() never reads.
-    if (!OPTION_NAMES.has(key) && !(key in UNSUPPORTED_OFF) && !(key in SAMPLING_DEFAULTS)) continue;
+    if (!isGenerationKey(key)) continue;
     merged[key] = checkOption(key, v, false, fileName);
   }
   for (const [key, v] of Object.entries(options)) {
@@ -348,62 +333,4 @@ export function resolveGenerationConfig(
     outputScores: merged.output_scores as boolean,
     warnings,
   };
-}
-
-async function readJsonIfPresent(file: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new Error(`${file}: expected a JSON object`);
-  }
-  return json as Record<string, unknown>;
-}
-
-/**
- * A model folder's generation settings as HF's from_pretrained finds them: generation_config.json; when it is
- * missing, the generation keys of config.json (GenerationConfig.from_model_config); when both are missing, {}
- * (HF's defaults). `file` names what was read, for messages.
- */
-export async function readGenerationConfigFile(dir: string): Promise<{ config: Record<string, unknown>; file: string }> {
-  const genFile = join(dir, 'generation_config.json');
-  const gen = await readJsonIfPresent(genFile);
-  if (gen) return { config: gen, file: genFile };
-  const modelFile = join(dir, 'config.json');
-  const model = await readJsonIfPresent(modelFile);
-  if (!model) return { config: {}, file: genFile };
-  const config: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(model)) {
-    // config.json is full of model keys; only the generation ones carry over, with HF's defaults for the rest.
-    if (OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS) config[key] = v;
-  }
-  return { config, file: modelFile };
-}
-
-/** readGenerationConfigFile + resolveGenerationConfig: folder defaults, then explicit options. */
-export async function loadGenerationConfig(dir: string, options: Readonly<GenerationOptions> = {}): Promise<ResolvedGenerationConfig> {
-  const { config, file } = await readGenerationConfigFile(dir);
-  return resolveGenerationConfig(config, options, file);
-}
-
-/**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
- * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
- */
-export function generate(
-  stepper: DecoderStepper,
-  batchSize: number,
-  config: ResolvedGenerationConfig,
-): Promise<GenerationOutput> {
-  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
 }

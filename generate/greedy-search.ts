@@ -2,7 +2,8 @@
 // the argmax (lowest index among exact ties, as torch.argmax), a row that produced an eos token gets pad tokens
 // from then on (it keeps being fed, so its transition scores there are the processed logits of the pad), and the
 // loop stops when every row has finished or the sequence reaches max_length (decoder start token included).
-import type { DecoderStepper, GenerationOutput, ResolvedGenerationConfig } from './generation-config.ts';
+import type { ResolvedGenerationConfig } from './generation-config.ts';
+import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
 
 /** Index of the largest value of row `r`; the first one among equal values; NaN counts as largest (torch). */

@@ -5,7 +5,7 @@
 //
 // A folder holds:
 //   config.json               model shape (config.ts)
-//   generation_config.json    generate() defaults: token ids, plus any beam options given
+//   generation_config.json    generate() defaults: token ids, plus any beam options given (generate/generation-config-file.ts)
 //   tokenizer_config.json     T5Tokenizer's init arguments (legacy: true, extra_ids, added_tokens_decoder, ...)
 //   special_tokens_map.json   eos/unk/pad and the <extra_id_N> list
 //   spiece.model              the SentencePiece model, copied
@@ -16,207 +16,16 @@ import { readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
-import {
-  CONFIG_FILE,
-  TRANSFORMERS_VERSION,
-  describeValue,
-  isPlainObject,
-  loadT5Config,
-  pyFloat,
-  pythonJsonDumps,
-  readJsonFile,
-  serializeT5Config,
-  type T5Config,
-} from '../model/config.ts';
+import { CONFIG_FILE, describeValue, isPlainObject, pythonJsonDumps, readJsonFile, serializeT5Config, type T5Config } from '../model/config.ts';
+import type { GenerationOptions } from '../generate/generation-config.ts';
+import { GENERATION_CONFIG_FILE, generationConfigFromModel, serializeGenerationConfig } from '../generate/generation-config-file.ts';
 import { parseSentencePieceModel } from './spiece-model-proto.ts';
 import { parsePreprocessConfig, type PreprocessConfig } from '../util/text-clean.ts';
 
-export const GENERATION_CONFIG_FILE = 'generation_config.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 export const SPECIAL_TOKENS_MAP_FILE = 'special_tokens_map.json';
 export const SPIECE_FILE = 'spiece.model';
 export const T5_WEBGPU_FILE = 't5_webgpu.json';
-
-// ---------------------------------------------------------------------------------------------------------------
-// generation_config.json
-
-export interface GenerationConfig {
-  decoder_start_token_id: number;
-  eos_token_id: number;
-  pad_token_id: number;
-  /** Total length including the decoder start token (HF's meaning). */
-  max_length: number;
-  max_new_tokens: number | null;
-  min_length: number;
-  do_sample: boolean;
-  num_beams: number;
-  early_stopping: boolean | 'never';
-  length_penalty: number;
-  no_repeat_ngram_size: number;
-  num_return_sequences: number;
-  repetition_penalty: number;
-  /** Other keys of generation_config.json (top_k, bad_words_ids, ...), kept as read. */
-  extra: Record<string, unknown>;
-}
-
-type GenerationOptionKey = Exclude<keyof GenerationConfig, 'extra' | 'decoder_start_token_id' | 'eos_token_id' | 'pad_token_id'>;
-export type GenerationOptions = Partial<Pick<GenerationConfig, GenerationOptionKey>>;
-
-/** HF GenerationConfig's defaults (4.36). */
-export const GENERATION_DEFAULTS: Readonly<Required<GenerationOptions>> = {
-  max_length: 20,
-  max_new_tokens: null,
-  min_length: 0,
-  do_sample: false,
-  num_beams: 1,
-  early_stopping: false,
-  length_penalty: 1.0,
-  no_repeat_ngram_size: 0,
-  num_return_sequences: 1,
-  repetition_penalty: 1.0,
-};
-const OPTION_KEYS = Object.keys(GENERATION_DEFAULTS) as GenerationOptionKey[];
-/** Python floats in HF's file; written 1.0, not 1. */
-const FLOAT_OPTIONS = new Set<GenerationOptionKey>(['length_penalty', 'repetition_penalty']);
-
-function checkOption(key: string, v: unknown, fail: (key: string, what: string) => never): void {
-  const posInt = (min: number): void => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(key, `must be an integer >= ${min}, got ${describeValue(v)}`);
-  };
-  switch (key as GenerationOptionKey) {
-    case 'max_length': case 'num_beams': case 'num_return_sequences': posInt(1); break;
-    case 'min_length': case 'no_repeat_ngram_size': posInt(0); break;
-    case 'max_new_tokens': if (v !== null) posInt(1); break;
-    case 'do_sample': if (typeof v !== 'boolean') fail(key, `must be true or false, got ${describeValue(v)}`); break;
-    case 'early_stopping':
-      if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${describeValue(v)}`);
-      break;
-    case 'length_penalty':
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a number, got ${describeValue(v)}`);
-      break;
-    case 'repetition_penalty':
-      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(key, `must be a positive number, got ${describeValue(v)}`);
-      break;
-    default:
-      fail(key, `is not a generation option we know (known: ${OPTION_KEYS.join(', ')})`);
-  }
-}
-
-/**
- * HF's GenerationConfig.from_model_config plus options: the token ids come from the model config, generation
- * keys a config.json carries (old style, e.g. "num_beams") are taken over as HF does, then `options` apply.
- */
-export function generationConfigFromModel(cfg: T5Config, options: GenerationOptions = {}): GenerationConfig {
-  const fail = (key: string, what: string): never => {
-    throw new Error(`generation option "${key}" ${what}`);
-  };
-  const gen: GenerationConfig = {
-    decoder_start_token_id: cfg.decoder_start_token_id,
-    eos_token_id: cfg.eos_token_id,
-    pad_token_id: cfg.pad_token_id,
-    ...GENERATION_DEFAULTS,
-    extra: {},
-  };
-  const set = (key: string, v: unknown, failWith: typeof fail): void => {
-    checkOption(key, v, failWith);
-    (gen as unknown as Record<string, unknown>)[key] = v;
-  };
-  for (const key of OPTION_KEYS) {
-    if (cfg.extra[key] !== undefined) {
-      set(key, cfg.extra[key], (k, what) => {
-        throw new Error(`${CONFIG_FILE}: "${k}" ${what}`);
-      });
-    }
-  }
-  for (const [key, v] of Object.entries(options)) if (v !== undefined) set(key, v, fail);
-  checkGenerationConsistency(gen, (key, what) => fail(key, what));
-  return gen;
-}
-
-/**
- * The combinations HF's GenerationConfig.validate() warns about (and save_pretrained then refuses): beam-only
- * options with num_beams 1, more returned sequences than beams.
- */
-function checkGenerationConsistency(gen: GenerationConfig, fail: (key: string, what: string) => never): void {
-  if (gen.num_beams === 1) {
-    if (gen.early_stopping !== false) fail('early_stopping', `is ${JSON.stringify(gen.early_stopping)} but num_beams is 1: it only applies to beam search (HF warns)`);
-    if (gen.length_penalty !== 1) fail('length_penalty', `is ${gen.length_penalty} but num_beams is 1: it only applies to beam search (HF warns)`);
-  }
-  if (!gen.do_sample && gen.num_return_sequences > gen.num_beams) {
-    fail('num_return_sequences', `is ${gen.num_return_sequences}, more than num_beams ${gen.num_beams} (HF raises)`);
-  }
-}
-
-/** Validate a parsed generation_config.json; token ids missing there come from `model` (HF: None). */
-export function parseGenerationConfig(json: unknown, fileName: string, model?: T5Config): GenerationConfig {
-  const fail = (key: string, what: string): never => {
-    throw new Error(`${fileName}: "${key}" ${what}`);
-  };
-  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
-  const tokenId = (key: 'decoder_start_token_id' | 'eos_token_id' | 'pad_token_id'): number => {
-    const v = json[key] ?? model?.[key];
-    if (Array.isArray(v)) return fail(key, `must be one integer (T5 has one </s>), got a list ${JSON.stringify(v)}`);
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      return fail(key, v === undefined ? 'is missing (and no model config to take it from)' : `must be a token id, got ${describeValue(v)}`);
-    }
-    if (model && v >= model.vocab_size) fail(key, `is ${v}, outside the model's vocabulary (vocab_size ${model.vocab_size})`);
-    return v;
-  };
-  const gen: GenerationConfig = {
-    decoder_start_token_id: tokenId('decoder_start_token_id'),
-    eos_token_id: tokenId('eos_token_id'),
-    pad_token_id: tokenId('pad_token_id'),
-    ...GENERATION_DEFAULTS,
-    extra: {},
-  };
-  for (const [key, v] of Object.entries(json)) {
-    if (key === 'decoder_start_token_id' || key === 'eos_token_id' || key === 'pad_token_id') continue;
-    if (key === '_from_model_config' || key === 'transformers_version') continue;
-    if ((OPTION_KEYS as string[]).includes(key)) {
-      checkOption(key, v, fail);
-      (gen as unknown as Record<string, unknown>)[key] = v;
-    } else {
-      gen.extra[key] = v;
-    }
-  }
-  return gen;
-}
-
-/**
- * generation_config.json as HF 4.36 writes it (GenerationConfig.to_json_string(use_diff=True)): the keys that
- * differ from GenerationConfig's defaults, transformers_version, and `_from_model_config: true` when nothing
- * beyond the model config's token ids is set (what save_pretrained writes for a fresh model). With options we
- * leave `_from_model_config` out: HF's generate() would otherwise rebuild the config from config.json and
- * drop them.
- */
-export function serializeGenerationConfig(gen: GenerationConfig): string {
-  checkGenerationConsistency(gen, (key, what) => {
-    throw new Error(`generation option "${key}" ${what}`);
-  });
-  const out: Record<string, unknown> = {
-    ...gen.extra,
-    decoder_start_token_id: gen.decoder_start_token_id,
-    eos_token_id: gen.eos_token_id,
-    pad_token_id: gen.pad_token_id,
-    transformers_version: TRANSFORMERS_VERSION,
-  };
-  let changed = Object.keys(gen.extra).length > 0;
-  for (const key of OPTION_KEYS) {
-    const v = gen[key];
-    if (v === GENERATION_DEFAULTS[key]) continue;
-    changed = true;
-    out[key] = FLOAT_OPTIONS.has(key) ? pyFloat(v as number) : v;
-  }
-  if (!changed) out._from_model_config = true;
-  return pythonJsonDumps(out, { ensureAscii: true });
-}
-
-/** generation_config.json of a folder; a missing file gives HF's defaults from the model config. */
-export function loadGenerationConfig(dir: string, model?: T5Config): GenerationConfig {
-  const file = join(dir, GENERATION_CONFIG_FILE);
-  if (!isFile(file)) return generationConfigFromModel(model ?? loadT5Config(dir));
-  return parseGenerationConfig(readJsonFile(file), file, model);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // tokenizer_config.json and special_tokens_map.json

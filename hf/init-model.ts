@@ -10,7 +10,8 @@ import { CONFIG_FILE, presetConfig, t5VocabSize, type PresetName, type T5Config 
 import { initT5Tensors } from '../model/init-weights.ts';
 import { parameterCount } from '../model/parameters.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
-import { checkTokenizerFits, writeHfFolderFiles, type GenerationOptions } from './hf-folder.ts';
+import { checkTokenizerFits, writeHfFolderFiles } from './hf-folder.ts';
+import type { GenerationOptions } from '../generate/generation-config.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from './safetensors.ts';
 import { T5Tokenizer } from './tokenizer.ts';
 

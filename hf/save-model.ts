@@ -13,7 +13,9 @@
 // has been validated (tokenizer fits the vocabulary, generation options consistent).
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { T5_WEBGPU_FILE, checkTokenizerFits, generationConfigFromModel, tokenizerFilesFor, writeHfFolderFiles, type GenerationOptions } from './hf-folder.ts';
+import { T5_WEBGPU_FILE, checkTokenizerFits, tokenizerFilesFor, writeHfFolderFiles } from './hf-folder.ts';
+import type { GenerationOptions } from '../generate/generation-config.ts';
+import { generationConfigFromModel } from '../generate/generation-config-file.ts';
 import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, isSafeRelativePath, parseSafetensorsIndex } from './safetensors.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';

@@ -1,17 +1,17 @@
 // Incremental decoding for generation: the encoder runs once; each decoder step feeds one token per row
-// (rows = inputs x beams), appends that step's self-attention keys/values to a cache, and reuses the
-// cross-attention keys/values computed once from the encoder output. A step costs one decoder pass over
-// one position instead of a re-run of the whole prefix.
+// (rows = inputs x beams) through the decoder stack of t5.ts with every block's cache (Hugging Face's
+// past_key_values): self-attention keys/values grow by one position a step, cross-attention keys/values are
+// projected once from the encoder output. A step costs one decoder pass over one position instead of a re-run
+// of the whole prefix.
 import { noGrad } from '../engine/autograd.ts';
 import { tensor, type Tensor } from '../engine/tensor.ts';
 import { tidy } from '../engine/scope.ts';
 import { embedding, idsTensor } from '../kernels/embedding.ts';
 import { concat } from '../kernels/layout.ts';
 import {
-  computePositionBias, lmHead, paddingMask, projectKeyValue, T5Attention, T5Encoder, T5LayerFF, T5LayerNorm,
-  type ForwardContext, type KeyValue,
+  crossAttentionKeyValues, lmHead, paddingMask, T5Encoder, T5Stack,
+  type ForwardContext, type KeyValue, type SelfAttentionCache,
 } from './t5.ts';
-import { add } from '../kernels/elementwise.ts';
 
 /** Rows of `x` (first axis) picked by `rows`: beam expansion and cache reordering. */
 function gatherRows(x: Tensor, rows: Tensor): Tensor {
@@ -20,12 +20,43 @@ function gatherRows(x: Tensor, rows: Tensor): Tensor {
   return embedding(x.reshape([n, width]), rows).reshape([rows.size, ...rest]);
 }
 
+/** One self-attention layer's keys/values [rows, H, length, dk], grown by concatenation each step. Its
+ * tensors outlive the step's `tidy`; the ones an append or reorder replaces are freed. */
+class ConcatKvCache implements SelfAttentionCache {
+  private kv?: KeyValue;
+
+  get length(): number {
+    return this.kv?.k.shape[2] ?? 0;
+  }
+
+  append(step: KeyValue): KeyValue {
+    const past = this.kv;
+    this.replace(past ? { k: concat([past.k, step.k], 2), v: concat([past.v, step.v], 2) } : step);
+    return this.kv!;
+  }
+
+  /** New row r continues old row beamIdx[r]. */
+  reorder(beamIdx: Tensor): void {
+    if (this.kv) this.replace({ k: gatherRows(this.kv.k, beamIdx), v: gatherRows(this.kv.v, beamIdx) });
+  }
+
+  private replace(next: KeyValue): void {
+    next.k.keep();
+    next.v.keep();
+    this.dispose();
+    this.kv = next;
+  }
+
+  dispose(): void {
+    this.kv?.k.dispose();
+    this.kv?.v.dispose();
+    this.kv = undefined;
+  }
+}
+
 export class T5DecoderCache {
-  private selfKv: KeyValue[] = [];
-  private crossKv: KeyValue[];
+  private blocks: Array<{ self: ConcatKvCache; cross: KeyValue }>;
   private encoderMask: Tensor;
-  /** tokens fed so far (the position of the next one) */
-  length = 0;
   readonly rows: number;
 
   /** Runs the encoder on `batch` inputs and prepares `beams` decoder rows per input. */
@@ -46,50 +77,30 @@ export class T5DecoderCache {
         const expand = tensor(Int32Array.from({ length: this.rows }, (_, r) => Math.floor(r / beams)), [this.rows], { dtype: 'i32' });
         const rowMask = gatherRows(mask, expand);
         const rowEnc = beams === 1 ? enc : gatherRows(enc, expand);
-        const cross = Array.from({ length: ctx.config.num_decoder_layers }, (_, i) =>
-          projectKeyValue(ctx, `decoder.block.${i}.layer.1.EncDecAttention`, rowEnc),
-        );
-        return { rowMask, cross };
+        return { rowMask, cross: crossAttentionKeyValues(ctx, rowEnc) };
       }),
     );
     for (const kv of made.cross) kv.k.keep(), kv.v.keep();
-    this.crossKv = made.cross;
+    this.blocks = made.cross.map((cross) => ({ self: new ConcatKvCache(), cross }));
     this.encoderMask = made.rowMask.keep();
+  }
+
+  /** tokens fed so far (the position of the next one) */
+  get length(): number {
+    return this.blocks[0]?.self.length ?? 0;
   }
 
   /** Feeds one token per row; returns next-token logits [rows, vocab] on the GPU. */
   step(tokens: Int32Array): Tensor {
     if (tokens.length !== this.rows) throw new RangeError(`decoder step: ${tokens.length} tokens for ${this.rows} rows`);
     const ctx = this.ctx;
-    const pos = this.length;
-    const newKv: KeyValue[] = [];
-    const logits = noGrad(() =>
+    return noGrad(() =>
       tidy(() => {
-        const ids = idsTensor(tokens, [this.rows, 1]);
-        let h = embedding(ctx.params.get('shared.weight')!, ids);
-        const bias = computePositionBias(ctx, 'decoder.block.0.layer.0.SelfAttention', 1, pos + 1, false, pos);
-        for (let i = 0; i < ctx.config.num_decoder_layers; i++) {
-          const block = `decoder.block.${i}`;
-          const normed = T5LayerNorm(ctx, `${block}.layer.0.layer_norm`, h);
-          const step = projectKeyValue(ctx, `${block}.layer.0.SelfAttention`, normed);
-          const past = this.selfKv[i];
-          const kv = past ? { k: concat([past.k, step.k], 2), v: concat([past.v, step.v], 2) } : step;
-          newKv.push(kv);
-          // one query sees every cached key: nothing to mask causally
-          h = add(h, T5Attention(ctx, `${block}.layer.0.SelfAttention`, normed, { bias, keyValue: kv }));
-          const normed2 = T5LayerNorm(ctx, `${block}.layer.1.layer_norm`, h);
-          h = add(h, T5Attention(ctx, `${block}.layer.1.EncDecAttention`, normed2, { mask: this.encoderMask, keyValue: this.crossKv[i] }));
-          h = T5LayerFF(ctx, `${block}.layer.2`, h);
-        }
-        const out = T5LayerNorm(ctx, 'decoder.final_layer_norm', h);
-        for (const kv of newKv) kv.k.keep(), kv.v.keep();
+        const inputIds = idsTensor(tokens, [this.rows, 1]);
+        const out = T5Stack(ctx, { inputIds, encoder: { mask: this.encoderMask }, past: this.blocks });
         return lmHead(ctx, out).reshape([this.rows, -1]);
       }),
     );
-    for (const kv of this.selfKv) kv.k.dispose(), kv.v.dispose();
-    this.selfKv = newKv;
-    this.length++;
-    return logits;
   }
 
   /** New row r continues old row beamIdx[r] (Hugging Face's `_reorder_cache`). */
@@ -97,22 +108,22 @@ export class T5DecoderCache {
     let identity = true;
     for (let r = 0; r < beamIdx.length; r++) if (beamIdx[r] !== r) identity = false;
     if (identity) return;
-    noGrad(() => {
-      const idx = tensor(beamIdx, [beamIdx.length], { dtype: 'i32' });
-      this.selfKv = this.selfKv.map((kv) => {
-        const next = { k: gatherRows(kv.k, idx).keep(), v: gatherRows(kv.v, idx).keep() };
-        kv.k.dispose();
-        kv.v.dispose();
-        return next;
-      });
-      idx.dispose();
-    });
+    // tidy frees gatherRows' reshaped views, which would otherwise hold the replaced buffers
+    noGrad(() =>
+      tidy(() => {
+        const idx = tensor(beamIdx, [beamIdx.length], { dtype: 'i32' });
+        for (const block of this.blocks) block.self.reorder(idx);
+      }),
+    );
   }
 
   dispose(): void {
-    for (const kv of [...this.selfKv, ...this.crossKv]) kv.k.dispose(), kv.v.dispose();
-    this.selfKv = [];
-    this.crossKv = [];
+    for (const block of this.blocks) {
+      block.self.dispose();
+      block.cross.k.dispose();
+      block.cross.v.dispose();
+    }
+    this.blocks = [];
     this.encoderMask.dispose();
   }
 }

@@ -6,6 +6,8 @@
 //   {...}.layer.{1|2}.DenseReluDense.{wi,wi_0,wi_1,wo}   T5LayerFF -> T5DenseActDense / T5DenseGatedActDense
 //   {...}.layer_norm.weight, {stack}.final_layer_norm.weight   T5LayerNorm (RMS: no mean, no bias)
 //   lm_head.weight                                        only when embeddings are untied
+// T5Stack -> T5Block -> layers serve the encoder, the decoder over a whole target, and the decoder one position
+// at a time with Hugging Face's past_key_values (BlockCache; held by model/t5-decoder-cache.ts).
 // What Hugging Face does and we match: no 1/sqrt(d_kv) scaling of scores; the relative position bias is
 // computed by the first block of each stack and shared by the others (bidirectional buckets in the encoder,
 // causal in the decoder; cross-attention has none); masks add finfo(float32).min; dropout after the
@@ -99,14 +101,34 @@ export interface KeyValue {
   v: Tensor;
 }
 
+/** One self-attention layer's `past_key_value` during incremental decoding: the keys/values of the positions
+ * fed before. How they are stored (grown, preallocated, reordered by beam) is the owner's business. */
+export interface SelfAttentionCache {
+  /** positions cached */
+  readonly length: number;
+  /** Adds this step's keys/values [B, H, Lnew, dk] after the cached ones; returns all of them, past first. */
+  append(step: KeyValue): KeyValue;
+}
+
+/** One decoder block's `past_key_value`: Hugging Face's (self k, self v, cross k, cross v). */
+export interface BlockCache {
+  self: SelfAttentionCache;
+  /** projected once from the encoder output (`crossAttentionKeyValues`); every step reuses them */
+  cross: KeyValue;
+}
+
 export interface AttentionInputs {
   /** additive position bias [1|B, H, Lq, Lk], or none (cross-attention) */
   bias?: Tensor;
   /** additive mask broadcast to [B, H, Lq, Lk] (padding), without the causal part */
   mask?: Tensor;
+  /** key j hidden from query i when j > i + Lk - Lq: with cached keys, the queries are the last Lq positions */
   causal?: boolean;
-  /** keys/values computed already (cross-attention cache, or past + new in self-attention) */
+  /** keys/values projected already (cross-attention's, from the encoder output); default: projected from x */
   keyValue?: KeyValue;
+  /** incremental decoding (Hugging Face's past_key_value with use_cache): x's keys/values are appended to the
+   * cached ones and the queries attend over all of them */
+  past?: SelfAttentionCache;
 }
 
 export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor): KeyValue {
@@ -137,7 +159,8 @@ function attentionWithDropout(ctx: ForwardContext, q: Tensor, kv: KeyValue, inpu
 export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs): Tensor {
   const { num_heads: h, d_kv: dk } = ctx.config;
   const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
-  const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
+  let kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
+  if (inputs.past) kv = inputs.past.append(kv);
   const useDropout = ctx.dropout.training && ctx.dropout.rate > 0;
   const out = useDropout
     ? attentionWithDropout(ctx, q, kv, inputs)
@@ -145,19 +168,37 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`));
 }
 
+/** `past`: the layer's cache during incremental decoding, extended by this step's keys/values. */
 export function T5LayerSelfAttention(
-  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: AttentionInputs,
+  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: Pick<AttentionInputs, 'bias' | 'mask' | 'causal'>,
+  past?: SelfAttentionCache,
 ): Tensor {
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
-  const out = T5Attention(ctx, `${prefix}.SelfAttention`, normed, inputs);
+  const out = T5Attention(ctx, `${prefix}.SelfAttention`, normed, { ...inputs, past });
   return add(hidden, ctx.dropout.apply(out));
 }
 
+/** What a decoder block's cross-attention attends over. */
+export interface EncoderOutput {
+  /** [B, Ls, D]; not needed when every block's cache holds its cross-attention keys/values */
+  hidden?: Tensor;
+  /** additive padding mask [B, 1, 1, Ls] */
+  mask: Tensor;
+}
+
+/** Cross-attention's keys/values from the encoder output; they depend on no decoder position. */
+function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tensor): KeyValue {
+  return projectKeyValue(ctx, `${prefix}.EncDecAttention`, encoderHidden);
+}
+
+/** Attends over the encoder output, or over its keys/values projected before (`past`, reused at every step). */
 export function T5LayerCrossAttention(
-  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: AttentionInputs,
+  ctx: ForwardContext, prefix: string, hidden: Tensor, encoder: EncoderOutput, past?: KeyValue,
 ): Tensor {
+  const keyValue = past ?? (encoder.hidden && crossKeyValue(ctx, prefix, encoder.hidden));
+  if (!keyValue) throw new Error(`${prefix}: cross-attention needs the encoder output or its cached keys/values`);
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
-  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, normed, inputs);
+  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, normed, { mask: encoder.mask, keyValue });
   return add(hidden, ctx.dropout.apply(out));
 }
 
@@ -176,6 +217,63 @@ export function T5LayerFF(ctx: ForwardContext, prefix: string, hidden: Tensor): 
   return add(hidden, ctx.dropout.apply(h));
 }
 
+export interface BlockInputs {
+  /** self-attention position bias, computed by the stack's first block and shared by the others */
+  bias: Tensor;
+  /** self-attention padding mask (encoder) */
+  mask?: Tensor;
+  /** decoder blocks only: causal self-attention, then cross-attention over the encoder output */
+  encoder?: EncoderOutput;
+}
+
+/** Self-attention, cross-attention when a decoder block, feed-forward: layer.0, layer.1[, layer.2]. */
+export function T5Block(
+  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: BlockInputs, past?: BlockCache,
+): Tensor {
+  const isDecoder = inputs.encoder !== undefined;
+  const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder };
+  let h = T5LayerSelfAttention(ctx, `${prefix}.layer.0`, hidden, selfInputs, past?.self);
+  if (inputs.encoder) h = T5LayerCrossAttention(ctx, `${prefix}.layer.1`, h, inputs.encoder, past?.cross);
+  return T5LayerFF(ctx, `${prefix}.layer.${isDecoder ? 2 : 1}`, h);
+}
+
+export interface StackInputs {
+  inputIds: Tensor; // i32 [B, L]
+  /** encoder: additive padding mask [B, 1, 1, L] */
+  mask?: Tensor;
+  /** decoder: the encoder output its cross-attention attends over */
+  encoder?: EncoderOutput;
+  /** decoder, incremental: every block's past keys/values (Hugging Face's past_key_values); `inputIds` are
+   * the positions after the cached ones */
+  past?: BlockCache[];
+}
+
+/** Embeddings, blocks, final norm: the encoder, or the decoder when given `encoder`. */
+export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
+  const c = ctx.config;
+  const stack = inputs.encoder ? 'decoder' : 'encoder';
+  const layers = inputs.encoder ? c.num_decoder_layers : c.num_layers;
+  const [, length] = inputs.inputIds.shape as [number, number];
+  const pastLength = inputs.past?.[0]?.self.length ?? 0;
+  let h = ctx.dropout.apply(embedding(param(ctx, 'shared.weight'), inputs.inputIds));
+  // Hugging Face computes the bias for all past + new positions and keeps the last `length` query rows
+  const bias = computePositionBias(
+    ctx, `${stack}.block.0.layer.0.SelfAttention`, length, pastLength + length, !inputs.encoder, pastLength,
+  );
+  for (let i = 0; i < layers; i++) {
+    h = T5Block(ctx, `${stack}.block.${i}`, h, { bias, mask: inputs.mask, encoder: inputs.encoder }, inputs.past?.[i]);
+  }
+  return ctx.dropout.apply(T5LayerNorm(ctx, `${stack}.final_layer_norm`, h));
+}
+
+/** Every decoder block's cross-attention keys/values: what Hugging Face's first cached step computes and the
+ * later steps reuse. */
+export function crossAttentionKeyValues(ctx: ForwardContext, encoderHidden: Tensor): KeyValue[] {
+  return Array.from({ length: ctx.config.num_decoder_layers }, (_, i) =>
+    crossKeyValue(ctx, `decoder.block.${i}.layer.1`, encoderHidden),
+  );
+}
+
 /** Additive padding mask [B, 1, 1, L] from a 0/1 attention mask. */
 export function paddingMask(attentionMask: ArrayLike<number>, batch: number, length: number): Tensor {
   const m = new Float32Array(batch * length);
@@ -188,18 +286,8 @@ export interface EncoderInputs {
   mask: Tensor; // additive [B, 1, 1, Ls]
 }
 
-/** T5Stack as encoder: embeddings, blocks of (self-attention, feed-forward), final norm. */
 export function T5Encoder(ctx: ForwardContext, inp: EncoderInputs): Tensor {
-  const c = ctx.config;
-  const [, ls] = inp.inputIds.shape as [number, number];
-  let h = ctx.dropout.apply(embedding(param(ctx, 'shared.weight'), inp.inputIds));
-  const bias = computePositionBias(ctx, 'encoder.block.0.layer.0.SelfAttention', ls, ls, true);
-  for (let i = 0; i < c.num_layers; i++) {
-    const block = `encoder.block.${i}`;
-    h = T5LayerSelfAttention(ctx, `${block}.layer.0`, h, { bias, mask: inp.mask });
-    h = T5LayerFF(ctx, `${block}.layer.1`, h);
-  }
-  return ctx.dropout.apply(T5LayerNorm(ctx, 'encoder.final_layer_norm', h));
+  return T5Stack(ctx, { inputIds: inp.inputIds, mask: inp.mask });
 }
 
 export interface DecoderInputs {
@@ -208,20 +296,10 @@ export interface DecoderInputs {
   encoderMask: Tensor; // additive [B, 1, 1, Ls]
 }
 
-/** T5Stack as decoder over a whole target sequence (training, scoring); generation has a cached variant. */
+/** The decoder over a whole target sequence (training, scoring); generation feeds it one position at a time
+ * with a cache (t5-decoder-cache.ts). */
 export function T5Decoder(ctx: ForwardContext, inp: DecoderInputs): Tensor {
-  const c = ctx.config;
-  const [, lt] = inp.decoderInputIds.shape as [number, number];
-  let h = ctx.dropout.apply(embedding(param(ctx, 'shared.weight'), inp.decoderInputIds));
-  const bias = computePositionBias(ctx, 'decoder.block.0.layer.0.SelfAttention', lt, lt, false);
-  for (let i = 0; i < c.num_decoder_layers; i++) {
-    const block = `decoder.block.${i}`;
-    h = T5LayerSelfAttention(ctx, `${block}.layer.0`, h, { bias, causal: true });
-    const crossKv = projectKeyValue(ctx, `${block}.layer.1.EncDecAttention`, inp.encoderHidden);
-    h = T5LayerCrossAttention(ctx, `${block}.layer.1`, h, { mask: inp.encoderMask, keyValue: crossKv });
-    h = T5LayerFF(ctx, `${block}.layer.2`, h);
-  }
-  return ctx.dropout.apply(T5LayerNorm(ctx, 'decoder.final_layer_norm', h));
+  return T5Stack(ctx, { inputIds: inp.decoderInputIds, encoder: { hidden: inp.encoderHidden, mask: inp.encoderMask } });
 }
 
 /** Decoder output -> vocabulary logits [B, Lt, V]. */

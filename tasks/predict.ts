@@ -11,17 +11,10 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, extname } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { csvRecord } from '../util/csv-write.ts';
-import { padBatch } from '../generate/generate.ts';
-import {
-  generate,
-  readGenerationConfigFile,
-  resolveGenerationConfig,
-  type DecoderStepper,
-  type GenerationOptions,
-  type ResolvedGenerationConfig,
-} from '../generate/generation-config.ts';
+import { generateIds, padBatch } from '../generate/generate.ts';
+import { resolveGenerationConfig, type GenerationOptions, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
-import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import { streamQaCsv, type CsvReport, type QaCsvOptions } from './csv-data.ts';
@@ -130,71 +123,6 @@ export function encodeInput(tokenizer: T5Tokenizer, input: PredictInput, setting
   return tokenizer.encodePair(clean(input.context, settings.preprocess), clean(input.question, settings.preprocess), { maxLength });
 }
 
-function logSumExpRows(logits: Float32Array, rows: number, vocab: number): Float64Array {
-  const out = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const base = r * vocab;
-    let max = -Infinity;
-    for (let i = 0; i < vocab; i++) if (logits[base + i]! > max) max = logits[base + i]!;
-    let sum = 0;
-    for (let i = 0; i < vocab; i++) sum += Math.exp(logits[base + i]! - max);
-    out[r] = max + Math.log(sum);
-  }
-  return out;
-}
-
-/**
- * generateIds (generate/generate.ts) plus what greedy search lacks for a sequence score: the log-sum-exp of each
- * step's raw logits per row. A greedy transition score is the chosen token's logit (processors only set banned
- * tokens to -inf, and a banned token is never chosen), so logit - logsumexp is its log-probability, the same
- * quantity beam search sums.
- */
-async function generateScored(
-  model: T5ForConditionalGeneration,
-  sources: number[][],
-  config: ResolvedGenerationConfig,
-): Promise<{ sequences: number[][]; scores: number[] }> {
-  const inputs = padBatch(sources, config.padTokenId ?? 0);
-  const cache = new T5DecoderCache(model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams);
-  const vocab = model.config.vocab_size;
-  const greedy = config.numBeams === 1;
-  const stepLse: Float64Array[] = [];
-  const stepper: DecoderStepper = {
-    vocabSize: vocab,
-    async step(tokens) {
-      const logits = cache.step(tokens);
-      try {
-        const host = await logits.toFloat32();
-        if (greedy) stepLse.push(logSumExpRows(host, tokens.length, vocab));
-        return host;
-      } finally {
-        logits.dispose();
-      }
-    },
-    reorder: (beamIdx) => cache.reorder(beamIdx),
-  };
-  let out;
-  try {
-    out = await generate(stepper, inputs.batchSize, config);
-  } finally {
-    cache.dispose();
-  }
-  const eos = new Set(config.eosTokenIds);
-  const sequences = out.sequences.map((row) => {
-    const end = row.findIndex((id, t) => t > 0 && eos.has(id));
-    return end < 0 ? row.slice() : row.slice(0, end + 1);
-  });
-  const scores = greedy
-    ? sequences.map((row, i) => {
-      const n = row.length - 1;
-      let sum = 0;
-      for (let t = 0; t < n; t++) sum += out.transitionScores[i]![t]! - stepLse[t]![i]!;
-      return n > 0 ? sum / n ** config.lengthPenalty : 0;
-    })
-    : out.sequencesScores!;
-  return { sequences, scores };
-}
-
 /** Predictions for already encoded sources, in order. */
 export async function predictEncoded(
   model: T5ForConditionalGeneration,
@@ -203,12 +131,17 @@ export async function predictEncoded(
   settings: PredictSettings,
 ): Promise<Prediction[]> {
   if (sources.length === 0) return [];
-  const { sequences, scores } = await generateScored(model, sources, settings.generation);
-  const k = settings.generation.numReturnSequences;
+  const config = settings.generation;
+  const out = await generateIds(model, padBatch(sources, config.padTokenId ?? 0), config, { sequenceScores: true });
+  // HF pads the sequences to the longest; a prediction ends at its first </s>.
+  const eos = new Set(config.eosTokenIds);
+  const k = config.numReturnSequences;
   return sources.map((_, b) => ({
     sequences: Array.from({ length: k }, (_, j) => {
-      const ids = sequences[b * k + j]!;
-      return { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, score: scores[b * k + j]! };
+      const row = out.sequences[b * k + j]!;
+      const end = row.findIndex((id, t) => t > 0 && eos.has(id));
+      const ids = end < 0 ? row.slice() : row.slice(0, end + 1);
+      return { text: tokenizer.decode(ids, { skipSpecialTokens: true }), ids, score: out.sequencesScores![b * k + j]! };
     }),
   }));
 }

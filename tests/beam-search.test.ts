@@ -11,9 +11,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BeamHypotheses, beamSearch, topKCandidates } from '../generate/beam-search.ts';
-import {
-  generate, resolveGenerationConfig, type DecoderStepper, type EarlyStopping, type GenerationOptions, type GenerationOutput,
-} from '../generate/generation-config.ts';
+import { resolveGenerationConfig, type EarlyStopping, type GenerationOptions } from '../generate/generation-config.ts';
+import { generate } from '../generate/generate.ts';
+import type { DecoderStepper, GenerationOutput } from '../generate/search-types.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
 
 const FIXTURE_DIR = new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url);

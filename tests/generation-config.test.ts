@@ -1,14 +1,19 @@
-// Generation options: HF 4.36 defaults and names, folder file + explicit overrides, length resolution, and one
-// clear error per refused option. No numerics here: every check is exact.
+// Generation options: HF 4.36 defaults and names, folder file + explicit overrides, length resolution, one
+// clear error per refused option, and generation_config.json written byte for byte as HF's save_pretrained
+// writes it. No numerics here: every check is exact.
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GENERATION_DEFAULTS, resolveGenerationConfig, type GenerationOptions } from '../generate/generation-config.ts';
 import {
-  GENERATION_DEFAULTS, generate, loadGenerationConfig, readGenerationConfigFile, resolveGenerationConfig,
-  type DecoderStepper, type GenerationOptions,
-} from '../generate/generation-config.ts';
+  generationConfigFromModel, loadGenerationConfig, readGenerationConfigFile, serializeGenerationConfig,
+} from '../generate/generation-config-file.ts';
+import { loadT5Config } from '../model/config.ts';
+import { generate } from '../generate/generate.ts';
+import type { DecoderStepper } from '../generate/search-types.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 
@@ -172,5 +177,62 @@ describe('generation config', () => {
     expect(beam.sequences.length).toBe(2);
     expect(beam.sequencesScores!.length).toBe(2);
     expect(calls).toEqual([2, 2, 4, 4]);
+  });
+});
+
+describe('generation_config.json written (save_pretrained)', () => {
+  const golden = loadT5Config(GOLDEN);
+
+  it('from the model config: the golden file byte for byte, read back as HF defaults', async () => {
+    expect(serializeGenerationConfig(generationConfigFromModel(golden))).toBe(readFileSync(join(GOLDEN, 'generation_config.json'), 'utf8'));
+    expect(await loadGenerationConfig(GOLDEN)).toMatchObject({
+      decoderStartTokenId: 0, eosTokenIds: [1], padTokenId: 0, numBeams: 1, maxLength: 20, earlyStopping: false, lengthPenalty: 1,
+    });
+  });
+
+  it('with beam options: HF names, Python floats, no _from_model_config; reads back to the same bytes', async () => {
+    const gen = generationConfigFromModel(golden, { num_beams: 4, max_length: 64, no_repeat_ngram_size: 3, early_stopping: true, length_penalty: 2, num_return_sequences: 2 });
+    const text = serializeGenerationConfig(gen);
+    expect(text).toBe(`{
+  "decoder_start_token_id": 0,
+  "early_stopping": true,
+  "eos_token_id": 1,
+  "length_penalty": 2.0,
+  "max_length": 64,
+  "no_repeat_ngram_size": 3,
+  "num_beams": 4,
+  "num_return_sequences": 2,
+  "pad_token_id": 0,
+  "transformers_version": "4.36.2"
+}
+`);
+    const d = await folder({ 'generation_config.json': text });
+    expect(serializeGenerationConfig((await readGenerationConfigFile(d)).config)).toBe(text);
+    expect(await loadGenerationConfig(d)).toMatchObject({ numBeams: 4, maxLength: 64, noRepeatNgramSize: 3, earlyStopping: true, lengthPenalty: 2, numReturnSequences: 2 });
+  });
+
+  it('takes generation keys an old-style config.json carries (from_model_config)', () => {
+    const text = serializeGenerationConfig(generationConfigFromModel({ ...golden, extra: { num_beams: 3, task_specific_params: {} } }));
+    expect(JSON.parse(text)).toEqual({ decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, num_beams: 3, transformers_version: '4.36.2' });
+    expect(() => generationConfigFromModel({ ...golden, extra: { num_beams: 0 } })).toThrow(/`num_beams` must be an integer >= 1, got 0 \(from config\.json\)/);
+  });
+
+  it('refuses what HF validate() warns about or generate() raises on, naming the option', () => {
+    expect(() => generationConfigFromModel(golden, { early_stopping: true })).toThrow('`early_stopping` is true but `num_beams` is 1');
+    expect(() => generationConfigFromModel(golden, { length_penalty: 0.8 })).toThrow('`length_penalty` is 0.8 but `num_beams` is 1');
+    expect(() => generationConfigFromModel(golden, { num_beams: 2, num_return_sequences: 3 })).toThrow(/`num_return_sequences` has to be smaller or equal to `num_beams` \(2\)/);
+    expect(() => generationConfigFromModel(golden, { num_beams: 0 })).toThrow('`num_beams` must be an integer >= 1');
+    expect(() => generationConfigFromModel(golden, { do_sample: true })).toThrow('`do_sample` is true: sampling is not supported');
+    expect(() => generationConfigFromModel(golden, { temperature: 0.7 } as never)).toThrow('`temperature` is a sampling option');
+  });
+
+  it('a file read back keeps keys HF does not define or that differ from its defaults, floats as floats', async () => {
+    const d = await folder({
+      'generation_config.json': { ...T5, top_k: 10, temperature: 1.0, length_penalty: 1.0, bad_words_ids: [[5]], my_own_key: 'x', _from_model_config: true, transformers_version: '4.30.0' },
+    });
+    expect(JSON.parse(serializeGenerationConfig((await readGenerationConfigFile(d)).config))).toEqual({
+      ...T5, top_k: 10, bad_words_ids: [[5]], my_own_key: 'x', transformers_version: '4.36.2',
+    });
+    expect(serializeGenerationConfig({ ...T5, num_beams: 2, diversity_penalty: 1 })).toContain('"diversity_penalty": 1.0');
   });
 });

@@ -4,7 +4,9 @@
 // Ids must be identical; scores are the same float32 values on both sides (no arithmetic), compared exactly.
 import { describe, expect, it } from 'vitest';
 import { argmaxRow, greedySearch } from '../generate/greedy-search.ts';
-import { generate, resolveGenerationConfig, type DecoderStepper, type GenerationOptions } from '../generate/generation-config.ts';
+import { resolveGenerationConfig, type GenerationOptions } from '../generate/generation-config.ts';
+import { generate } from '../generate/generate.ts';
+import type { DecoderStepper } from '../generate/search-types.ts';
 
 function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

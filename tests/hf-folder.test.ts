@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadT5Config, parseT5Config, presetConfig, serializeT5Config, type T5Config } from '../model/config.ts';
-import { generationConfigFromModel, loadGenerationConfig, loadT5WebgpuSettings, loadTokenizerConfig, parseGenerationConfig, parseT5WebgpuSettings, serializeGenerationConfig, serializeSpecialTokensMap, serializeTokenizerConfig, tokenizerFilesFor, writeHfFolderFiles, writeT5WebgpuSettings } from '../hf/hf-folder.ts';
+import { loadT5Config, parseT5Config, presetConfig, type T5Config } from '../model/config.ts';
+import { loadT5WebgpuSettings, loadTokenizerConfig, parseT5WebgpuSettings, serializeSpecialTokensMap, serializeTokenizerConfig, tokenizerFilesFor, writeHfFolderFiles, writeT5WebgpuSettings } from '../hf/hf-folder.ts';
+import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import { describeCheckpointMismatch, matchCheckpoint } from '../hf/checkpoint-match.ts';
 import { expectedParameters, parameterCount, storedParameters } from '../model/parameters.ts';
 import { readSafetensorsHeader } from '../hf/safetensors.ts';
@@ -111,64 +112,6 @@ describe('matchCheckpoint (HF from_pretrained rules)', () => {
   });
 });
 
-describe('generation_config.json', () => {
-  it('from the model config: the golden file byte for byte', () => {
-    expect(serializeGenerationConfig(generationConfigFromModel(golden))).toBe(readFileSync(join(GOLDEN, 'generation_config.json'), 'utf8'));
-    const back = loadGenerationConfig(GOLDEN, golden);
-    expect(back).toMatchObject({ decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, num_beams: 1, max_length: 20, early_stopping: false, length_penalty: 1 });
-  });
-
-  it('with beam options: HF names, Python floats, no _from_model_config', () => {
-    const gen = generationConfigFromModel(golden, { num_beams: 4, max_length: 64, no_repeat_ngram_size: 3, early_stopping: true, length_penalty: 2, num_return_sequences: 2 });
-    const text = serializeGenerationConfig(gen);
-    expect(text).toBe(`{
-  "decoder_start_token_id": 0,
-  "early_stopping": true,
-  "eos_token_id": 1,
-  "length_penalty": 2.0,
-  "max_length": 64,
-  "no_repeat_ngram_size": 3,
-  "num_beams": 4,
-  "num_return_sequences": 2,
-  "pad_token_id": 0,
-  "transformers_version": "4.36.2"
-}
-`);
-    expect(parseGenerationConfig(JSON.parse(text), 'g.json', golden)).toEqual(gen);
-  });
-
-  it('refuses what HF validate() warns about or raises on, naming the option', () => {
-    expect(() => generationConfigFromModel(golden, { early_stopping: true })).toThrow('generation option "early_stopping" is true but num_beams is 1');
-    expect(() => generationConfigFromModel(golden, { do_sample: true, early_stopping: true })).toThrow('"early_stopping" is true but num_beams is 1');
-    expect(() => generationConfigFromModel(golden, { length_penalty: 0.8 })).toThrow('"length_penalty" is 0.8 but num_beams is 1');
-    expect(() => generationConfigFromModel(golden, { num_beams: 2, num_return_sequences: 3 })).toThrow('"num_return_sequences" is 3, more than num_beams 2');
-    expect(() => generationConfigFromModel(golden, { num_beams: 0 })).toThrow('"num_beams" must be an integer >= 1');
-    expect(() => generationConfigFromModel(golden, { temperature: 0.7 } as never)).toThrow('"temperature" is not a generation option we know');
-  });
-
-  it('parse errors name the file and key; unknown keys are kept; missing file gives HF defaults', () => {
-    expect(() => parseGenerationConfig({ eos_token_id: 1, pad_token_id: 0, decoder_start_token_id: 0, max_length: 0 }, 'm/generation_config.json'))
-      .toThrow('m/generation_config.json: "max_length" must be an integer >= 1, got 0');
-    expect(() => parseGenerationConfig({ eos_token_id: 1, pad_token_id: 0 }, 'g.json')).toThrow('g.json: "decoder_start_token_id" is missing');
-    expect(() => parseGenerationConfig({ eos_token_id: [1, 2] }, 'g.json', golden)).toThrow('g.json: "eos_token_id" must be one integer');
-    expect(() => parseGenerationConfig({ early_stopping: 'sometimes' }, 'g.json', golden)).toThrow('g.json: "early_stopping" must be true, false or "never"');
-    const g = parseGenerationConfig({ top_k: 10, bad_words_ids: [[5]], _from_model_config: true, transformers_version: '4.30.0' }, 'g.json', golden);
-    expect(g.extra).toEqual({ top_k: 10, bad_words_ids: [[5]] });
-    expect(JSON.parse(serializeGenerationConfig(g))).toEqual({ bad_words_ids: [[5]], top_k: 10, decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, transformers_version: '4.36.2' });
-
-    const dir = join(tmp, 'no-generation');
-    writeHfConfigOnly(dir, { ...golden, extra: { num_beams: 3 } });
-    // HF's from_model_config takes generation keys a config.json carries.
-    expect(loadGenerationConfig(dir)).toMatchObject({ num_beams: 3, max_length: 20, decoder_start_token_id: 0 });
-  });
-});
-
-function writeHfConfigOnly(dir: string, cfg: T5Config): void {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'config.json'), serializeT5Config(cfg));
-}
-
 describe('tokenizer files (slow T5Tokenizer.save_pretrained, 4.36)', () => {
   it('tokenizer_config.json and special_tokens_map.json as HF writes them (2 sentinels shown in full)', () => {
     const tok = tokenizerFilesFor(SPIECE, { extraIds: 2 });
@@ -233,7 +176,7 @@ describe('folder round trip', () => {
     );
     expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
     expect(loadT5Config(dir)).toEqual(golden);
-    expect(loadGenerationConfig(dir)).toMatchObject({ num_beams: 4, decoder_start_token_id: 0 });
+    expect((await readGenerationConfigFile(dir)).config).toMatchObject({ num_beams: 4, decoder_start_token_id: 0 });
     expect(loadTokenizerConfig(dir)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer' });
     expect(readFileSync(join(dir, 'spiece.model')).equals(readFileSync(SPIECE))).toBe(true);
     expect(loadT5WebgpuSettings(dir)).toEqual({ preprocess, extra: {} });

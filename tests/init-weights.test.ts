@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { initCommand } from '../cli/init.ts';
 import { initModelFolder } from '../hf/init-model.ts';
 import { loadT5Config, parseT5Config, presetConfig, serializeT5Config, type T5Config } from '../model/config.ts';
-import { loadGenerationConfig } from '../hf/hf-folder.ts';
+import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import { matchCheckpoint } from '../hf/checkpoint-match.ts';
 import { storedParameters } from '../model/parameters.ts';
 import { NormalStream, initScale, initT5Weights } from '../model/init-weights.ts';
@@ -158,7 +158,7 @@ describe('initModelFolder and engine-cli init', () => {
     ]);
     const cfg = loadT5Config(out);
     expect(cfg).toEqual(r.config);
-    expect(loadGenerationConfig(out)).toMatchObject({ num_beams: 2, early_stopping: true });
+    expect((await readGenerationConfigFile(out)).config).toMatchObject({ num_beams: 2, early_stopping: true });
     const stored = await readSafetensorsFolder(out);
     expect(matchCheckpoint(new Map([...stored].map(([n, t]) => [n, t.shape])), cfg).ok).toBe(true);
     const want = initT5Weights(cfg, { seed: 7 });

@@ -13,7 +13,7 @@ import { predictCommand } from '../cli/predict.ts';
 import { initGpu } from '../engine/gpu.ts';
 import { csvField, csvRecord } from '../util/csv-write.ts';
 import { generateIds, padBatch } from '../generate/generate.ts';
-import { loadGenerationConfig } from '../generate/generation-config.ts';
+import { loadGenerationConfig } from '../generate/generation-config-file.ts';
 import { T5_WEBGPU_FILE, serializeT5WebgpuSettings } from '../hf/hf-folder.ts';
 import {
   encodeInput,

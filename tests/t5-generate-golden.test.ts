@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { loadGenerationConfig } from '../generate/generation-config.ts';
+import { loadGenerationConfig } from '../generate/generation-config-file.ts';
 import { generateIds } from '../generate/generate.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { fromPretrained } from '../hf/pretrained.ts';

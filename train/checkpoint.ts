@@ -17,7 +17,7 @@ import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdamW, AdamWState } from '../optim/adamw.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
-import { GENERATION_CONFIG_FILE } from '../hf/hf-folder.ts';
+import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
 import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
 import { savePretrained } from '../hf/save-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';

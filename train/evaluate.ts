@@ -6,7 +6,8 @@
 import { noGrad } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import { generateIds, padBatch } from '../generate/generate.ts';
-import { readGenerationConfigFile, resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
+import { readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';

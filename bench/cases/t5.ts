@@ -3,9 +3,10 @@
 //   t5-forward     eval forward + loss, no gradient recording
 //   t5-train-step  one training step as HF's Trainer takes it: forward with dropout 0.1, loss, backward,
 //                  AdamW step (torch variant), zero the gradients
-// Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters) and 'tiny b8 s256 t32' (`--sizes tiny`: the
-// peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run.
-// check(): the eval loss on the current parameters against the float64 reference T5 (tests/reference) for the
+// Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters), 'tiny b8 s256 t32' (`--sizes tiny`: the
+// peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run, and 'base b8 s512 t128'
+// (`--sizes base`: t5-base, 223M parameters, at the tutorial's own settings; one step takes minutes here).
+// check(): the eval loss on the current parameters against the float64 reference T5 (model/t5-float64.ts) for the
 // tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
 // tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
 import type { BenchCase, BenchInstance } from '../types.ts';
@@ -22,13 +23,19 @@ import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';
 import { t5ReferenceForward } from '../../model/t5-float64.ts';
 
 const BATCH = 8;
-const SOURCE = 256;
-const TARGET = 32;
 
-type SizeName = 't5-small' | 'tiny';
+type SizeName = 't5-small' | 'tiny' | 'base';
+
+/** Source and target lengths: the tutorial trains t5-base with 512 and 128. */
+const LENGTHS: Record<SizeName, { source: number; target: number }> = {
+  't5-small': { source: 256, target: 32 },
+  tiny: { source: 256, target: 32 },
+  base: { source: 512, target: 128 },
+};
 
 function configFor(size: SizeName): T5Config {
   if (size === 't5-small') return presetConfig('t5-small');
+  if (size === 'base') return presetConfig('t5-base');
   return parseT5Config({
     model_type: 't5', vocab_size: 512, d_model: 64, d_kv: 16, num_heads: 4, d_ff: 128, num_layers: 2,
     num_decoder_layers: 2, relative_attention_num_buckets: 32, relative_attention_max_distance: 128,
@@ -37,7 +44,7 @@ function configFor(size: SizeName): T5Config {
 }
 
 /** Random token ids (2 .. vocab-1, </s> last) from a small LCG: the same batch every setup. */
-function randomBatch(vocab: number): Seq2SeqBatch {
+function randomBatch(vocab: number, SOURCE: number, TARGET: number): Seq2SeqBatch {
   let s = 12345;
   const next = (): number => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -59,6 +66,7 @@ function randomBatch(vocab: number): Seq2SeqBatch {
 }
 
 function t5Case(size: SizeName, train: boolean): BenchCase {
+  const { source: SOURCE, target: TARGET } = LENGTHS[size];
   return {
     op: train ? 't5-train-step' : 't5-forward',
     shape: `${size} b${BATCH} s${SOURCE} t${TARGET}`,
@@ -75,7 +83,7 @@ function t5Case(size: SizeName, train: boolean): BenchCase {
         params.set(name, tensor(weights.get(name)!, shape, { name, requiresGrad: train }).keep());
       }
       const model = new T5ForConditionalGeneration(config, params);
-      const batch = randomBatch(config.vocab_size);
+      const batch = randomBatch(config.vocab_size, SOURCE, TARGET);
       const opt = train ? new AdamW(model.parameters().map(([, p]) => p), { lr: 1e-4, weightDecay: 0.01, variant: 'torch' }) : undefined;
       let step = 0;
       return {
@@ -117,7 +125,9 @@ function t5Case(size: SizeName, train: boolean): BenchCase {
 }
 
 export function cases(sizes?: string[]): BenchCase[] {
-  const wanted: SizeName[] = sizes?.some((s) => s.startsWith('tiny')) ? ['tiny'] : [];
-  if (!sizes || sizes.some((s) => s.startsWith('t5-small'))) wanted.unshift('t5-small');
+  const wanted: SizeName[] = [];
+  if (!sizes || sizes.some((s) => s.startsWith('t5-small'))) wanted.push('t5-small');
+  if (sizes?.some((s) => s.startsWith('tiny'))) wanted.push('tiny');
+  if (sizes?.some((s) => s.startsWith('base') || s === 't5-base')) wanted.push('base');
   return wanted.flatMap((s) => [t5Case(s, false), t5Case(s, true)]);
 }

@@ -1,0 +1,34 @@
+// The two sides of a search (greedy-search.ts, beam-search.ts): the model it steps, and what it returns.
+
+/** The model side of generation: an encoder run once, a decoder with a key/value cache. */
+export interface DecoderStepper {
+  /**
+   * rows = batch * beams (row r belongs to input floor(r / beams)); feeds one new token per row and returns the
+   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
+   */
+  step(tokens: Int32Array): Promise<Float32Array>;
+  /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
+  reorder(beamIdx: Int32Array): void;
+  readonly vocabSize: number;
+}
+
+/** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */
+export interface GenerationOutput {
+  /** Starting with decoder_start_token_id, padded with pad_token_id to the longest row. */
+  sequences: number[][];
+  /**
+   * Beam search: HF's `sequences_scores` (sum of log-probs / generated_length ** length_penalty). Greedy search
+   * only when generateIds is asked for them (the same formula; HF has none).
+   */
+  sequencesScores?: number[];
+  /** Beam search: HF's `beam_indices`, the running row each token came from, -1 past the end; as long as `sequences`. */
+  beamIndices?: number[][];
+  /**
+   * HF's `compute_transition_scores(sequences, scores, beam_indices)`: one entry per generated position
+   * (sequences[i].length - 1 entries). Greedy: the processed logit of each token, pads after `</s>` included.
+   * Beam: the processed log-prob of each token, 0 after the end.
+   */
+  transitionScores: number[][];
+  /** With output_scores: per step, the processed scores [rows, vocab] HF returns in `scores`. */
+  scores?: Float32Array[];
+}
