@@ -2,7 +2,8 @@
 // for download). The same serializers as save-model.ts, so the files are byte for byte what Node writes.
 import { noGrad } from '../engine/autograd.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
-import { SPIECE_FILE, hfFolderTextFiles, tokenizerFilesFromBytes, type GenerationOptions } from './hf-folder.ts';
+import type { GenerationOptions } from '../generate/generation-config.ts';
+import { SPIECE_FILE, hfFolderTextFiles, tokenizerFilesFromBytes } from './hf-folder.ts';
 import { SAFETENSORS_FILE, encodeSafetensors } from './safetensors.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
 
