@@ -16,3 +16,4 @@ export { qaRowsFromText } from './tasks/qa-csv-text.ts';
 export { DataError } from './util/data-error.ts';
 export { tokenizeRows, collate, type Batch, type Example } from './train/dataset.ts';
 export { trainStep, type StepResult } from './train/train-step.ts';
+export { zipStore } from './util/zip-store.ts';

@@ -7,6 +7,7 @@ import { initCommand } from './init.ts';
 import { predictCommand } from './predict.ts';
 import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
+import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
     run: scoreCommand,
     help: 'mean cross-entropy of a target: score --model DIR|HUB_ID (--input TEXT | --context TEXT --question TEXT) --target TEXT [--json]',
   },
+  serve: { run: serveCommand, help: 'the web page (answer, fine-tune, download) and the model folder: serve --model DIR [--port 8080] [--host 127.0.0.1]' },
   bench: { run: benchCommand, help: 'kernel benchmarks: bench [op ...|all] [--sizes A,B] [--repeat N] [--json]' },
 };
 
