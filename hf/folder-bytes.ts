@@ -3,12 +3,15 @@
 import { noGrad } from '../engine/autograd.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { GenerationOptions } from '../generate/generation-config.ts';
+import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
 import { SPIECE_FILE, hfFolderTextFiles, tokenizerFilesFromBytes } from './hf-folder.ts';
 import { SAFETENSORS_FILE, encodeSafetensors } from './safetensors.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
 
 export interface FolderBytesOptions {
   generation?: GenerationOptions;
+  /** the source folder's generation_config.json, copied as is (as train() copies it), else derived from config.json */
+  generationConfigFile?: Uint8Array;
   preprocess?: PreprocessConfig;
   extraIds?: number;
   modelMaxLength?: number;
@@ -22,6 +25,7 @@ export async function hfFolderBytes(
   const utf8 = new TextEncoder();
   const out = new Map<string, Uint8Array>();
   for (const [name, text] of hfFolderTextFiles({ config: model.config, ...opts }, tok, SPIECE_FILE)) out.set(name, utf8.encode(text));
+  if (opts.generationConfigFile) out.set(GENERATION_CONFIG_FILE, opts.generationConfigFile);
   out.set(SPIECE_FILE, spiece);
   const parts = encodeSafetensors(await noGrad(() => model.stateDict()));
   const weights = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));

@@ -70,7 +70,7 @@ async function load() {
   state.extraIds = tokConfig ? json(tokConfig, 'tokenizer_config.json').extra_ids : undefined;
   state.tokenizer = await t5.T5Tokenizer.fromBytes(state.spiece, 'spiece.model', { vocabSize: state.config.vocab_size, extraIds: state.extraIds });
   const gen = await fetchModelFile('generation_config.json', { optional: true });
-  state.generationFile = gen ? { config: json(gen, 'generation_config.json'), file: 'generation_config.json' } : undefined;
+  state.generationFile = gen ? { config: json(gen, 'generation_config.json'), file: 'generation_config.json', bytes: gen } : undefined;
   const settings = await fetchModelFile('t5_webgpu.json', { optional: true });
   state.preprocess = settings ? t5.parseT5WebgpuSettings(json(settings, 't5_webgpu.json'), 't5_webgpu.json').preprocess : undefined;
   const weights = await fetchModelFile('model.safetensors', { why: 'the weights; a folder with only pytorch_model.bin must be converted first' });
@@ -120,7 +120,7 @@ async function train(examples, { steps, batchSize = 8, lr = 1e-4, seed = 100, on
 }
 
 async function folderZip() {
-  const files = await t5.hfFolderBytes(state.model, state.spiece, { generation: state.generationFile?.config, preprocess: state.preprocess, extraIds: state.extraIds });
+  const files = await t5.hfFolderBytes(state.model, state.spiece, { generationConfigFile: state.generationFile?.bytes, preprocess: state.preprocess, extraIds: state.extraIds });
   const named = new Map([...files].map(([name, bytes]) => [`t5-finetuned/${name}`, bytes]));
   return t5.zipStore(named);
 }
