@@ -7,6 +7,7 @@ import { initCommand } from './init.ts';
 import { predictCommand } from './predict.ts';
 import { reportCommand } from './report.ts';
 import { scoreCommand } from './score.ts';
+import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 
 // One line per command; its flags are in its own table (`engine-cli <command> --help`).
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   info: { run: infoCommand, help: 'adapter, driver, limits, features and measured ceilings' },
   init: { run: initCommand, help: 'a new T5 model folder with from-scratch weights' },
   score: { run: scoreCommand, help: 'mean cross-entropy of a target given a source' },
+  serve: { run: serveCommand, help: 'the web page (answer, fine-tune, download) for a model folder' },
   bench: { run: benchCommand, help: 'kernel benchmarks against the measured ceilings' },
 };
 

@@ -8,11 +8,11 @@
 // still be named by commands recorded but not yet submitted: it is destroyed only after the next submit
 // (`destroyRetired`, called by the runtime), which WebGPU allows while the submitted work still runs.
 
-import './gpu.ts'; // installs WebGPU's globals (GPUBufferUsage) before they are read below
-
 const MIN_BYTES = 256;
 const CLASSES_PER_OCTAVE = 4;
-export const BUFFER_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+// GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST: the spec's fixed bit values, written out because in Node the
+// GPUBufferUsage global exists only once initGpu has loaded Dawn, after this module is evaluated.
+export const BUFFER_USAGE = 0x80 | 0x04 | 0x08;
 
 export function sizeClass(bytes: number): number {
   const n = Math.max(MIN_BYTES, bytes);

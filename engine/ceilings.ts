@@ -1,11 +1,8 @@
 // The device's measured ceilings, which benchmarks report against: memory bandwidth from the best of a few
 // WGSL copy kernels, and arithmetic throughput from a register-only multiply-add loop. A short
 // measurement (about a second), cached per adapter and driver.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { writeFileSync, renameSync } from 'node:fs';
 import { gpu } from './gpu.ts';
+import { platform } from './platform.ts';
 import { rt } from './runtime.ts';
 import { empty } from './tensor.ts';
 
@@ -27,9 +24,7 @@ const FMA_ITERATIONS = 512;
  * invocations). Measured here: 16 scalar chains 47 GFLOP/s, 8 scalar 32, 3 vec4 33, 2 vec4 20. */
 const FMA_CHAINS = 16;
 
-export function cacheDir(): string {
-  return process.env.T5_WEBGPU_CACHE_DIR ?? join(homedir(), '.cache', 't5-webgpu');
-}
+const CACHE_NAME = 'ceilings.json';
 
 export function copyCode(vec4PerThread: number): string {
   return /* wgsl */ `
@@ -127,12 +122,12 @@ export async function measureCeilings(): Promise<Ceilings> {
 /** Measured ceilings of the current adapter, from the cache when this adapter and driver were measured. */
 export async function deviceCeilings(opts: { remeasure?: boolean } = {}): Promise<Ceilings> {
   const g = gpu();
-  const file = join(cacheDir(), 'ceilings.json');
   const key = `${g.info.name} | ${g.info.driver}`;
   let cache: Record<string, Ceilings> = {};
-  if (existsSync(file)) {
+  const text = platform().readCache(CACHE_NAME);
+  if (text !== null) {
     try {
-      cache = JSON.parse(readFileSync(file, 'utf8')) as Record<string, Ceilings>;
+      cache = JSON.parse(text) as Record<string, Ceilings>;
     } catch {
       cache = {}; // a damaged cache is remeasured, not trusted
     }
@@ -141,10 +136,7 @@ export async function deviceCeilings(opts: { remeasure?: boolean } = {}): Promis
   const c = await measureCeilings();
   cache[key] = c;
   try {
-    mkdirSync(cacheDir(), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(cache, null, 2));
-    renameSync(tmp, file);
+    await platform().writeCache(CACHE_NAME, JSON.stringify(cache, null, 2));
   } catch {
     // a read-only home only costs a remeasurement next time
   }

@@ -1,8 +1,7 @@
 // The WebGPU device: adapter choice, limits, features, and turning WebGPU's asynchronous errors into
 // exceptions that name the operation that caused them.
-import { create, globals } from 'webgpu';
-
-Object.assign(globalThis, globals);
+// The host (Dawn in Node, navigator.gpu in a page) comes from platform.ts: this file imports neither.
+import { loadPlatform, type Platform } from './platform.ts';
 
 export type Backend = 'vulkan' | 'metal' | 'd3d12' | 'd3d11' | 'opengl' | 'opengles' | 'null';
 const BACKENDS: Backend[] = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles'];
@@ -30,16 +29,6 @@ export class GpuError extends Error {
   override name = 'GpuError';
 }
 
-// Dawn's GPU object must outlive every submit: once it is garbage-collected, the next large dispatch
-// crashes the process (futex EINVAL or a segfault). Every `create()` result is kept here for good.
-const keepAlive: GPU[] = [];
-
-function makeGpuObject(flags: string[]): GPU {
-  process.env.XDG_RUNTIME_DIR ??= '/tmp'; // lavapipe refuses to start without it
-  const gpu = create(flags);
-  keepAlive.push(gpu);
-  return gpu;
-}
 
 function summarize(adapter: GPUAdapter, backend: string): AdapterSummary {
   const info = adapter.info as GPUAdapterInfo & { driver?: string; backendType?: string };
@@ -58,10 +47,15 @@ function summarize(adapter: GPUAdapter, backend: string): AdapterSummary {
 
 /** Every adapter Dawn can open on this machine, backend by backend. */
 export async function listAdapters(): Promise<AdapterSummary[]> {
+  const host = await loadPlatform();
   const found: AdapterSummary[] = [];
+  if (!host.choosesBackends) {
+    const a = await host.gpu([]).requestAdapter();
+    return a ? [summarize(a, '')] : [];
+  }
   for (const backend of BACKENDS) {
     try {
-      const gpu = makeGpuObject([`backend=${backend}`]);
+      const gpu = host.gpu([`backend=${backend}`]);
       for (const powerPreference of ['high-performance', 'low-power'] as const) {
         const a = await gpu.requestAdapter({ powerPreference });
         if (!a) continue;
@@ -144,12 +138,12 @@ export class Gpu {
   }
 }
 
-async function openAdapter(opts: GpuOptions): Promise<{ adapter: GPUAdapter; backend: string } | { dawnList: string }> {
+async function openAdapter(host: Platform, opts: GpuOptions): Promise<{ adapter: GPUAdapter; backend: string } | { dawnList: string }> {
   const flags: string[] = [];
   if (opts.backend) flags.push(`backend=${opts.backend}`);
   if (opts.adapter) flags.push(`adapter=${opts.adapter}`);
   try {
-    const gpu = makeGpuObject(flags);
+    const gpu = host.gpu(flags);
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     return adapter ? { adapter, backend: opts.backend ?? '' } : { dawnList: '' };
   } catch (e) {
@@ -162,15 +156,22 @@ async function openAdapter(opts: GpuOptions): Promise<{ adapter: GPUAdapter; bac
 
 /** Opens a device with the adapter's largest limits and every optional feature it offers. */
 export async function openGpu(options: GpuOptions = {}): Promise<Gpu> {
+  const host = await loadPlatform();
   const opts: GpuOptions = {
-    backend: options.backend ?? (process.env.T5_WEBGPU_BACKEND as Backend | undefined) ?? undefined,
-    adapter: options.adapter ?? process.env.T5_WEBGPU_ADAPTER ?? undefined,
+    backend: options.backend ?? (host.setting('T5_WEBGPU_BACKEND') as Backend | undefined) ?? undefined,
+    adapter: options.adapter ?? host.setting('T5_WEBGPU_ADAPTER') ?? undefined,
     powerPreference: options.powerPreference,
   };
   if (opts.backend && !BACKENDS.includes(opts.backend) && opts.backend !== 'null') {
     throw new GpuError(`unknown WebGPU backend '${opts.backend}'; choose one of ${BACKENDS.join(', ')}`);
   }
-  const opened = await openAdapter(opts);
+  if (!host.choosesBackends && (opts.backend || opts.adapter)) {
+    throw new GpuError('a web page has one WebGPU adapter (navigator.gpu): backend and adapter cannot be chosen');
+  }
+  const opened = await openAdapter(host, opts);
+  if ('dawnList' in opened && !host.choosesBackends) {
+    throw new GpuError('this browser has WebGPU but offers no adapter (requestAdapter() gave null): enable hardware acceleration or WebGPU in its settings');
+  }
   if ('dawnList' in opened) {
     const available = opened.dawnList
       ? opened.dawnList.split('\n').map((l) => l.trim().replace(/^\*\s*/, ''))

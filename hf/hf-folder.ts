@@ -50,6 +50,11 @@ export function tokenizerFilesFor(spieceModel: string, opts: { extraIds?: number
     const e = err as NodeJS.ErrnoException;
     throw new Error(`${spieceModel}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
   }
+  return tokenizerFilesFromBytes(bytes, spieceModel, opts);
+}
+
+/** tokenizerFilesFor on the model's bytes; `spieceModel` names them in errors. */
+export function tokenizerFilesFromBytes(bytes: Uint8Array, spieceModel: string, opts: { extraIds?: number; modelMaxLength?: number } = {}): TokenizerFiles {
   const { pieces } = parseSentencePieceModel(bytes, spieceModel);
   if (pieces.length < 3) throw new Error(`${spieceModel}: ${pieces.length} pieces; a T5 model has at least <pad>, </s>, <unk>`);
   const extraIds = opts.extraIds ?? 100;
@@ -231,15 +236,7 @@ export interface WriteFolderOptions {
  */
 export async function writeHfFolderFiles(dir: string, opts: WriteFolderOptions): Promise<string[]> {
   const tok = tokenizerFilesFor(opts.spieceModel, { extraIds: opts.extraIds, modelMaxLength: opts.modelMaxLength });
-  checkTokenizerFits(opts.config, tok, opts.spieceModel);
-  const gen = generationConfigFromModel(opts.config, opts.generation);
-  const files: [string, string | Uint8Array][] = [
-    [CONFIG_FILE, serializeT5Config(opts.config)],
-    [GENERATION_CONFIG_FILE, serializeGenerationConfig(gen)],
-    [TOKENIZER_CONFIG_FILE, serializeTokenizerConfig(tok)],
-    [SPECIAL_TOKENS_MAP_FILE, serializeSpecialTokensMap(tok)],
-  ];
-  if (opts.preprocess) files.push([T5_WEBGPU_FILE, serializeT5WebgpuSettings({ preprocess: opts.preprocess, extra: {} })]);
+  const files = hfFolderTextFiles(opts, tok, opts.spieceModel);
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   for (const [name, data] of files) {
@@ -252,6 +249,20 @@ export async function writeHfFolderFiles(dir: string, opts: WriteFolderOptions):
   }
   written.push(spiece);
   return written;
+}
+
+/** The folder's JSON files (names and texts), after checking that the tokenizer fits the model. */
+export function hfFolderTextFiles(opts: Omit<WriteFolderOptions, 'spieceModel'>, tok: TokenizerFiles, spieceModel: string): [string, string][] {
+  checkTokenizerFits(opts.config, tok, spieceModel);
+  const gen = generationConfigFromModel(opts.config, opts.generation);
+  const files: [string, string][] = [
+    [CONFIG_FILE, serializeT5Config(opts.config)],
+    [GENERATION_CONFIG_FILE, serializeGenerationConfig(gen)],
+    [TOKENIZER_CONFIG_FILE, serializeTokenizerConfig(tok)],
+    [SPECIAL_TOKENS_MAP_FILE, serializeSpecialTokensMap(tok)],
+  ];
+  if (opts.preprocess) files.push([T5_WEBGPU_FILE, serializeT5WebgpuSettings({ preprocess: opts.preprocess, extra: {} })]);
+  return files;
 }
 
 /** The pieces and sentinels must have embedding rows; HF would index past the table otherwise. */

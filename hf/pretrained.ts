@@ -2,20 +2,25 @@
 // weights (F32, F16 or BF16; sharded or not) in, model.safetensors out.
 import { tensor } from '../engine/tensor.ts';
 import { noGrad } from '../engine/autograd.ts';
-import { loadT5Config } from '../model/config.ts';
+import { loadT5Config, type T5Config } from '../model/config.ts';
 import { storedParameters } from '../model/parameters.ts';
 import type { ParamMap } from '../model/t5.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { describeCheckpointMismatch, matchCheckpoint } from './checkpoint-match.ts';
-import { readSafetensorsFolder, writeSafetensors } from './safetensors.ts';
+import { readSafetensorsFolder, writeSafetensors, type SafeTensor } from './safetensors.ts';
 
 /** Names Hugging Face ties to `shared.weight` (the tied lm_head too). */
 const TIED_ALIASES = ['encoder.embed_tokens.weight', 'decoder.embed_tokens.weight', 'lm_head.weight'];
 
 /** Loads a model folder's config and weights onto the GPU. */
 export async function fromPretrained(dir: string, opts: { requiresGrad?: boolean } = {}): Promise<T5ForConditionalGeneration> {
-  const config = loadT5Config(dir);
-  const stored = await readSafetensorsFolder(dir);
+  return modelFromTensors(loadT5Config(dir), await readSafetensorsFolder(dir), dir, opts);
+}
+
+/** A model from its config and stored tensors (read from a folder, or fetched by a web page); `dir` names them in errors. */
+export function modelFromTensors(
+  config: T5Config, stored: ReadonlyMap<string, SafeTensor>, dir: string, opts: { requiresGrad?: boolean } = {},
+): T5ForConditionalGeneration {
   const report = matchCheckpoint(new Map([...stored].map(([name, t]) => [name, t.shape])), config);
   if (!report.ok) throw new Error(describeCheckpointMismatch(report, dir));
   const params: ParamMap = new Map();

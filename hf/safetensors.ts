@@ -11,7 +11,6 @@
 // little-endian bytes for callers that want them.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, stat, readFile } from 'node:fs/promises';
-import { endianness } from 'node:os';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 
@@ -57,7 +56,8 @@ export interface TensorToWrite {
   data: Float32Array;
 }
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+// Byte order of this host, asked of a typed array rather than node:os so that a web page can read checkpoints too.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Header
@@ -293,6 +293,22 @@ export async function readSafetensors(
 
 const FLOAT_DTYPES = new Set<Dtype>(['F32', 'F16', 'BF16', 'F64']);
 
+/** Every tensor of a whole safetensors file held in memory (a web page's fetch), converted to float32. */
+export function parseSafetensorsBytes(bytes: Uint8Array, fileName: string): Map<string, SafeTensor> {
+  const header = parseSafetensorsHeader(bytes, bytes.byteLength, fileName);
+  const out = new Map<string, SafeTensor>();
+  for (const [name, info] of header.tensors) {
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      throw new Error(`${fileName}: tensor "${name}" has dtype ${info.dtype}; only F32, F16, BF16 and F64 can be loaded as float32`);
+    }
+    const [s, e] = info.dataOffsets;
+    // slice: a fresh 8-byte-aligned copy, as toFloat32 wants, and no view that pins the whole file
+    const raw = bytes.slice(header.dataStart + s, header.dataStart + e);
+    out.set(name, { dtype: info.dtype, shape: [...info.shape], data: toFloat32(info.dtype, raw) });
+  }
+  return out;
+}
+
 /**
  * Little-endian F32/F16/BF16/F64 bytes to a Float32Array. `bytes` must start 8-byte aligned in its buffer (as
  * readRaw's are); F32 on a little-endian host is then a view, not a copy.
@@ -474,8 +490,9 @@ export function encodeSafetensors(
   metadata: Record<string, string> | null = { format: 'pt' },
 ): Uint8Array[] {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
-  const keyed = entries.map(([name, t]) => ({ name, t, key: Buffer.from(name, 'utf8') }));
-  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+  const utf8 = new TextEncoder();
+  const keyed = entries.map(([name, t]) => ({ name, t, key: utf8.encode(name) }));
+  keyed.sort((a, b) => compareBytes(a.key, b.key));
 
   // Built by hand: a JS object would move integer-like keys ("0", "12") to the front.
   const parts: string[] = [];
@@ -508,12 +525,19 @@ export function encodeSafetensors(
     if (!LITTLE_ENDIAN_HOST) view = swapBytes(view.slice(), 4);
     data.push(view);
   }
-  const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
-  const padded = Buffer.alloc(Math.ceil(json.byteLength / 8) * 8, 0x20);
-  json.copy(padded);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(padded.byteLength));
+  const json = utf8.encode(`{${parts.join(',')}}`);
+  const padded = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20);
+  padded.set(json);
+  const len = new Uint8Array(8);
+  new DataView(len.buffer).setBigUint64(0, BigInt(padded.byteLength), true);
   return [len, padded, ...data];
+}
+
+/** Buffer.compare without Buffer (a web page has none): bytewise, a prefix first. */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }
 
 /** Write F32 tensors as safetensors, atomically (a crash leaves the old file or none, never half of one). */

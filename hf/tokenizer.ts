@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import sentencepiece from '@agnai/sentencepiece-js';
 import type { SentencePieceProcessor as SpProcessor } from '@agnai/sentencepiece-js';
 import { parseSentencePieceModel, PieceType, type SpPiece } from './spiece-model-proto.ts';
+import { registerSpieceFile } from './spiece-memory-files.ts';
 
 export interface T5TokenizerOptions {
   /** Number of `<extra_id_N>` sentinels after the pieces (HF default 100). */
@@ -91,6 +92,15 @@ export class T5Tokenizer {
       const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
       throw new Error(`T5Tokenizer: cannot read SentencePiece model ${path}: ${reason}`);
     }
+    return T5Tokenizer.fromBytes(bytes, path, opts);
+  }
+
+  /**
+   * A tokenizer from the bytes of a SentencePiece `.model`; `path` names them in errors. sentencepiece-js reads its
+   * model with `fs.readFileSync(path)`: in Node that is the file at `path` (so pass the path the bytes came from);
+   * a web page's bundle gives it spiece-memory-files.ts as `fs`, which returns the bytes registered here.
+   */
+  static async fromBytes(bytes: Uint8Array, path: string, opts: T5TokenizerOptions = {}): Promise<T5Tokenizer> {
     if (bytes.length === 0) throw new Error(`T5Tokenizer: ${path}: not a SentencePiece model (the file is empty)`);
 
     const proto = parseSentencePieceModel(bytes, `T5Tokenizer: ${path}`);
@@ -119,6 +129,7 @@ export class T5Tokenizer {
     }
 
     const sp = new sentencepiece.SentencePieceProcessor();
+    registerSpieceFile(path, bytes);
     await sp.load(path);
     const status = sp.processor.status();
     const statusText = status.ToString();

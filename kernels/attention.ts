@@ -28,8 +28,10 @@ import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import {
+  DQ_STORAGE_BUFFERS,
   PLAIN_WORKGROUP,
   REDUCE_WORKGROUP,
+  deltaKernel,
   plainBackwardDkv,
   plainBackwardDq,
   plainForward,
@@ -243,12 +245,25 @@ function attentionBackward(
   const ds = wantDs ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
   // a separate dummy: one buffer may not be bound both read-only and writable in a dispatch
   const noDs = ds ? null : empty([1]);
-  const dqBindings = [q.read('q'), k.read('k'), v.read('v'), out.read('out'), dout.read('dout'), stats.read('stats'), ...extra];
-  dqBindings.push(dq.write('dq'), delta.write('delta'), (ds ?? noDs!).write('dscores'));
-  const sgq = subgroupShape(d.D, SUBGROUP_ROWS_DQ);
+  // Chrome allows 10 storage buffers per stage: there Δ is computed first and the dq kernel does not bind O
+  const deltaGiven = gpu().limits.maxStorageBuffersPerShaderStage < DQ_STORAGE_BUFFERS;
+  if (deltaGiven) {
+    rt().dispatch({
+      name: 'attention-backward-delta',
+      code: deltaKernel(variant),
+      bindings: [out.read('out'), dout.read('dout'), delta.write('delta')],
+      params: [['u32', bh * d.Lq]],
+      workgroups: grid1D(Math.ceil((bh * d.Lq) / PLAIN_WORKGROUP)),
+    });
+  }
+  const dqBindings = deltaGiven
+    ? [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), ...extra, dq.write('dq'), delta.read('delta')]
+    : [q.read('q'), k.read('k'), v.read('v'), out.read('out'), dout.read('dout'), stats.read('stats'), ...extra, dq.write('dq'), delta.write('delta')];
+  dqBindings.push((ds ?? noDs!).write('dscores'));
+  const sgq = deltaGiven ? null : subgroupShape(d.D, SUBGROUP_ROWS_DQ);
   rt().dispatch({
     name: 'attention-backward-dq',
-    code: sgq ? subgroupBackwardDq(variant, sgq) : plainBackwardDq(variant),
+    code: sgq ? subgroupBackwardDq(variant, sgq) : plainBackwardDq(variant, deltaGiven),
     bindings: dqBindings,
     params: params(d, opts, wantDs),
     workgroups: sgq ? [Math.ceil(d.Lq / (sgq.sg * sgq.r)), bh] : rowGrid(d.Lq, bh),

@@ -139,26 +139,48 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-export function dqBindings(): Binding[] {
+/** Storage buffers of the dq kernels, which compute Δ themselves from O: more than an adapter that allows
+ * only 10 per stage (Chrome's WebGPU) can bind; there Δ comes from deltaKernel and O is not bound. */
+export const DQ_STORAGE_BUFFERS = 11;
+
+export function dqBindings(deltaGiven = false): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
     { name: 'v', type: v4, write: false },
-    { name: 'o', type: v4, write: false },
-    { name: 'dout', type: v4, write: false },
-    { name: 'stats', type: 'array<vec2<f32>>', write: false },
   ];
+  if (!deltaGiven) bs.push({ name: 'o', type: v4, write: false });
+  bs.push({ name: 'dout', type: v4, write: false }, { name: 'stats', type: 'array<vec2<f32>>', write: false });
   bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
-  bs.push({ name: 'dq', type: v4, write: true }, { name: 'delta', type: 'array<f32>', write: true });
+  bs.push({ name: 'dq', type: v4, write: true }, { name: 'delta', type: 'array<f32>', write: !deltaGiven });
   bs.push({ name: 'ds', type: 'array<f32>', write: true });
   return bs;
 }
 
-/** Row owner: dQ, Δ = dO·O per row, and ds (for dBias) when asked. */
-export function plainBackwardDq(v: AttnVariant): string {
+/** Δ = dO·O per row (rows = B·H·Lq), for the dq kernel on adapters that cannot also bind O there. */
+export function deltaKernel(v: AttnVariant): string {
   const dv = v.d / 4;
   return /* wgsl */ `
-${bindingDecls(dqBindings())}
+@group(0) @binding(0) var<storage, read> o: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dout: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
+struct Params { rows: u32 }
+@group(0) @binding(3) var<uniform> p: Params;
+@compute @workgroup_size(${PLAIN_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = (wid.x + wid.y * nwg.x) * ${PLAIN_WORKGROUP}u + lid;
+  if (row >= p.rows) { return; }
+  var del4 = vec4<f32>(0.0);
+  for (var d = 0u; d < ${dv}u; d++) { del4 += dout[row * ${dv}u + d] * o[row * ${dv}u + d]; }
+  delta[row] = del4.x + del4.y + del4.z + del4.w;
+}`;
+}
+
+/** Row owner: dQ, Δ = dO·O per row (read from \`delta\` when \`deltaGiven\`), and ds (for dBias) when asked. */
+export function plainBackwardDq(v: AttnVariant, deltaGiven = false): string {
+  const dv = v.d / 4;
+  return /* wgsl */ `
+${bindingDecls(dqBindings(deltaGiven))}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -178,10 +200,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var d = 0u; d < ${dv}u; d++) {
     qr[d] = q[qo + d] * p.scale;
     gr[d] = dout[qo + d];
-    del4 += gr[d] * o[qo + d];
+    ${deltaGiven ? '' : 'del4 += gr[d] * o[qo + d];'}
     dqr[d] = vec4<f32>(0.0);
   }
-  let dl = del4.x + del4.y + del4.z + del4.w;
+  let dl = ${deltaGiven ? 'delta[row]' : 'del4.x + del4.y + del4.z + del4.w'};
   let st = stats[row];
   let kEnd = ${keyEnd('i')};
   for (var j = 0u; j < kEnd; j++) {
@@ -197,7 +219,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   }
   if (p.writeDs != 0u) { for (var j = kEnd; j < p.lk; j++) { ds[row * p.lk + j] = 0.0; } }
   for (var d = 0u; d < ${dv}u; d++) { dq[qo + d] = dqr[d] * p.scale; }
-  delta[row] = dl;
+  ${deltaGiven ? '' : 'delta[row] = dl;'}
 }`;
 }
 

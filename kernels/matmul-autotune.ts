@@ -3,7 +3,7 @@
 // The first matmul of an unknown class runs with the heuristic choice and schedules a short tuning job: when
 // the event loop next gets control, each eligible variant is timed on a representative problem of that class
 // (random data, a capped size) and the fastest is kept in memory and persisted to
-// `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json`, keyed by adapter (name and driver), so the
+// `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json` (in memory in a web page), keyed by adapter (name and driver), so the
 // next process starts with it. `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before
 // timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup kernel
 // on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off and
@@ -16,11 +16,8 @@
 //  * a winner read from the cache file is re-verified the first time a process uses its class (the same
 //    interleaved timing against the heuristic's choice); until then the heuristic runs, and a winner that is no
 //    longer faster is dropped from memory and from the file.
-import { mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { gpu } from '../engine/gpu.ts';
-import { writeFileAtomic } from '../util/atomic-write.ts';
+import { platform } from '../engine/platform.ts';
 import type { MatmulVariant } from './matmul.wgsl.ts';
 
 export interface TuneProblem {
@@ -63,14 +60,16 @@ interface CacheFile {
 /** T5_WEBGPU_AUTOTUNE=0 (or false, off) disables tuning; unset, it is on, except under vitest (tests are
  * timing-free and must not write the user's cache: a test that wants tuning sets T5_WEBGPU_AUTOTUNE=1). */
 function autotuneEnabled(): boolean {
-  const v = process.env.T5_WEBGPU_AUTOTUNE;
-  if (v === undefined || v === '') return !process.env.VITEST;
+  const v = platform().setting('T5_WEBGPU_AUTOTUNE');
+  if (v === undefined || v === '') return !platform().setting('VITEST');
   return !(v === '0' || v === 'false' || v === 'off');
 }
 
+const CACHE_NAME = 'matmul-autotune.json';
+
+/** Where the winners are kept: a path in Node (follows T5_WEBGPU_CACHE_DIR), memory in a page. */
 export function autotuneCachePath(): string {
-  const dir = process.env.T5_WEBGPU_CACHE_DIR || join(homedir(), '.cache', 't5-webgpu');
-  return join(dir, 'matmul-autotune.json');
+  return platform().cacheLocation(CACHE_NAME);
 }
 
 /** dims bucketed by powers of two (1, 2, 4, ... 65536+); batch as one or many */
@@ -112,9 +111,9 @@ const pending = new Map<string, Promise<void>>();
 const verified = new Set<string>();
 let loadedFrom: string | null = null;
 
-function readCacheFile(path: string): CacheFile {
+function readCacheFile(): CacheFile {
   try {
-    const parsed = JSON.parse(readFileSync(path, 'utf8')) as CacheFile;
+    const parsed = JSON.parse(platform().readCache(CACHE_NAME) ?? '') as CacheFile;
     if (parsed && parsed.version === 1 && typeof parsed.adapters === 'object') return parsed;
   } catch {
     // missing or unreadable: start empty (a corrupt file is replaced on the next write)
@@ -128,7 +127,7 @@ function table(): Map<string, TuneRecord> {
   if (loadedFrom !== path) {
     memory.clear();
     loadedFrom = path;
-    const file = readCacheFile(path);
+    const file = readCacheFile();
     for (const [a, recs] of Object.entries(file.adapters)) memory.set(a, new Map(Object.entries(recs)));
   }
   let t = memory.get(adapter);
@@ -137,11 +136,9 @@ function table(): Map<string, TuneRecord> {
 }
 
 async function persist(adapter: string, key: string, rec: TuneRecord): Promise<void> {
-  const path = autotuneCachePath();
-  const file = readCacheFile(path); // merge with what other processes wrote meanwhile
+  const file = readCacheFile(); // merge with what other processes wrote meanwhile
   (file.adapters[adapter] ??= {})[key] = rec;
-  mkdirSync(join(path, '..'), { recursive: true });
-  await writeFileAtomic(path, JSON.stringify(file, null, 1) + '\n');
+  await platform().writeCache(CACHE_NAME, JSON.stringify(file, null, 1) + '\n');
 }
 
 /** Forgets every choice held in memory (the file stays); the next matmul reloads it. */

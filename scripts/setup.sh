@@ -12,6 +12,18 @@ if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/vitest ]; then
   npm install --no-audit --no-fund >&2
 fi
 
+# Chromium for the web page's tests (tests/web-page.test.ts drives it headless; they are skipped without it).
+# Best effort: a machine where it cannot be installed still runs everything else.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  CSUDO=""
+  [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && CSUDO="sudo"
+  if [ "$(id -u)" = 0 ] || [ -n "$CSUDO" ]; then
+    echo "setup: installing Debian's chromium for the web page tests" >&2
+    { $CSUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $CSUDO apt-get install -y -qq --no-install-recommends chromium; } >&2 \
+      || echo "setup: chromium could not be installed; tests/web-page.test.ts will be skipped" >&2
+  fi
+fi
+
 if node scripts/probe-adapter.mjs >&2; then exit 0; fi
 
 fail() {

@@ -230,7 +230,8 @@ function csvReason(err: CsvError): string {
   return `malformed CSV (${err.code}): ${err.message}`;
 }
 
-function findColumns(
+/** Where the context, question and answer columns are; a DataError naming the missing ones and the header. */
+export function findColumns(
   file: string,
   header: string[],
   cfg: ColumnNames,

@@ -32,6 +32,9 @@ export type PredictInput = { context: string; question: string } | { input: stri
 export interface PredictOptions {
   /** The folder the model came from: its generation_config.json (or config.json) and t5_webgpu.json apply. */
   modelDir?: string;
+  /** The folder's generation settings already read (a web page fetches generation_config.json); used instead of
+   * reading modelDir's. `file` names them in errors. */
+  generationFile?: { config: Record<string, unknown>; file: string };
   /** Generation options with HF's names; they override the folder's and the tutorial's defaults. */
   generation?: GenerationOptions;
   /**
@@ -79,7 +82,9 @@ export async function resolvePredictSettings(
     throw new Error(`predict: the maximum input length must be an integer >= 2 (room for the two </s> of a pair), got ${maxInputLength}`);
   }
   const c = model.config;
-  const { config: fileConfig, file } = options.modelDir
+  const { config: fileConfig, file } = options.generationFile
+    ? options.generationFile
+    : options.modelDir
     ? await readGenerationConfigFile(options.modelDir)
     : { config: { decoder_start_token_id: c.decoder_start_token_id, eos_token_id: c.eos_token_id, pad_token_id: c.pad_token_id }, file: 'config' };
   const given = options.generation ?? {};
