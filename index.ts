@@ -35,6 +35,7 @@ export { resolveGenerationConfig, type GenerationOptions } from './generate/gene
 export { loadGenerationConfig } from './generate/generation-config-file.ts';
 export { predictOne, predictFile } from './tasks/predict.ts';
 export { scoreTarget } from './tasks/score.ts';
+export { startServer, type ServeOptions } from './tasks/web-server.ts';
 export { initModelFolder } from './hf/init-model.ts';
 // Training
 export { train, type TrainOptions } from './train/trainer.ts';

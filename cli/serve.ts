@@ -1,95 +1,23 @@
-// engine-cli serve --model DIR: the web page (web/) and the model folder over HTTP, for answering and fine-tuning
-// in a browser tab. Loopback only unless --host says otherwise: the folder's files are served to whoever asks.
-import { existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+// engine-cli serve --model DIR: the web page and the model folder over HTTP (tasks/web-server.ts does the work).
 import { resolveModel } from '../hf/hub.ts';
+import { startServer, type ServeOptions } from '../tasks/web-server.ts';
+import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
-export const SERVE_USAGE = 'usage: engine-cli serve --model DIR|HUB_ID [--port 8080] [--host 127.0.0.1]\n';
+const USAGE = 'usage: engine-cli serve --model DIR|HUB_ID [--port 8080] [--host 127.0.0.1]\n';
 
-// From cli/serve.ts and from the bundled dist/engine-cli.js alike, web/ and dist/ are one folder up.
-const WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
-const BUNDLE = fileURLToPath(new URL('../dist/t5-webgpu.browser.js', import.meta.url));
-
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.png': 'image/png',
-};
-
-/** The page's own files: name in the URL -> file on disk. */
-const PAGE_FILES: Record<string, string> = {
-  '/': `${WEB_DIR}index.html`,
-  '/app.js': `${WEB_DIR}app.js`,
-  '/t5-webgpu.browser.js': BUNDLE,
-};
-
-export interface ServeOptions {
-  /** the model folder (already resolved) */
-  dir: string;
-  port?: number;
-  host?: string;
-}
-
-/** Starts the server; resolves once it listens. `url` is where to point a browser. */
-export async function startServer(o: ServeOptions): Promise<{ url: string; server: Server }> {
-  if (!existsSync(BUNDLE)) throw new Error(`serve: ${BUNDLE} is missing: run \`npm run build\` first`);
-  const server = createServer((req, res) => {
-    void respond(o.dir, req.url ?? '/', res).catch((e: Error) => {
-      res.writeHead(500, { 'content-type': 'text/plain' }).end(`serve: ${e.message}`);
-    });
-  });
-  await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => ok());
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : o.port;
-  const host = (o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : (o.host ?? '127.0.0.1');
-  return { url: `http://${host}:${port}/`, server };
-}
-
-async function respond(dir: string, url: string, res: import('node:http').ServerResponse): Promise<void> {
-  const path = decodeURIComponent(url.split('?')[0]!);
-  let file = PAGE_FILES[path];
-  // /model/NAME: a plain file name in the folder, never a path out of it
-  if (!file && path.startsWith('/model/')) {
-    const name = path.slice('/model/'.length);
-    if (/^[\w.-]+$/.test(name) && !name.startsWith('.')) file = `${dir}/${name}`;
-  }
-  const st = file ? await stat(file).catch(() => undefined) : undefined;
-  if (!file || !st?.isFile()) {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
-    return;
-  }
-  const ext = file.slice(file.lastIndexOf('.'));
-  res.writeHead(200, { 'content-type': TYPES[ext] ?? 'application/octet-stream', 'content-length': st.size, 'cache-control': 'no-store' });
-  res.end(await readFile(file));
-}
+const SERVE_FLAGS = {
+  model: { type: 'string', arg: 'DIR|HUB_ID', required: true, help: 'a Hugging Face T5 folder or Hub id' },
+  port: { type: 'int', min: 0, default: 8080, help: 'TCP port (0: any free one)', to: 'port' },
+  host: { type: 'string', arg: 'ADDRESS', default: '127.0.0.1', help: 'address to listen on; loopback keeps the folder private', to: 'host' },
+} satisfies Flags<ServeOptions>;
 
 export async function serveCommand(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { model: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    }));
-  } catch (err) {
-    throw new Error(`serve: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
-  }
-  if (values.help) {
-    process.stdout.write(SERVE_USAGE);
-    return;
-  }
-  if (!values.model) throw new Error('serve: --model DIR is required (a Hugging Face T5 folder or Hub id)');
-  const port = values.port === undefined ? 8080 : Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`serve: --port must be an integer 0..65535, got ${values.port}`);
+  const parsed = parseFlags('serve', USAGE, SERVE_FLAGS, argv);
+  if (!parsed) return;
+  const { values } = parsed;
+  if (values.port > 65535) throw new Error(`serve: --port: expected an integer 0..65535, got ${values.port}`);
   const dir = await resolveModel(values.model);
-  const { url } = await startServer({ dir, port, host: values.host });
+  const { url } = await startServer({ ...flagOptions<ServeOptions>(SERVE_FLAGS, values), dir });
   process.stdout.write(`serving ${dir} at ${url} (Ctrl-C stops)\n`);
   await new Promise(() => {}); // until the process is stopped
 }

@@ -7,7 +7,7 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flagOptions, helpText, parseFlags, parseNumber, type Flags } from '../cli/flags.ts';
 
-const COMMANDS = ['train', 'eval', 'predict', 'score', 'report', 'init', 'info', 'bench'];
+const COMMANDS = ['train', 'eval', 'predict', 'score', 'report', 'init', 'info', 'bench', 'serve'];
 
 let dir: string;
 let cli: string;

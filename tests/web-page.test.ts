@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer } from '../cli/serve.ts';
+import { startServer } from '../tasks/web-server.ts';
 import { initGpu } from '../engine/gpu.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
