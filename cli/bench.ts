@@ -9,7 +9,8 @@ function fmt(row: BenchRow): string {
   const rate = row.gflops !== null ? `${row.gflops.toFixed(2)} GFLOP/s`
     : row.gbps !== null ? `${row.gbps.toFixed(2)} GB/s`
     : row.tokensPerSecond != null ? `${row.tokensPerSecond.toFixed(1)} tok/s` : '';
-  const peak = row.peakBytes != null ? `  peak ${(row.peakBytes / 2 ** 20).toFixed(0)} MiB` : '';
+  const tokens = row.tokensPerSecond != null && row.gflops !== null ? `  ${row.tokensPerSecond.toFixed(1)} tok/s` : '';
+  const peak = `${tokens}${row.peakBytes != null ? `  peak ${(row.peakBytes / 2 ** 20).toFixed(0)} MiB` : ''}`;
   const frac = row.ceilingFraction !== null ? `${(100 * row.ceilingFraction).toFixed(1)}%` : '';
   const err = Number.isNaN(row.maxRelErr) ? 'unchecked' : row.maxRelErr.toExponential(1);
   return `${row.op.padEnd(16)} ${row.shape.padEnd(30)} ${row.dtype.padEnd(5)} ${row.ms.toFixed(3).padStart(10)} ms ` +

@@ -9,7 +9,7 @@
 // `--sizes base+ckpt` (or t5-small+ckpt) is the train step with gradient checkpointing ('base' matches all three).
 // check(): the eval loss on the current parameters against the float64 reference T5 (model/t5-float64.ts) for the
 // tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
-// tests/t5-reference.test.ts cover the numerics). gflops stays null: the row's rate is tokens per second.
+// tests/t5-reference.test.ts cover the numerics). the rate is the step's effective GFLOP/s (model/flops.ts) beside tokens/s.
 import type { BenchCase, BenchInstance } from '../types.ts';
 import { backward, noGrad, zeroGrad } from '../../engine/autograd.ts';
 import { AdamW } from '../../optim/adamw.ts';
@@ -22,6 +22,7 @@ import { initT5Weights } from '../../model/init-weights.ts';
 import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';
 import { t5ReferenceForward } from '../../model/t5-float64.ts';
+import { t5ForwardFlops } from '../../model/flops.ts';
 
 const BATCH = 8;
 
@@ -73,6 +74,8 @@ function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): 
     shape: `${size}${gradientCheckpointing ? '+ckpt' : ''} b${BATCH} s${SOURCE} t${TARGET}`,
     dtype: 'f32',
     tokens: BATCH * (SOURCE + TARGET),
+    // effective GFLOP/s of the whole step, against the matmul (multiply-add) ceiling
+    flops: (train ? 3 : 1) * t5ForwardFlops(configFor(size), BATCH, SOURCE, TARGET),
     setup(): BenchInstance {
       // the row's peak counts its own buffers only: drop what earlier rows left pooled
       rt().pool.trim();
