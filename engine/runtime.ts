@@ -35,6 +35,9 @@ export interface KernelLaunch {
   bindings: BufferBinding[];
   params?: Param[];
   workgroups: [number, number?, number?];
+  /** for profiles only: the call site (a matmul's shapes) and the FLOPs this launch does */
+  site?: string;
+  flops?: number;
 }
 
 interface CachedPipeline {

@@ -168,6 +168,8 @@ export function dispatchTiles(name: string, p: Problem, spec: MatmulKernelSpec, 
         bindings,
         params,
         workgroups: [Math.ceil(ch.nc / k.tileN), Math.ceil(ch.mc / k.tileM), ch.zc],
+        site: p.desc,
+        flops: 2 * ch.mc * ch.nc * p.K * ch.zc,
       });
     }
   }

@@ -42,6 +42,9 @@ describe('profile', () => {
     expect(p.distinct).toBe(launches.length);
     expect(launches.find((l) => /matmul/.test(l.launch.name))!.count).toBe(2);
     expect(await y.toFloat32()).toEqual(before);
+    // one matmul call site: its shapes, two calls, 2 * 6 * 3 * 5 FLOPs each
+    expect(p.sites.map((s) => [s.site, s.count])).toEqual([['matmul([6, 5], [5, 3])', 2]]);
+    expect(p.sites[0]!.flops).toBe(2 * 2 * 6 * 3 * 5);
     for (const t of [x, w, y]) t.dispose();
   });
 });

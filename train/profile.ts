@@ -1,4 +1,5 @@
-// `--profile`: the share of a training step's GPU time spent in matmul, attention and everything else.
+// `--profile`: the share of a training step's GPU time spent in matmul, attention and everything else, and each
+// matmul call site's time and effective GFLOP/s (launches carry their operand shapes and FLOPs).
 //
 // Method (no engine change): WebGPU gives no synchronous wait, and the model's forward/backward are synchronous
 // code, so a kernel cannot be timed where it is recorded. Instead `captureDispatches` wraps `rt().dispatch` during
@@ -69,6 +70,8 @@ export interface ProfileReport {
   stepMs: number;
   /** the five most expensive kernels by name */
   top: Array<{ name: string; ms: number; count: number }>;
+  /** matmul call sites (operand shapes and transposes) by time, with their effective GFLOP/s */
+  sites: Array<{ site: string; ms: number; count: number; flops: number; gflops: number }>;
 }
 
 /** Times each captured launch alone (see the header comment). */
@@ -78,6 +81,7 @@ export async function replayTimes(captured: Captured[], stepMs: number, reps = 4
   const ms: Record<OpClass, number> = { matmul: 0, attention: 0, other: 0 };
   const dispatches: Record<OpClass, number> = { matmul: 0, attention: 0, other: 0 };
   const byName = new Map<string, { ms: number; count: number }>();
+  const bySite = new Map<string, { ms: number; count: number; flops: number }>();
   const scratch = new Map<number, GPUBuffer[]>();
   const bufferOf = (size: number, slot: number): GPUBuffer => {
     const bytes = Math.max(16, Math.ceil(size / 16) * 16);
@@ -114,12 +118,22 @@ export async function replayTimes(captured: Captured[], stepMs: number, reps = 4
       n.ms += each * c.count;
       n.count += c.count;
       byName.set(c.launch.name, n);
+      if (c.launch.site && c.launch.flops) {
+        const site = bySite.get(c.launch.site) ?? { ms: 0, count: 0, flops: 0 };
+        site.ms += each * c.count;
+        site.count += c.count;
+        site.flops += c.launch.flops * c.count;
+        bySite.set(c.launch.site, site);
+      }
     }
   } finally {
     for (const list of scratch.values()) for (const b of list) b.destroy();
   }
   const top = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms).slice(0, 5);
-  return { ms, dispatches, distinct: captured.length, stepMs, top };
+  const sites = [...bySite]
+    .map(([site, v]) => ({ site, ms: v.ms, count: v.count, flops: v.flops, gflops: v.ms > 0 ? v.flops / v.ms / 1e6 : 0 }))
+    .sort((a, b) => b.ms - a.ms);
+  return { ms, dispatches, distinct: captured.length, stepMs, top, sites };
 }
 
 export function describeProfile(p: ProfileReport): string {
@@ -130,6 +144,8 @@ export function describeProfile(p: ProfileReport): string {
     ...(['matmul', 'attention', 'other'] as const).map((k) => `  ${k.padEnd(9)} ${pct(p.ms[k]).padStart(6)}  ${p.ms[k].toFixed(1).padStart(9)} ms  ${p.dispatches[k]} dispatches`),
     `  kernels total ${total.toFixed(1)} ms; step wall time ${p.stepMs.toFixed(1)} ms (the rest is recording, submits and readback)`,
     `  most expensive: ${p.top.map((t) => `${t.name} ${t.ms.toFixed(1)} ms (${t.count}x)`).join(', ')}`,
+    ...(p.sites.length ? ['  matmul call sites (operand shapes; ᵀ transposed), slowest first:'] : []),
+    ...p.sites.slice(0, 12).map((s) => `    ${s.ms.toFixed(1).padStart(9)} ms  ${s.gflops.toFixed(1).padStart(6)} GFLOP/s  ${String(s.count).padStart(4)}x  ${s.site}`),
   ];
   return lines.join('\n');
 }
