@@ -73,7 +73,7 @@ export class T5DecoderCache {
           const normed = T5LayerNorm(ctx, `${block}.layer.0.layer_norm`, h);
           const step = projectKeyValue(ctx, `${block}.layer.0.SelfAttention`, normed);
           const past = this.selfKv[i];
-          const kv = past ? { k: concat([past.k, step.k], 2), v: concat([past.v, step.v], 2) } : step;
+          const kv = past ? { k: concat([past.k, step.k], 1), v: concat([past.v, step.v], 1) } : step;
           newKv.push(kv);
           // one query sees every cached key: nothing to mask causally
           h = add(h, T5Attention(ctx, `${block}.layer.0.SelfAttention`, normed, { bias, keyValue: kv }));
