@@ -360,7 +360,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if (opts.mask) saved.push(opts.mask);
   const biasGrad = !!opts.bias?.requiresGrad;
   const kvGrad = k.requiresGrad || v.requiresGrad;
-  const { causal, scale, dropout, layout } = opts;
+  const { causal, scale, layout } = opts;
+  // a copy: the backward must draw the forward's mask even if the caller reuses its options object
+  const dropout = opts.dropout && { ...opts.dropout };
   const result = recordOp('attention', inputs, out, saved, (g, s) => {
     const [sq, sk, sv, so, sst] = s as [Tensor, Tensor, Tensor, Tensor, Tensor];
     let at = 5;
