@@ -9,6 +9,11 @@
 // the additive one as finfo.min, hidden keys are left out entirely: the two differ only in rows whose
 // every visible key is also padding (HF then averages over all Lk keys, we over the visible ones).
 //
+// Training: `dropout` drops probabilities inside the kernels with the Philox stream of kernels/random.ts,
+// numbered as dropout(softmax(scores)) numbers the [B, H, Lq, Lk] probabilities, so the fused op equals
+// that unfused composition up to float rounding. `layout: 'BLHD'` reads q, k, v as [B, L, H, D] (a linear
+// projection's output reshaped, no head permute) and writes out (and the gradients) the same way.
+//
 // Kernels (attention.wgsl.ts): a flash-style forward that writes only out and (max, log-sum) per row, and a
 // backward in two kernels that recompute the probabilities (row owner: dQ and ds; key owner: dK, dV), plus
 // a batch reduction of ds for the broadcast bias. Nothing of size Lq·Lk is kept between forward and
@@ -27,6 +32,7 @@ import { recordOp } from './record-op.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
+import { checkRandomOptions, dropoutThreshold, philoxStreamParams, uniformRef } from './random.ts';
 import {
   DQ_STORAGE_BUFFERS,
   PLAIN_WORKGROUP,
@@ -52,6 +58,21 @@ export interface AttentionOptions {
   causal?: boolean;
   /** multiplies q·kᵀ; T5 uses 1 (its init folds 1/sqrt(d) into the weights) */
   scale?: number;
+  /** dropout on the probabilities, drawn as kernels/random.ts's dropout(probs, rate, { seed, offset }) */
+  dropout?: AttentionDropout;
+  /** 'BHLD' (default): q [B, H, Lq, D], k and v [B, H, Lk, D], out [B, H, Lq, D]; 'BLHD': q [B, Lq, H, D],
+   * k and v [B, Lk, H, D], out [B, Lq, H, D]. Gradients come in their input's layout. */
+  layout?: AttentionLayout;
+}
+
+export type AttentionLayout = 'BHLD' | 'BLHD';
+
+export interface AttentionDropout {
+  /** probability of dropping, in [0, 1] */
+  rate: number;
+  seed: number;
+  /** stream position of probability element 0; the op uses B·H·Lq·Lk positions from here */
+  offset: number;
 }
 
 interface Dims {
@@ -68,7 +89,15 @@ function shapeStr(t: Tensor): string {
   return `[${t.shape.join(', ')}]`;
 }
 
+/** Dims of a q-like [B, H, L, D] or [B, L, H, D] tensor as (B, H, L, D). */
+function bhld(t: Tensor, layout: AttentionLayout): [number, number, number, number] {
+  const [b, x, y, d] = t.shape as [number, number, number, number];
+  return layout === 'BLHD' ? [b, y, x, d] : [b, x, y, d];
+}
+
 function checkArgs(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Dims {
+  const layout = o.layout ?? 'BHLD';
+  if (layout !== 'BHLD' && layout !== 'BLHD') throw new RangeError(`attention: layout must be 'BHLD' or 'BLHD', got ${String(layout)}`);
   const all: Array<[string, Tensor | undefined]> = [['q', q], ['k', k], ['v', v], ['bias', o.bias], ['mask', o.mask]];
   for (const [name, t] of all) {
     if (!t) continue;
@@ -76,11 +105,12 @@ function checkArgs(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Dims {
     if (t.dtype !== 'f32') throw new TypeError(`attention: ${name} must be f32, got ${t.dtype} ${shapeStr(t)}`);
     if (t.rank !== 4) throw new RangeError(`attention: ${name} must have rank 4, got ${shapeStr(t)}`);
   }
-  const [B, H, Lq, D] = q.shape as [number, number, number, number];
-  const [kB, kH, Lk, kD] = k.shape as [number, number, number, number];
+  const [B, H, Lq, D] = bhld(q, layout);
+  const [kB, kH, Lk, kD] = bhld(k, layout);
   const shapes = `q ${shapeStr(q)}, k ${shapeStr(k)}, v ${shapeStr(v)}`;
   if (kB !== B || kH !== H || kD !== D || v.shape.join() !== k.shape.join()) {
-    throw new RangeError(`attention: q [B, H, Lq, D] and k, v [B, H, Lk, D] disagree: ${shapes}`);
+    const want = layout === 'BLHD' ? 'q [B, Lq, H, D] and k, v [B, Lk, H, D]' : 'q [B, H, Lq, D] and k, v [B, H, Lk, D]';
+    throw new RangeError(`attention: ${want} disagree: ${shapes}`);
   }
   if (D % 4 !== 0 || D > MAX_HEAD_DIM || D === 0) {
     throw new RangeError(`attention: head dim ${D} must be a positive multiple of 4 up to ${MAX_HEAD_DIM} (${shapes})`);
@@ -104,7 +134,19 @@ function checkArgs(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Dims {
   }
   const scale = o.scale ?? 1;
   if (!Number.isFinite(scale)) throw new RangeError(`attention: scale must be finite, got ${scale}`);
+  if (o.dropout) {
+    const { rate } = o.dropout;
+    if (!(rate >= 0 && rate <= 1)) throw new RangeError(`attention: dropout rate must be in [0, 1], got ${rate}`);
+    checkRandomOptions('attention: dropout', o.dropout);
+    // stream indices are u32 in the kernels
+    if (B * H * Lq * Lk >= 2 ** 32 - 4) throw new RangeError(`attention: dropout over ${B * H * Lq * Lk} probabilities is too many for one draw`);
+  }
   return { B, H, Lq, Lk, D };
+}
+
+/** Dropout that changes anything (rate 0 runs the kernels without a mask). */
+function activeDropout(o: AttentionOptions): AttentionDropout | null {
+  return o.dropout && o.dropout.rate > 0 ? o.dropout : null;
 }
 
 /** Element strides (b, h, i, j) of a [B | 1, H | 1, Lq | 1, Lk] operand: 0 on broadcast dimensions, all 0
@@ -119,6 +161,16 @@ function strides(shape: readonly number[] | undefined, d: Dims): number[] {
  * per head dim and kernel serves every combination of bias, mask, causal and dBias. */
 function params(d: Dims, o: AttentionOptions, writeDs = false): Array<['u32' | 'f32', number]> {
   const u = (x: number): ['u32', number] => ['u32', x];
+  // row strides of head and position: rows of D floats, see attention.wgsl.ts
+  const blhd = o.layout === 'BLHD';
+  const rowStrides = [blhd ? 1 : d.Lq, blhd ? d.H : 1, blhd ? 1 : d.Lk, blhd ? d.H : 1];
+  const drop = activeDropout(o);
+  const stream = drop ? philoxStreamParams(drop.seed, drop.offset) : null;
+  const dropParams = stream
+    ? [stream.first, stream.cLo, stream.cHi, stream.kLo, stream.kHi, dropoutThreshold(drop!.rate)].map(u)
+    : [0, 0, 0, 0, 0, 0].map(u);
+  // rate 1 keeps nothing: the scale is moot (random.ts's dropout uses 0 too)
+  const dropScale: ['f32', number] = ['f32', drop ? (drop.rate >= 1 ? 0 : 1 / (1 - drop.rate)) : 1];
   return [
     u(d.Lq),
     u(d.Lk),
@@ -129,6 +181,9 @@ function params(d: Dims, o: AttentionOptions, writeDs = false): Array<['u32' | '
     // not causal: an offset that lets every row see all Lk keys
     u(o.causal ? d.Lk - d.Lq : d.Lk),
     u(writeDs ? 1 : 0),
+    ...rowStrides.map(u),
+    ...dropParams,
+    dropScale,
   ];
 }
 
@@ -137,8 +192,8 @@ function zeroOperand(): Tensor {
   return tensor(new Float32Array(1), [1]);
 }
 
-function variantOf(d: Dims): AttnVariant {
-  return { d: d.D };
+function variantOf(d: Dims, o: AttentionOptions): AttnVariant {
+  return { d: d.D, dropout: activeDropout(o) !== null };
 }
 
 function rowGrid(rows: number, bh: number): [number, number] {
@@ -192,12 +247,13 @@ export function subgroupKernelsUsable(D: number): boolean {
   return g.hasSubgroups && lo !== undefined && lo === hi && D % lo === 0 && D <= SUBGROUP_MAX_HEAD_DIM;
 }
 
-/** Forward kernels only: out [B, H, Lq, D] and the per-row (max, log-sum) statistics [B, H, Lq, 2]. */
-function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
+/** Forward kernels only: out (q's shape and layout) and the per-row (max, log-sum) statistics [B, H, Lq, 2]
+ * of the undropped probabilities. */
+export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; stats: Tensor } {
   const d = checkArgs(q, k, v, opts);
   checkGrid('attention', d.B * d.H);
-  const variant = variantOf(d);
-  const out = empty([d.B, d.H, d.Lq, d.D]);
+  const variant = variantOf(d, opts);
+  const out = empty(q.shape);
   const stats = empty([d.B, d.H, d.Lq, 2]);
   const zero = opts.bias && opts.mask ? null : zeroOperand();
   const bindings = [q.read('q'), k.read('k'), v.read('v')];
@@ -223,7 +279,7 @@ export interface AttentionGrads {
 }
 
 /** Backward kernels: gradients of q, k, v (dk/dv skipped when not wanted) and of the bias when asked. */
-function attentionBackward(
+export function attentionBackward(
   q: Tensor,
   k: Tensor,
   v: Tensor,
@@ -235,7 +291,7 @@ function attentionBackward(
 ): AttentionGrads {
   const d = checkArgs(q, k, v, opts);
   const bh = d.B * d.H;
-  const variant = variantOf(d);
+  const variant = variantOf(d, opts);
   const wantDs = want.bias && !!opts.bias;
   const zero = opts.bias && opts.mask ? null : zeroOperand();
   const extra = [(opts.bias ?? zero!).read('bias'), (opts.mask ?? zero!).read('mask')];
@@ -252,8 +308,8 @@ function attentionBackward(
       name: 'attention-backward-delta',
       code: deltaKernel(variant),
       bindings: [out.read('out'), dout.read('dout'), delta.write('delta')],
-      params: [['u32', bh * d.Lq]],
-      workgroups: grid1D(Math.ceil((bh * d.Lq) / PLAIN_WORKGROUP)),
+      params: params(d, opts, wantDs),
+      workgroups: rowGrid(d.Lq, bh),
     });
   }
   const dqBindings = deltaGiven
@@ -307,7 +363,8 @@ function attentionBackward(
 }
 
 /**
- * softmax(scale·q·kᵀ + bias + mask) · v with q [B, H, Lq, D], k and v [B, H, Lk, D]; out [B, H, Lq, D].
+ * dropout(softmax(scale·q·kᵀ + bias + mask)) · v with q [B, H, Lq, D], k and v [B, H, Lk, D]; out
+ * [B, H, Lq, D] (or all [B, L, H, D] with layout 'BLHD').
  * Gradients flow to q, k, v and bias (summed over its broadcast batch); the mask gets none.
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
@@ -318,14 +375,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if (opts.mask) saved.push(opts.mask);
   const biasGrad = !!opts.bias?.requiresGrad;
   const kvGrad = k.requiresGrad || v.requiresGrad;
-  const causal = opts.causal;
-  const scale = opts.scale;
+  const { causal, scale, layout } = opts;
+  // a copy: the backward must draw the forward's mask even if the caller reuses its options object
+  const dropout = opts.dropout && { ...opts.dropout };
   const result = recordOp('attention', inputs, out, saved, (g, s) => {
     const [sq, sk, sv, so, sst] = s as [Tensor, Tensor, Tensor, Tensor, Tensor];
     let at = 5;
     const bias = opts.bias ? s[at++] : undefined;
     const mask = opts.mask ? s[at++] : undefined;
-    const grads = attentionBackward(sq, sk, sv, so, sst, g, { bias, mask, causal, scale }, { kv: kvGrad, bias: biasGrad });
+    const grads = attentionBackward(sq, sk, sv, so, sst, g, { bias, mask, causal, scale, dropout, layout }, { kv: kvGrad, bias: biasGrad });
     return bias ? [grads.dq, grads.dk, grads.dv, grads.dbias] : [grads.dq, grads.dk, grads.dv];
   });
   stats.dispose(); // the graph node, if any, holds its own handle on the statistics
@@ -345,6 +403,7 @@ export interface AttentionRefInput {
   mask?: { data: ArrayLike<number>; shape: readonly number[] };
   causal?: boolean;
   scale?: number;
+  dropout?: AttentionDropout;
 }
 
 function broadcastIndex(shape: readonly number[], b: number, h: number, i: number, j: number): number {
@@ -353,7 +412,7 @@ function broadcastIndex(shape: readonly number[], b: number, h: number, i: numbe
 }
 
 /** Probabilities [B, H, Lq, Lk] in float64 (hidden causal keys get 0; a row hidden entirely is 0). */
-function attentionProbsRef(x: AttentionRefInput): Float64Array {
+export function attentionProbsRef(x: AttentionRefInput): Float64Array {
   const { B, H, Lq, Lk, D } = x.dims;
   const scale = x.scale ?? 1;
   const P = new Float64Array(B * H * Lq * Lk);
@@ -382,9 +441,26 @@ function attentionProbsRef(x: AttentionRefInput): Float64Array {
   return P;
 }
 
+/** Dropout factors [B, H, Lq, Lk]: 1/(1 - rate) where kept, 0 where dropped (all 1 without dropout);
+ * the mask of kernels/random.ts's dropoutRef over the probabilities. */
+export function attentionDropoutRef(x: AttentionRefInput): Float64Array {
+  const { B, H, Lq, Lk } = x.dims;
+  const n = B * H * Lq * Lk;
+  const z = new Float64Array(n).fill(1);
+  const drop = x.dropout;
+  if (!drop || drop.rate === 0) return z;
+  const u = uniformRef(drop.seed, drop.offset, n);
+  const keep = drop.rate >= 1 ? 0 : 1 / (1 - drop.rate);
+  const rate = Math.fround(drop.rate); // compared as an f32, as the kernels do
+  for (let e = 0; e < n; e++) z[e] = u[e]! >= rate ? keep : 0;
+  return z;
+}
+
 export function attentionRef(x: AttentionRefInput): Float64Array {
   const { B, H, Lq, Lk, D } = x.dims;
   const P = attentionProbsRef(x);
+  const Z = attentionDropoutRef(x);
+  for (let e = 0; e < P.length; e++) P[e] = P[e]! * Z[e]!;
   const out = new Float64Array(B * H * Lq * D);
   for (let bh = 0; bh < B * H; bh++)
     for (let i = 0; i < Lq; i++)
@@ -398,11 +474,13 @@ export function attentionRef(x: AttentionRefInput): Float64Array {
   return out;
 }
 
-/** Reference gradients of sum(out · dout): dq, dk, dv [as q, k, v] and dbias [as the bias shape]. */
+/** Reference gradients of sum(out · dout): dq, dk, dv [as q, k, v] and dbias [as the bias shape]. With
+ * dropout factors z: dV = Σ p z dO, dp = z (dO·v), ds = p (dp - Σ_j p dp). */
 export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<number>) {
   const { B, H, Lq, Lk, D } = x.dims;
   const scale = x.scale ?? 1;
   const P = attentionProbsRef(x);
+  const Z = attentionDropoutRef(x);
   const dq = new Float64Array(B * H * Lq * D);
   const dk = new Float64Array(B * H * Lk * D);
   const dv = new Float64Array(B * H * Lk * D);
@@ -418,6 +496,7 @@ export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<numbe
           let acc = 0;
           const vo = (bh * Lk + j) * D;
           for (let d = 0; d < D; d++) acc += dout[go + d]! * x.v[vo + d]!;
+          acc *= Z[(bh * Lq + i) * Lk + j]!;
           dp[j] = acc;
           dot += P[(bh * Lq + i) * Lk + j]! * acc;
         }
@@ -425,8 +504,9 @@ export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<numbe
           const p = P[(bh * Lq + i) * Lk + j]!;
           const ds = p * (dp[j]! - dot);
           const ko = (bh * Lk + j) * D;
+          const pz = p * Z[(bh * Lq + i) * Lk + j]!;
           for (let d = 0; d < D; d++) {
-            dv[ko + d] += p * dout[go + d]!;
+            dv[ko + d] += pz * dout[go + d]!;
             dq[go + d] += scale * ds * x.k[ko + d]!;
             dk[ko + d] += scale * ds * x.q[go + d]!;
           }

@@ -1,4 +1,5 @@
-// WGSL for fused attention (kernels/attention.ts holds the op). Self-contained: no other op's kernels.
+// WGSL for fused attention (kernels/attention.ts holds the op). Self-contained but for the Philox generator
+// of kernels/random.ts, which dropout on the probabilities must share to draw the same mask.
 //
 // Forward (flash-attention style): one query row per owner, keys streamed once with an online softmax;
 // only `out` and two floats per row (running max m and log of the exp-sum) are written. We keep m and
@@ -12,10 +13,23 @@
 //   dK = scale · Σ_i ds q_i,  dV = Σ_i p dO_i  (key-owner kernel)
 //   dBias = Σ over the broadcast batch of ds.
 //
+// Dropout on the probabilities (the `dropout` variant): element (b, h, i, j) is kept with the mask that
+// kernels/random.ts's dropout draws for element ((b·H + h)·Lq + i)·Lk + j of softmax's [B, H, Lq, Lk]
+// output, and scaled by z = 1/(1 - rate), else z = 0. With p̃ = p·z the output is O = Σ_j p̃_j v_j; the
+// row statistics (m, log l) stay those of the undropped p. Backward (FlashAttention's, with dropout): the
+// mask is drawn again, dV = Σ_i p̃ dO_i, dp = z·(dO·v), ds = p (dp - Δ) with Δ = dO·O as before
+// (Σ_j p_j dp_j = dO·Σ_j p̃_j v_j = dO·O).
+//
+// Layouts: q, out, dout and dq are rows of D floats at row b·H·Lq + h·qH + i·qL ([B, H, Lq, D]: qH = Lq,
+// qL = 1; [B, Lq, H, D]: qH = 1, qL = H, the linear projection's output as it is); k, v, dk, dv likewise
+// with kH, kL. The statistics, Δ and ds are always [B, H, Lq(, Lk)].
+//
 // Two families: `plain` (one row per invocation, any adapter; on a real GPU the lanes of a warp read the
 // same k/v row, which the cache broadcasts) and `subgroup` (lavapipe: lane l loads slice l of each
 // streamed row once and subgroupBroadcast hands it to the others, cutting the lane-by-lane gathered loads
 // that dominate there (shared/LAVAPIPE.md), and each lane owns several query rows).
+
+import { PHILOX_WGSL } from './random.ts';
 
 /** Rows (or keys) per workgroup in the plain kernels. */
 export const PLAIN_WORKGROUP = 64;
@@ -31,9 +45,13 @@ const NEG_MAX = '-0x1.fffffep+127f';
 //     stride 0 (one extra load and add per score, a few percent at most);
 //   - causal is the key limit j <= i + causalOff, with causalOff >= Lk when not causal (every key visible);
 //   - ds is written under a uniform branch (writeDs), into a 1-float dummy when dBias is not wanted.
+// Dropout is a compile-time variant instead: the Philox code would lengthen every kernel's compile, and
+// only training uses it.
 export interface AttnVariant {
   /** head dim, a multiple of 4 */
   d: number;
+  /** draw a dropout mask on the probabilities */
+  dropout: boolean;
 }
 
 /** Uniform layout shared by every attention kernel (all 4-byte fields); index of bias or mask element
@@ -43,6 +61,8 @@ export const PARAM_FIELDS = `struct Params {
   biasB: u32, biasH: u32, biasQ: u32, biasJ: u32,
   maskB: u32, maskH: u32, maskQ: u32, maskJ: u32,
   causalOff: u32, writeDs: u32,
+  qH: u32, qL: u32, kH: u32, kL: u32,
+  dropFirst: u32, dropCLo: u32, dropCHi: u32, dropKLo: u32, dropKHi: u32, dropThr: u32, dropScale: f32,
 }`;
 
 interface Binding {
@@ -62,8 +82,35 @@ function bindingDecls(bs: Binding[]): string {
 
 const v4 = 'array<vec4<f32>>';
 
+/** Row (in units of D floats) of q, out, dout, dq at (b, h, i); of k, v, dk, dv at (b, h, j). */
+const qRow = (i: string): string => `(b * p.heads * p.lq + h * p.qH + ${i} * p.qL)`;
+const kRow = (j: string): string => `(b * p.heads * p.lk + h * p.kH + ${j} * p.kL)`;
+
+/** Dropout helpers: element t of the op's stream counts from the offset's counter (t = first + index). */
+function dropFns(v: AttnVariant): string {
+  if (!v.dropout) return '';
+  return `${PHILOX_WGSL}
+fn dropWords(t: u32) -> vec4<u32> {
+  let c = t >> 2u;
+  let lo = p.dropCLo + c;
+  return philox(vec4<u32>(lo, p.dropCHi + select(0u, 1u, lo < c), 0u, 0u), vec2<u32>(p.dropKLo, p.dropKHi));
+}
+fn dropKeep(w: vec4<u32>, t: u32) -> f32 { return select(0.0, p.dropScale, (w[t & 3u] >> 8u) >= p.dropThr); }`;
+}
+
+/** Stream index of element (row, 0) of the probabilities, row = bh·Lq + i. */
+const dropBase = (row: string): string => `p.dropFirst + ${row} * p.lk`;
+
+/** In a row owner's key loop: z{sfx} for key j, the words of a counter drawn once per 4 keys (dw{sfx}
+ * holds those of the previous key; every 4th stream position starts a counter). */
+function dropStep(sfx: string): string {
+  return `let t${sfx} = dt${sfx} + j;
+    if (j != 0u && (t${sfx} & 3u) == 0u) { dw${sfx} = dropWords(t${sfx}); }
+    let z${sfx} = dropKeep(dw${sfx}, t${sfx});`;
+}
+
 /** Storage order of the forward kernels' bindings (attention.ts binds tensors in this order). */
-function forwardBindings(): Binding[] {
+export function forwardBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -97,9 +144,11 @@ function dotBody(dv: number, a: string, bExpr: (d: string) => string): string {
 
 export function plainForward(v: AttnVariant): string {
   const dv = v.d / 4;
+  const drop = v.dropout;
   return /* wgsl */ `
 ${bindingDecls(forwardBindings())}
 const NEG_MAX = ${NEG_MAX};
+${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -108,9 +157,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (i >= p.lq) { return; }
   let b = bh / p.heads;
   let h = bh % p.heads;
-  let qo = (bh * p.lq + i) * ${dv}u;
-  let ko = bh * p.lk * ${dv}u;
+  let qo = ${qRow('i')} * ${dv}u;
+  let kb = ${kRow('0u')};
   ${rowOffsets('i')}
+  ${drop ? `let dt = ${dropBase('(bh * p.lq + i)')}; var dw = dropWords(dt);` : ''}
   var qr: array<vec4<f32>, ${dv}>;
   var o: array<vec4<f32>, ${dv}>;
   for (var d = 0u; d < ${dv}u; d++) { qr[d] = q[qo + d] * p.scale; o[d] = vec4<f32>(0.0); }
@@ -118,7 +168,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var l = 0.0;
   let kEnd = ${keyEnd('i')};
   for (var j = 0u; j < kEnd; j++) {
-    let kj = ko + j * ${dv}u;
+    let kj = (kb + j * p.kL) * ${dv}u;
     ${dotBody(dv, 'qr', (d) => `k[kj + ${d}]`)}
     let s = acc4.x + acc4.y + acc4.z + acc4.w${extraTerms('j')};
     if (s > m) {
@@ -130,7 +180,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let e = exp(s - m);
     l += e;
-    for (var d = 0u; d < ${dv}u; d++) { o[d] += e * v[kj + d]; }
+    ${drop ? dropStep('') : ''}
+    let pe = e${drop ? ' * z' : ''};
+    for (var d = 0u; d < ${dv}u; d++) { o[d] += pe * v[kj + d]; }
   }
   // l = 0 only if every visible score was -inf (a -inf mask): such a row gives 0, not NaN
   let inv = select(0.0, 1.0 / l, l > 0.0);
@@ -157,30 +209,36 @@ export function dqBindings(deltaGiven = false): Binding[] {
   return bs;
 }
 
-/** Δ = dO·O per row (rows = B·H·Lq), for the dq kernel on adapters that cannot also bind O there. */
+/** Δ = dO·O per row (b, h, i), in q's layout, for the dq kernel on adapters that cannot also bind O there. */
 export function deltaKernel(v: AttnVariant): string {
   const dv = v.d / 4;
   return /* wgsl */ `
-@group(0) @binding(0) var<storage, read> o: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> dout: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> delta: array<f32>;
-struct Params { rows: u32 }
-@group(0) @binding(3) var<uniform> p: Params;
+${bindingDecls([
+  { name: 'o', type: v4, write: false },
+  { name: 'dout', type: v4, write: false },
+  { name: 'delta', type: 'array<f32>', write: true },
+])}
 @compute @workgroup_size(${PLAIN_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = (wid.x + wid.y * nwg.x) * ${PLAIN_WORKGROUP}u + lid;
-  if (row >= p.rows) { return; }
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wid.y;
+  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
+  if (i >= p.lq) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let qo = ${qRow('i')} * ${dv}u;
   var del4 = vec4<f32>(0.0);
-  for (var d = 0u; d < ${dv}u; d++) { del4 += dout[row * ${dv}u + d] * o[row * ${dv}u + d]; }
-  delta[row] = del4.x + del4.y + del4.z + del4.w;
+  for (var d = 0u; d < ${dv}u; d++) { del4 += dout[qo + d] * o[qo + d]; }
+  delta[bh * p.lq + i] = del4.x + del4.y + del4.z + del4.w;
 }`;
 }
 
 /** Row owner: dQ, Δ = dO·O per row (read from \`delta\` when \`deltaGiven\`), and ds (for dBias) when asked. */
 export function plainBackwardDq(v: AttnVariant, deltaGiven = false): string {
   const dv = v.d / 4;
+  const drop = v.dropout;
   return /* wgsl */ `
 ${bindingDecls(dqBindings(deltaGiven))}
+${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -190,9 +248,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = bh / p.heads;
   let h = bh % p.heads;
   let row = bh * p.lq + i;
-  let qo = row * ${dv}u;
-  let ko = bh * p.lk * ${dv}u;
+  let qo = ${qRow('i')} * ${dv}u;
+  let kb = ${kRow('0u')};
   ${rowOffsets('i')}
+  ${drop ? `let dt = ${dropBase('row')}; var dw = dropWords(dt);` : ''}
   var qr: array<vec4<f32>, ${dv}>;
   var gr: array<vec4<f32>, ${dv}>;
   var dqr: array<vec4<f32>, ${dv}>;
@@ -207,13 +266,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let st = stats[row];
   let kEnd = ${keyEnd('i')};
   for (var j = 0u; j < kEnd; j++) {
-    let kj = ko + j * ${dv}u;
+    let kj = (kb + j * p.kL) * ${dv}u;
     var s4 = vec4<f32>(0.0);
     var g4 = vec4<f32>(0.0);
     for (var d = 0u; d < ${dv}u; d++) { s4 += qr[d] * k[kj + d]; g4 += gr[d] * v[kj + d]; }
     let s = s4.x + s4.y + s4.z + s4.w${extraTerms('j')};
     let pr = exp(s - st.x - st.y);
-    let dsj = pr * (g4.x + g4.y + g4.z + g4.w - dl);
+    ${drop ? dropStep('') : ''}
+    let dsj = pr * ((g4.x + g4.y + g4.z + g4.w)${drop ? ' * z' : ''} - dl);
     for (var d = 0u; d < ${dv}u; d++) { dqr[d] += dsj * k[kj + d]; }
     if (p.writeDs != 0u) { ds[row * p.lk + j] = dsj; }
   }
@@ -223,7 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-function dkvBindings(): Binding[] {
+export function dkvBindings(): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -240,8 +300,10 @@ function dkvBindings(): Binding[] {
 /** Key owner: dK and dV, streaming the query rows that see key j. */
 export function plainBackwardDkv(v: AttnVariant): string {
   const dv = v.d / 4;
+  const drop = v.dropout;
   return /* wgsl */ `
 ${bindingDecls(dkvBindings())}
+${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -250,7 +312,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (j >= p.lk) { return; }
   let b = bh / p.heads;
   let h = bh % p.heads;
-  let ko = (bh * p.lk + j) * ${dv}u;
+  let ko = ${kRow('j')} * ${dv}u;
+  let qb = ${qRow('0u')};
   var kr: array<vec4<f32>, ${dv}>;
   var vr: array<vec4<f32>, ${dv}>;
   var dkr: array<vec4<f32>, ${dv}>;
@@ -267,15 +330,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let iStart = select(0u, j - p.causalOff, j > p.causalOff);
   for (var i = iStart; i < p.lq; i++) {
     let row = bh * p.lq + i;
-    let qi = row * ${dv}u;
+    let qi = (qb + i * p.qL) * ${dv}u;
     var s4 = vec4<f32>(0.0);
     var g4 = vec4<f32>(0.0);
     for (var d = 0u; d < ${dv}u; d++) { s4 += q[qi + d] * kr[d]; g4 += dout[qi + d] * vr[d]; }
     let s = s4.x + s4.y + s4.z + s4.w + bias[bo + i * p.biasQ] + mask[mo + i * p.maskQ];
     let st = stats[row];
     let pr = exp(s - st.x - st.y);
-    let dsi = pr * (g4.x + g4.y + g4.z + g4.w - delta[row]);
-    for (var d = 0u; d < ${dv}u; d++) { dvr[d] += pr * dout[qi + d]; dkr[d] += dsi * q[qi + d]; }
+    ${drop ? `let t = ${dropBase('row')} + j; let z = dropKeep(dropWords(t), t);` : ''}
+    let dsi = pr * ((g4.x + g4.y + g4.z + g4.w)${drop ? ' * z' : ''} - delta[row]);
+    let pz = pr${drop ? ' * z' : ''};
+    for (var d = 0u; d < ${dv}u; d++) { dvr[d] += pz * dout[qi + d]; dkr[d] += dsi * q[qi + d]; }
   }
   for (var d = 0u; d < ${dv}u; d++) { dk[ko + d] = dkr[d] * p.scale; dv[ko + d] = dvr[d]; }
 }`;
@@ -385,11 +450,13 @@ export function subgroupForward(v: AttnVariant, s: SubgroupShape): string {
   const E = D / SG;
   const N = streamWidth(E);
   const RW = SG * R;
+  const drop = v.dropout;
   const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(forwardBindings(), ['k', 'v'], N))}
 const NEG_MAX = ${NEG_MAX};
+${dropFns(v)}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -398,7 +465,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let h = bh % p.heads;
   let row0 = wid.x * ${RW}u;
   ${rows((r) => `let i${r} = min(row0 + lane + ${SG * r}u, p.lq - 1u);
-  let qo${r} = (bh * p.lq + i${r}) * ${D / 4}u;
+  let qo${r} = ${qRow(`i${r}`)} * ${D / 4}u;
+  ${drop ? `let dt${r} = ${dropBase(`(bh * p.lq + i${r})`)}; var dw${r} = dropWords(dt${r});` : ''}
   ${rowLoad(`q${r}`, 'q', `qo${r}`, D, ' * p.scale')}
   ${dims((d) => `var o${r}_${d} = 0.0;`)}
   var m${r} = NEG_MAX;
@@ -406,9 +474,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   ${rowOffsets(`i${r}`, `${r}`)}
   let ke${r} = ${keyEnd(`i${r}`)};`)}
   let kEnd = min(p.lk, min(row0 + ${RW}u, p.lq) + p.causalOff);
-  let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
+  let ko = ${kRow('0u')} * ${D / N}u + lane * ${E / N}u;
+  let kStep = p.kL * ${D / N}u;
   for (var j = 0u; j < kEnd; j++) {
-    let kj = ko + j * ${D / N}u;
+    let kj = ko + j * kStep;
     ${streamLoad('ks', 'k', 'kj', E, N)}
     ${rows((r) => `var s${r} = 0.0;`, ' ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `s${r} += q${r}_${d} * ${x};`, ' '))}
@@ -418,9 +487,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     let c${r} = exp(m${r} - n${r});
     let p${r} = select(0.0, exp(s${r} - n${r}), j < ke${r});
     l${r} = l${r} * c${r} + p${r};
-    m${r} = n${r};`, '\n    ')}
+    m${r} = n${r};
+    ${drop ? dropStep(`${r}`) : ''}
+    let pz${r} = p${r}${drop ? ` * z${r}` : ''};`, '\n    ')}
     ${streamLoad('vs', 'v', 'kj', E, N)}
-    ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `o${r}_${d} = o${r}_${d} * c${r} + p${r} * ${x};`, ' '))}
+    ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `o${r}_${d} = o${r}_${d} * c${r} + pz${r} * ${x};`, ' '))}
   }
   ${rows((r) => `if (row0 + lane + ${SG * r}u < p.lq) {
     let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
@@ -437,10 +508,12 @@ export function subgroupBackwardDq(v: AttnVariant, s: SubgroupShape): string {
   const E = D / SG;
   const N = streamWidth(E);
   const RW = SG * R;
+  const drop = v.dropout;
   const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(dqBindings(), ['k', 'v'], N))}
+${dropFns(v)}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -450,7 +523,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let rbase = wid.x * ${RW}u;
   ${rows((r) => `let i${r} = min(rbase + lane + ${SG * r}u, p.lq - 1u);
   let row${r} = bh * p.lq + i${r};
-  let qo${r} = row${r} * ${D / 4}u;
+  let qo${r} = ${qRow(`i${r}`)} * ${D / 4}u;
+  ${drop ? `let dt${r} = ${dropBase(`row${r}`)}; var dw${r} = dropWords(dt${r});` : ''}
   ${rowLoad(`q${r}`, 'q', `qo${r}`, D, ' * p.scale')}
   ${rowLoad(`g${r}`, 'dout', `qo${r}`, D)}
   ${dims((d) => `var dq${r}_${d} = 0.0;`)}
@@ -459,9 +533,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   ${rowOffsets(`i${r}`, `${r}`)}
   let ke${r} = ${keyEnd(`i${r}`)};`)}
   let kEnd = min(p.lk, min(rbase + ${RW}u, p.lq) + p.causalOff);
-  let ko = bh * p.lk * ${D / N}u + lane * ${E / N}u;
+  let ko = ${kRow('0u')} * ${D / N}u + lane * ${E / N}u;
+  let kStep = p.kL * ${D / N}u;
   for (var j = 0u; j < kEnd; j++) {
-    let kj = ko + j * ${D / N}u;
+    let kj = ko + j * kStep;
     ${streamLoad('ks', 'k', 'kj', E, N)}
     ${streamLoad('vs', 'v', 'kj', E, N)}
     ${rows((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
@@ -470,7 +545,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${addExtras(R, 'j', 'j')}
     ${rows((r) => {
       const pe = `exp(s${r} - st${r}.x - st${r}.y)`;
-      return `let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} - dl${r});`;
+      if (!drop) return `let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} - dl${r});`;
+      return `${dropStep(`${r}`)}
+    let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} * z${r} - dl${r});`;
     }, '\n    ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `dq${r}_${d} += ds${r} * ${x};`, ' '))}
     if (p.writeDs != 0u) { ${rows((r) => `ds[row${r} * p.lk + j] = ds${r};`, ' ')} }
@@ -490,10 +567,12 @@ export function subgroupBackwardDkv(v: AttnVariant, s: SubgroupShape): string {
   const E = D / SG;
   const N = streamWidth(E);
   const RW = SG * R;
+  const drop = v.dropout;
   const keys = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
   const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(dkvBindings(), ['q', 'dout'], N))}
+${dropFns(v)}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -502,7 +581,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let h = bh % p.heads;
   let key0 = wid.x * ${RW}u;
   ${keys((r) => `let j${r} = min(key0 + lane + ${SG * r}u, p.lk - 1u);
-  let ko${r} = (bh * p.lk + j${r}) * ${D / 4}u;
+  let ko${r} = ${kRow(`j${r}`)} * ${D / 4}u;
   ${rowLoad(`k${r}`, 'k', `ko${r}`, D, ' * p.scale')}
   ${rowLoad(`v${r}`, 'v', `ko${r}`, D)}
   ${dims((d) => `var dk${r}_${d} = 0.0;`)}
@@ -511,10 +590,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let mo${r} = b * p.maskB + h * p.maskH + j${r} * p.maskJ;`)}
   // causal: row i sees key j when j <= i + off; the workgroup's first key needs i >= key0 - off
   let iStart = select(0u, key0 - p.causalOff, key0 > p.causalOff);
-  let qb = bh * p.lq * ${D / N}u + lane * ${E / N}u;
+  let qb = ${qRow('0u')} * ${D / N}u + lane * ${E / N}u;
+  let qStep = p.qL * ${D / N}u;
   for (var i = iStart; i < p.lq; i++) {
     let row = bh * p.lq + i;
-    let qi = qb + i * ${D / N}u;
+    let qi = qb + i * qStep;
     ${streamLoad('qs', 'q', 'qi', E, N)}
     ${streamLoad('gs', 'dout', 'qi', E, N)}
     let st = stats[row];
@@ -525,10 +605,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${addExtras(R, 'i * p.biasQ', 'i * p.maskQ')}
     ${keys((r) => {
       const pe = `exp(s${r} - st.x - st.y)`;
-      return `let p${r} = select(0.0, ${pe}, j${r} <= i + p.causalOff);
-    let ds${r} = p${r} * (dp${r} - dl);`;
+      const visible = `let p${r} = select(0.0, ${pe}, j${r} <= i + p.causalOff);`;
+      if (!drop) return `${visible}
+    let ds${r} = p${r} * (dp${r} - dl);
+    let pz${r} = p${r};`;
+      // the key owner meets its elements a row (Lk stream positions) apart: one Philox call each
+      return `${visible}
+    let t${r} = ${dropBase('row')} + j${r};
+    let z${r} = dropKeep(dropWords(t${r}), t${r});
+    let ds${r} = p${r} * (dp${r} * z${r} - dl);
+    let pz${r} = p${r} * z${r};`;
     }, '\n    ')}
-    ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dv${r}_${d} += p${r} * ${x};`, ' '))}
+    ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dv${r}_${d} += pz${r} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `dk${r}_${d} += ds${r} * ${x};`, ' '))}
   }
   ${keys((r) => `if (key0 + lane + ${SG * r}u < p.lk) {

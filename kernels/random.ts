@@ -27,7 +27,8 @@ export interface RandomOptions {
   offset?: number;
 }
 
-function checkOpts(op: string, o: RandomOptions): { seed: number; offset: number } {
+/** Validates seed and offset (non-negative integers below 2^53). */
+export function checkRandomOptions(op: string, o: RandomOptions): { seed: number; offset: number } {
   const offset = o.offset ?? 0;
   for (const [k, v] of [['seed', o.seed], ['offset', offset]] as const) {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${op}: ${k} must be an integer in [0, 2^53), got ${v}`);
@@ -40,8 +41,9 @@ const split = (v: number): [number, number] => [v % TWO_POW_32 >>> 0, Math.floor
 // ---------------------------------------------------------------------------------------------------------
 // WGSL
 
-/** WGSL has no 32x32 -> 64-bit multiply: build the high word from 16-bit halves (each partial < 2^32). */
-const PHILOX_WGSL = /* wgsl */ `
+/** WGSL has no 32x32 -> 64-bit multiply: build the high word from 16-bit halves (each partial < 2^32).
+ * Exported for kernels that draw dropout masks themselves (fused attention). */
+export const PHILOX_WGSL = /* wgsl */ `
 fn mulhi(a: u32, b: u32) -> u32 {
   let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;
   let ll = al * bl; let lh = al * bh; let hl = ah * bl; let hh = ah * bh;
@@ -130,13 +132,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** A stream position as kernels take it: counter c0 = floor(offset / 4) and key in 32-bit halves, and the
+ * word `first` = offset % 4 of counter c0 that element 0 starts at (element i: counter c0 + (first + i) / 4
+ * with carry into the high half, word (first + i) % 4). */
+export function philoxStreamParams(seed: number, offset: number) {
+  const [cLo, cHi] = split(Math.floor(offset / 4));
+  const [kLo, kHi] = split(seed);
+  return { cLo, cHi, first: offset % 4, kLo, kHi };
+}
+
+/** The dropout test `uniform >= p` as an integer threshold on the top 24 bits of a word: the uniform is
+ * (w >> 8) · 2^-24 and p is compared as an f32, both exact, so `(w >> 8) >= ceil(f32(p) · 2^24)` is the
+ * same test (p = 1 gives 2^24: nothing kept). */
+export function dropoutThreshold(p: number): number {
+  return Math.ceil(Math.fround(p) * 2 ** 24);
+}
+
 function launch(mode: Mode, out: Tensor, opts: { seed: number; offset: number }, a: number, b: number, x?: Tensor): void {
   const n = out.size;
   if (n === 0) return;
   if (n >= 2 ** 32 - 4) throw new RangeError(`random: ${n} elements is too many for one draw`);
-  const first = opts.offset % 4;
-  const [cLo, cHi] = split(Math.floor(opts.offset / 4));
-  const [kLo, kHi] = split(opts.seed);
+  const { cLo, cHi, first, kLo, kHi } = philoxStreamParams(opts.seed, opts.offset);
   const quads = Math.ceil(n / 4);
   const vecOut = n % 4 === 0;
   rt().dispatch({
@@ -150,7 +166,7 @@ function launch(mode: Mode, out: Tensor, opts: { seed: number; offset: number },
 
 /** The raw Philox words (as i32 bits) of elements [offset, offset + size). */
 export function randomBits(shape: Shape, opts: RandomOptions): Tensor {
-  const o = checkOpts('randomBits', opts);
+  const o = checkRandomOptions('randomBits', opts);
   const out = empty(shape, 'i32');
   launch('bits', out, o, 0, 0);
   return out;
@@ -158,7 +174,7 @@ export function randomBits(shape: Shape, opts: RandomOptions): Tensor {
 
 /** Uniform in [low, high) (default [0, 1)). */
 export function randomUniform(shape: Shape, opts: RandomOptions & { low?: number; high?: number }): Tensor {
-  const o = checkOpts('randomUniform', opts);
+  const o = checkRandomOptions('randomUniform', opts);
   const low = opts.low ?? 0;
   const high = opts.high ?? 1;
   if (!(high >= low) || !Number.isFinite(low) || !Number.isFinite(high)) {
@@ -171,7 +187,7 @@ export function randomUniform(shape: Shape, opts: RandomOptions & { low?: number
 
 /** Normal(mean, std) by Box-Muller (default standard normal). */
 export function randomNormal(shape: Shape, opts: RandomOptions & { mean?: number; std?: number }): Tensor {
-  const o = checkOpts('randomNormal', opts);
+  const o = checkRandomOptions('randomNormal', opts);
   const mean = opts.mean ?? 0;
   const std = opts.std ?? 1;
   if (!Number.isFinite(mean) || !Number.isFinite(std) || std < 0) {
@@ -189,7 +205,7 @@ export function dropout(x: Tensor, p: number, opts: RandomOptions): Tensor {
   if (x.disposed) throw new Error(`dropout: input is a disposed tensor [${x.shape.join(', ')}]`);
   if (x.dtype !== 'f32') throw new TypeError(`dropout: input is ${x.describe()}; expected f32`);
   if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
-  const o = checkOpts('dropout', opts);
+  const o = checkRandomOptions('dropout', opts);
   const apply = (t: Tensor): Tensor => {
     const out = empty(t.shape);
     // p = 1 drops everything (PyTorch returns zeros); the kept test u >= 1 never passes, so scale is moot

@@ -20,18 +20,18 @@ function gatherRows(x: Tensor, rows: Tensor): Tensor {
   return embedding(x.reshape([n, width]), rows).reshape([rows.size, ...rest]);
 }
 
-/** One self-attention layer's keys/values [rows, H, length, dk], grown by concatenation each step. Its
+/** One self-attention layer's keys/values [rows, length, H, dk], grown by concatenation each step. Its
  * tensors outlive the step's `tidy`; the ones an append or reorder replaces are freed. */
 class ConcatKvCache implements SelfAttentionCache {
   private kv?: KeyValue;
 
   get length(): number {
-    return this.kv?.k.shape[2] ?? 0;
+    return this.kv?.k.shape[1] ?? 0;
   }
 
   append(step: KeyValue): KeyValue {
     const past = this.kv;
-    this.replace(past ? { k: concat([past.k, step.k], 2), v: concat([past.v, step.v], 2) } : step);
+    this.replace(past ? { k: concat([past.k, step.k], 1), v: concat([past.v, step.v], 1) } : step);
     return this.kv!;
   }
 

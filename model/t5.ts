@@ -21,7 +21,6 @@ import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { attention } from '../kernels/attention.ts';
 import { embedding, idsTensor } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross-entropy.ts';
-import { softmax } from '../kernels/softmax.ts';
 import { permute } from '../kernels/layout.ts';
 import { dropout } from '../kernels/random.ts';
 import type { T5Config } from './config.ts';
@@ -42,6 +41,14 @@ export class DropoutState {
     const y = dropout(x, this.rate, { seed: this.seed, offset: this.offset });
     this.offset += x.size;
     return y;
+  }
+  /** For an op that drops inside itself (fused attention): its stream position for `count` elements, which
+   * it numbers as apply() would; undefined when dropout is off. */
+  draw(count: number): { rate: number; seed: number; offset: number } | undefined {
+    if (!this.training || this.rate === 0) return undefined;
+    const at = { rate: this.rate, seed: this.seed, offset: this.offset };
+    this.offset += count;
+    return at;
   }
 }
 
@@ -68,16 +75,16 @@ export function T5LayerNorm(ctx: ForwardContext, prefix: string, x: Tensor): Ten
   return rmsNorm(x, param(ctx, `${prefix}.weight`), ctx.config.layer_norm_epsilon);
 }
 
-/** [B, L, H*dk] -> [B, H, L, dk] */
+/** [B, L, H*dk] -> [B, L, H, dk]: a view; the attention kernels read heads interleaved ('BLHD') */
 function splitHeads(x: Tensor, heads: number, dk: number): Tensor {
   const [b, l] = x.shape as [number, number];
-  return permute(x.reshape([b, l, heads, dk]), [0, 2, 1, 3]);
+  return x.reshape([b, l, heads, dk]);
 }
 
-/** [B, H, L, dk] -> [B, L, H*dk] */
+/** [B, L, H, dk] -> [B, L, H*dk] */
 function mergeHeads(x: Tensor): Tensor {
-  const [b, h, l, dk] = x.shape as [number, number, number, number];
-  return permute(x, [0, 2, 1, 3]).reshape([b, l, h * dk]);
+  const [b, l, h, dk] = x.shape as [number, number, number, number];
+  return x.reshape([b, l, h * dk]);
 }
 
 /** `T5Attention.compute_bias`: [1, H, Lq, Lk] from the relative_attention_bias embedding [buckets, H]. */
@@ -100,7 +107,7 @@ export function computePositionBias(
 }
 
 export interface KeyValue {
-  k: Tensor; // [B, H, Lk, dk]
+  k: Tensor; // [B, Lk, H, dk]
   v: Tensor;
 }
 
@@ -109,7 +116,7 @@ export interface KeyValue {
 export interface SelfAttentionCache {
   /** positions cached */
   readonly length: number;
-  /** Adds this step's keys/values [B, H, Lnew, dk] after the cached ones; returns all of them, past first. */
+  /** Adds this step's keys/values [B, Lnew, H, dk] after the cached ones; returns all of them, past first. */
   append(step: KeyValue): KeyValue;
 }
 
@@ -142,32 +149,15 @@ export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor):
   };
 }
 
-/** Scores materialised: the path Hugging Face takes, needed when attention probabilities get dropout. */
-function attentionWithDropout(ctx: ForwardContext, q: Tensor, kv: KeyValue, inputs: AttentionInputs): Tensor {
-  let scores = matmul(q, kv.k, { transB: true }); // [B, H, Lq, Lk]
-  if (inputs.bias) scores = add(scores, inputs.bias);
-  let mask = inputs.mask;
-  if (inputs.causal) {
-    const lq = q.shape[2]!;
-    const lk = kv.k.shape[2]!;
-    const causal = new Float32Array(lq * lk);
-    for (let i = 0; i < lq; i++) for (let j = 0; j < lk; j++) if (j > i + lk - lq) causal[i * lk + j] = MASK_MIN;
-    const c = tensor(causal, [1, 1, lq, lk]);
-    mask = mask ? add(mask, c) : c;
-  }
-  const probs = ctx.dropout.apply(softmax(scores, { mask }));
-  return matmul(probs, kv.v);
-}
-
 export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs): Tensor {
   const { num_heads: h, d_kv: dk } = ctx.config;
   const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
   let kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
   if (inputs.past) kv = inputs.past.append(kv);
-  const useDropout = ctx.dropout.training && ctx.dropout.rate > 0;
-  const out = useDropout
-    ? attentionWithDropout(ctx, q, kv, inputs)
-    : attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal });
+  const [b, lq] = q.shape as [number, number];
+  // dropout on the [B, H, Lq, Lk] probabilities, drawn inside the kernels as dropout(softmax(...)) would
+  const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
+  const out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`));
 }
 

@@ -3,6 +3,10 @@ import { initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward, noGrad, zeroGrad } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
+import { add } from '../kernels/elementwise.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { softmax } from '../kernels/softmax.ts';
+import { dropout as dropoutOp } from '../kernels/random.ts';
 import {
   attention,
   attentionBackwardRef,
@@ -50,6 +54,10 @@ interface Case {
   mask?: 'pad' | 'full' | 'allpad';
   causal?: boolean;
   scale?: number;
+  /** dropout rate on the probabilities (seed and an unaligned offset from the case's seed) */
+  dropout?: number;
+  /** q, k, v, out and the gradients as [B, L, H, D] */
+  blhd?: boolean;
 }
 
 interface Built {
@@ -62,6 +70,26 @@ interface Built {
   opts: AttentionOptions;
 }
 
+/** [B, H, L, D] data as [B, L, H, D] (swap = the other way round when `back`). */
+function swapHeads(x: ArrayLike<number>, B: number, H: number, L: number, D: number, back = false): Float32Array {
+  const out = new Float32Array(B * H * L * D);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < L; i++)
+        for (let d = 0; d < D; d++) {
+          const bhld = ((b * H + h) * L + i) * D + d;
+          const blhd = ((b * L + i) * H + h) * D + d;
+          if (back) out[bhld] = x[blhd]!;
+          else out[blhd] = x[bhld]!;
+        }
+  return out;
+}
+
+/** A GPU result of q's (L = Lq) or k's (L = Lk) layout as [B, H, L, D], to compare with the reference. */
+function asBhld(c: Case, x: ArrayLike<number>, L: number): ArrayLike<number> {
+  return c.blhd ? swapHeads(x, c.B, c.H, L, c.D, true) : x;
+}
+
 function build(c: Case, seed: number, grad = false): Built {
   const r = rng(seed);
   const { B, H, Lq, Lk, D } = c;
@@ -70,13 +98,22 @@ function build(c: Case, seed: number, grad = false): Built {
   const kd = rand(B * H * Lk * D, r, 0.5);
   const vd = rand(B * H * Lk * D, r);
   const ref: AttentionRefInput = { q: qd, k: kd, v: vd, dims: { B, H, Lq, Lk, D }, causal: c.causal, scale: c.scale };
+  const onGpu = (data: Float32Array, L: number) =>
+    c.blhd
+      ? tensor(swapHeads(data, B, H, L, D), [B, L, H, D], { requiresGrad: grad })
+      : tensor(data, [B, H, L, D], { requiresGrad: grad });
   const out: Built = {
     ref,
-    q: tensor(qd, [B, H, Lq, D], { requiresGrad: grad }),
-    k: tensor(kd, [B, H, Lk, D], { requiresGrad: grad }),
-    v: tensor(vd, [B, H, Lk, D], { requiresGrad: grad }),
-    opts: { causal: c.causal, scale: c.scale },
+    q: onGpu(qd, Lq),
+    k: onGpu(kd, Lk),
+    v: onGpu(vd, Lk),
+    opts: { causal: c.causal, scale: c.scale, layout: c.blhd ? 'BLHD' : undefined },
   };
+  if (c.dropout !== undefined) {
+    // an offset that is not a multiple of 4 starts inside a Philox counter
+    ref.dropout = { rate: c.dropout, seed: 1000 + seed, offset: 4 * seed + 3 };
+    out.opts.dropout = ref.dropout;
+  }
   if (c.bias) {
     const shape = [c.bias === 'shared' ? 1 : B, H, Lq, Lk];
     const data = rand(shape.reduce((a, b) => a * b), r, 2);
@@ -144,6 +181,21 @@ const CASES: Case[] = [
   { B: 2, H: 3, Lq: 33, Lk: 33, D: 64, bias: 'shared', mask: 'pad', causal: true }, // decoder self-attention
   { B: 1, H: 1, Lq: 70, Lk: 129, D: 64, bias: 'shared', mask: 'pad' }, // encoder, several workgroups
   { B: 2, H: 2, Lq: 9, Lk: 9, D: 64, bias: 'batched', causal: true, scale: 0.125 }, // no mask at D = 64
+  // heads interleaved ([B, L, H, D]: a projection's output reshaped)
+  { B: 2, H: 3, Lq: 7, Lk: 13, D: 16, blhd: true },
+  { B: 1, H: 3, Lq: 70, Lk: 129, D: 16, bias: 'shared', mask: 'pad', causal: true, blhd: true },
+  { B: 2, H: 3, Lq: 1, Lk: 33, D: 64, bias: 'shared', mask: 'pad', causal: true, blhd: true },
+  { B: 2, H: 3, Lq: 13, Lk: 7, D: 64, mask: 'pad', blhd: true },
+  // dropout on the probabilities (a compile-time variant: one more forward, dq and dkv pipeline per D)
+  { B: 2, H: 3, Lq: 7, Lk: 13, D: 16, dropout: 0.1 },
+  { B: 1, H: 1, Lq: 1, Lk: 1, D: 16, dropout: 0.5 },
+  { B: 2, H: 1, Lq: 33, Lk: 33, D: 16, bias: 'shared', causal: true, dropout: 0.3 },
+  { B: 3, H: 3, Lq: 13, Lk: 13, D: 16, bias: 'shared', mask: 'allpad', dropout: 0.2 },
+  { B: 2, H: 3, Lq: 7, Lk: 33, D: 16, bias: 'batched', mask: 'full', scale: 0.125, dropout: 0.5, blhd: true },
+  { B: 1, H: 3, Lq: 70, Lk: 129, D: 16, bias: 'shared', mask: 'pad', causal: true, dropout: 0.1 },
+  { B: 2, H: 2, Lq: 5, Lk: 11, D: 16, mask: 'pad', dropout: 1 }, // everything dropped: zeros
+  { B: 2, H: 3, Lq: 33, Lk: 33, D: 64, bias: 'shared', mask: 'pad', causal: true, dropout: 0.1, blhd: true }, // T5 training
+  { B: 2, H: 3, Lq: 13, Lk: 7, D: 64, mask: 'pad', dropout: 0.1, blhd: true },
 ];
 
 /** Runs `fn` with the kernel family pinned, or skips when the adapter lacks it. */
@@ -169,7 +221,10 @@ async function withPath<T>(path: AttentionPath, D: number, skip: () => void, fn:
 }
 
 function label(c: Case): string {
-  const f = [c.bias && `bias:${c.bias}`, c.mask && `mask:${c.mask}`, c.causal && 'causal', c.scale && `scale:${c.scale}`];
+  const f = [
+    c.bias && `bias:${c.bias}`, c.mask && `mask:${c.mask}`, c.causal && 'causal', c.scale && `scale:${c.scale}`,
+    c.dropout !== undefined && `dropout:${c.dropout}`, c.blhd && 'BLHD',
+  ];
   return `B${c.B} H${c.H} Lq${c.Lq} Lk${c.Lk} D${c.D} ${f.filter(Boolean).join(' ')}`;
 }
 
@@ -179,8 +234,8 @@ describe('attention forward', () => {
       withPath(path, c.D, () => ctx.skip(), async () => {
         const x = build(c, 100 + n);
         const out = attention(x.q, x.k, x.v, x.opts);
-        expect(out.shape).toEqual([c.B, c.H, c.Lq, c.D]);
-        const got = await out.toArray();
+        expect(out.shape).toEqual(c.blhd ? [c.B, c.Lq, c.H, c.D] : [c.B, c.H, c.Lq, c.D]);
+        const got = asBhld(c, await out.toArray(), c.Lq);
         const want = attentionRef(x.ref);
         expect(relErr(got, want)).toBeLessThan(FWD_TOL);
         out.dispose();
@@ -217,17 +272,66 @@ describe('attention forward', () => {
     const gone = tensor(new Float32Array(2 * 3 * 5 * 8), [2, 3, 5, 8]);
     gone.dispose();
     expect(() => attention(q, gone, k)).toThrow(/k is a disposed tensor/);
+    const drop = (rate: number, seed = 1) => ({ dropout: { rate, seed, offset: 0 } });
+    expect(() => attention(q, k, k, drop(1.5))).toThrow(/attention: dropout rate must be in \[0, 1\], got 1.5/);
+    expect(() => attention(q, k, k, drop(0.1, -1))).toThrow(/attention: dropout: seed must be an integer/);
+    expect(() => attention(q, k, k, { layout: 'BHDL' as AttentionOptions['layout'] })).toThrow(/layout must be 'BHLD' or 'BLHD', got BHDL/);
+    expect(() => attention(q, k2, k2, { layout: 'BLHD' })).toThrow(/attention: q \[B, Lq, H, D\] and k, v \[B, Lk, H, D\] disagree/);
     for (const t of [q, k, k2, bad, odd, ids]) t.dispose();
   });
 });
 
-async function gpuGrads(x: Built, w: Float32Array) {
+// The unfused composition T5 trained with before: scores by batched matmul, softmax with the additive mask
+// (causal keys as finfo.min), kernels/random.ts's dropout on the probabilities, matmul with v. The fused op
+// draws the same mask from the same stream positions, so only float rounding separates the two.
+describe('attention dropout equals softmax, dropout, matmul', () => {
+  // D = 16 only: the dropout pipelines at T5's D = 64 are compiled (and checked against the reference) above
+  const EQ_CASES: Case[] = [
+    { B: 2, H: 3, Lq: 7, Lk: 13, D: 16, bias: 'shared', mask: 'pad', dropout: 0.1 },
+    { B: 2, H: 3, Lq: 33, Lk: 33, D: 16, bias: 'shared', mask: 'pad', causal: true, dropout: 0.1 },
+    { B: 1, H: 2, Lq: 5, Lk: 31, D: 16, mask: 'full', dropout: 0.5 },
+  ];
+  casesByPath(EQ_CASES, (c, n, path) => {
+    it(`forward and gradients: ${label(c)}`, (ctx) =>
+      withPath(path, c.D, () => ctx.skip(), async () => {
+        const x = build(c, 700 + n, true);
+        const w = tensor(rand(c.B * c.H * c.Lq * c.D, rng(800 + n)), [c.B, c.H, c.Lq, c.D]);
+        const fused = attention(x.q, x.k, x.v, x.opts);
+        backward(fused, { gradient: w });
+        const params = [x.q, x.k, x.v, ...(x.bias ? [x.bias] : [])];
+        const fusedGrads = await Promise.all(params.map((t) => t.grad!.toArray()));
+        zeroGrad(params);
+
+        let scores = matmul(x.q, x.k, { transB: true });
+        if (x.bias) scores = add(scores, x.bias);
+        let mask = x.mask;
+        if (c.causal) {
+          const cm = new Float32Array(c.Lq * c.Lk);
+          for (let i = 0; i < c.Lq; i++) for (let j = i + c.Lk - c.Lq + 1; j < c.Lk; j++) cm[i * c.Lk + j] = F32_MIN;
+          const causal = tensor(cm, [1, 1, c.Lq, c.Lk]);
+          mask = mask ? add(mask, causal) : causal;
+        }
+        const d = x.opts.dropout!;
+        const probs = dropoutOp(softmax(scores, { mask }), d.rate, { seed: d.seed, offset: d.offset });
+        const unfused = matmul(probs, x.v);
+        backward(unfused, { gradient: w });
+        expect(relErr(await fused.toArray(), await unfused.toArray())).toBeLessThan(FWD_TOL);
+        for (const [i, t] of params.entries()) expect(relErr(fusedGrads[i]!, await t.grad!.toArray())).toBeLessThan(GRAD_TOL);
+        for (const t of [fused, unfused, w]) t.dispose();
+        disposeAll(x);
+      }));
+  });
+});
+
+/** Gradients of sum(out · w) with w [B, H, Lq, D], all returned as [B, H, L, D] whatever the layout. */
+async function gpuGrads(c: Case, x: Built, w: Float32Array) {
   const out = attention(x.q, x.k, x.v, x.opts);
-  backward(out, { gradient: tensor(w, out.shape) });
+  const g = c.blhd ? swapHeads(w, c.B, c.H, c.Lq, c.D) : w;
+  backward(out, { gradient: tensor(g, out.shape) });
   const res = {
-    dq: await x.q.grad!.toArray(),
-    dk: await x.k.grad!.toArray(),
-    dv: await x.v.grad!.toArray(),
+    dq: asBhld(c, await x.q.grad!.toArray(), c.Lq),
+    dk: asBhld(c, await x.k.grad!.toArray(), c.Lk),
+    dv: asBhld(c, await x.v.grad!.toArray(), c.Lk),
     dbias: x.bias ? await x.bias.grad!.toArray() : null,
   };
   out.dispose();
@@ -240,7 +344,7 @@ describe('attention backward', () => {
       withPath(path, c.D, () => ctx.skip(), async () => {
         const x = build(c, 200 + n, true);
         const w = rand(c.B * c.H * c.Lq * c.D, rng(300 + n));
-        const got = await gpuGrads(x, w);
+        const got = await gpuGrads(c, x, w);
         const want = attentionBackwardRef(x.ref, w);
         expect(relErr(got.dq, want.dq)).toBeLessThan(GRAD_TOL);
         expect(relErr(got.dk, want.dk)).toBeLessThan(GRAD_TOL);
@@ -253,16 +357,19 @@ describe('attention backward', () => {
   // Central differences of the float64 reference forward, loss = sum(out · W). With h = 1e-5 the
   // truncation error is O(h²·f''') ~ 1e-10 and rounding ~ 1e-16/h ~ 1e-11: the finite differences are
   // exact to ~1e-9, so the bound (2e-4 of the largest gradient) is the f32 error of the GPU backward.
+  // With dropout the mask is a fixed function of (seed, offset), so the loss is smooth in every input.
   const FD_CASES: Case[] = [
     { B: 2, H: 1, Lq: 3, Lk: 5, D: 16, bias: 'shared', mask: 'pad' },
     { B: 1, H: 3, Lq: 4, Lk: 4, D: 16, bias: 'batched', causal: true, scale: 0.5 },
+    { B: 2, H: 1, Lq: 3, Lk: 7, D: 16, bias: 'shared', mask: 'pad', dropout: 0.3, blhd: true },
+    { B: 1, H: 3, Lq: 5, Lk: 5, D: 16, bias: 'batched', causal: true, dropout: 0.5 },
   ];
   casesByPath(FD_CASES, (c, n, path) => {
     it(`gradients match central finite differences: ${label(c)}`, (ctx) =>
       withPath(path, c.D, () => ctx.skip(), async () => {
       const x = build(c, 400 + n, true);
       const w = rand(c.B * c.H * c.Lq * c.D, rng(500 + n));
-      const got = await gpuGrads(x, w);
+      const got = await gpuGrads(c, x, w);
       const loss = (r: AttentionRefInput) => {
         const o = attentionRef(r);
         let s = 0;

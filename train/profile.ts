@@ -16,10 +16,10 @@ export type OpClass = 'matmul' | 'attention' | 'other';
 const RANK4 = /\[\d+, \d+, \d+, \d+\]/;
 
 /**
- * attention: the fused attention kernels, softmax (T5 uses it only on attention scores), and any kernel other than
- * a head split/merge permute that reads or writes a 4-D [batch, heads, query, key|d_kv] tensor: with dropout on, T5
- * computes attention unfused (scores and context matmuls, mask and bias adds, dropout on the probabilities), and
- * those kernels are recognised by the rank of their operands, which binding descriptions carry.
+ * attention: the fused attention kernels, softmax, and any kernel other than a permute that reads or writes a 4-D
+ * [batch, heads, query, key|d_kv] tensor: attention computed unfused (scores and context matmuls, mask and bias
+ * adds, dropout on the probabilities; T5 did so with dropout on before its kernels drew dropout themselves) is
+ * recognised by the rank of its operands, which binding descriptions carry.
  * matmul: every other matmul (the projections, feed-forward and LM head, forward and backward). other: the rest.
  */
 export function classify(launch: Pick<KernelLaunch, 'name' | 'bindings'>): OpClass {

@@ -3,10 +3,18 @@
 // forward 4·BH·L²·D (q·kᵀ and p·v); backward 2.5x that (dV, dP, dQ, dK plus recomputing q·kᵀ). Our
 // backward kernels do 3.5x (q·kᵀ and dO·vᵀ are recomputed in both the row-owner and key-owner kernels),
 // so the GFLOP/s of the fwd+bwd rows understate the arithmetic actually done.
+// The 'train' row is T5's training setting: dropout 0.1 on the probabilities inside the kernels and heads
+// interleaved ([B, L, H, D], the projections' output as it is).
 import type { BenchCase, BenchInstance } from '../types.ts';
 import { backward, zeroGrad } from '../../engine/autograd.ts';
 import { tensor, type Tensor } from '../../engine/tensor.ts';
-import { attention, attentionBackwardRef, attentionRef, type AttentionRefInput } from '../../kernels/attention.ts';
+import {
+  attention,
+  attentionBackwardRef,
+  attentionRef,
+  type AttentionOptions,
+  type AttentionRefInput,
+} from '../../kernels/attention.ts';
 
 const F32_MIN = -3.4028234663852886e38;
 
@@ -30,11 +38,25 @@ function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
   return e / m;
 }
 
-function attentionCase(B: number, H: number, L: number, D: number, withBackward: boolean): BenchCase {
+/** [B, H, L, D] data as [B, L, H, D], or back. */
+function swapHeads(x: Float32Array, B: number, H: number, L: number, D: number, back = false): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < L; i++) {
+        const bhld = ((b * H + h) * L + i) * D;
+        const blhd = ((b * L + i) * H + h) * D;
+        if (back) out.set(x.subarray(blhd, blhd + D), bhld);
+        else out.set(x.subarray(bhld, bhld + D), blhd);
+      }
+  return out;
+}
+
+function attentionCase(B: number, H: number, L: number, D: number, withBackward: boolean, train = false): BenchCase {
   const fwdFlops = 4 * B * H * L * L * D;
   return {
     op: 'attention',
-    shape: `${B * H}x${L}x${D} ${withBackward ? 'fwd+bwd' : 'fwd'}`,
+    shape: `${B * H}x${L}x${D} ${withBackward ? 'fwd+bwd' : 'fwd'}${train ? ' train' : ''}`,
     dtype: 'f32',
     flops: withBackward ? fwdFlops * 3.5 : fwdFlops,
     setup(): BenchInstance {
@@ -48,19 +70,24 @@ function attentionCase(B: number, H: number, L: number, D: number, withBackward:
       const md = new Float32Array(B * L);
       for (let b = 0; b < B; b++) for (let j = L - 8 * b; j < L; j++) md[b * L + j] = F32_MIN;
       const grad = { requiresGrad: withBackward };
-      const q = tensor(qd, [B, H, L, D], grad);
-      const k = tensor(kd, [B, H, L, D], grad);
-      const v = tensor(vd, [B, H, L, D], grad);
+      const shape = train ? [B, L, H, D] : [B, H, L, D];
+      const gpuData = (x: Float32Array) => (train ? swapHeads(x, B, H, L, D) : x);
+      const fromGpu = (x: ArrayLike<number>) => (train ? swapHeads(Float32Array.from(x), B, H, L, D, true) : x);
+      const q = tensor(gpuData(qd), shape, grad);
+      const k = tensor(gpuData(kd), shape, grad);
+      const v = tensor(gpuData(vd), shape, grad);
       const bias = tensor(bd, [1, H, L, L], grad);
       const mask = tensor(md, [B, 1, 1, L]);
-      const g = tensor(gd, [B, H, L, D]);
+      const g = tensor(gpuData(gd), shape);
+      const dropout = train ? { rate: 0.1, seed: 42, offset: 0 } : undefined;
+      const opts: AttentionOptions = { bias, mask, dropout, layout: train ? 'BLHD' : 'BHLD' };
       const params: Tensor[] = [q, k, v, bias];
       const ref: AttentionRefInput = {
         q: qd, k: kd, v: vd, dims: { B, H, Lq: L, Lk: L, D },
-        bias: { data: bd, shape: [1, H, L, L] }, mask: { data: md, shape: [B, 1, 1, L] },
+        bias: { data: bd, shape: [1, H, L, L] }, mask: { data: md, shape: [B, 1, 1, L] }, dropout,
       };
       const step = (): Tensor => {
-        const out = attention(q, k, v, { bias, mask });
+        const out = attention(q, k, v, opts);
         if (withBackward) backward(out, { gradient: g });
         return out;
       };
@@ -72,13 +99,13 @@ function attentionCase(B: number, H: number, L: number, D: number, withBackward:
         async check() {
           const out = step();
           let err: number;
-          if (!withBackward) err = maxRelErr(await out.toArray(), attentionRef(ref));
+          if (!withBackward) err = maxRelErr(fromGpu(await out.toArray()), attentionRef(ref));
           else {
             const want = attentionBackwardRef(ref, gd);
             err = Math.max(
-              maxRelErr(await q.grad!.toArray(), want.dq),
-              maxRelErr(await k.grad!.toArray(), want.dk),
-              maxRelErr(await v.grad!.toArray(), want.dv),
+              maxRelErr(fromGpu(await q.grad!.toArray()), want.dq),
+              maxRelErr(fromGpu(await k.grad!.toArray()), want.dk),
+              maxRelErr(fromGpu(await v.grad!.toArray()), want.dv),
               maxRelErr(await bias.grad!.toArray(), want.dbias!),
             );
           }
@@ -98,6 +125,7 @@ export function cases(): BenchCase[] {
   return [
     attentionCase(8, 8, 256, 64, false),
     attentionCase(8, 8, 256, 64, true),
+    attentionCase(8, 8, 256, 64, true, true),
     attentionCase(8, 8, 512, 64, false),
     attentionCase(8, 8, 512, 64, true),
   ];
