@@ -111,37 +111,20 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   checkModelType(r);
   const sizes = readSizes(r);
   const rates = readRates(r);
-  const { feed_forward_proj, dense_act_fn, is_gated_act } = readFeedForward(r, fileName);
-  const { pad_token_id, eos_token_id, decoder_start_token_id } = readTokenIds(r, sizes.vocab_size);
+  const feedForward = readFeedForward(r, fileName);
+  const tokenIds = readTokenIds(r, sizes.vocab_size);
   const tie_word_embeddings = r.bool('tie_word_embeddings', HF_DEFAULTS.tie_word_embeddings);
   const use_cache = r.bool('use_cache', HF_DEFAULTS.use_cache);
   checkSaveKeys(r);
-
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) if (!KNOWN_KEYS.has(k)) extra[k] = v;
-
-  return {
-    model_type: 't5',
-    ...sizes,
-    ...rates,
-    feed_forward_proj, dense_act_fn, is_gated_act,
-    tie_word_embeddings, decoder_start_token_id, pad_token_id, eos_token_id, use_cache,
-    extra,
-  };
+  return { model_type: 't5', ...sizes, ...rates, ...feedForward, tie_word_embeddings, ...tokenIds, use_cache, extra };
 }
 
-/** Typed reads of one config.json's keys (HF's default where a key is absent or null); failures name file and key. */
-interface KeyReader {
-  /** The file's keys, aliases resolved. */
-  o: Record<string, unknown>;
-  fail(key: string, what: string): never;
-  has(key: string): boolean;
-  int(key: string, dflt: number | undefined, min: number): number;
-  real(key: string, dflt: number, ok: (x: number) => boolean, range: string): number;
-  bool(key: string, dflt: boolean): boolean;
-}
+/** Typed reads of one config.json's keys (`o`, aliases resolved; HF's default where a key is absent or null). */
+type KeyReader = ReturnType<typeof keyReader>;
 
-function keyReader(o: Record<string, unknown>, fileName: string): KeyReader {
+function keyReader(o: Record<string, unknown>, fileName: string) {
   const fail = (key: string, what: string): never => {
     throw new Error(`${fileName}: "${key}" ${what}`);
   };
@@ -150,20 +133,20 @@ function keyReader(o: Record<string, unknown>, fileName: string): KeyReader {
     o,
     fail,
     has,
-    int(key, dflt, min) {
+    int(key: string, dflt: number | undefined, min: number): number {
       const v = has(key) ? o[key] : dflt;
       if (v === undefined) return fail(key, 'is missing');
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) return fail(key, `must be an integer, got ${describeValue(v)}`);
       if (v < min) return fail(key, `must be ${min === 1 ? 'positive' : `>= ${min}`}, got ${v}`);
       return v;
     },
-    real(key, dflt, ok, range) {
+    real(key: string, dflt: number, ok: (x: number) => boolean, range: string): number {
       const v = has(key) ? o[key] : dflt;
       if (typeof v !== 'number' || !Number.isFinite(v)) return fail(key, `must be a number, got ${describeValue(v)}`);
       if (!ok(v)) return fail(key, `must be ${range}, got ${v}`);
       return v;
     },
-    bool(key, dflt) {
+    bool(key: string, dflt: boolean): boolean {
       const v = has(key) ? o[key] : dflt;
       if (typeof v !== 'boolean') return fail(key, `must be true or false, got ${describeValue(v)}`);
       return v;
@@ -219,9 +202,7 @@ function readSizes({ int, fail }: KeyReader): T5Sizes {
   };
 }
 
-type T5Rates = Pick<T5Config, 'dropout_rate' | 'classifier_dropout' | 'layer_norm_epsilon' | 'initializer_factor'>;
-
-function readRates({ real }: KeyReader): T5Rates {
+function readRates({ real }: KeyReader): Pick<T5Config, 'dropout_rate' | 'classifier_dropout' | 'layer_norm_epsilon' | 'initializer_factor'> {
   return {
     dropout_rate: real('dropout_rate', HF_DEFAULTS.dropout_rate, (x) => x >= 0 && x < 1, 'in [0, 1)'),
     classifier_dropout: real('classifier_dropout', HF_DEFAULTS.classifier_dropout, (x) => x >= 0 && x < 1, 'in [0, 1)'),
@@ -251,7 +232,7 @@ function readFeedForward({ o, has, fail, bool }: KeyReader, fileName: string): P
   return { feed_forward_proj: feed_forward_proj as string, dense_act_fn: dense_act_fn as DenseActFn, is_gated_act };
 }
 
-function readTokenIds({ o, int, fail }: KeyReader, vocab_size: number): Pick<T5Config, 'pad_token_id' | 'eos_token_id' | 'decoder_start_token_id'> {
+function readTokenIds({ o, int, fail }: KeyReader, vocab_size: number): Pick<T5Config, 'decoder_start_token_id' | 'pad_token_id' | 'eos_token_id'> {
   const pad_token_id = int('pad_token_id', HF_DEFAULTS.pad_token_id, 0);
   if (Array.isArray(o.eos_token_id)) fail('eos_token_id', `must be one integer (T5 has one </s>), got a list ${JSON.stringify(o.eos_token_id)}`);
   const eos_token_id = int('eos_token_id', HF_DEFAULTS.eos_token_id, 0);
@@ -259,7 +240,7 @@ function readTokenIds({ o, int, fail }: KeyReader, vocab_size: number): Pick<T5C
   for (const [key, id] of [['pad_token_id', pad_token_id], ['eos_token_id', eos_token_id], ['decoder_start_token_id', decoder_start_token_id]] as const) {
     if (id >= vocab_size) fail(key, `is ${id}, outside the vocabulary (vocab_size ${vocab_size})`);
   }
-  return { pad_token_id, eos_token_id, decoder_start_token_id };
+  return { decoder_start_token_id, pad_token_id, eos_token_id }; // T5Config's key order
 }
 
 /** Keys we do not keep but save_pretrained regenerates: refused when they cannot be what HF writes. */
