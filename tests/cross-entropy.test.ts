@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { memory, setPoison, tensor } from '../engine/tensor.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { memory, tensor } from '../engine/tensor.ts';
 import { backward, zeroGrad } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
@@ -11,26 +10,16 @@ import { softmax } from '../kernels/softmax.ts';
 import { crossEntropy, crossEntropyReference, type Reduction } from '../kernels/cross-entropy.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { lcg, uniformFloats } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => {
-  setPoison(false);
-  setBindingLimitForTests(null);
-});
+usePoisonedGpu();
+afterAll(() => setBindingLimitForTests(null));
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
 
-let seed = 4242;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32;
-}
-function randn(n: number, scale = 1): Float32Array {
-  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
-}
+const rand = lcg(4242);
+const randn = (n: number, scale = 1): Float32Array => uniformFloats(rand, n, scale);
 function randLabels(N: number, V: number, ignoredShare = 0.25): Int32Array {
   return Int32Array.from({ length: N }, () => (rand() < ignoredShare ? -100 : Math.floor(rand() * V)));
 }
