@@ -10,6 +10,7 @@ import { softmax } from '../kernels/softmax.ts';
 import { crossEntropy, crossEntropyReference, type Reduction } from '../kernels/cross-entropy.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 import { lcg, uniformFloats } from './helpers/random-data.ts';
 
@@ -83,16 +84,7 @@ describe.each(IMPLS)('crossEntropy (%s layout)', (impl) => {
     backward(loss, { gradient: tensor(wh, loss.shape) });
     const got = await x.grad!.toArray();
     const h = 1e-3;
-    const xd = Float64Array.from(xh);
-    const fd = new Float64Array(N * V);
-    for (let i = 0; i < N * V; i++) {
-      const keep = xd[i]!;
-      xd[i] = keep + h;
-      const up = lossOf(xd);
-      xd[i] = keep - h;
-      fd[i] = (up - lossOf(xd)) / (2 * h);
-      xd[i] = keep;
-    }
+    const fd = centralDiff(Float64Array.from(xh), lossOf, h);
     let e = 0;
     for (let i = 0; i < fd.length; i++) e = Math.max(e, Math.abs(got[i]! - fd[i]!));
     expect(e).toBeLessThan(2e-5);

@@ -9,6 +9,7 @@ import { EW_TABLE, type EwOp } from '../kernels/elementwise-table.ts';
 import { add, applyOp, ewMapRef, ewRef, maskFill, mul, scale, where } from '../kernels/elementwise.ts';
 import { broadcastShapes } from '../kernels/elementwise-dispatch.ts';
 import { broadcastTo } from '../kernels/reduce.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
 usePoisonedGpu();
@@ -92,16 +93,7 @@ async function backwardCheck(op: EwOp, shapes: Shape[]): Promise<void> {
       continue;
     }
     const base = data.map((d) => Float64Array.from(d));
-    const fd = new Float64Array(data[k]!.length);
-    for (let i = 0; i < fd.length; i++) {
-      const x0 = base[k]![i]!;
-      base[k]![i] = x0 + h;
-      const lp = loss(base);
-      base[k]![i] = x0 - h;
-      const lm = loss(base);
-      base[k]![i] = x0;
-      fd[i] = (lp - lm) / (2 * h);
-    }
+    const fd = centralDiff(base[k]!, () => loss(base), h);
     const g = ts[k]!.grad;
     expect(g, `${op.name}: input ${k} has no gradient`).not.toBeNull();
     expect(g!.shape).toEqual(shapes[k]);

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { sizeOf, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { concat, concatRef, contiguous, permute, permuteRef, slice, sliceRef, transpose } from '../kernels/layout.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
 usePoisonedGpu();
@@ -103,16 +104,7 @@ describe('layout backward vs finite differences', () => {
     const base = datas.map((d) => Float64Array.from(d));
     const loss = () => ref(base).reduce((a, v, i) => a + v * w[i]!, 0);
     for (let k = 0; k < xs.length; k++) {
-      const fd = new Float64Array(base[k]!.length);
-      for (let i = 0; i < fd.length; i++) {
-        const v = base[k]![i]!;
-        base[k]![i] = v + h;
-        const lp = loss();
-        base[k]![i] = v - h;
-        const lm = loss();
-        base[k]![i] = v;
-        fd[i] = (lp - lm) / (2 * h);
-      }
+      const fd = centralDiff(base[k]!, loss, h);
       const g = await xs[k]!.grad!.toArray();
       for (let i = 0; i < fd.length; i++) {
         if (!(Math.abs(g[i]! - fd[i]!) <= 1e-6)) throw new Error(`${what} d/dx${k}: ${g[i]} vs ${fd[i]} at ${i}`);

@@ -27,6 +27,7 @@ import {
   tuneClass,
   type TuneProblem,
 } from '../kernels/matmul-autotune.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 
 // opened at collection time, so that tests of variants this adapter lacks show as skipped
 await initGpu();
@@ -276,20 +277,7 @@ function refGrads(c: Case, a: Float32Array, b: Float32Array, bias: Float32Array 
   };
   // central differences in float64 (the reference is exact enough for h = 1e-4)
   const h = 1e-4;
-  const diff = (x: Float32Array, put: (y: Float64Array) => number) => {
-    const y = Float64Array.from(x);
-    const g = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const v = y[i]!;
-      y[i] = v + h;
-      const p = put(y);
-      y[i] = v - h;
-      const m = put(y);
-      y[i] = v;
-      g[i] = (p - m) / (2 * h);
-    }
-    return g;
-  };
+  const diff = (x: Float32Array, put: (y: Float64Array) => number) => centralDiff(Float64Array.from(x), put, h);
   return {
     a: diff(a, (y) => f(y, b, bias)),
     b: diff(b, (y) => f(a, y, bias)),

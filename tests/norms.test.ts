@@ -4,6 +4,7 @@ import { backward } from '../engine/autograd.ts';
 import { rmsNorm, rmsNormForward, rmsNormReference } from '../kernels/rmsnorm.ts';
 import { layerNorm, layerNormForward, layerNormReference } from '../kernels/layernorm.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 import { lcg, uniformFloats } from './helpers/random-data.ts';
 
@@ -23,20 +24,7 @@ function maxErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** central differences (h = 1e-4) of a float64 loss with respect to every element of `v` */
-function finiteDiff(v: Float32Array, loss: (v: Float64Array) => number): Float64Array {
-  const h = 1e-4;
-  const d = Float64Array.from(v);
-  const out = new Float64Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const keep = d[i]!;
-    d[i] = keep + h;
-    const up = loss(d);
-    d[i] = keep - h;
-    out[i] = (up - loss(d)) / (2 * h);
-    d[i] = keep;
-  }
-  return out;
-}
+const finiteDiff = (v: Float32Array, loss: (v: Float64Array) => number): Float64Array => centralDiff(Float64Array.from(v), loss, 1e-4);
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { sizeOf, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { max, maxWithIndex, mean, reduceRef, REDUCE_TUNING, setSubgroupReduction, sum, sumTo } from '../kernels/reduce.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
 usePoisonedGpu();
@@ -147,17 +148,7 @@ describe('reduction backward vs finite differences', () => {
     const w = floats(y.size);
     backward(y, { gradient: tensor(w, y.shape) });
     const loss = (d: Float64Array) => reduceRef(kind, d, shape, axes, keep).data.reduce((a, v, i) => a + v * w[i]!, 0);
-    const base = Float64Array.from(data);
-    const fd = new Float64Array(base.length);
-    for (let i = 0; i < base.length; i++) {
-      const v = base[i]!;
-      base[i] = v + h;
-      const lp = loss(base);
-      base[i] = v - h;
-      const lm = loss(base);
-      base[i] = v;
-      fd[i] = (lp - lm) / (2 * h);
-    }
+    const fd = centralDiff(Float64Array.from(data), loss, h);
     expect(x.grad!.shape).toEqual(shape);
     expectClose(await x.grad!.toArray(), fd, () => 1e-5, `${kind} backward [${shape}] axes ${axes}`);
     [x, y].forEach((t) => t.dispose());

@@ -3,6 +3,7 @@ import { sizeOf, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { broadcastIndexer, setSoftmaxRegisterCache, softmax, softmaxReference } from '../kernels/softmax.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 import { lcg, uniformFloats } from './helpers/random-data.ts';
 
@@ -99,16 +100,7 @@ describe.each(VARIANTS)('softmax (%s layout, register cache %s)', (impl, cache) 
     const got = await x.grad!.toArray();
     expect(mask.grad).toBeNull();
     const h = 1e-4;
-    const xd = Float64Array.from(xh);
-    const fd = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const keep = xd[i]!;
-      xd[i] = keep + h;
-      const up = loss(xd);
-      xd[i] = keep - h;
-      fd[i] = (up - loss(xd)) / (2 * h);
-      xd[i] = keep;
-    }
+    const fd = centralDiff(Float64Array.from(xh), loss, h);
     expect(maxAbsDiff(got, fd)).toBeLessThan(2e-5);
     for (const t of [x, mask, y]) t.dispose();
   });
