@@ -395,12 +395,7 @@ describe('matmul autotune', () => {
   });
 
   it('keeps the fastest variant per adapter and shape class, in memory and in the cache file', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 't5-webgpu-autotune-'));
-    const before = { dir: process.env.T5_WEBGPU_CACHE_DIR, on: process.env.T5_WEBGPU_AUTOTUNE };
-    process.env.T5_WEBGPU_CACHE_DIR = dir;
-    process.env.T5_WEBGPU_AUTOTUNE = '1';
-    resetMatmulAutotune();
-    try {
+    await withTuning(async () => {
       const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
       const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
       expect(rec!.variant).toBe('regblock');
@@ -430,14 +425,7 @@ describe('matmul autotune', () => {
       const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
       for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
       for (const t of [x, y, first, again] as Tensor[]) t.dispose();
-    } finally {
-      if (before.on === undefined) delete process.env.T5_WEBGPU_AUTOTUNE;
-      else process.env.T5_WEBGPU_AUTOTUNE = before.on;
-      if (before.dir === undefined) delete process.env.T5_WEBGPU_CACHE_DIR;
-      else process.env.T5_WEBGPU_CACHE_DIR = before.dir;
-      resetMatmulAutotune();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, SLOW);
 
   /** Runs `fn` with autotuning on and an empty cache folder of its own. */
