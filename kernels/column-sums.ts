@@ -9,7 +9,7 @@ import { rowChunks, rowRange, vecType, vecWidth } from './row-kernel.ts';
 const CHUNK_ROWS = 32;
 const COLUMN_WORKGROUP = 64;
 
-export interface ColumnInput {
+interface ColumnInput {
   t: Tensor;
   /** 'elem': [rows, D] like x; 'row': one value per row, [rows] */
   kind: 'elem' | 'row';

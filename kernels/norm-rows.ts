@@ -8,7 +8,7 @@ export interface NormOptions {
   impl?: RowImpl;
 }
 
-export interface NormRows {
+interface NormRows {
   /** row length: x's last axis */
   D: number;
   rows: number;

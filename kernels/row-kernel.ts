@@ -37,7 +37,7 @@ export function defaultRowImpl(rowLength: number): RowImpl {
 // WGSL rejects -inf as a constant expression, so it arrives as a uniform (`p.ninf`)
 export const NEG_INF = 'p.ninf';
 
-export interface RowLayout {
+interface RowLayout {
   /** workgroup size */
   size: number;
   /** WGSL opening the per-row body with \`r\` bound; \`tail\` closes it */
@@ -194,7 +194,7 @@ export function rowRange(t: Tensor, first: number, count: number, rowBytes: numb
 }
 
 /** WGSL scratch for `rowSum` in the workgroup layout. */
-export function rowScratch(impl: RowImpl): string {
+function rowScratch(impl: RowImpl): string {
   return impl === 'workgroup' ? `var<workgroup> rsum: array<f32, ${ROW_WORKGROUP}>;` : '';
 }
 
