@@ -127,11 +127,60 @@ export function topKCandidates(
   return { index, value };
 }
 
+/** HF's decoder prompt: the decoder start token alone. */
+const DECODER_PROMPT_LEN = 1;
+
+/** The running beams, one row per (input, beam): HF's input_ids, beam_indices, per-token scores and beam_scores. */
+interface RunningBeams {
+  inputIds: number[][];
+  beamHistory: number[][];
+  transitionHistory: number[][];
+  beamScores: Float32Array;
+}
+
+/** What one step keeps: HF's next_beam_scores, next_beam_tokens and next_beam_indices. */
+interface NextBeams {
+  scores: Float32Array;
+  tokens: Int32Array;
+  indices: Int32Array;
+}
+
 export async function beamSearch(
   stepper: DecoderStepper,
   batchSize: number,
   config: ResolvedGenerationConfig,
 ): Promise<GenerationOutput> {
+  checkBeamSearchArgs(batchSize, config);
+  const vocab = stepper.vocabSize;
+  const scorer = new BeamSearchScorer(batchSize, config, vocab);
+  const rows = batchSize * config.numBeams;
+  const processors = buildLogitsProcessors(config, DECODER_PROMPT_LEN);
+  const scoresOut: Float32Array[] | undefined = config.outputScores ? [] : undefined;
+  let beams = startBeams(rows, config.numBeams, config.decoderStartTokenId);
+  let tokens: Int32Array = new Int32Array(rows).fill(config.decoderStartTokenId);
+  let curLen = DECODER_PROMPT_LEN;
+
+  for (let step = 0; ; step++) {
+    const logits = await stepper.step(tokens);
+    checkLogits(logits, rows, vocab, step);
+    const processed = logSoftmaxRows(logits, rows, vocab);
+    applyLogitsProcessors(processors, beams.inputIds, processed, vocab);
+    if (scoresOut) scoresOut.push(processed);
+
+    const next = scorer.process(processed, beams, curLen);
+    beams = advanceBeams(beams, next, processed, vocab);
+    curLen++;
+    // HF reorders the cache before this check; after the last step the cache is not used again.
+    if (scorer.allDone() || curLen >= config.maxLength) break;
+    stepper.reorder(next.indices);
+    tokens = next.tokens;
+  }
+
+  return scorer.finalize(beams, scoresOut);
+}
+
+/** The checks HF makes before a beam search, with its messages. */
+function checkBeamSearchArgs(batchSize: number, config: ResolvedGenerationConfig): void {
   const numBeams = config.numBeams;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`beamSearch: batch size must be >= 1, got ${batchSize}`);
   if (!Number.isSafeInteger(numBeams) || numBeams < 2) {
@@ -140,124 +189,146 @@ export async function beamSearch(
   if (config.numReturnSequences > numBeams) {
     throw new RangeError(`generate: \`num_return_sequences\` has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${config.numReturnSequences}`);
   }
-  const decoderPromptLen = 1;
-  if (config.maxLength <= decoderPromptLen) {
+  if (config.maxLength <= DECODER_PROMPT_LEN) {
     // HF fails here too (finalize cannot fit a hypothesis longer than max_length).
-    throw new RangeError(`generate: \`max_length\` (${config.maxLength}) must be larger than the decoder prompt length (${decoderPromptLen}) for beam search`);
+    throw new RangeError(`generate: \`max_length\` (${config.maxLength}) must be larger than the decoder prompt length (${DECODER_PROMPT_LEN}) for beam search`);
   }
-  const vocab = stepper.vocabSize;
-  checkTokenIds(config, vocab);
-  const rows = batchSize * numBeams;
-  const eos = config.eosTokenIds;
-  const pad = config.padTokenId;
-  const nCandidates = Math.max(2, 1 + eos.length) * numBeams;
-  if (nCandidates > numBeams * vocab) {
-    throw new RangeError(`generate: beam search takes the top ${nCandidates} of num_beams x vocab = ${numBeams * vocab} candidates per input`);
-  }
-  const processors = buildLogitsProcessors(config, decoderPromptLen);
-  const hyps = Array.from({ length: batchSize }, () => new BeamHypotheses(numBeams, config.lengthPenalty, config.earlyStopping, config.maxLength));
-  const done = new Array<boolean>(batchSize).fill(false);
-
-  let inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
-  let beamHistory: number[][] = Array.from({ length: rows }, () => []);
-  let transitionHistory: number[][] = Array.from({ length: rows }, () => []);
-  let beamScores = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) if (r % numBeams !== 0) beamScores[r] = DEAD_BEAM_SCORE;
-  const scoresOut: Float32Array[] | undefined = config.outputScores ? [] : undefined;
-  let tokens = new Int32Array(rows).fill(config.decoderStartTokenId);
-  let curLen = decoderPromptLen;
-
-  for (let step = 0; ; step++) {
-    const logits = await stepper.step(tokens);
-    checkLogits(logits, rows, vocab, step);
-    const processed = logSoftmaxRows(logits, rows, vocab);
-    applyLogitsProcessors(processors, inputIds, processed, vocab);
-    if (scoresOut) scoresOut.push(processed);
-
-    const nextScores = new Float32Array(rows);
-    const nextTokens = new Int32Array(rows);
-    const nextIndices = new Int32Array(rows);
-    for (let b = 0; b < batchSize; b++) {
-      const first = b * numBeams;
-      if (done[b]) {
-        if (pad === null) throw new Error('generate: finished beams need `eos_token_id` and `pad_token_id` to be defined');
-        nextTokens.fill(pad, first, first + numBeams);
-        continue; // scores 0, cache row 0
-      }
-      const top = topKCandidates(processed, beamScores, first, numBeams, vocab, nCandidates);
-      let filled = 0;
-      for (let rank = 0; rank < nCandidates; rank++) {
-        const flat = top.index[rank]!;
-        const score = Math.fround(top.value[rank]!);
-        const source = first + ((flat / vocab) | 0);
-        const token = flat % vocab;
-        if (eos.includes(token)) {
-          if (rank >= numBeams) continue;
-          hyps[b]!.add(
-            inputIds[source]!,
-            score,
-            [...beamHistory[source]!, source],
-            // compute_transition_scores gathers the token in `sequences`, where finalize wrote eos_token_id[0]
-            [...transitionHistory[source]!, processed[source * vocab + eos[0]!]!],
-            curLen + 1 - decoderPromptLen,
-          );
-        } else {
-          nextScores[first + filled] = score;
-          nextTokens[first + filled] = token;
-          nextIndices[first + filled] = source;
-          filled++;
-        }
-        if (filled === numBeams) break;
-      }
-      if (filled < numBeams) {
-        throw new Error(`generate: at most ${numBeams} of the top ${nCandidates} tokens can be eos tokens (${eos.join(', ')}), input ${b}`);
-      }
-      done[b] = hyps[b]!.isDone(Math.fround(top.value[0]!), curLen + 1, decoderPromptLen);
-    }
-
-    inputIds = Array.from({ length: rows }, (_, r) => [...inputIds[nextIndices[r]!]!, nextTokens[r]!]);
-    beamHistory = Array.from({ length: rows }, (_, r) => [...beamHistory[nextIndices[r]!]!, nextIndices[r]!]);
-    transitionHistory = Array.from({ length: rows }, (_, r) => [
-      ...transitionHistory[nextIndices[r]!]!,
-      processed[nextIndices[r]! * vocab + nextTokens[r]!]!,
-    ]);
-    beamScores = nextScores;
-    curLen++;
-    // HF reorders the cache before this check; after the last step the cache is not used again.
-    if (done.every(Boolean) || curLen >= config.maxLength) break;
-    stepper.reorder(nextIndices);
-    tokens = nextTokens;
-  }
-
-  return finalize(hyps, done, inputIds, beamScores, beamHistory, transitionHistory, config, decoderPromptLen, scoresOut);
 }
 
-function finalize(
-  hyps: BeamHypotheses[],
-  done: boolean[],
-  inputIds: number[][],
-  beamScores: Float32Array,
-  beamHistory: number[][],
-  transitionHistory: number[][],
-  config: ResolvedGenerationConfig,
-  decoderPromptLen: number,
-  scoresOut: Float32Array[] | undefined,
-): GenerationOutput {
-  const numBeams = config.numBeams;
-  hyps.forEach((hyp, b) => {
-    if (done[b]) return;
-    for (let k = 0; k < numBeams; k++) {
-      const r = b * numBeams + k;
-      hyp.add(inputIds[r]!, beamScores[r]!, beamHistory[r]!, transitionHistory[r]!, inputIds[r]!.length - decoderPromptLen);
-    }
-  });
+/** Every row starts at the decoder start token; only beam 0 of each input is alive at the first step. */
+function startBeams(rows: number, numBeams: number, decoderStartTokenId: number): RunningBeams {
+  const beamScores = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) if (r % numBeams !== 0) beamScores[r] = DEAD_BEAM_SCORE;
+  return {
+    inputIds: Array.from({ length: rows }, () => [decoderStartTokenId]),
+    beamHistory: Array.from({ length: rows }, () => []),
+    transitionHistory: Array.from({ length: rows }, () => []),
+    beamScores,
+  };
+}
 
-  const best: Hypothesis[] = [];
-  for (const hyp of hyps) {
-    // Python's sorted() is stable and pop() takes the last: among equal scores the later added one comes first.
-    const sorted = [...hyp.beams].sort((a, b) => a.score - b.score);
-    for (let j = 0; j < config.numReturnSequences; j++) best.push(sorted.pop()!);
+/** Row r continues row next.indices[r] with next.tokens[r] (HF's torch.cat of input_ids[beam_idx, :]). */
+function advanceBeams(beams: RunningBeams, next: NextBeams, processed: Float32Array, vocab: number): RunningBeams {
+  const rows = next.indices.length;
+  const { inputIds, beamHistory, transitionHistory } = beams;
+  return {
+    inputIds: Array.from({ length: rows }, (_, r) => [...inputIds[next.indices[r]!]!, next.tokens[r]!]),
+    beamHistory: Array.from({ length: rows }, (_, r) => [...beamHistory[next.indices[r]!]!, next.indices[r]!]),
+    transitionHistory: Array.from({ length: rows }, (_, r) => [
+      ...transitionHistory[next.indices[r]!]!,
+      processed[next.indices[r]! * vocab + next.tokens[r]!]!,
+    ]),
+    beamScores: next.scores,
+  };
+}
+
+/** HF's BeamSearchScorer: the finished hypotheses and done flag of every input, process() and finalize(). */
+class BeamSearchScorer {
+  private readonly hyps: BeamHypotheses[];
+  private readonly done: boolean[];
+  private readonly numBeams: number;
+  private readonly eos: number[];
+  /** How many of the best candidates each input looks at per step. */
+  private readonly nCandidates: number;
+
+  constructor(
+    batchSize: number,
+    private readonly config: ResolvedGenerationConfig,
+    private readonly vocab: number,
+  ) {
+    checkTokenIds(config, vocab);
+    this.numBeams = config.numBeams;
+    this.eos = config.eosTokenIds;
+    this.nCandidates = Math.max(2, 1 + this.eos.length) * this.numBeams;
+    if (this.nCandidates > this.numBeams * vocab) {
+      throw new RangeError(`generate: beam search takes the top ${this.nCandidates} of num_beams x vocab = ${this.numBeams * vocab} candidates per input`);
+    }
+    this.hyps = Array.from({ length: batchSize }, () => new BeamHypotheses(this.numBeams, config.lengthPenalty, config.earlyStopping, config.maxLength));
+    this.done = new Array<boolean>(batchSize).fill(false);
   }
+
+  allDone(): boolean {
+    return this.done.every(Boolean);
+  }
+
+  /** The next beams of every input; a done input's rows get pad tokens, score 0 and cache row 0. */
+  process(processed: Float32Array, beams: RunningBeams, curLen: number): NextBeams {
+    const rows = beams.inputIds.length;
+    const next: NextBeams = { scores: new Float32Array(rows), tokens: new Int32Array(rows), indices: new Int32Array(rows) };
+    for (let b = 0; b < this.hyps.length; b++) {
+      const first = b * this.numBeams;
+      if (this.done[b]) {
+        const pad = this.config.padTokenId;
+        if (pad === null) throw new Error('generate: finished beams need `eos_token_id` and `pad_token_id` to be defined');
+        next.tokens.fill(pad, first, first + this.numBeams);
+        continue; // scores 0, cache row 0
+      }
+      const bestScore = this.selectInputBeams(b, processed, beams, curLen, next);
+      this.done[b] = this.hyps[b]!.isDone(bestScore, curLen + 1, DECODER_PROMPT_LEN);
+    }
+    return next;
+  }
+
+  /**
+   * Walks input b's best candidates: an eos candidate ranked below num_beams finishes a hypothesis, any other
+   * fills the next free beam. Returns the best candidate score (for is_done).
+   */
+  private selectInputBeams(b: number, processed: Float32Array, beams: RunningBeams, curLen: number, next: NextBeams): number {
+    const { numBeams, nCandidates, vocab, eos } = this;
+    const first = b * numBeams;
+    const top = topKCandidates(processed, beams.beamScores, first, numBeams, vocab, nCandidates);
+    let filled = 0;
+    for (let rank = 0; rank < nCandidates; rank++) {
+      const flat = top.index[rank]!;
+      const score = Math.fround(top.value[rank]!);
+      const source = first + ((flat / vocab) | 0);
+      const token = flat % vocab;
+      if (eos.includes(token)) {
+        if (rank >= numBeams) continue;
+        this.hyps[b]!.add(
+          beams.inputIds[source]!,
+          score,
+          [...beams.beamHistory[source]!, source],
+          // compute_transition_scores gathers the token in `sequences`, where finalize wrote eos_token_id[0]
+          [...beams.transitionHistory[source]!, processed[source * vocab + eos[0]!]!],
+          curLen + 1 - DECODER_PROMPT_LEN,
+        );
+      } else {
+        next.scores[first + filled] = score;
+        next.tokens[first + filled] = token;
+        next.indices[first + filled] = source;
+        filled++;
+      }
+      if (filled === numBeams) break;
+    }
+    if (filled < numBeams) {
+      throw new Error(`generate: at most ${numBeams} of the top ${nCandidates} tokens can be eos tokens (${eos.join(', ')}), input ${b}`);
+    }
+    return Math.fround(top.value[0]!);
+  }
+
+  /** Adds the running beams of inputs not done, then takes the best num_return_sequences per input. */
+  finalize(beams: RunningBeams, scoresOut: Float32Array[] | undefined): GenerationOutput {
+    this.hyps.forEach((hyp, b) => {
+      if (this.done[b]) return;
+      for (let k = 0; k < this.numBeams; k++) {
+        const r = b * this.numBeams + k;
+        const ids = beams.inputIds[r]!;
+        hyp.add(ids, beams.beamScores[r]!, beams.beamHistory[r]!, beams.transitionHistory[r]!, ids.length - DECODER_PROMPT_LEN);
+      }
+    });
+    const best: Hypothesis[] = [];
+    for (const hyp of this.hyps) {
+      // Python's sorted() is stable and pop() takes the last: among equal scores the later added one comes first.
+      const sorted = [...hyp.beams].sort((a, b) => a.score - b.score);
+      for (let j = 0; j < this.config.numReturnSequences; j++) best.push(sorted.pop()!);
+    }
+    return hypothesesOutput(best, this.config, scoresOut);
+  }
+}
+
+/** The chosen hypotheses as HF's output: sequences padded to one width, beam indices, transition scores. */
+function hypothesesOutput(best: Hypothesis[], config: ResolvedGenerationConfig, scoresOut: Float32Array[] | undefined): GenerationOutput {
   const lengths = best.map((h) => h.tokens.length);
   const longest = Math.max(...lengths);
   const width = Math.min(longest + 1, config.maxLength);

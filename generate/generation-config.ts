@@ -243,6 +243,9 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
   }
 }
 
+/** The decoder prompt of an encoder-decoder model: the decoder start token alone. */
+const DECODER_PROMPT_LENGTH = 1;
+
 /**
  * Merge HF's defaults, a folder's generation config (as readGenerationConfigFile reads it) and explicit options, check them and resolve lengths as HF's generate() does for an
  * encoder-decoder model (decoder prompt = the decoder start token, so max_new_tokens n gives max_length n + 1).
@@ -252,6 +255,27 @@ export function resolveGenerationConfig(
   options: Readonly<GenerationOptions> = {},
   fileName = 'generation_config.json',
 ): ResolvedGenerationConfig {
+  const merged = mergeOptions(fileConfig, options, fileName);
+  const warnings: string[] = [];
+  const tokens = resolveSpecialTokens(merged, warnings);
+  const explicitMaxLength = options.max_length !== undefined && options.max_length !== null;
+  const lengths = resolveLengths(merged, explicitMaxLength, fileConfig.max_length !== undefined, warnings);
+  const beams = checkBeamOptions(merged, warnings);
+  return {
+    ...lengths,
+    numBeams: beams.numBeams,
+    numReturnSequences: beams.numReturnSequences,
+    noRepeatNgramSize: merged.no_repeat_ngram_size as number,
+    lengthPenalty: beams.lengthPenalty,
+    earlyStopping: beams.earlyStopping,
+    ...tokens,
+    outputScores: merged.output_scores as boolean,
+    warnings,
+  };
+}
+
+/** HF's defaults, then the file's known keys, then the explicit options, each value checked. */
+function mergeOptions(fileConfig: GenerationConfig, options: Readonly<GenerationOptions>, fileName: string): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...GENERATION_DEFAULTS };
   for (const [key, v] of Object.entries(fileConfig)) {
     if (IGNORED_FILE_KEYS.has(key)) continue;
@@ -263,10 +287,14 @@ export function resolveGenerationConfig(
     if (v === undefined) continue;
     merged[key] = checkOption(key, v, true);
   }
-  const warnings: string[] = [];
-  const explicitMaxLength = options.max_length !== undefined && options.max_length !== null;
+  return merged;
+}
 
-  // generate(): pad_token_id falls back to the (first) eos token, decoder_start_token_id to bos_token_id.
+/** generate(): pad_token_id falls back to the (first) eos token, decoder_start_token_id to bos_token_id. */
+function resolveSpecialTokens(
+  merged: Record<string, unknown>,
+  warnings: string[],
+): Pick<ResolvedGenerationConfig, 'eosTokenIds' | 'padTokenId' | 'decoderStartTokenId'> {
   const eosRaw = merged.eos_token_id as number | number[] | null;
   const eosTokenIds = eosRaw === null ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw];
   let padTokenId = merged.pad_token_id as number | null;
@@ -278,31 +306,46 @@ export function resolveGenerationConfig(
   if (start === null) {
     fail('decoder_start_token_id', 'or `bos_token_id` has to be defined for encoder-decoder generation');
   }
+  return { eosTokenIds, padTokenId, decoderStartTokenId: start };
+}
 
-  const decoderPromptLength = 1;
+/** max_new_tokens wins over max_length; HF's warnings about the default and unfeasible lengths. */
+function resolveLengths(
+  merged: Record<string, unknown>,
+  explicitMaxLength: boolean,
+  fileHasMaxLength: boolean,
+  warnings: string[],
+): Pick<ResolvedGenerationConfig, 'maxLength' | 'minLength' | 'minNewTokens'> {
   let maxLength = merged.max_length as number;
   const maxNewTokens = merged.max_new_tokens as number | null;
   if (maxNewTokens !== null) {
     if (explicitMaxLength) {
       warnings.push(`Both \`max_new_tokens\` (=${maxNewTokens}) and \`max_length\`(=${maxLength}) seem to have been set. \`max_new_tokens\` will take precedence.`);
     }
-    maxLength = maxNewTokens + decoderPromptLength;
+    maxLength = maxNewTokens + DECODER_PROMPT_LENGTH;
   }
-  if (maxNewTokens === null && !explicitMaxLength && fileConfig.max_length === undefined && maxLength === 20) {
+  if (maxNewTokens === null && !explicitMaxLength && !fileHasMaxLength && maxLength === 20) {
     warnings.push('Using the model-agnostic default `max_length` (=20) to control the generation length: set `max_new_tokens` to control the maximum length of the generation.');
   }
-  if (decoderPromptLength >= maxLength) {
-    warnings.push(`Input length of decoder_input_ids is ${decoderPromptLength}, but \`max_length\` is set to ${maxLength}: one token is generated.`);
+  if (DECODER_PROMPT_LENGTH >= maxLength) {
+    warnings.push(`Input length of decoder_input_ids is ${DECODER_PROMPT_LENGTH}, but \`max_length\` is set to ${maxLength}: one token is generated.`);
   }
   const minLength = merged.min_length as number;
   const minNewTokens = merged.min_new_tokens as number | null;
   if (minLength > maxLength) {
     warnings.push(`Unfeasible length constraints: \`min_length\` (${minLength}) is larger than the maximum possible length (${maxLength}).`);
   }
-  if (minNewTokens !== null && minNewTokens + decoderPromptLength > maxLength) {
-    warnings.push(`Unfeasible length constraints: \`min_new_tokens\` (${minNewTokens}) + decoder prompt length (${decoderPromptLength}) is larger than the maximum possible length (${maxLength}).`);
+  if (minNewTokens !== null && minNewTokens + DECODER_PROMPT_LENGTH > maxLength) {
+    warnings.push(`Unfeasible length constraints: \`min_new_tokens\` (${minNewTokens}) + decoder prompt length (${DECODER_PROMPT_LENGTH}) is larger than the maximum possible length (${maxLength}).`);
   }
+  return { maxLength, minLength, minNewTokens };
+}
 
+/** Greedy search refuses several sequences and warns about beam-only flags; beam search caps the sequences. */
+function checkBeamOptions(
+  merged: Record<string, unknown>,
+  warnings: string[],
+): Pick<ResolvedGenerationConfig, 'numBeams' | 'numReturnSequences' | 'earlyStopping' | 'lengthPenalty'> {
   const numBeams = merged.num_beams as number;
   const numReturnSequences = merged.num_return_sequences as number;
   const earlyStopping = merged.early_stopping as EarlyStopping;
@@ -317,20 +360,5 @@ export function resolveGenerationConfig(
   } else if (numReturnSequences > numBeams) {
     fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
   }
-
-  return {
-    maxLength,
-    minLength,
-    minNewTokens,
-    numBeams,
-    numReturnSequences,
-    noRepeatNgramSize: merged.no_repeat_ngram_size as number,
-    lengthPenalty,
-    earlyStopping,
-    eosTokenIds,
-    padTokenId,
-    decoderStartTokenId: start,
-    outputScores: merged.output_scores as boolean,
-    warnings,
-  };
+  return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
 }

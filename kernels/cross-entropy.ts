@@ -16,7 +16,7 @@ import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { hostIds } from './embedding.ts';
 import {
   defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowWorkgroups, shaderPrelude,
-  type RowImpl,
+  vecType, vecWidth, type RowImpl,
 } from './row-kernel.ts';
 
 /** invocations of the single workgroup that sums row losses (a fixed order: deterministic) */
@@ -31,10 +31,6 @@ export interface CrossEntropyOptions {
   impl?: RowImpl;
 }
 
-function vec(w: number): string {
-  return w === 4 ? 'vec4<f32>' : 'f32';
-}
-
 /** WGSL: the row's label clamped into [0, V), or the ignore index. */
 const LABEL_FN = /* wgsl */ `
 fn labelOf(r: u32) -> i32 {
@@ -44,7 +40,7 @@ fn labelOf(r: u32) -> i32 {
 }`;
 
 function forwardCode(impl: RowImpl, w: number): string {
-  const T = vec(w);
+  const T = vecType(w);
   const h = rowHeader(impl);
   const pre = shaderPrelude(impl);
   const cmax = w === 4 ? 'max(max(v.x, v.y), max(v.z, v.w))' : 'v';
@@ -130,7 +126,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }
 
 function backwardCode(impl: RowImpl, w: number, perRowGrad: boolean): string {
-  const T = vec(w);
+  const T = vecType(w);
   const h = rowHeader(impl);
   const pre = shaderPrelude(impl);
   const lane = w === 4 ? 'vec4<i32>(i32(j) * 4) + vec4<i32>(0, 1, 2, 3)' : 'i32(j)';
@@ -200,7 +196,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
   }
   if (V === 0 && N > 0) throw new RangeError(`crossEntropy: logits [${N}, 0] have no classes`);
   const impl = opts.impl ?? defaultRowImpl(V);
-  const w = V % 4 === 0 ? 4 : 1;
+  const w = vecWidth(V);
   const rowLoss = empty([N]);
   const lse = empty([N]);
   const rowBytes = V * 4;
@@ -252,7 +248,7 @@ function crossEntropyBackward(
     throw new RangeError(`crossEntropyBackward: gradient [${gradOut.shape.join(', ')}] for a '${reduction}' loss over ${N} rows`);
   }
   const impl = opts.impl ?? defaultRowImpl(V);
-  const w = V % 4 === 0 ? 4 : 1;
+  const w = vecWidth(V);
   const dlogits = empty([N, V]);
   const rowBytes = V * 4;
   for (const [r0, n] of rowChunks('crossEntropyBackward', N, rowBytes)) {

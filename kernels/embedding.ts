@@ -21,7 +21,7 @@
 import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
-import { rowChunks, rowRange } from './row-kernel.ts';
+import { rowChunks, rowRange, vecType, vecWidth } from './row-kernel.ts';
 
 const WORKGROUP = 64;
 /** vectors of one row per invocation in the gather and the gradient accumulation */
@@ -53,9 +53,17 @@ export function hostIds(t: Tensor): Int32Array | undefined {
   return t.disposed ? undefined : hostCopies.get(t.storage);
 }
 
-function vecType(w: number): string {
-  return w === 4 ? 'vec4<f32>' : 'f32';
+/** WGSL entry of a grid1D dispatch of WORKGROUP-sized groups: invocation `index` (flattened), none past `p.<bound>`. */
+function gridEntry(index: string, bound: string): string {
+  return /* wgsl */ `@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let ${index} = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
+  if (${index} >= p.${bound}) { return; }`;
 }
+
+/** WGSL: position i's id; the invocation stops for an id outside [0, p.v) (GPU-only ids are not checked). */
+const VALID_ID = /* wgsl */ `let id = ids[i];
+  if (id < 0 || u32(id) >= p.v) { return; }`;
 
 /** The gather and the accumulation give each invocation one row (position or vocabulary id) and VECS_PER_THREAD
  * vectors of it, `blocks` apart, so the row's id or range is read once and neighbouring invocations touch
@@ -69,10 +77,7 @@ function gatherCode(w: number): string {
 struct Params { total: u32, d: u32, blocks: u32, v: u32, t0: u32, tn: u32, first: u32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.total) { return; }
+${gridEntry('i', 'total')}
   let pos = i / p.blocks;
   let c0 = i % p.blocks;
   let id = ids[pos];
@@ -100,12 +105,8 @@ const RANK_CODE = /* wgsl */ `
 struct Params { n: u32, v: u32, blk: u32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.n) { return; }
-  let id = ids[i];
-  if (id < 0 || u32(id) >= p.v) { return; }
+${gridEntry('i', 'n')}
+  ${VALID_ID}
   let b = i / p.blk;
   let start = b * p.blk;
   let end = min(p.n, start + p.blk);
@@ -124,10 +125,7 @@ const BLOCK_SCAN_CODE = /* wgsl */ `
 struct Params { v: u32, blocks: u32 }
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let v = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (v >= p.v) { return; }
+${gridEntry('v', 'v')}
   var t = 0u;
   for (var b = 0u; b < p.blocks; b++) {
     let c = blockCount[b * p.v + v];
@@ -180,12 +178,8 @@ const PLACE_CODE = /* wgsl */ `
 struct Params { n: u32, v: u32, blk: u32 }
 @group(0) @binding(5) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.n) { return; }
-  let id = ids[i];
-  if (id < 0 || u32(id) >= p.v) { return; }
+${gridEntry('i', 'n')}
+  ${VALID_ID}
   let u = u32(id);
   perm[rowStart[u] + blockCount[(i / p.blk) * p.v + u] + rank[i]] = i;
 }`;
@@ -201,10 +195,7 @@ function accumulateCode(w: number): string {
 struct Params { total: u32, d: u32, blocks: u32, g0: u32 }
 @group(0) @binding(4) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.total) { return; }
+${gridEntry('i', 'total')}
   let lv = i / p.blocks;
   let c0 = i % p.blocks;
   let v = p.g0 + lv;
@@ -305,7 +296,7 @@ export function embedding(weight: Tensor, ids: Tensor | Int32Array): Tensor {
   const N = idsT.size;
   const out = empty([...idsT.shape, D]);
   if (N > 0 && D > 0) {
-    const w = D % 4 === 0 ? 4 : 1;
+    const w = vecWidth(D);
     const d = D / w;
     const blocks = Math.ceil(d / VECS_PER_THREAD);
     const total = N * blocks;
@@ -344,7 +335,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
   } else {
     ({ rowStart, perm } = sortPositionsGpu(ids, V));
   }
-  const w = D % 4 === 0 ? 4 : 1;
+  const w = vecWidth(D);
   const d = D / w;
   const blocks = Math.ceil(d / VECS_PER_THREAD);
   for (const [g0, gn] of rowChunks('embeddingBackward', V, D * 4)) {

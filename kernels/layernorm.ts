@@ -7,35 +7,19 @@
 import { recordOp } from './record-op.ts';
 import { rt } from '../engine/runtime.ts';
 import { empty, zeros, type Tensor } from '../engine/tensor.ts';
-import { checkNormArgs, columnSums, vecWidth, type NormOptions } from './rmsnorm.ts';
+import { columnSums } from './column-sums.ts';
+import { normGradRows, normRows, type NormOptions } from './norm-rows.ts';
 import {
-  defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowScratch, rowSum, rowWorkgroups, shaderPrelude, type RowImpl,
+  hsum, rowChunks, rowKernelCode, rowLeader, rowRange, rowSum, rowWorkgroups, vecType, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
 
-function hsum(w: number, v: string): string {
-  return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
-}
-
 function forwardCode(impl: RowImpl, w: number): string {
-  const T = w === 4 ? 'vec4<f32>' : 'f32';
-  const h = rowHeader(impl);
-  const pre = shaderPrelude(impl);
-  return /* wgsl */ `${pre.enable}
-@group(0) @binding(0) var<storage, read> x: array<${T}>;
-@group(0) @binding(1) var<storage, read> weight: array<${T}>;
-@group(0) @binding(2) var<storage, read> bias: array<${T}>;
-@group(0) @binding(3) var<storage, read_write> y: array<${T}>;
-@group(0) @binding(4) var<storage, read_write> meanOut: array<f32>;
-@group(0) @binding(5) var<storage, read_write> rstdOut: array<f32>;
-struct Params { rows: u32, n: u32, d: f32, eps: f32, row0: u32 }
-@group(0) @binding(6) var<uniform> p: Params;
-${rowScratch(impl)}
-
-@compute @workgroup_size(${h.size})
-fn main(${pre.builtins}) {
-  ${h.head}
-  let base = r * p.n;
-  var sx = 0.0;
+  const T = vecType(w);
+  const storage: StorageDecl[] = [
+    ['read', 'x', `array<${T}>`], ['read', 'weight', `array<${T}>`], ['read', 'bias', `array<${T}>`], ['read_write', 'y', `array<${T}>`],
+    ['read_write', 'meanOut', 'array<f32>'], ['read_write', 'rstdOut', 'array<f32>'],
+  ];
+  return rowKernelCode(impl, storage, 'rows: u32, n: u32, d: f32, eps: f32, row0: u32', (h) => /* wgsl */ `var sx = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     sx += ${hsum(w, 'x[base + j]')};
   }
@@ -60,31 +44,16 @@ fn main(${pre.builtins}) {
   }
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     y[base + j] = (x[base + j] - ${T}(mean)) * rstd * weight[j] + bias[j];
-  }
-  ${h.tail}
-}`;
+  }`);
 }
 
 function backwardCode(impl: RowImpl, w: number): string {
-  const T = w === 4 ? 'vec4<f32>' : 'f32';
-  const h = rowHeader(impl);
-  const pre = shaderPrelude(impl);
-  return /* wgsl */ `${pre.enable}
-@group(0) @binding(0) var<storage, read> x: array<${T}>;
-@group(0) @binding(1) var<storage, read> weight: array<${T}>;
-@group(0) @binding(2) var<storage, read> meanIn: array<f32>;
-@group(0) @binding(3) var<storage, read> rstdIn: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<${T}>;
-@group(0) @binding(5) var<storage, read_write> dx: array<${T}>;
-struct Params { rows: u32, n: u32, d: f32, row0: u32 }
-@group(0) @binding(6) var<uniform> p: Params;
-${rowScratch(impl)}
-
-@compute @workgroup_size(${h.size})
-fn main(${pre.builtins}) {
-  ${h.head}
-  let base = r * p.n;
-  let mean = meanIn[p.row0 + r];
+  const T = vecType(w);
+  const storage: StorageDecl[] = [
+    ['read', 'x', `array<${T}>`], ['read', 'weight', `array<${T}>`], ['read', 'meanIn', 'array<f32>'], ['read', 'rstdIn', 'array<f32>'],
+    ['read', 'dy', `array<${T}>`], ['read_write', 'dx', `array<${T}>`],
+  ];
+  return rowKernelCode(impl, storage, 'rows: u32, n: u32, d: f32, row0: u32', (h) => /* wgsl */ `let mean = meanIn[p.row0 + r];
   let rstd = rstdIn[p.row0 + r];
   var sg = 0.0;
   var sgx = 0.0;
@@ -102,9 +71,7 @@ fn main(${pre.builtins}) {
     let g = weight[j] * dy[base + j];
     let xh = (x[base + j] - ${T}(mean)) * rstd;
     dx[base + j] = rstd * (g - ${T}(mg) - xh * mgx);
-  }
-  ${h.tail}
-}`;
+  }`);
 }
 
 export interface LayerNormResult {
@@ -116,13 +83,10 @@ export interface LayerNormResult {
 
 /** layer_norm forward returning the saved statistics too (no autograd recorded). */
 export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: number, opts: NormOptions = {}): LayerNormResult {
-  const D = checkNormArgs('layerNorm', x, [[weight, 'weight'], [bias, 'bias']], eps);
-  const rows = D === 0 ? 0 : x.size / D;
+  const { D, rows, impl, w } = normRows('layerNorm', x, [[weight, 'weight'], [bias, 'bias']], eps, opts);
   const y = empty(x.shape);
   const mean = empty(x.shape.slice(0, -1));
   const rstd = empty(x.shape.slice(0, -1));
-  const impl = opts.impl ?? defaultRowImpl(D);
-  const w = vecWidth(D);
   for (const [r0, n] of rowChunks('layerNorm', rows, D * 4)) {
     rt().dispatch({
       name: 'layernorm',
@@ -142,15 +106,9 @@ export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: n
 function layerNormBackward(
   dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, opts: NormOptions = {},
 ): { dx: Tensor; dweight: Tensor; dbias: Tensor } {
-  const D = checkNormArgs('layerNormBackward', x, [[weight, 'weight']], 0);
-  if (dy.shape.join() !== x.shape.join()) {
-    throw new RangeError(`layerNormBackward: dy [${dy.shape.join(', ')}] and x [${x.shape.join(', ')}] differ`);
-  }
-  const rows = D === 0 ? 0 : x.size / D;
+  const { D, rows, impl, w } = normGradRows('layerNormBackward', dy, x, weight, opts);
   const dx = empty(x.shape);
   if (rows === 0) return { dx, dweight: zeros([D]), dbias: zeros([D]) };
-  const impl = opts.impl ?? defaultRowImpl(D);
-  const w = vecWidth(D);
   for (const [r0, n] of rowChunks('layerNormBackward', rows, D * 4)) {
     rt().dispatch({
       name: 'layernorm_backward',

@@ -20,7 +20,7 @@ interface Chunk {
   nc: number;
 }
 
-interface Window {
+export interface Window {
   offset: number; // bytes, aligned
   size: number; // bytes
   shift: number; // element shift to add to logical indices (u32 wrap)

@@ -28,21 +28,12 @@ export function matmulRef(
   const { N, K } = p;
   const outBatch = p.outShape.slice(0, -2);
   const nb = outBatch.reduce((x, y) => x * y, 1);
-  const sa = batchStrides(aShape.slice(0, -2), outBatch, aShape[aShape.length - 1]! * aShape[aShape.length - 2]!);
-  const sb = batchStrides(bShape.slice(0, -2), outBatch, bShape[bShape.length - 1]! * bShape[bShape.length - 2]!);
+  const offsetsOf = operandOffsets(aShape, bShape, outBatch);
   const Mr = p.outShape[p.outShape.length - 2]!;
   const out = new Float64Array(nb * Mr * N);
   const act = opts.activation ?? 'none';
   for (let z = 0; z < nb; z++) {
-    let rest = z;
-    let ao = 0;
-    let bo = 0;
-    for (let d = outBatch.length - 1; d >= 0; d--) {
-      const i = rest % outBatch[d]!;
-      rest = Math.floor(rest / outBatch[d]!);
-      ao += i * sa[d]!;
-      bo += i * sb[d]!;
-    }
+    const { ao, bo } = offsetsOf(z);
     for (let m = 0; m < Mr; m++) {
       for (let n = 0; n < N; n++) {
         let s = 0;
@@ -78,17 +69,7 @@ export function matmulRefAt(
   const outBatch = p.outShape.slice(0, -2);
   const Mr = p.outShape[p.outShape.length - 2]!;
   const { N, K } = p;
-  const sa = batchStrides(aShape.slice(0, -2), outBatch, aShape[aShape.length - 1]! * aShape[aShape.length - 2]!);
-  const sb = batchStrides(bShape.slice(0, -2), outBatch, bShape[bShape.length - 1]! * bShape[bShape.length - 2]!);
-  let rest = z;
-  let ao = 0;
-  let bo = 0;
-  for (let d = outBatch.length - 1; d >= 0; d--) {
-    const i = rest % outBatch[d]!;
-    rest = Math.floor(rest / outBatch[d]!);
-    ao += i * sa[d]!;
-    bo += i * sb[d]!;
-  }
+  const { ao, bo } = operandOffsets(aShape, bShape, outBatch)(z);
   let s = 0;
   let mag = 0;
   for (let k = 0; k < K; k++) {
@@ -105,4 +86,22 @@ export function matmulRefAt(
   if (act === 'relu') s = Math.max(s, 0);
   else if (act === 'gelu') s = geluRef(s);
   return { value: s, magnitude: mag };
+}
+
+/** Output batch index -> where its matrices of a and b start (broadcast batch axes have stride 0). */
+function operandOffsets(aShape: Shape, bShape: Shape, outBatch: Shape): (z: number) => { ao: number; bo: number } {
+  const sa = batchStrides(aShape.slice(0, -2), outBatch, aShape[aShape.length - 1]! * aShape[aShape.length - 2]!);
+  const sb = batchStrides(bShape.slice(0, -2), outBatch, bShape[bShape.length - 1]! * bShape[bShape.length - 2]!);
+  return (z) => {
+    let rest = z;
+    let ao = 0;
+    let bo = 0;
+    for (let d = outBatch.length - 1; d >= 0; d--) {
+      const i = rest % outBatch[d]!;
+      rest = Math.floor(rest / outBatch[d]!);
+      ao += i * sa[d]!;
+      bo += i * sb[d]!;
+    }
+    return { ao, bo };
+  };
 }

@@ -83,6 +83,21 @@ export function rowHeader(impl: RowImpl): RowLayout {
   };
 }
 
+/** Vector width of a row kernel over rows of `rowLength` elements: vec4 where the length allows it. */
+export function vecWidth(rowLength: number): 1 | 4 {
+  return rowLength % 4 === 0 ? 4 : 1;
+}
+
+/** WGSL type of one vector of width `w`. */
+export function vecType(w: number): string {
+  return w === 4 ? 'vec4<f32>' : 'f32';
+}
+
+/** WGSL sum of the lanes of a vector of width `w` (the value itself for width 1). */
+export function hsum(w: number, v: string): string {
+  return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
+}
+
 /** WGSL preamble and entry-point builtins for a layout. */
 export function shaderPrelude(impl: RowImpl): { enable: string; builtins: string } {
   const base = `@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -179,7 +194,7 @@ export function rowRange(t: Tensor, first: number, count: number, rowBytes: numb
 }
 
 /** WGSL scratch for `rowSum` in the workgroup layout. */
-export function rowScratch(impl: RowImpl): string {
+function rowScratch(impl: RowImpl): string {
   return impl === 'workgroup' ? `var<workgroup> rsum: array<f32, ${ROW_WORKGROUP}>;` : '';
 }
 
@@ -201,4 +216,30 @@ export function rowSum(impl: RowImpl, name: string): string {
 /** WGSL condition true for exactly one invocation of the row. */
 export function rowLeader(impl: RowImpl): string {
   return impl === 'subgroup' ? 'sl == 0u' : impl === 'workgroup' ? 'lid == 0u' : 'true';
+}
+
+/** One storage binding of a row kernel, numbered in order: access, name, WGSL type. */
+export type StorageDecl = [access: 'read' | 'read_write', name: string, type: string];
+
+/**
+ * A row kernel's WGSL: the storage bindings in order, then the uniform `p: Params { <params> }`, the layout's
+ * scratch for `rowSum`, and `body(layout)` once per row `r`, whose first vector is at `base = r * p.n`.
+ */
+export function rowKernelCode(impl: RowImpl, storage: StorageDecl[], params: string, body: (h: RowLayout) => string): string {
+  const h = rowHeader(impl);
+  const pre = shaderPrelude(impl);
+  const decls = storage.map(([access, name, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: ${type};`);
+  return /* wgsl */ `${pre.enable}
+${decls.join('\n')}
+struct Params { ${params} }
+@group(0) @binding(${storage.length}) var<uniform> p: Params;
+${rowScratch(impl)}
+
+@compute @workgroup_size(${h.size})
+fn main(${pre.builtins}) {
+  ${h.head}
+  let base = r * p.n;
+  ${body(h)}
+  ${h.tail}
+}`;
 }

@@ -16,8 +16,8 @@ import { gpu } from '../engine/gpu.ts';
 import { rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import {
-  defaultRowImpl, MERGE_FN, NEG_INF, rowChunks, rowHeader, rowMergeMaxSum, rowMergeScratch, rowRange, rowScratch, rowSum,
-  rowWorkgroups, shaderPrelude, type RowImpl,
+  defaultRowImpl, hsum, MERGE_FN, NEG_INF, rowChunks, rowHeader, rowKernelCode, rowMergeMaxSum, rowMergeScratch, rowRange, rowSum,
+  rowWorkgroups, shaderPrelude, vecType, vecWidth, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
 
 /** most vectors per lane the subgroup layout keeps in registers, so that the row is read once and each exp is
@@ -90,14 +90,8 @@ interface Variant {
   cached: number;
 }
 
-function vecType(w: number): string {
-  return w === 4 ? 'vec4<f32>' : 'f32';
-}
 function hmax(w: number, v: string): string {
   return w === 4 ? `max(max(${v}.x, ${v}.y), max(${v}.z, ${v}.w))` : v;
-}
-function hsum(w: number, v: string): string {
-  return w === 4 ? `dot(${v}, vec4<f32>(1.0))` : v;
 }
 
 
@@ -188,32 +182,16 @@ function cachedForwardBody(v: Variant, T: string, maskAt: (j: string) => string)
 
 function backwardCode(v: Variant): string {
   const T = vecType(v.w);
-  const h = rowHeader(v.impl);
-  const reduce = rowSum(v.impl, 'd');
-  const pre = shaderPrelude(v.impl);
-  return /* wgsl */ `${pre.enable}
-@group(0) @binding(0) var<storage, read> y: array<${T}>;
-@group(0) @binding(1) var<storage, read> dy: array<${T}>;
-@group(0) @binding(2) var<storage, read_write> dx: array<${T}>;
-struct Params { rows: u32, n: u32 }
-@group(0) @binding(3) var<uniform> p: Params;
-${rowScratch(v.impl)}
-
-@compute @workgroup_size(${h.size})
-fn main(${pre.builtins}) {
-  ${h.head}
-  let base = r * p.n;
-  ${v.cached ? cachedBackwardBody(v, T) : `var d = 0.0;
+  const storage: StorageDecl[] = [['read', 'y', `array<${T}>`], ['read', 'dy', `array<${T}>`], ['read_write', 'dx', `array<${T}>`]];
+  return rowKernelCode(v.impl, storage, 'rows: u32, n: u32', (h) => (v.cached ? cachedBackwardBody(v, T) : /* wgsl */ `var d = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     d += ${hsum(v.w, 'y[base + j] * dy[base + j]')};
   }
-  ${reduce}
+  ${rowSum(v.impl, 'd')}
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let yj = y[base + j];
     dx[base + j] = yj * (dy[base + j] - ${T}(d));
-  }`}
-  ${h.tail}
-}`;
+  }`));
 }
 
 let registerCache: 'auto' | 'on' | 'off' = 'auto';
@@ -241,7 +219,7 @@ function cachedBackwardBody(v: Variant, T: string): string {
 
 function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
   // a mask with a full last axis stays vec4-aligned: its row strides are multiples of the row length
-  const w = rowLength % 4 === 0 ? 4 : 1;
+  const w = vecWidth(rowLength);
   const chosen = impl ?? defaultRowImpl(rowLength);
   let cached = 0;
   if (chosen === 'subgroup' && registerCache !== 'off') {

@@ -105,12 +105,56 @@ const KNOWN_KEYS = new Set<string>([
  * Missing keys take HF's T5Config defaults; unknown keys are kept in `extra`.
  */
 export function parseT5Config(json: unknown, fileName: string): T5Config {
+  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
+  const r = keyReader({ ...json }, fileName);
+  applyAliases(r);
+  checkModelType(r);
+  const sizes = readSizes(r);
+  const rates = readRates(r);
+  const feedForward = readFeedForward(r, fileName);
+  const tokenIds = readTokenIds(r, sizes.vocab_size);
+  const tie_word_embeddings = r.bool('tie_word_embeddings', HF_DEFAULTS.tie_word_embeddings);
+  const use_cache = r.bool('use_cache', HF_DEFAULTS.use_cache);
+  checkSaveKeys(r);
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(json)) if (!KNOWN_KEYS.has(k)) extra[k] = v;
+  return { model_type: 't5', ...sizes, ...rates, ...feedForward, tie_word_embeddings, ...tokenIds, use_cache, extra };
+}
+
+/** Typed reads of one config.json's keys (`o`, aliases resolved; HF's default where a key is absent or null). */
+type KeyReader = ReturnType<typeof keyReader>;
+
+function keyReader(o: Record<string, unknown>, fileName: string) {
   const fail = (key: string, what: string): never => {
     throw new Error(`${fileName}: "${key}" ${what}`);
   };
-  if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
-  const o: Record<string, unknown> = { ...json };
+  const has = (key: string): boolean => o[key] !== undefined && o[key] !== null;
+  return {
+    o,
+    fail,
+    has,
+    int(key: string, dflt: number | undefined, min: number): number {
+      const v = has(key) ? o[key] : dflt;
+      if (v === undefined) return fail(key, 'is missing');
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) return fail(key, `must be an integer, got ${describeValue(v)}`);
+      if (v < min) return fail(key, `must be ${min === 1 ? 'positive' : `>= ${min}`}, got ${v}`);
+      return v;
+    },
+    real(key: string, dflt: number, ok: (x: number) => boolean, range: string): number {
+      const v = has(key) ? o[key] : dflt;
+      if (typeof v !== 'number' || !Number.isFinite(v)) return fail(key, `must be a number, got ${describeValue(v)}`);
+      if (!ok(v)) return fail(key, `must be ${range}, got ${v}`);
+      return v;
+    },
+    bool(key: string, dflt: boolean): boolean {
+      const v = has(key) ? o[key] : dflt;
+      if (typeof v !== 'boolean') return fail(key, `must be true or false, got ${describeValue(v)}`);
+      return v;
+    },
+  };
+}
 
+function applyAliases({ o, fail }: KeyReader): void {
   for (const [alias, key] of Object.entries(ALIASES)) {
     if (!(alias in o)) continue;
     // HF sets the alias after the named key, so the alias wins; two different values are surely a mistake.
@@ -119,33 +163,20 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
     }
     o[key] = o[alias];
   }
+}
 
+function checkModelType({ o, fail }: KeyReader): void {
   if (o.model_type !== 't5') {
     fail('model_type', o.model_type === undefined
       ? 'is missing; a T5 config.json has "model_type": "t5"'
       : `must be "t5", got ${describeValue(o.model_type)} (only T5ForConditionalGeneration checkpoints are supported)`);
   }
+}
 
-  const has = (key: string): boolean => o[key] !== undefined && o[key] !== null;
-  const int = (key: string, dflt: number | undefined, min: number): number => {
-    const v = has(key) ? o[key] : dflt;
-    if (v === undefined) return fail(key, 'is missing');
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) return fail(key, `must be an integer, got ${describeValue(v)}`);
-    if (v < min) return fail(key, `must be ${min === 1 ? 'positive' : `>= ${min}`}, got ${v}`);
-    return v;
-  };
-  const real = (key: string, dflt: number, ok: (x: number) => boolean, range: string): number => {
-    const v = has(key) ? o[key] : dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(key, `must be a number, got ${describeValue(v)}`);
-    if (!ok(v)) return fail(key, `must be ${range}, got ${v}`);
-    return v;
-  };
-  const bool = (key: string, dflt: boolean): boolean => {
-    const v = has(key) ? o[key] : dflt;
-    if (typeof v !== 'boolean') return fail(key, `must be true or false, got ${describeValue(v)}`);
-    return v;
-  };
+type T5Sizes = Pick<T5Config, 'vocab_size' | 'd_model' | 'd_kv' | 'd_ff' | 'num_layers' | 'num_decoder_layers' | 'num_heads'
+  | 'relative_attention_num_buckets' | 'relative_attention_max_distance'>;
 
+function readSizes({ int, fail }: KeyReader): T5Sizes {
   const vocab_size = int('vocab_size', HF_DEFAULTS.vocab_size, 1);
   const d_model = int('d_model', HF_DEFAULTS.d_model, 1);
   const d_kv = int('d_kv', HF_DEFAULTS.d_kv, 1);
@@ -165,12 +196,22 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   if (relative_attention_max_distance <= maxExact) {
     fail('relative_attention_max_distance', `must exceed relative_attention_num_buckets // 2 = ${maxExact} (the log buckets divide by log(max_distance / ${maxExact})), got ${relative_attention_max_distance}`);
   }
+  return {
+    vocab_size, d_model, d_kv, d_ff, num_layers, num_decoder_layers, num_heads,
+    relative_attention_num_buckets, relative_attention_max_distance,
+  };
+}
 
-  const dropout_rate = real('dropout_rate', HF_DEFAULTS.dropout_rate, (x) => x >= 0 && x < 1, 'in [0, 1)');
-  const classifier_dropout = real('classifier_dropout', HF_DEFAULTS.classifier_dropout, (x) => x >= 0 && x < 1, 'in [0, 1)');
-  const layer_norm_epsilon = real('layer_norm_epsilon', HF_DEFAULTS.layer_norm_epsilon, (x) => x > 0 && x < 1, 'in (0, 1)');
-  const initializer_factor = real('initializer_factor', HF_DEFAULTS.initializer_factor, (x) => x > 0, 'positive');
+function readRates({ real }: KeyReader): Pick<T5Config, 'dropout_rate' | 'classifier_dropout' | 'layer_norm_epsilon' | 'initializer_factor'> {
+  return {
+    dropout_rate: real('dropout_rate', HF_DEFAULTS.dropout_rate, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    classifier_dropout: real('classifier_dropout', HF_DEFAULTS.classifier_dropout, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    layer_norm_epsilon: real('layer_norm_epsilon', HF_DEFAULTS.layer_norm_epsilon, (x) => x > 0 && x < 1, 'in (0, 1)'),
+    initializer_factor: real('initializer_factor', HF_DEFAULTS.initializer_factor, (x) => x > 0, 'positive'),
+  };
+}
 
+function readFeedForward({ o, has, fail, bool }: KeyReader, fileName: string): Pick<T5Config, 'feed_forward_proj' | 'dense_act_fn' | 'is_gated_act'> {
   const feed_forward_proj = has('feed_forward_proj') ? o.feed_forward_proj : HF_DEFAULTS.feed_forward_proj;
   if (typeof feed_forward_proj !== 'string') fail('feed_forward_proj', `must be a string such as "relu" or "gated-gelu", got ${describeValue(feed_forward_proj)}`);
   const { act, gated } = parseFeedForwardProj(feed_forward_proj as string, fileName);
@@ -188,7 +229,10 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
     const key = dense_act_fn !== act ? 'dense_act_fn' : 'is_gated_act';
     fail(key, `is ${describeValue(o[key])}, which with "feed_forward_proj": ${describeValue(feed_forward_proj)} gives ${is_gated_act ? 'a gated' : 'an ungated'} ${dense_act_fn} feed-forward; supported: ${SUPPORTED_ACTS.map((s) => `${s.gated ? 'gated' : 'ungated'} ${s.act} (${s.proj})`).join(', ')}`);
   }
+  return { feed_forward_proj: feed_forward_proj as string, dense_act_fn: dense_act_fn as DenseActFn, is_gated_act };
+}
 
+function readTokenIds({ o, int, fail }: KeyReader, vocab_size: number): Pick<T5Config, 'decoder_start_token_id' | 'pad_token_id' | 'eos_token_id'> {
   const pad_token_id = int('pad_token_id', HF_DEFAULTS.pad_token_id, 0);
   if (Array.isArray(o.eos_token_id)) fail('eos_token_id', `must be one integer (T5 has one </s>), got a list ${JSON.stringify(o.eos_token_id)}`);
   const eos_token_id = int('eos_token_id', HF_DEFAULTS.eos_token_id, 0);
@@ -196,9 +240,11 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   for (const [key, id] of [['pad_token_id', pad_token_id], ['eos_token_id', eos_token_id], ['decoder_start_token_id', decoder_start_token_id]] as const) {
     if (id >= vocab_size) fail(key, `is ${id}, outside the vocabulary (vocab_size ${vocab_size})`);
   }
+  return { decoder_start_token_id, pad_token_id, eos_token_id }; // T5Config's key order
+}
 
-  const tie_word_embeddings = bool('tie_word_embeddings', HF_DEFAULTS.tie_word_embeddings);
-  const use_cache = bool('use_cache', HF_DEFAULTS.use_cache);
+/** Keys we do not keep but save_pretrained regenerates: refused when they cannot be what HF writes. */
+function checkSaveKeys({ o, has, fail }: KeyReader): void {
   if (has('is_encoder_decoder') && o.is_encoder_decoder !== true) {
     fail('is_encoder_decoder', `must be true for T5ForConditionalGeneration, got ${describeValue(o.is_encoder_decoder)}`);
   }
@@ -208,21 +254,6 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
     }
     if (key !== 'architectures' && has(key) && typeof o[key] !== 'string') fail(key, `must be a string, got ${describeValue(o[key])}`);
   }
-
-  const extra: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(json)) if (!KNOWN_KEYS.has(k)) extra[k] = v;
-
-  return {
-    model_type: 't5',
-    vocab_size, d_model, d_kv, d_ff, num_layers, num_decoder_layers, num_heads,
-    relative_attention_num_buckets, relative_attention_max_distance,
-    dropout_rate, classifier_dropout, layer_norm_epsilon, initializer_factor,
-    feed_forward_proj: feed_forward_proj as string,
-    dense_act_fn: dense_act_fn as DenseActFn,
-    is_gated_act,
-    tie_word_embeddings, decoder_start_token_id, pad_token_id, eos_token_id, use_cache,
-    extra,
-  };
 }
 
 /**

@@ -8,26 +8,16 @@ import { AdamW } from '../optim/adamw.ts';
 import { adamwReference, adamwStep, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
 import { bindingChunks } from '../engine/binding-chunks.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
+import { mulberry32, normalFloats } from './helpers/random-data.ts';
 
 beforeAll(async () => {
   await initGpu();
 });
 
-/** mulberry32 + Box-Muller: reproducible normal samples. */
+/** Reproducible normal samples: rng(seed)(n, scale), one mulberry32 stream per rng. */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  const uni = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return (n: number, scale = 1) => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - uni())) * Math.cos(2 * Math.PI * uni());
-    return out;
-  };
+  const rand = mulberry32(seed);
+  return (n: number, scale = 1) => normalFloats(rand, n, scale);
 }
 
 /** max over i of |got − want| / (atol + rtol·|want|): ≤ 1 passes. */

@@ -15,43 +15,13 @@ import { resolveGenerationConfig, type EarlyStopping, type GenerationOptions } f
 import { generate } from '../generate/generate.ts';
 import type { DecoderStepper, GenerationOutput } from '../generate/search-types.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
+import { tableLogits, type LogitsFn } from './helpers/table-logits.ts';
 
 const FIXTURE_DIR = new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url);
 const fixturePath = (name: string): string => new URL(name, FIXTURE_DIR).pathname;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Fake models
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Next-token logits as a pure function of the input index and the row's tokens (decoder start included). */
-type LogitsFn = (input: number, history: readonly number[]) => Float32Array;
-
-/**
- * A table lookup by (input, second-to-last token, last token): random logits in [-spread, spread], `eosBias`
- * added to the eos token so that hypotheses finish at different lengths.
- */
-function tableLogits(seed: number, inputs: number, vocab: number, opts: { spread?: number; eosBias?: number; eos?: number[] } = {}): LogitsFn {
-  const rand = mulberry32(seed);
-  const spread = opts.spread ?? 2;
-  const contexts = (vocab + 1) * vocab;
-  const table = new Float32Array(inputs * contexts * vocab).map(() => (rand() * 2 - 1) * spread);
-  for (const e of opts.eos ?? [1]) for (let i = e; i < table.length; i += vocab) table[i]! += opts.eosBias ?? 0;
-  return (input, history) => {
-    const last = history[history.length - 1]!;
-    const prev = history.length >= 2 ? history[history.length - 2]! : vocab;
-    const at = ((input * (vocab + 1) + prev) * vocab + last) * vocab;
-    return table.slice(at, at + vocab);
-  };
-}
 
 /** A decoder whose cache is each row's (input, token history), reordered as HF's `_reorder_cache` would. */
 class TrackingStepper implements DecoderStepper {

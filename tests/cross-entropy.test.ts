@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { memory, setPoison, tensor } from '../engine/tensor.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { memory, tensor } from '../engine/tensor.ts';
 import { backward, zeroGrad } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
@@ -11,26 +10,17 @@ import { softmax } from '../kernels/softmax.ts';
 import { crossEntropy, crossEntropyReference, type Reduction } from '../kernels/cross-entropy.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { lcg, uniformFloats } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => {
-  setPoison(false);
-  setBindingLimitForTests(null);
-});
+usePoisonedGpu();
+afterAll(() => setBindingLimitForTests(null));
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
 
-let seed = 4242;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32;
-}
-function randn(n: number, scale = 1): Float32Array {
-  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
-}
+const rand = lcg(4242);
+const randn = (n: number, scale = 1): Float32Array => uniformFloats(rand, n, scale);
 function randLabels(N: number, V: number, ignoredShare = 0.25): Int32Array {
   return Int32Array.from({ length: N }, () => (rand() < ignoredShare ? -100 : Math.floor(rand() * V)));
 }
@@ -94,16 +84,7 @@ describe.each(IMPLS)('crossEntropy (%s layout)', (impl) => {
     backward(loss, { gradient: tensor(wh, loss.shape) });
     const got = await x.grad!.toArray();
     const h = 1e-3;
-    const xd = Float64Array.from(xh);
-    const fd = new Float64Array(N * V);
-    for (let i = 0; i < N * V; i++) {
-      const keep = xd[i]!;
-      xd[i] = keep + h;
-      const up = lossOf(xd);
-      xd[i] = keep - h;
-      fd[i] = (up - lossOf(xd)) / (2 * h);
-      xd[i] = keep;
-    }
+    const fd = centralDiff(Float64Array.from(xh), lossOf, h);
     let e = 0;
     for (let i = 0; i < fd.length; i++) e = Math.max(e, Math.abs(got[i]! - fd[i]!));
     expect(e).toBeLessThan(2e-5);

@@ -1,8 +1,7 @@
 // Tests generated from the elementwise table: every op forward against its float64 reference (same-shape
 // vec4 and scalar paths, broadcasting, awkward sizes) and backward against central finite differences.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { describe, expect, it } from 'vitest';
+import { memory, sizeOf, tensor, type Tensor } from '../engine/tensor.ts';
 import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
 import { backward } from '../engine/autograd.ts';
@@ -10,19 +9,16 @@ import { EW_TABLE, type EwOp } from '../kernels/elementwise-table.ts';
 import { add, applyOp, ewMapRef, ewRef, maskFill, mul, scale, where } from '../kernels/elementwise.ts';
 import { broadcastShapes } from '../kernels/elementwise-dispatch.ts';
 import { broadcastTo } from '../kernels/reduce.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
+usePoisonedGpu();
 
 type Shape = number[];
 
 function rand(n: number, [lo, hi]: [number, number]): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * Math.random());
 }
-const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
 
 /** max over i of |got - want| / max(1, |want|) */
 function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number; at: number } {
@@ -50,7 +46,7 @@ function inputsFor(op: EwOp, shapes: Shape[], avoidKinks = false): Float32Array[
   const domain = op.domain ?? [-3, 3];
   for (;;) {
     const data = shapes.map((s, k) =>
-      op.name === 'where' && k === 0 ? Float32Array.from({ length: size(s) }, () => (Math.random() < 0.5 ? 0 : 1)) : rand(size(s), domain),
+      op.name === 'where' && k === 0 ? Float32Array.from({ length: sizeOf(s) }, () => (Math.random() < 0.5 ? 0 : 1)) : rand(sizeOf(s), domain),
     );
     if (!op.kinks || !avoidKinks) return data;
     const vals = data.map((d, k) => ({ data: d, shape: shapes[k]! }));
@@ -80,7 +76,7 @@ async function backwardCheck(op: EwOp, shapes: Shape[]): Promise<void> {
   const diff = op.bwd.map((b) => b !== null);
   const ts = data.map((d, k) => tensor(d, shapes[k]!, { requiresGrad: diff[k] }));
   const outShape = broadcastShapes(op.name, shapes);
-  const w = rand(size(outShape), [-1, 1]);
+  const w = rand(sizeOf(outShape), [-1, 1]);
   const y = applyOp(op.name, ts, SCALAR);
   const W = tensor(w, outShape);
   backward(y, { gradient: W });
@@ -97,16 +93,7 @@ async function backwardCheck(op: EwOp, shapes: Shape[]): Promise<void> {
       continue;
     }
     const base = data.map((d) => Float64Array.from(d));
-    const fd = new Float64Array(data[k]!.length);
-    for (let i = 0; i < fd.length; i++) {
-      const x0 = base[k]![i]!;
-      base[k]![i] = x0 + h;
-      const lp = loss(base);
-      base[k]![i] = x0 - h;
-      const lm = loss(base);
-      base[k]![i] = x0;
-      fd[i] = (lp - lm) / (2 * h);
-    }
+    const fd = centralDiff(base[k]!, () => loss(base), h);
     const g = ts[k]!.grad;
     expect(g, `${op.name}: input ${k} has no gradient`).not.toBeNull();
     expect(g!.shape).toEqual(shapes[k]);

@@ -1,32 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gpu, initGpu } from '../engine/gpu.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { gpu } from '../engine/gpu.ts';
 import { setPoison, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import {
   embedding, embeddingBackward, embeddingBackwardReference, embeddingReference, idsTensor, sortPositions,
 } from '../kernels/embedding.ts';
 import { setBindingLimitForTests } from '../kernels/row-kernel.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { lcg, uniformFloats, uniformInts } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => {
-  setPoison(false);
-  setBindingLimitForTests(null);
-});
+usePoisonedGpu();
+afterAll(() => setBindingLimitForTests(null));
 
-let seed = 99;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32;
-}
-function randn(n: number): Float32Array {
-  return Float32Array.from({ length: n }, () => rand() * 2 - 1);
-}
-function randIds(n: number, V: number): Int32Array {
-  return Int32Array.from({ length: n }, () => Math.floor(rand() * V));
-}
+const rand = lcg(99);
+const randn = (n: number): Float32Array => uniformFloats(rand, n);
+const randIds = (n: number, V: number): Int32Array => uniformInts(rand, n, V);
 
 // Backward bound 1e-5 relative to 1 + |reference|: each gradient element is an f32 sum, in position order, of
 // at most a few hundred O(1) terms against a float64 reference; rounding stays below ~1e-5 and a missed or

@@ -3,25 +3,16 @@ import { initGpu } from '../engine/gpu.ts';
 import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { rt } from '../engine/runtime.ts';
 import { clipCoefReference, clipGradNorm, globalNorm, globalNormReference } from '../kernels/grad-norm.ts';
+import { mulberry32, uniformFloats } from './helpers/random-data.ts';
 
 beforeAll(async () => {
   await initGpu();
 });
 
+/** Reproducible uniform samples in [-scale, scale): rng(seed)(n, scale), one mulberry32 stream per rng. */
 function rng(seed: number) {
-  let s = seed >>> 0;
-  const uni = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return (n: number, scale = 1) => {
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = scale * (2 * uni() - 1);
-    return out;
-  };
+  const rand = mulberry32(seed);
+  return (n: number, scale = 1) => uniformFloats(rand, n, scale);
 }
 
 // Bound for the norm: every term is non-negative, so float32 summation has relative error ≤ (chain length)·2^-24;

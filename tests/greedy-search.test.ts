@@ -7,31 +7,7 @@ import { argmaxRow, greedySearch } from '../generate/greedy-search.ts';
 import { resolveGenerationConfig, type GenerationOptions } from '../generate/generation-config.ts';
 import { generate } from '../generate/generate.ts';
 import type { DecoderStepper } from '../generate/search-types.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type LogitsFn = (input: number, history: readonly number[]) => Float32Array;
-
-/** Logits by (input, last two tokens) from a random table; `eosBias` added to token 1. */
-function tableLogits(seed: number, inputs: number, vocab: number, eosBias = 0): LogitsFn {
-  const rand = mulberry32(seed);
-  const table = new Float32Array(inputs * (vocab + 1) * vocab * vocab).map(() => (rand() * 2 - 1) * 5);
-  for (let i = 1; i < table.length; i += vocab) table[i]! += eosBias;
-  return (input, history) => {
-    const last = history[history.length - 1]!;
-    const prev = history.length >= 2 ? history[history.length - 2]! : vocab;
-    const at = ((input * (vocab + 1) + prev) * vocab + last) * vocab;
-    return table.slice(at, at + vocab);
-  };
-}
+import { tableLogits, type LogitsFn } from './helpers/table-logits.ts';
 
 class HistoryStepper implements DecoderStepper {
   histories: number[][];
@@ -95,7 +71,7 @@ const base: Ref = { maxLength: 12, eos: [1], pad: 0, ngram: 0, minLength: 0, min
 describe('greedy search', () => {
   it('matches the reference over eos / no eos / several eos, no_repeat_ngram_size, min_length, min_new_tokens, batch 3', async () => {
     const vocab = 7;
-    const fn = tableLogits(4, 3, vocab, 2);
+    const fn = tableLogits(4, 3, vocab, { spread: 5, eosBias: 2 });
     let cases = 0;
     for (const eos of [[1], [], [3, 1]]) {
       for (const ngram of [0, 2, 3]) {
@@ -146,7 +122,7 @@ describe('greedy search', () => {
   });
 
   it('max_new_tokens n generates n tokens after the start token; max_length 1 still generates one (HF)', async () => {
-    const fn = tableLogits(9, 1, 5, -100); // never </s>
+    const fn = tableLogits(9, 1, 5, { spread: 5, eosBias: -100 }); // never </s>
     const a = await run(fn, 1, 5, base, { max_new_tokens: 7 });
     expect(a.out.sequences[0]!.length).toBe(8);
     const b = await run(fn, 1, 5, { ...base, maxLength: 1 });
@@ -168,7 +144,7 @@ describe('greedy search', () => {
 
   it('output_scores returns the processed logits (not log-probs) of every step', async () => {
     const vocab = 5;
-    const fn = tableLogits(2, 2, vocab, 1);
+    const fn = tableLogits(2, 2, vocab, { spread: 5, eosBias: 1 });
     const { out } = await run(fn, 2, vocab, { ...base, minLength: 3 }, { output_scores: true });
     expect(out.scores!.length).toBe(out.sequences[0]!.length - 1);
     const first = Array.from(fn(0, [0]));

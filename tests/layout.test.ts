@@ -1,20 +1,16 @@
 // permute / transpose / slice / concat / contiguous: pure copies, so every comparison is exact (bound 0),
 // forward against the reference and backward against central differences (linear ops: exact in float64 up
 // to ~1e-12 / h; bound 1e-6).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { describe, expect, it } from 'vitest';
+import { sizeOf, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { concat, concatRef, contiguous, permute, permuteRef, slice, sliceRef, transpose } from '../kernels/layout.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
+usePoisonedGpu();
 
 type Shape = number[];
-const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
 const ints = (n: number) => Float32Array.from({ length: n }, () => Math.floor(Math.random() * 2001) - 1000);
 
 async function expectExact(t: Tensor, want: ArrayLike<number>, what: string): Promise<void> {
@@ -35,7 +31,7 @@ describe('permute and transpose', () => {
       [[11], [0]],
     ];
     for (const [shape, dims] of cases) {
-      const data = ints(size(shape));
+      const data = ints(sizeOf(shape));
       const x = tensor(data, shape);
       const y = permute(x, dims);
       expect(y.shape).toEqual(dims.map((d) => shape[d]));
@@ -58,7 +54,7 @@ describe('permute and transpose', () => {
 describe('slice and concat', () => {
   it('slice matches the reference on every axis', async () => {
     const shape = [3, 10, 6];
-    const data = ints(size(shape));
+    const data = ints(sizeOf(shape));
     const x = tensor(data, shape);
     const cases: Array<[number, number, number]> = [[0, 1, 3], [1, 2, 9], [2, 1, 5], [-1, 0, 6], [1, 4, 4], [2, 0, 4]];
     for (const [axis, s, e] of cases) {
@@ -78,7 +74,7 @@ describe('slice and concat', () => {
       [[[2, 2, 3], [2, 2, 3]], -1],
     ];
     for (const [shapes, axis] of cases) {
-      const datas = shapes.map((s) => ints(size(s)));
+      const datas = shapes.map((s) => ints(sizeOf(s)));
       const xs = datas.map((d, k) => tensor(d, shapes[k]!));
       const y = concat(xs, axis);
       const ax = axis < 0 ? axis + shapes[0]!.length : axis;
@@ -100,7 +96,7 @@ describe('slice and concat', () => {
 describe('layout backward vs finite differences', () => {
   const h = 1e-3;
   async function fdCheck(what: string, shapes: Shape[], f: (xs: Tensor[]) => Tensor, ref: (ds: Float64Array[]) => Float64Array): Promise<void> {
-    const datas = shapes.map((s) => Float32Array.from({ length: size(s) }, () => Math.random() * 2 - 1));
+    const datas = shapes.map((s) => Float32Array.from({ length: sizeOf(s) }, () => Math.random() * 2 - 1));
     const xs = datas.map((d, k) => tensor(d, shapes[k]!, { requiresGrad: true }));
     const y = f(xs);
     const w = Float32Array.from({ length: y.size }, () => Math.random() * 2 - 1);
@@ -108,16 +104,7 @@ describe('layout backward vs finite differences', () => {
     const base = datas.map((d) => Float64Array.from(d));
     const loss = () => ref(base).reduce((a, v, i) => a + v * w[i]!, 0);
     for (let k = 0; k < xs.length; k++) {
-      const fd = new Float64Array(base[k]!.length);
-      for (let i = 0; i < fd.length; i++) {
-        const v = base[k]![i]!;
-        base[k]![i] = v + h;
-        const lp = loss();
-        base[k]![i] = v - h;
-        const lm = loss();
-        base[k]![i] = v;
-        fd[i] = (lp - lm) / (2 * h);
-      }
+      const fd = centralDiff(base[k]!, loss, h);
       const g = await xs[k]!.grad!.toArray();
       for (let i = 0; i < fd.length; i++) {
         if (!(Math.abs(g[i]! - fd[i]!) <= 1e-6)) throw new Error(`${what} d/dx${k}: ${g[i]} vs ${fd[i]} at ${i}`);

@@ -8,16 +8,7 @@ import {
   noRepeatNgramProcessor,
 } from '../generate/logits-processors.ts';
 import { resolveGenerationConfig } from '../generate/generation-config.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './helpers/random-data.ts';
 
 /** HF's way: a dict from every (n-1)-prefix in the row to the tokens that followed it; look up the last n-1. */
 function hfBanned(tokens: number[], n: number): number[] {

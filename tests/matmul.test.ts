@@ -27,6 +27,7 @@ import {
   tuneClass,
   type TuneProblem,
 } from '../kernels/matmul-autotune.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
 
 // opened at collection time, so that tests of variants this adapter lacks show as skipped
 await initGpu();
@@ -276,20 +277,7 @@ function refGrads(c: Case, a: Float32Array, b: Float32Array, bias: Float32Array 
   };
   // central differences in float64 (the reference is exact enough for h = 1e-4)
   const h = 1e-4;
-  const diff = (x: Float32Array, put: (y: Float64Array) => number) => {
-    const y = Float64Array.from(x);
-    const g = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const v = y[i]!;
-      y[i] = v + h;
-      const p = put(y);
-      y[i] = v - h;
-      const m = put(y);
-      y[i] = v;
-      g[i] = (p - m) / (2 * h);
-    }
-    return g;
-  };
+  const diff = (x: Float32Array, put: (y: Float64Array) => number) => centralDiff(Float64Array.from(x), put, h);
   return {
     a: diff(a, (y) => f(y, b, bias)),
     b: diff(b, (y) => f(a, y, bias)),
@@ -408,35 +396,35 @@ describe('matmul autotune', () => {
 
   it('keeps the fastest variant per adapter and shape class, in memory and in the cache file', async () => {
     await withTuning(async () => {
-    const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
-    const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
-    expect(rec!.variant).toBe('regblock');
-    expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
-    // same class, other sizes in the same power-of-two buckets
-    expect(chooseMatmulVariant({ ...problem, M: 300 }, MATMUL_VARIANTS).variant).toBe('regblock');
-    const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
-    const adapter = Object.keys(file.adapters)[0]!;
-    expect(file.adapters[adapter][shapeClass(problem)].variant).toBe('regblock');
-    // a new process (simulated) reads it back
-    resetMatmulAutotune();
-    expect(chooseMatmulVariant(problem, MATMUL_VARIANTS).source).toBe('autotuned');
-    // a failing variant drops out
-    const rec2 = await tuneClass({ ...problem, K: 8 }, MATMUL_VARIANTS, async (v) => {
-      if (v === 'regblock') throw new Error('no');
-      return fake[v];
-    });
-    expect(rec2!.variant).toBe('subgroup');
-    // an unknown class runs with the heuristic and is tuned in the background, for real
-    const x = tensor(floats(40 * 24), [40, 24]);
-    const y = tensor(floats(24 * 36), [36, 24]);
-    const first = matmul(x, y, { transB: true });
-    expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(heuristic\)$/);
-    await matmulAutotuneSettled();
-    expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(autotuned\)$/);
-    const again = matmul(x, y, { transB: true });
-    const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
-    for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
-    for (const t of [x, y, first, again] as Tensor[]) t.dispose();
+      const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
+      const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
+      expect(rec!.variant).toBe('regblock');
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
+      // same class, other sizes in the same power-of-two buckets
+      expect(chooseMatmulVariant({ ...problem, M: 300 }, MATMUL_VARIANTS).variant).toBe('regblock');
+      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+      const adapter = Object.keys(file.adapters)[0]!;
+      expect(file.adapters[adapter][shapeClass(problem)].variant).toBe('regblock');
+      // a new process (simulated) reads it back
+      resetMatmulAutotune();
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS).source).toBe('autotuned');
+      // a failing variant drops out
+      const rec2 = await tuneClass({ ...problem, K: 8 }, MATMUL_VARIANTS, async (v) => {
+        if (v === 'regblock') throw new Error('no');
+        return fake[v];
+      });
+      expect(rec2!.variant).toBe('subgroup');
+      // an unknown class runs with the heuristic and is tuned in the background, for real
+      const x = tensor(floats(40 * 24), [40, 24]);
+      const y = tensor(floats(24 * 36), [36, 24]);
+      const first = matmul(x, y, { transB: true });
+      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(heuristic\)$/);
+      await matmulAutotuneSettled();
+      expect(matmulVariantFor([40, 24], [36, 24], { transB: true })).toMatch(/\(autotuned\)$/);
+      const again = matmul(x, y, { transB: true });
+      const [g1, g2] = [await first.toFloat32(), await again.toFloat32()];
+      for (let i = 0; i < g1.length; i++) expect(Math.abs(g1[i]! - g2[i]!)).toBeLessThan(1e-5);
+      for (const t of [x, y, first, again] as Tensor[]) t.dispose();
     });
   }, SLOW);
 

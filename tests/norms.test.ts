@@ -1,31 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor, type Tensor } from '../engine/tensor.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sizeOf, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { rmsNorm, rmsNormForward, rmsNormReference } from '../kernels/rmsnorm.ts';
 import { layerNorm, layerNormForward, layerNormReference } from '../kernels/layernorm.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { lcg, uniformFloats } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => {
-  setPoison(false);
-  setBindingLimitForTests(null);
-});
+usePoisonedGpu();
+afterAll(() => setBindingLimitForTests(null));
 
 const IMPLS: RowImpl[] = ['subgroup', 'invocation', 'workgroup'];
 
-let seed = 777;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32;
-}
-function randn(n: number, scale = 1, offset = 0): Float32Array {
-  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale + offset);
-}
-const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+const rand = lcg(777);
+const randn = (n: number, scale = 1, offset = 0): Float32Array => uniformFloats(rand, n, scale, offset);
 
 /** max |a − b| / (1 + |b|): relative for large values, absolute near zero */
 function maxErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -35,20 +24,7 @@ function maxErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** central differences (h = 1e-4) of a float64 loss with respect to every element of `v` */
-function finiteDiff(v: Float32Array, loss: (v: Float64Array) => number): Float64Array {
-  const h = 1e-4;
-  const d = Float64Array.from(v);
-  const out = new Float64Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const keep = d[i]!;
-    d[i] = keep + h;
-    const up = loss(d);
-    d[i] = keep - h;
-    out[i] = (up - loss(d)) / (2 * h);
-    d[i] = keep;
-  }
-  return out;
-}
+const finiteDiff = (v: Float32Array, loss: (v: Float64Array) => number): Float64Array => centralDiff(Float64Array.from(v), loss, 1e-4);
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let s = 0;
@@ -69,7 +45,7 @@ const BWD_SHAPES = [[1, 4], [3, 7], [2, 12], [37, 8]];
 describe.each(IMPLS)('rmsNorm (%s layout)', (impl) => {
   it.each(FWD_SHAPES)('forward [%i, %i, …] matches T5LayerNorm', async (...shape) => {
     const D = shape[shape.length - 1]!;
-    const xh = randn(prod(shape), 3);
+    const xh = randn(sizeOf(shape), 3);
     const wh = randn(D, 1, 1);
     const x = tensor(xh, shape);
     const w = tensor(wh, [D]);
@@ -83,9 +59,9 @@ describe.each(IMPLS)('rmsNorm (%s layout)', (impl) => {
 
   it.each(BWD_SHAPES)('backward [%i, %i] for x and weight against finite differences', async (...shape) => {
     const D = shape[shape.length - 1]!;
-    const xh = randn(prod(shape), 2);
+    const xh = randn(sizeOf(shape), 2);
     const wh = randn(D, 1, 1);
-    const gh = randn(prod(shape));
+    const gh = randn(sizeOf(shape));
     const eps = 1e-6;
     const x = tensor(xh, shape, { requiresGrad: true });
     const w = tensor(wh, [D], { requiresGrad: true });
@@ -103,7 +79,7 @@ describe.each(IMPLS)('layerNorm (%s layout)', (impl) => {
   it.each(FWD_SHAPES)('forward [%i, %i, …] matches F.layer_norm', async (...shape) => {
     const D = shape[shape.length - 1]!;
     // an offset of 50 makes E[x²] − mean² lose digits; the two-pass variance must not
-    const xh = randn(prod(shape), 3, 50);
+    const xh = randn(sizeOf(shape), 3, 50);
     const wh = randn(D, 1, 1);
     const bh = randn(D);
     const ts: Tensor[] = [tensor(xh, shape), tensor(wh, [D]), tensor(bh, [D])];
@@ -117,10 +93,10 @@ describe.each(IMPLS)('layerNorm (%s layout)', (impl) => {
 
   it.each(BWD_SHAPES.slice(1))('backward [%i, %i] for x, weight and bias against finite differences', async (...shape) => {
     const D = shape[shape.length - 1]!;
-    const xh = randn(prod(shape), 2);
+    const xh = randn(sizeOf(shape), 2);
     const wh = randn(D, 1, 1);
     const bh = randn(D);
-    const gh = randn(prod(shape));
+    const gh = randn(sizeOf(shape));
     const eps = 1e-5;
     const x = tensor(xh, shape, { requiresGrad: true });
     const w = tensor(wh, [D], { requiresGrad: true });

@@ -1,19 +1,15 @@
 // Philox-4x32-10 on the GPU: the CPU reference against Random123's known-answer vectors, the GPU against the
 // CPU bit for bit, independence from how a stream is split into draws, moments within a few standard
 // errors, and dropout (mask, scaling, backward with the regenerated mask).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor } from '../engine/tensor.ts';
+import { describe, expect, it } from 'vitest';
+import { tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import {
   dropout, dropoutRef, normalRef, philox4x32, philoxStreamRef, randomBits, randomNormal, randomUniform, uniformRef,
 } from '../kernels/random.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
+usePoisonedGpu();
 
 const u32 = (a: Int32Array | Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 const hex = (a: Uint32Array) => [...a].map((v) => v.toString(16).padStart(8, '0')).join(' ');

@@ -1,18 +1,14 @@
 // sum / mean / max / sumTo against the float64 reference; backward against central finite differences.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor } from '../engine/tensor.ts';
+import { describe, expect, it } from 'vitest';
+import { sizeOf, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { max, maxWithIndex, mean, reduceRef, REDUCE_TUNING, setSubgroupReduction, sum, sumTo } from '../kernels/reduce.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
+usePoisonedGpu();
 
 type Shape = number[];
-const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
 const ints = (n: number, k = 8) => Float32Array.from({ length: n }, () => Math.floor(Math.random() * (2 * k + 1)) - k);
 const floats = (n: number) => Float32Array.from({ length: n }, () => 2 * Math.random() - 1);
 
@@ -52,7 +48,7 @@ describe('sum and mean', () => {
     REDUCE_TUNING.rowKernelMin = 2048;
     try {
       for (const shape of [[3, 32128], [64, 4099], [5, 2048]]) {
-        const data = ints(size(shape));
+        const data = ints(sizeOf(shape));
         const x = tensor(data, shape);
         const s = sum(x, -1);
         expectClose(await s.toArray(), reduceRef('sum', data, shape, [1]).data, () => 0, `tree sum [${shape}]`);
@@ -73,7 +69,7 @@ describe('sum and mean', () => {
     // doubled element cannot hide in rounding: the bound is 0 for sum; mean adds the roundings of 1/R and of
     // the product (2^-23 relative).
     for (const [shape, axes, keep] of CASES) {
-      const data = ints(size(shape));
+      const data = ints(sizeOf(shape));
       const x = tensor(data, shape);
       const s = sum(x, axes, keep);
       const ref = reduceRef('sum', data, shape, axes, keep);
@@ -90,7 +86,7 @@ describe('sum and mean', () => {
     // |error| <= 1e-6 * sum|x| (16 ulp of the absolute sum): the kernels sum runs of at most R/256 (rows) or
     // 64..R (columns) and then combine partials, far below the worst case (R-1)u*sum|x|
     for (const [shape, axes] of [[[4, 32128], [1]], [[20000, 3], [0]], [[100003], null]] as Array<[Shape, number[] | null]>) {
-      const data = floats(size(shape));
+      const data = floats(sizeOf(shape));
       const x = tensor(data, shape);
       const s = sum(x, axes);
       const ref = reduceRef('sum', data, shape, axes);
@@ -119,7 +115,7 @@ describe('max', () => {
     // small integers make ties common; PyTorch returns (and differentiates) the first maximal index
     const cases: Array<[Shape, number | null]> = [[[5, 7], 1], [[3, 5000], -1], [[6, 9, 4], 1], [[11, 13], 0], [[1031], null], [[1], 0]];
     for (const [shape, axis] of cases) {
-      const data = ints(size(shape), 3);
+      const data = ints(sizeOf(shape), 3);
       const x = tensor(data, shape);
       const { values, indices } = maxWithIndex(x, axis);
       const ref = reduceRef('max', data, shape, axis === null ? null : [axis]);
@@ -145,24 +141,14 @@ describe('reduction backward vs finite differences', () => {
   const h = 1e-3;
   const fdCheck = async (kind: 'sum' | 'mean' | 'max', shape: Shape, axes: number[] | null, keep: boolean) => {
     // distinct values so max is differentiable
-    const data = Float32Array.from({ length: size(shape) }, (_, i) => i * 0.25 + Math.random() * 0.1);
+    const data = Float32Array.from({ length: sizeOf(shape) }, (_, i) => i * 0.25 + Math.random() * 0.1);
     data.sort(() => Math.random() - 0.5);
     const x = tensor(data, shape, { requiresGrad: true });
     const y = kind === 'sum' ? sum(x, axes, keep) : kind === 'mean' ? mean(x, axes, keep) : max(x, axes?.[0] ?? null, keep);
     const w = floats(y.size);
     backward(y, { gradient: tensor(w, y.shape) });
     const loss = (d: Float64Array) => reduceRef(kind, d, shape, axes, keep).data.reduce((a, v, i) => a + v * w[i]!, 0);
-    const base = Float64Array.from(data);
-    const fd = new Float64Array(base.length);
-    for (let i = 0; i < base.length; i++) {
-      const v = base[i]!;
-      base[i] = v + h;
-      const lp = loss(base);
-      base[i] = v - h;
-      const lm = loss(base);
-      base[i] = v;
-      fd[i] = (lp - lm) / (2 * h);
-    }
+    const fd = centralDiff(Float64Array.from(data), loss, h);
     expect(x.grad!.shape).toEqual(shape);
     expectClose(await x.grad!.toArray(), fd, () => 1e-5, `${kind} backward [${shape}] axes ${axes}`);
     [x, y].forEach((t) => t.dispose());

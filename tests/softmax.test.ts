@@ -1,16 +1,14 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor } from '../engine/tensor.ts';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { sizeOf, tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { broadcastIndexer, setSoftmaxRegisterCache, softmax, softmaxReference } from '../kernels/softmax.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
+import { centralDiff } from './helpers/finite-diff.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { lcg, uniformFloats } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
+usePoisonedGpu();
 afterAll(() => {
-  setPoison(false);
   setBindingLimitForTests(null);
   setSoftmaxRegisterCache('auto');
 });
@@ -25,15 +23,8 @@ const VARIANTS: Array<[RowImpl, 'auto' | 'on' | 'off']> = [
 ];
 const FINFO_MIN = -3.4028234663852886e38;
 
-let seed = 12345;
-function rand(): number {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed / 2 ** 32;
-}
-function randn(n: number, scale = 1): Float32Array {
-  return Float32Array.from({ length: n }, () => (rand() * 2 - 1) * scale);
-}
-const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+const rand = lcg(12345);
+const randn = (n: number, scale = 1): Float32Array => uniformFloats(rand, n, scale);
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let e = 0;
@@ -62,8 +53,8 @@ describe.each(VARIANTS)('softmax (%s layout, register cache %s)', (impl, cache) 
     [[3, 2, 4, 9], [9]],
     [[2, 3, 4, 8], [2, 3, 4, 8]],
   ] as Array<[number[], number[] | null]>)('forward %j with mask %j', async (shape, maskShape) => {
-    const xh = randn(prod(shape), 6);
-    const mh = maskShape ? Float32Array.from({ length: prod(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand() - 0.5)) : undefined;
+    const xh = randn(sizeOf(shape), 6);
+    const mh = maskShape ? Float32Array.from({ length: sizeOf(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand() - 0.5)) : undefined;
     const x = tensor(xh, shape);
     const mask = mh ? tensor(mh, maskShape!) : undefined;
     const y = softmax(x, { mask, impl });
@@ -94,7 +85,7 @@ describe.each(VARIANTS)('softmax (%s layout, register cache %s)', (impl, cache) 
   // float64 reference. The difference error is O(h²) ≈ 1e-8, the f32 rule's error ~1e-7 per term times the
   // row's sum, so 2e-5 absolute for |W| ≤ 1.
   it.each([[[1, 1]], [[3, 7]], [[2, 64]], [[2, 2, 3, 13]]])('backward %j against finite differences (mask gets none)', async (shape) => {
-    const n = prod(shape);
+    const n = sizeOf(shape);
     const L = shape[shape.length - 1]!;
     const xh = randn(n, 3);
     const wh = randn(n);
@@ -109,16 +100,7 @@ describe.each(VARIANTS)('softmax (%s layout, register cache %s)', (impl, cache) 
     const got = await x.grad!.toArray();
     expect(mask.grad).toBeNull();
     const h = 1e-4;
-    const xd = Float64Array.from(xh);
-    const fd = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const keep = xd[i]!;
-      xd[i] = keep + h;
-      const up = loss(xd);
-      xd[i] = keep - h;
-      fd[i] = (up - loss(xd)) / (2 * h);
-      xd[i] = keep;
-    }
+    const fd = centralDiff(Float64Array.from(xh), loss, h);
     expect(maxAbsDiff(got, fd)).toBeLessThan(2e-5);
     for (const t of [x, mask, y]) t.dispose();
   });
@@ -128,9 +110,9 @@ describe('softmax over the binding limit', () => {
   it.each(IMPLS)('binds rows in ranges (forced small limit), mask rows follow the range offset (%s)', async (impl) => {
     const shape = [2, 3, 7, 12];
     const maskShape = [2, 1, 7, 12];
-    const xh = randn(prod(shape), 5);
-    const mh = Float32Array.from({ length: prod(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand()));
-    const wh = randn(prod(shape));
+    const xh = randn(sizeOf(shape), 5);
+    const mh = Float32Array.from({ length: sizeOf(maskShape) }, () => (rand() < 0.3 ? FINFO_MIN : rand()));
+    const wh = randn(sizeOf(shape));
     const plain = tensor(xh, shape, { requiresGrad: true });
     const mask = tensor(mh, maskShape);
     const y0 = softmax(plain, { mask, impl });
