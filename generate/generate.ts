@@ -40,8 +40,10 @@ export async function generateIds(
   config: ResolvedGenerationConfig,
   options: { sequenceScores?: boolean } = {},
 ): Promise<GenerationOutput> {
+  // the searches feed every token but the last of a max_length sequence (decoder start token included)
   const cache = new T5DecoderCache(
     model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams,
+    config.maxLength - 1,
   );
   const vocab = model.config.vocab_size;
   const greedyScores = options.sequenceScores === true && config.numBeams === 1;

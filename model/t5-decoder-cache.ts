@@ -1,65 +1,129 @@
 // Incremental decoding for generation: the encoder runs once; each decoder step feeds one token per row
 // (rows = inputs x beams) through the decoder stack of t5.ts with every block's cache (Hugging Face's
-// past_key_values): self-attention keys/values grow by one position a step, cross-attention keys/values are
-// projected once from the encoder output. A step costs one decoder pass over one position instead of a re-run
-// of the whole prefix.
+// past_key_values). A step costs one decoder pass over one position instead of a re-run of the whole prefix.
+// - Self-attention keys/values go into caches preallocated for the generation's length, written in place (one
+//   buffer copy per layer and step), position-major [capacity, rows, H, dk]; a beam reorder (HF's
+//   `_reorder_cache`) rewrites only a table of which physical row holds each row's past position, which
+//   kernels/attention-decode.ts reads through. Nothing is copied per step but the new position.
+// - Cross-attention keys/values are projected once from the encoder output, per input: the beams of one input
+//   share them (t5.ts's T5LayerCrossAttention groups the rows by input).
 import { noGrad } from '../engine/autograd.ts';
-import { tensor, type Tensor } from '../engine/tensor.ts';
+import { rt } from '../engine/runtime.ts';
+import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { tidy } from '../engine/scope.ts';
-import { embedding, idsTensor } from '../kernels/embedding.ts';
-import { concat } from '../kernels/layout.ts';
+import { decodeAttention } from '../kernels/attention-decode.ts';
+import { idsTensor } from '../kernels/embedding.ts';
 import {
   crossAttentionKeyValues, lmHead, paddingMask, T5Encoder, T5Stack,
   type ForwardContext, type KeyValue, type SelfAttentionCache,
 } from './t5.ts';
 
-/** Rows of `x` (first axis) picked by `rows`: beam expansion and cache reordering. */
-function gatherRows(x: Tensor, rows: Tensor): Tensor {
-  const [n, ...rest] = x.shape as [number, ...number[]];
-  const width = rest.reduce((a, b) => a * b, 1);
-  return embedding(x.reshape([n, width]), rows).reshape([rows.size, ...rest]);
-}
+/** Decoder positions preallocated when the caller does not say how many it will feed; more double it. */
+const DEFAULT_CAPACITY = 16;
 
-/** One self-attention layer's keys/values [rows, length, H, dk], grown by concatenation each step. Its
- * tensors outlive the step's `tidy`; the ones an append or reorder replaces are freed. */
-class ConcatKvCache implements SelfAttentionCache {
-  private kv?: KeyValue;
+/** Which physical row holds each row's past keys/values, for every layer at once (they all reorder alike):
+ * row r's position j lives in row src[j * rows + r]. Position-major, so a step's table is a prefix. */
+class SlotTable {
+  /** positions stored */
+  length = 0;
+  /** the table of the step in progress, i32 [length + 1, rows]; freed with the step's `tidy` */
+  current?: Tensor;
+  private src: Int32Array;
 
-  get length(): number {
-    return this.kv?.k.shape[1] ?? 0;
+  constructor(readonly rows: number, public capacity: number) {
+    this.src = new Int32Array(rows * capacity);
   }
 
-  append(step: KeyValue): KeyValue {
-    const past = this.kv;
-    this.replace(past ? { k: concat([past.k, step.k], 1), v: concat([past.v, step.v], 1) } : step);
-    return this.kv!;
+  /** Uploads the table for the step writing position `length`, which every row writes into its own row. */
+  beginStep(): void {
+    const { rows, length } = this;
+    if (length === this.capacity) {
+      this.capacity *= 2;
+      const grown = new Int32Array(rows * this.capacity);
+      grown.set(this.src);
+      this.src = grown;
+    }
+    for (let r = 0; r < rows; r++) this.src[length * rows + r] = r;
+    this.current = tensor(this.src.subarray(0, (length + 1) * rows), [length + 1, rows], { dtype: 'i32' });
+  }
+
+  endStep(): void {
+    this.length++;
+    this.current = undefined;
   }
 
   /** New row r continues old row beamIdx[r]. */
-  reorder(beamIdx: Tensor): void {
-    if (this.kv) this.replace({ k: gatherRows(this.kv.k, beamIdx), v: gatherRows(this.kv.v, beamIdx) });
+  reorder(beamIdx: Int32Array): void {
+    const { rows } = this;
+    const old = this.src.slice(0, this.length * rows);
+    for (let j = 0; j < this.length; j++) {
+      for (let r = 0; r < rows; r++) this.src[j * rows + r] = old[j * rows + beamIdx[r]!]!;
+    }
+  }
+}
+
+/** One self-attention layer's keys/values [capacity, rows, H, dk], allocated at the first step and kept until
+ * `dispose`; position t is written once, at step t. */
+class PreallocatedKvCache implements SelfAttentionCache {
+  private k?: Tensor;
+  private v?: Tensor;
+
+  constructor(private readonly table: SlotTable) {}
+
+  get length(): number {
+    return this.table.length;
   }
 
-  private replace(next: KeyValue): void {
-    next.k.keep();
-    next.v.keep();
+  attend(q: Tensor, step: KeyValue, bias: Tensor): Tensor {
+    const { rows, length: position } = this.table;
+    const [b, heads, positions, dk] = step.k.shape as [number, number, number, number];
+    if (b !== rows || positions !== 1 || q.size !== step.k.size) {
+      throw new RangeError(`decoder cache: expected one position for ${rows} rows, got q [${q.shape}], keys [${step.k.shape}]`);
+    }
+    this.reserve(heads, dk);
+    const bytes = step.k.bytes;
+    rt().copy(step.k.buffer, 0, this.k!.buffer, position * bytes, bytes);
+    rt().copy(step.v.buffer, 0, this.v!.buffer, position * bytes, bytes);
+    const out = decodeAttention({
+      q: q.reshape([rows, heads, dk]), k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]),
+    });
+    return out.reshape([rows, heads, 1, dk]);
+  }
+
+  /** Buffers for the table's capacity; growing copies the positions stored (one contiguous prefix). */
+  private reserve(heads: number, dk: number): void {
+    const capacity = this.table.capacity;
+    if (this.k && this.k.shape[0] === capacity) return;
+    const shape = [capacity, this.table.rows, heads, dk];
+    const k = empty(shape).keep();
+    const v = empty(shape).keep();
+    if (this.k && this.v) {
+      const bytes = this.table.length * this.table.rows * heads * dk * 4;
+      rt().copy(this.k.buffer, 0, k.buffer, 0, bytes);
+      rt().copy(this.v.buffer, 0, v.buffer, 0, bytes);
+    }
     this.dispose();
-    this.kv = next;
+    this.k = k;
+    this.v = v;
   }
 
   dispose(): void {
-    this.kv?.k.dispose();
-    this.kv?.v.dispose();
-    this.kv = undefined;
+    this.k?.dispose();
+    this.v?.dispose();
+    this.k = this.v = undefined;
   }
 }
 
 export class T5DecoderCache {
-  private blocks: Array<{ self: ConcatKvCache; cross: KeyValue }>;
+  private blocks: Array<{ self: PreallocatedKvCache; cross: KeyValue }>;
   private encoderMask: Tensor;
+  private table: SlotTable;
   readonly rows: number;
 
-  /** Runs the encoder on `batch` inputs and prepares `beams` decoder rows per input. */
+  /**
+   * Runs the encoder on `batch` inputs and prepares `beams` decoder rows per input, with self-attention caches
+   * for `maxPositions` decoder positions (generation's max_length - 1); feeding more grows them.
+   */
   constructor(
     private readonly ctx: ForwardContext,
     inputIds: Int32Array,
@@ -67,6 +131,7 @@ export class T5DecoderCache {
     batch: number,
     sourceLength: number,
     beams: number,
+    maxPositions = DEFAULT_CAPACITY,
   ) {
     this.rows = batch * beams;
     const made = noGrad(() =>
@@ -74,47 +139,40 @@ export class T5DecoderCache {
         const ids = idsTensor(inputIds, [batch, sourceLength]);
         const mask = paddingMask(attentionMask, batch, sourceLength);
         const enc = T5Encoder(ctx, { inputIds: ids, mask });
-        const expand = tensor(Int32Array.from({ length: this.rows }, (_, r) => Math.floor(r / beams)), [this.rows], { dtype: 'i32' });
-        const rowMask = gatherRows(mask, expand);
-        const rowEnc = beams === 1 ? enc : gatherRows(enc, expand);
-        return { rowMask, cross: crossAttentionKeyValues(ctx, rowEnc) };
+        return { mask, cross: crossAttentionKeyValues(ctx, enc) };
       }),
     );
     for (const kv of made.cross) kv.k.keep(), kv.v.keep();
-    this.blocks = made.cross.map((cross) => ({ self: new ConcatKvCache(), cross }));
-    this.encoderMask = made.rowMask.keep();
+    this.table = new SlotTable(this.rows, Math.max(1, maxPositions));
+    this.blocks = made.cross.map((cross) => ({ self: new PreallocatedKvCache(this.table), cross }));
+    this.encoderMask = made.mask.keep();
   }
 
   /** tokens fed so far (the position of the next one) */
   get length(): number {
-    return this.blocks[0]?.self.length ?? 0;
+    return this.table.length;
   }
 
   /** Feeds one token per row; returns next-token logits [rows, vocab] on the GPU. */
   step(tokens: Int32Array): Tensor {
     if (tokens.length !== this.rows) throw new RangeError(`decoder step: ${tokens.length} tokens for ${this.rows} rows`);
     const ctx = this.ctx;
-    return noGrad(() =>
+    const logits = noGrad(() =>
       tidy(() => {
         const inputIds = idsTensor(tokens, [this.rows, 1]);
+        this.table.beginStep();
         const out = T5Stack(ctx, { inputIds, encoder: { mask: this.encoderMask }, past: this.blocks });
         return lmHead(ctx, out).reshape([this.rows, -1]);
       }),
     );
+    this.table.endStep();
+    return logits;
   }
 
-  /** New row r continues old row beamIdx[r] (Hugging Face's `_reorder_cache`). */
+  /** New row r continues old row beamIdx[r] (Hugging Face's `_reorder_cache`): only the table changes. */
   reorder(beamIdx: Int32Array): void {
-    let identity = true;
-    for (let r = 0; r < beamIdx.length; r++) if (beamIdx[r] !== r) identity = false;
-    if (identity) return;
-    // tidy frees gatherRows' reshaped views, which would otherwise hold the replaced buffers
-    noGrad(() =>
-      tidy(() => {
-        const idx = tensor(beamIdx, [beamIdx.length], { dtype: 'i32' });
-        for (const block of this.blocks) block.self.reorder(idx);
-      }),
-    );
+    if (beamIdx.length !== this.rows) throw new RangeError(`decoder cache reorder: ${beamIdx.length} indices for ${this.rows} rows`);
+    this.table.reorder(beamIdx);
   }
 
   dispose(): void {

@@ -112,18 +112,21 @@ export interface KeyValue {
 }
 
 /** One self-attention layer's `past_key_value` during incremental decoding: the keys/values of the positions
- * fed before. How they are stored (grown, preallocated, reordered by beam) is the owner's business. */
+ * fed before. How they are stored (preallocated, reordered by beam) is the owner's business, so the owner also
+ * runs the attention over them. */
 export interface SelfAttentionCache {
   /** positions cached */
   readonly length: number;
-  /** Adds this step's keys/values [B, Lnew, H, dk] after the cached ones; returns all of them, past first. */
-  append(step: KeyValue): KeyValue;
+  /** Stores this step's keys/values [B, H, 1, dk] as position `length` and returns the attention of the queries
+   * q [B, H, 1, dk] over every position so far with the position bias [1, H, 1, length + 1]: [B, H, 1, dk]. */
+  attend(q: Tensor, step: KeyValue, bias: Tensor): Tensor;
 }
 
 /** One decoder block's `past_key_value`: Hugging Face's (self k, self v, cross k, cross v). */
 export interface BlockCache {
   self: SelfAttentionCache;
-  /** projected once from the encoder output (`crossAttentionKeyValues`); every step reuses them */
+  /** projected once from the encoder output (`crossAttentionKeyValues`); every step reuses them. [inputs, H, Ls,
+   * dk]: with beams, the decoder's rows are inputs x beams and the beams of one input share them. */
   cross: KeyValue;
 }
 
@@ -136,8 +139,8 @@ export interface AttentionInputs {
   causal?: boolean;
   /** keys/values projected already (cross-attention's, from the encoder output); default: projected from x */
   keyValue?: KeyValue;
-  /** incremental decoding (Hugging Face's past_key_value with use_cache): x's keys/values are appended to the
-   * cached ones and the queries attend over all of them */
+  /** incremental decoding (Hugging Face's past_key_value with use_cache): x's keys/values join the cached ones
+   * and the cache attends the queries over all of them (with `bias`) */
   past?: SelfAttentionCache;
 }
 
@@ -152,12 +155,18 @@ export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor):
 export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs): Tensor {
   const { num_heads: h, d_kv: dk } = ctx.config;
   const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
-  let kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
-  if (inputs.past) kv = inputs.past.append(kv);
+  const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
   const [b, lq] = q.shape as [number, number];
-  // dropout on the [B, H, Lq, Lk] probabilities, drawn inside the kernels as dropout(softmax(...)) would
-  const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
-  const out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
+  let out: Tensor;
+  if (inputs.past) {
+    // one position: [B, 1, H, dk] and the cache's [B, H, 1, dk] are the same memory
+    const heads = (t: Tensor) => t.reshape([b, h, 1, dk]);
+    out = inputs.past.attend(heads(q), { k: heads(kv.k), v: heads(kv.v) }, inputs.bias!).reshape([b, 1, h, dk]);
+  } else {
+    // dropout on the [B, H, Lq, Lk] probabilities, drawn inside the kernels as dropout(softmax(...)) would
+    const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
+    out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
+  }
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`));
 }
 
@@ -175,7 +184,7 @@ export function T5LayerSelfAttention(
 export interface EncoderOutput {
   /** [B, Ls, D]; not needed when every block's cache holds its cross-attention keys/values */
   hidden?: Tensor;
-  /** additive padding mask [B, 1, 1, Ls] */
+  /** additive padding mask [B, 1, 1, Ls] (B inputs, as the cached keys/values) */
   mask: Tensor;
 }
 
@@ -184,15 +193,18 @@ function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tenso
   return projectKeyValue(ctx, `${prefix}.EncDecAttention`, encoderHidden);
 }
 
-/** Attends over the encoder output, or over its keys/values projected before (`past`, reused at every step). */
+/** Attends over the encoder output, or over its keys/values projected before (`past`, reused at every step).
+ * When those are per input and `hidden`'s rows are inputs x beams, each input's rows attend as more query
+ * positions of that input: cross-attention has no causal mask, so every query position is independent. */
 export function T5LayerCrossAttention(
   ctx: ForwardContext, prefix: string, hidden: Tensor, encoder: EncoderOutput, past?: KeyValue,
 ): Tensor {
   const keyValue = past ?? (encoder.hidden && crossKeyValue(ctx, prefix, encoder.hidden));
   if (!keyValue) throw new Error(`${prefix}: cross-attention needs the encoder output or its cached keys/values`);
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
-  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, normed, { mask: encoder.mask, keyValue });
-  return add(hidden, ctx.dropout.apply(out));
+  const byInput = normed.reshape([keyValue.k.shape[0]!, -1, normed.shape[2]!]);
+  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, byInput, { mask: encoder.mask, keyValue });
+  return add(hidden, ctx.dropout.apply(out.reshape(hidden.shape)));
 }
 
 export function T5LayerFF(ctx: ForwardContext, prefix: string, hidden: Tensor): Tensor {

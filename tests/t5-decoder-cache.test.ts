@@ -1,6 +1,7 @@
 // The cached decoder (model/t5-decoder-cache.ts: one position a step through t5.ts's decoder stack with
 // past keys/values) against the full decoder (t5Forward over each row's whole prefix) on the golden tiny T5,
-// with beams whose rows get reordered between steps as beam search does; and it frees every buffer it made.
+// with beams whose rows get reordered between steps as beam search does, with caches preallocated for every
+// step or grown on the way; and it frees every buffer it made.
 // Both sides are float32 GPU paths with different matmul shapes: logits agree to 1e-5 of the largest |logit|.
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,8 +33,11 @@ beforeAll(async () => {
 });
 afterAll(() => model?.dispose());
 
-function newCache(): T5DecoderCache {
-  return new T5DecoderCache(model.context(), Int32Array.from(INPUT_IDS), Int32Array.from(ATTENTION_MASK), BATCH, SOURCE, BEAMS);
+/** `maxPositions` below STEPS makes the self-attention caches grow while beams are reordered. */
+function newCache(maxPositions?: number): T5DecoderCache {
+  return new T5DecoderCache(
+    model.context(), Int32Array.from(INPUT_IDS), Int32Array.from(ATTENTION_MASK), BATCH, SOURCE, BEAMS, maxPositions,
+  );
 }
 
 /** Each row's next token after step t: spread over the vocabulary, different per row. */
@@ -65,8 +69,8 @@ async function fullDecoderLogits(histories: number[][]): Promise<Float32Array> {
 }
 
 describe('T5DecoderCache', () => {
-  it('matches the full decoder at every step, across beam reorders', async () => {
-    const cache = newCache();
+  it.each([[STEPS], [2]])('matches the full decoder at every step, across beam reorders (%i positions preallocated)', async (maxPositions) => {
+    const cache = newCache(maxPositions);
     let histories = Array.from({ length: ROWS }, () => [model.config.decoder_start_token_id]);
     try {
       for (let t = 0; t < STEPS; t++) {
@@ -91,7 +95,7 @@ describe('T5DecoderCache', () => {
 
   it('frees every buffer it made', async () => {
     const before = memory();
-    const cache = newCache();
+    const cache = newCache(2);
     for (let t = 0; t < STEPS; t++) {
       const step = cache.step(Int32Array.from({ length: ROWS }, (_, r) => nextToken(t, r)));
       step.dispose();
