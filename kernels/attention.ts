@@ -4,8 +4,8 @@
 // the relative position bias [1, H, Lq, Lk] is broadcast over the batch and trained through this op
 // (dBias = Σ_b dScores); the padding mask is additive ((1 - mask) · finfo(float32).min, broadcast from
 // [B, 1, 1, Lk] or [B, 1, Lq, Lk]) and has no gradient; the softmax runs in f32.
-// `causal` hides key j from query i when j > i + (Lk - Lq): plain decoder self-attention when Lq = Lk, a
-// decoder step over a KV cache when Lq = 1. Unlike HF's eager decoder, which folds the causal mask into
+// `causal` hides key j from query i when j > i + (Lk - Lq): plain decoder self-attention when Lq = Lk, or Lq
+// new positions after Lk - Lq cached ones (generation's one-position steps use attention-decode.ts). Unlike HF's eager decoder, which folds the causal mask into
 // the additive one as finfo.min, hidden keys are left out entirely: the two differ only in rows whose
 // every visible key is also padding (HF then averages over all Lk keys, we over the visible ones).
 //
