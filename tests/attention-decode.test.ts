@@ -2,29 +2,17 @@
 // 1 and primes, head dims that are not multiples of 4 (the scalar kernel), lengths 1 and the whole capacity,
 // random index tables, fewer slots than rows. Cache entries no table entry points at, and positions past the
 // length, hold NaN: reading one would show. Outputs start as NaN (poisoning), so an unwritten one shows too.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
+import { describe, expect, it } from 'vitest';
 import { noGrad } from '../engine/autograd.ts';
-import { memory, setPoison, tensor } from '../engine/tensor.ts';
+import { memory, tensor } from '../engine/tensor.ts';
 import { decodeAttention, decodeAttentionRef, type DecodeAttentionRefInput } from '../kernels/attention-decode.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { mulberry32 } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
+usePoisonedGpu();
 
-// deterministic uniform [0, 1) (mulberry32)
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// deterministic uniform [0, 1)
+const rng = mulberry32;
 
 interface Case {
   rows: number;
