@@ -16,11 +16,10 @@
 import { isGradEnabled } from '../engine/autograd.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
+import { NEG_MAX, onlineSoftmaxStep } from './attention.wgsl.ts';
 
 /** (row, head) pairs per workgroup */
 const WORKGROUP = 64;
-/** The most negative f32, written so WGSL reads it exactly. */
-const NEG_MAX = '-0x1.fffffep+127f';
 
 /** vec4 loads when dk allows them, scalars otherwise. */
 function decodeKernel(dk: number): string {
@@ -56,15 +55,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var acc = ${T}(0.0);
     for (var d = 0u; d < ${dv}u; d++) { acc += qr[d] * k[kj + d]; }
     let s = ${hsum} + bias[h * p.length + j];
-    if (s > m) {
-      // a new running max: rescale what was summed so far
-      let c = exp(m - s);
-      l *= c;
-      for (var d = 0u; d < ${dv}u; d++) { o[d] *= c; }
-      m = s;
-    }
-    let e = exp(s - m);
-    l += e;
+    ${onlineSoftmaxStep(dv)}
     for (var d = 0u; d < ${dv}u; d++) { o[d] += e * v[kj + d]; }
   }
   let inv = select(0.0, 1.0 / l, l > 0.0);

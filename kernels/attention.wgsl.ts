@@ -36,7 +36,7 @@ export const PLAIN_WORKGROUP = 64;
 /** Elements of the dBias batch reduction per invocation group. */
 export const REDUCE_WORKGROUP = 256;
 /** The most negative f32, written so WGSL reads it exactly (Hugging Face's mask value). */
-const NEG_MAX = '-0x1.fffffep+127f';
+export const NEG_MAX = '-0x1.fffffep+127f';
 
 // One pipeline per head dim and kernel: bias, mask, causal and the ds output are uniform data, not
 // compile-time variants. Lavapipe compiles each of these unrolled kernels in seconds to tens of seconds
@@ -126,6 +126,29 @@ function extraTerms(j: string, sfx = ''): string {
   return ` + bias[bo${sfx} + ${j} * p.biasJ] + mask[mo${sfx} + ${j} * p.maskJ]`;
 }
 
+/** The plain kernels' owner of one row (`i` < lq) or key (`j` < lk) of head (b, h): one invocation each. */
+function plainOwner(idx: 'i' | 'j'): string {
+  return `let bh = wid.y;
+  let ${idx} = wid.x * ${PLAIN_WORKGROUP}u + lid;
+  if (${idx} >= p.${idx === 'i' ? 'lq' : 'lk'}) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;`;
+}
+
+/** One key's score `s` into a running softmax (max m, sum l) over the accumulator `o` of dv vectors: the
+ * online-softmax step of the flash forward and of the decode kernel (attention-decode.ts). */
+export function onlineSoftmaxStep(dv: number): string {
+  return `if (s > m) {
+      // a new running max: rescale what was summed so far (exp(-huge) = 0 on the first real key)
+      let c = exp(m - s);
+      l *= c;
+      for (var d = 0u; d < ${dv}u; d++) { o[d] *= c; }
+      m = s;
+    }
+    let e = exp(s - m);
+    l += e;`;
+}
+
 /** Per-row offsets into bias and mask (stride 0 on broadcast or absent dimensions). */
 function rowOffsets(i: string, sfx = ''): string {
   return `let bo${sfx} = b * p.biasB + h * p.biasH + ${i} * p.biasQ;
@@ -152,11 +175,7 @@ ${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bh = wid.y;
-  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
-  if (i >= p.lq) { return; }
-  let b = bh / p.heads;
-  let h = bh % p.heads;
+  ${plainOwner('i')}
   let qo = ${qRow('i')} * ${dv}u;
   let kb = ${kRow('0u')};
   ${rowOffsets('i')}
@@ -171,15 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kj = (kb + j * p.kL) * ${dv}u;
     ${dotBody(dv, 'qr', (d) => `k[kj + ${d}]`)}
     let s = acc4.x + acc4.y + acc4.z + acc4.w${extraTerms('j')};
-    if (s > m) {
-      // a new running max: rescale what was summed so far (exp(-huge) = 0 on the first real key)
-      let c = exp(m - s);
-      l *= c;
-      for (var d = 0u; d < ${dv}u; d++) { o[d] *= c; }
-      m = s;
-    }
-    let e = exp(s - m);
-    l += e;
+    ${onlineSoftmaxStep(dv)}
     ${drop ? dropStep('') : ''}
     let pe = e${drop ? ' * z' : ''};
     for (var d = 0u; d < ${dv}u; d++) { o[d] += pe * v[kj + d]; }
@@ -220,11 +231,7 @@ ${bindingDecls([
 ])}
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bh = wid.y;
-  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
-  if (i >= p.lq) { return; }
-  let b = bh / p.heads;
-  let h = bh % p.heads;
+  ${plainOwner('i')}
   let qo = ${qRow('i')} * ${dv}u;
   var del4 = vec4<f32>(0.0);
   for (var d = 0u; d < ${dv}u; d++) { del4 += dout[qo + d] * o[qo + d]; }
@@ -242,11 +249,7 @@ ${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bh = wid.y;
-  let i = wid.x * ${PLAIN_WORKGROUP}u + lid;
-  if (i >= p.lq) { return; }
-  let b = bh / p.heads;
-  let h = bh % p.heads;
+  ${plainOwner('i')}
   let row = bh * p.lq + i;
   let qo = ${qRow('i')} * ${dv}u;
   let kb = ${kRow('0u')};
@@ -307,11 +310,7 @@ ${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bh = wid.y;
-  let j = wid.x * ${PLAIN_WORKGROUP}u + lid;
-  if (j >= p.lk) { return; }
-  let b = bh / p.heads;
-  let h = bh % p.heads;
+  ${plainOwner('j')}
   let ko = ${kRow('j')} * ${dv}u;
   let qb = ${qRow('0u')};
   var kr: array<vec4<f32>, ${dv}>;
