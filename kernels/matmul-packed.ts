@@ -31,6 +31,8 @@ function scratchFor(bytes: number): GPUBuffer {
 
 /** Scratch partial sums of the packed variant's later K chunks: at most this many bytes at once. */
 const SLAB_BUDGET = 256 * 1024 * 1024;
+/** Storage buffers of the combine pass besides the slabs: out, bias, pre-activation. */
+const COMBINE_OTHER_BUFFERS = 3;
 
 /** What every pass of one packed matmul shares: the problem, the launch, and the block layout of packed op(B). */
 interface PackedPlan {
@@ -65,9 +67,12 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
   const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
   let packedFor: string | null = null;
   // K chunks after the first write partial sums to slabs (scratch copies of the output), added into it every
-  // `perGroup` chunks by the combine pass
   const { chunks } = plan;
-  const perGroup = chunks > 1 ? Math.max(1, Math.min(chunks - 1, Math.floor((MATMUL_TUNING.slabBytes ?? SLAB_BUDGET) / Math.max(1, t.out.bytes)))) : 0;
+  // `perGroup` chunks by the combine pass, which binds out, the slabs, bias and pre as storage buffers: at most
+  // maxStorageBuffersPerShaderStage of them (16 on lavapipe; the LM head's dX product, K = 32128, has 63 chunks)
+  const slabCap = Math.max(1, gpu().limits.maxStorageBuffersPerShaderStage - COMBINE_OTHER_BUFFERS);
+  const fit = Math.floor((MATMUL_TUNING.slabBytes ?? SLAB_BUDGET) / Math.max(1, t.out.bytes));
+  const perGroup = chunks > 1 ? Math.max(1, Math.min(chunks - 1, slabCap, fit)) : 0;
   const slabs: Tensor[] = [];
   for (let j = 0; j < perGroup; j++) slabs.push(empty(t.out.shape));
 

@@ -88,10 +88,16 @@ function measureFor(p: Problem): MeasureFn {
       const spec = specFor(variant, q, false, 'none', false);
       const run = () => dispatchProblem('matmul autotune', q, spec, { a, b, out });
       await rt().sync(); // drain other work first
+      // a variant whose launch is invalid here (a binding over a limit) runs nothing and would time as the
+      // fastest: its validation error drops it instead
+      const device = gpu().device;
+      device.pushErrorScope('validation');
       const t0 = performance.now();
       run(); // compiles the pipeline
       await rt().sync();
       const first = performance.now() - t0;
+      const invalid = await device.popErrorScope();
+      if (invalid) throw new Error(`matmul autotune: variant '${variant}' is invalid for ${shape}: ${invalid.message}`);
       let best = first;
       const reps = first > 500 ? 1 : 3;
       for (let i = 0; i < reps; i++) {

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
+import { gpu, initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
@@ -16,6 +16,7 @@ import { rt } from '../engine/runtime.ts';
 import { matmul, matmulVariantFor } from '../kernels/matmul.ts';
 import { geluRef, matmulRef, matmulRefAt } from '../kernels/matmul-reference.ts';
 import { eligibleMatmulVariants, MATMUL_TUNING } from '../kernels/matmul-spec.ts';
+import { packRows } from '../kernels/matmul-packed.wgsl.ts';
 import { MATMUL_VARIANTS, type Activation, type MatmulVariant } from '../kernels/matmul.wgsl.ts';
 import {
   autotuneCachePath,
@@ -168,6 +169,12 @@ describe('matmul forward', () => {
         await runCase({ ...storedShapes(33, 1536, 40, false, true), bias: true, activation: 'gelu' }, `packed long K gelu slabs ${slabBytes}`);
         await runCase(storedShapes(9, 1030, 12, true, false, [2], [2]), `packed long K batched slabs ${slabBytes}`);
       }
+      // more K chunks than the combine pass may bind slabs (16 storage buffers on lavapipe), as in the LM
+      // head's dX product (K = 32128): the slabs are added in several groups
+      const chunks = Math.ceil(9001 / packRows(gpu().limits.subgroupMinSize ?? 8));
+      expect(chunks).toBeGreaterThan(gpu().limits.maxStorageBuffersPerShaderStage);
+      MATMUL_TUNING.slabBytes = null; // as many slabs at once as the budget holds
+      await runCase({ ...storedShapes(3, 9001, 5, false, false), bias: true }, 'packed K over the storage-buffer limit');
     } finally {
       MATMUL_TUNING.slabBytes = null;
       forceMatmulVariant(null);
