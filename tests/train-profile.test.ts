@@ -1,18 +1,18 @@
 // --profile's machinery: kernels are classed matmul / attention / other by name and operand rank, a capture
 // records every dispatch of a block (counting repeats) while the work still runs, and the replay times each
 // distinct launch on scratch buffers without touching the captured tensors.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { tensor } from '../engine/tensor.ts';
 import { tidy } from '../engine/scope.ts';
 import { matmul } from '../kernels/matmul.ts';
+import { forceMatmulVariant } from '../kernels/matmul-autotune.ts';
+import { eligibleMatmulVariants } from '../kernels/matmul-spec.ts';
 import { softmax } from '../kernels/softmax.ts';
 import { add } from '../kernels/elementwise.ts';
 import { captureDispatches, classify, replayTimes } from '../train/profile.ts';
 
-beforeAll(async () => {
-  await initGpu();
-});
+await initGpu(); // before describe: skipIf asks which matmul variants this adapter has
 
 const b = (what: string) => ({ buffer: null as unknown as GPUBuffer, write: false, what });
 
@@ -46,5 +46,24 @@ describe('profile', () => {
     expect(p.sites.map((s) => [s.site, s.count])).toEqual([['matmul([6, 5], [5, 3])', 2]]);
     expect(p.sites[0]!.flops).toBe(2 * 2 * 6 * 3 * 5);
     for (const t of [x, w, y]) t.dispose();
+  });
+
+  it.skipIf(!eligibleMatmulVariants().includes('packed'))('replays launches with uniform bindings (the packed matmul reads B from uniform blocks)', async () => {
+    const x = tensor(Float32Array.from({ length: 9 * 11 }, (_, i) => Math.sin(i)), [9, 11]);
+    const w = tensor(Float32Array.from({ length: 11 * 13 }, (_, i) => Math.cos(i)), [11, 13]);
+    forceMatmulVariant('packed');
+    try {
+      const cap = captureDispatches();
+      const y = matmul(x, w);
+      const launches = cap.stop();
+      expect(launches.some((l) => l.launch.bindings.some((bd) => bd.uniform))).toBe(true);
+      const p = await replayTimes(launches, 1); // threw 'Binding usage ... doesn't match expected usage (Uniform)'
+      expect(p.dispatches.matmul).toBeGreaterThanOrEqual(1);
+      y.dispose();
+    } finally {
+      forceMatmulVariant(null);
+      x.dispose();
+      w.dispose();
+    }
   });
 });

@@ -14,6 +14,7 @@ import { rt, type KernelLaunch } from '../engine/runtime.ts';
 export type OpClass = 'matmul' | 'attention' | 'other';
 
 const RANK4 = /\[\d+, \d+, \d+, \d+\]/;
+const AUTOTUNE_PREFIX = 'matmul autotune';
 
 /**
  * attention: the fused attention kernels, softmax, and any kernel other than a permute that reads or writes a 4-D
@@ -45,6 +46,8 @@ export function captureDispatches(): DispatchCapture {
   const original = r.dispatch;
   const byKey = new Map<string, Captured>();
   r.dispatch = function (this: typeof r, k: KernelLaunch): void {
+    // the autotuner's timing launches are not the step's work
+    if (k.name.startsWith(AUTOTUNE_PREFIX)) return original.call(this, k);
     const sizes = k.bindings.map((b) => (b.offset ?? 0) + (b.size ?? b.buffer.size));
     const key = `${k.name}|${k.workgroups.join('x')}|${sizes.join(',')}|${JSON.stringify(k.params ?? [])}|${k.entryPoint ?? ''}|${k.code}`;
     const c = byKey.get(key);
@@ -88,7 +91,7 @@ export async function replayTimes(captured: Captured[], stepMs: number, reps = 4
     let list = scratch.get(bytes);
     if (!list) scratch.set(bytes, (list = []));
     while (list.length <= slot) {
-      list.push(device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label: 'profile scratch' }));
+      list.push(device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'profile scratch' }));
     }
     return list[slot]!;
   };
