@@ -1,8 +1,10 @@
-// Times benchmark cases by GPU completion: warm up (pipeline compile), then batches of runs sized to take
+// Times benchmark cases by GPU completion: warm up (pipeline compile; matmul autotuning jobs the warm-up started
+// are awaited, and the case warmed again, so tuning never overlaps a timed run), then batches of runs sized to take
 // at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the share of the
 // device's measured ceiling, and the max relative error against the CPU reference on the same data.
 import { deviceCeilings, type Ceilings } from '../engine/ceilings.ts';
 import { rt } from '../engine/runtime.ts';
+import { matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
 import type { BenchCase, BenchInstance, BenchRow } from './types.ts';
 import { benchCases } from './cases/index.ts';
 
@@ -31,6 +33,10 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
     if (inst.runAsync) return await timeAsyncInstance(c, inst, repeat, check);
     inst.run();
     await rt().sync();
+    if (await matmulAutotuneSettled()) {
+      inst.run(); // warm again: the winners' pipelines compile now, not in a timed run
+      await rt().sync();
+    }
     // size a batch so that per-batch overheads (submit, wait) stay small against the work
     let runs = 1;
     const times: number[] = [];
@@ -71,6 +77,7 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
 /** A case that reads back as it runs (generation): one untimed warm-up run, then `repeat` timed runs. */
 async function timeAsyncInstance(c: BenchCase, inst: BenchInstance, repeat: number, check: boolean): Promise<BenchRow> {
   await inst.runAsync!();
+  if (await matmulAutotuneSettled()) await inst.runAsync!();
   const times: number[] = [];
   for (let r = 0; r < repeat; r++) {
     const t0 = performance.now();

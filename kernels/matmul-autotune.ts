@@ -148,9 +148,11 @@ export function resetMatmulAutotune(): void {
   loadedFrom = null;
 }
 
-/** Waits for every tuning job scheduled so far. */
-export async function matmulAutotuneSettled(): Promise<void> {
+/** Waits for every tuning job scheduled so far; true if there were any. */
+export async function matmulAutotuneSettled(): Promise<boolean> {
+  const waited = pending.size > 0;
   while (pending.size > 0) await Promise.allSettled([...pending.values()]);
+  return waited;
 }
 
 /** Median ms of each variant over TUNE_ROUNDS interleaved rounds; a variant that fails once drops out. */
