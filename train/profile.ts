@@ -10,6 +10,7 @@
 // launched it. A kernel's run time on a given shape does not depend on the data (fixed grid and loop bounds), so
 // this is each kernel's share of the step; recording, submits and readback are the step's wall time minus the sum.
 import { rt, type KernelLaunch } from '../engine/runtime.ts';
+import { matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
 
 export type OpClass = 'matmul' | 'attention' | 'other';
 
@@ -86,6 +87,9 @@ export async function replayTimes(captured: Captured[], stepMs: number, reps = 4
   const byName = new Map<string, { ms: number; count: number }>();
   const bySite = new Map<string, { ms: number; count: number; flops: number }>();
   const scratch = new Map<number, GPUBuffer[]>();
+  // autotuning jobs the captured step started time their candidates on the same device: replayed beside them,
+  // kernels came out many times slower than alone (rmsnorm at 325 ms instead of 3 ms on t5-small)
+  await matmulAutotuneSettled();
   const bufferOf = (size: number, slot: number): GPUBuffer => {
     const bytes = Math.max(16, Math.ceil(size / 16) * 16);
     let list = scratch.get(bytes);
