@@ -10,6 +10,7 @@ import { formatSeconds, ProgressBar, progressText } from '../util/progress.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 import { train, type StepInfo, type TrainOptions } from '../train/trainer.ts';
+import { describeAnswerScores } from '../train/evaluate.ts';
 
 const USAGE = `usage: engine-cli train --data FILE.csv --model DIR|HUB_ID --out OUT [options]
        engine-cli train --resume OUT [--max-steps N | --epochs N | --time-limit S]
@@ -139,7 +140,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     process.stdout.write(
       `${r.interrupted ? 'interrupted' : 'finished'} after ${r.steps} steps: ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, ` +
         `peak GPU memory ${(r.peakBytes / 2 ** 20).toFixed(1)} MiB\n` +
-        (e ? `validation: loss ${e.loss.toFixed(4)}, exact match ${e.exactMatch.toFixed(1)}%, F1 ${e.f1.toFixed(1)}% (${e.examples} examples, ${e.generated} answered)\n` : '') +
+        (e ? `validation: loss ${e.loss.toFixed(4)}, ${describeAnswerScores(e)} (${e.examples} examples, ${e.generated} answered)\n` : '') +
         (r.bestDir ? `best model:   ${r.bestDir} (val_loss ${r.best!.valLoss.toFixed(4)})\n` : '') +
         `last state:   ${r.lastDir}${r.interrupted ? ` (continue with: engine-cli train --resume ${r.out})` : ''}\n` +
         `metrics:      ${r.metricsFile}\nloss plot:    ${r.plotFile}\n`,

@@ -1,6 +1,7 @@
 // Expected values were computed with the official SQuAD evaluate-v1.1.py functions (Python 3.11).
 import { describe, expect, it } from 'vitest';
 import { exactMatch, f1, maxOverGolds, normalizeAnswer, squadScores } from '../train/squad-metrics.ts';
+import { describeAnswerScores } from '../train/evaluate.ts';
 
 describe('normalizeAnswer', () => {
   const cases: [string, string][] = [
@@ -61,5 +62,14 @@ describe('aggregate', () => {
     expect(() => squadScores(['a'], [])).toThrow('1 predictions for 0 questions');
     expect(() => maxOverGolds(f1, 'a', [])).toThrow(RangeError);
     expect(maxOverGolds(f1, 'big red dog', ['red', 'big red cat'])).toBeCloseTo(2 / 3, 15);
+  });
+});
+
+describe('describeAnswerScores', () => {
+  it('prints the scores, or says they were not computed when no answer was generated (--eval-limit 0)', () => {
+    expect(describeAnswerScores({ exactMatch: 12.5, f1: 30.04, generated: 8 })).toBe('exact match 12.5%, F1 30.0%');
+    const none = describeAnswerScores({ exactMatch: NaN, f1: NaN, generated: 0 });
+    expect(none).toBe('exact match and F1 not computed (no answers generated)');
+    expect(none).not.toContain('NaN');
   });
 });

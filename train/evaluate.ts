@@ -82,6 +82,12 @@ export async function evaluate(
   };
 }
 
+/** 'exact match X%, F1 Y%', or what stood in for them when no answer was generated (NaN then: --eval-limit 0). */
+export function describeAnswerScores(r: Pick<EvalResult, 'exactMatch' | 'f1' | 'generated'>): string {
+  if (r.generated === 0) return 'exact match and F1 not computed (no answers generated)';
+  return `exact match ${r.exactMatch.toFixed(1)}%, F1 ${r.f1.toFixed(1)}%`;
+}
+
 export interface EvaluateFileOptions {
   /** model folder or Hub id */
   model: string;

@@ -28,7 +28,7 @@ import {
   type CheckpointEntry, type ModelFolderFiles, type TrainerState,
 } from './checkpoint.ts';
 import { collate, describePadding, epochBatches, paddingStats, type OrderOptions } from './dataset.ts';
-import { evaluate, type EvalResult } from './evaluate.ts';
+import { describeAnswerScores, evaluate, type EvalResult } from './evaluate.ts';
 import { writeLossPlot } from './loss-plot.ts';
 import { appendMetric, trimMetrics } from './metrics-file.ts';
 import { prepareData, type PreparedData } from './prepare-data.ts';
@@ -348,7 +348,7 @@ async function validate({ o, model, tokenizer, data, files, generation, top, met
   await appendMetric(metricsFile, { type: 'eval', step, epoch: epochLabel, loss: r.loss, exactMatch: r.exactMatch, f1: r.f1, examples: r.examples, generated: r.generated, seconds: Number(((performance.now() - t0) / 1000).toFixed(3)) });
   const entry: CheckpointEntry = { name: checkpointName(epochLabel, step), step, epoch: epochLabel, valLoss: r.loss };
   const saved = Number.isFinite(r.loss) ? await top.offer(model, files, entry) : null;
-  log(`eval at step ${step}: val_loss ${r.loss.toFixed(4)}, exact match ${r.exactMatch.toFixed(1)}%, F1 ${r.f1.toFixed(1)}% ` +
+  log(`eval at step ${step}: val_loss ${r.loss.toFixed(4)}, ${describeAnswerScores(r)} ` +
     `(${r.examples} examples, ${r.generated} answered, ${((performance.now() - t0) / 1000).toFixed(1)} s)` +
     (saved ? `; saved ${saved}` : o.saveTopK > 0 ? `; not in the best ${o.saveTopK}` : ''));
   return r;
