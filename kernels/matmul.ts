@@ -92,12 +92,16 @@ function measureFor(p: Problem): MeasureFn {
       // fastest: its validation error drops it instead
       const device = gpu().device;
       device.pushErrorScope('validation');
-      const t0 = performance.now();
-      run(); // compiles the pipeline
-      await rt().sync();
-      const first = performance.now() - t0;
-      const invalid = await device.popErrorScope();
-      if (invalid) throw new Error(`matmul autotune: variant '${variant}' is invalid for ${shape}: ${invalid.message}`);
+      let first = Infinity;
+      try {
+        const t0 = performance.now();
+        run(); // compiles the pipeline
+        await rt().sync();
+        first = performance.now() - t0;
+      } finally {
+        const invalid = await device.popErrorScope(); // popped on every path: a scope left open would hide later errors
+        if (invalid) throw new Error(`matmul autotune: variant '${variant}' is invalid for ${shape}: ${invalid.message}`);
+      }
       let best = first;
       const reps = first > 500 ? 1 : 3;
       for (let i = 0; i < reps; i++) {
