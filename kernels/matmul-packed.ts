@@ -66,8 +66,8 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
   const pack = packCode(plan.S, p.transB, packVec);
   const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
   let packedFor: string | null = null;
-  // K chunks after the first write partial sums to slabs (scratch copies of the output), added into it every
   const { chunks } = plan;
+  // K chunks after the first write partial sums to slabs (scratch copies of the output), added into it every
   // `perGroup` chunks by the combine pass, which binds out, the slabs, bias and pre as storage buffers: at most
   // maxStorageBuffersPerShaderStage of them (16 on lavapipe; the LM head's dX product, K = 32128, has 63 chunks)
   const slabCap = Math.max(1, gpu().limits.maxStorageBuffersPerShaderStage - COMBINE_OTHER_BUFFERS);
