@@ -148,6 +148,9 @@ export function resetMatmulAutotune(): void {
   loadedFrom = null;
 }
 
+/** The name of the autotuner's timing launches (the profiler leaves them out of a step). */
+export const AUTOTUNE_LAUNCH_NAME = 'matmul autotune';
+
 /** Waits for every tuning job scheduled so far; true if there were any. */
 export async function matmulAutotuneSettled(): Promise<boolean> {
   const waited = pending.size > 0;

@@ -22,7 +22,7 @@ import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
 import { recordOp } from './record-op.ts';
 import { sumTo } from './reduce.ts';
 import { activationGradCode, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
-import { chooseMatmulVariant, type MeasureFn, type TuneProblem, type VariantChoice } from './matmul-autotune.ts';
+import { AUTOTUNE_LAUNCH_NAME, chooseMatmulVariant, type MeasureFn, type TuneProblem, type VariantChoice } from './matmul-autotune.ts';
 import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
 import { dispatchPacked } from './matmul-packed.ts';
 import { problemOf, type Problem } from './matmul-problem.ts';
@@ -86,7 +86,7 @@ function measureFor(p: Problem): MeasureFn {
     const out = empty(q.outShape);
     try {
       const spec = specFor(variant, q, false, 'none', false);
-      const run = () => dispatchProblem('matmul autotune', q, spec, { a, b, out });
+      const run = () => dispatchProblem(AUTOTUNE_LAUNCH_NAME, q, spec, { a, b, out });
       await rt().sync(); // drain other work first
       // a variant whose launch is invalid here (a binding over a limit) runs nothing and would time as the
       // fastest: its validation error drops it instead

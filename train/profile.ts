@@ -10,12 +10,11 @@
 // launched it. A kernel's run time on a given shape does not depend on the data (fixed grid and loop bounds), so
 // this is each kernel's share of the step; recording, submits and readback are the step's wall time minus the sum.
 import { rt, type KernelLaunch } from '../engine/runtime.ts';
-import { matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
+import { AUTOTUNE_LAUNCH_NAME, matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
 
 export type OpClass = 'matmul' | 'attention' | 'other';
 
 const RANK4 = /\[\d+, \d+, \d+, \d+\]/;
-const AUTOTUNE_PREFIX = 'matmul autotune';
 
 /**
  * attention: the fused attention kernels, softmax, and any kernel other than a permute that reads or writes a 4-D
@@ -48,7 +47,7 @@ export function captureDispatches(): DispatchCapture {
   const byKey = new Map<string, Captured>();
   r.dispatch = function (this: typeof r, k: KernelLaunch): void {
     // the autotuner's timing launches are not the step's work
-    if (k.name.startsWith(AUTOTUNE_PREFIX)) return original.call(this, k);
+    if (k.name.startsWith(AUTOTUNE_LAUNCH_NAME)) return original.call(this, k);
     const sizes = k.bindings.map((b) => (b.offset ?? 0) + (b.size ?? b.buffer.size));
     const key = `${k.name}|${k.workgroups.join('x')}|${sizes.join(',')}|${JSON.stringify(k.params ?? [])}|${k.entryPoint ?? ''}|${k.code}`;
     const c = byKey.get(key);
