@@ -5,7 +5,7 @@
 // --json prints {"loss": number, "exactMatch": number, "f1": number, "examples": number} (exact match and F1 in
 // percent, as SQuAD's script prints them).
 import { ProgressBar } from '../util/progress.ts';
-import { evaluateFile, type EvaluateFileOptions } from '../train/evaluate.ts';
+import { describeAnswerScores, evaluateFile, type EvaluateFileOptions } from '../train/evaluate.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
@@ -52,7 +52,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   process.stdout.write(
     `loss ${r.loss.toFixed(4)} (mean over ${r.tokens} answer tokens)\n` +
-      `exact match ${r.exactMatch.toFixed(2)}%\nF1 ${r.f1.toFixed(2)}%\n` +
+      (r.generated === 0 ? `${describeAnswerScores(r)}\n` : `exact match ${r.exactMatch.toFixed(2)}%\nF1 ${r.f1.toFixed(2)}%\n`) +
       `examples ${r.examples}${r.generated !== r.examples ? ` (${r.generated} answered)` : ''}\n`,
   );
 }

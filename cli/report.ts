@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseMetrics, writeLossPlot } from '../train/loss-plot.ts';
+import { describeAnswerScores } from '../train/evaluate.ts';
 import { parseFlags, type Flags } from './flags.ts';
 
 const USAGE = 'usage: engine-cli report OUT [--json]\n';
@@ -29,7 +30,7 @@ export async function reportCommand(argv: string[]): Promise<void> {
     return;
   }
   const rows = evals.map((e) => `  step ${String(e.step).padStart(6)}  epoch ${e.epoch}  val_loss ${Number(e.loss).toFixed(4)}  ` +
-    `exact match ${Number(e.exactMatch).toFixed(1)}%  F1 ${Number(e.f1).toFixed(1)}%`);
+    describeAnswerScores({ exactMatch: Number(e.exactMatch), f1: Number(e.f1), generated: Number(e.generated) }));
   process.stdout.write(
     `${trainLines.length} training steps logged, last loss ${trainLines.at(-1)?.loss?.toFixed?.(4) ?? '-'}\n` +
       (rows.length ? `evaluations:\n${rows.join('\n')}\n` : 'no evaluations\n') +

@@ -17,6 +17,7 @@ import { cleanText } from '../util/text-clean.ts';
 import { splitRows } from '../train/split.ts';
 import { train, type StepInfo } from '../train/trainer.ts';
 import { exactMatch, f1 } from '../train/squad-metrics.ts';
+import { describeAnswerScores } from '../train/evaluate.ts';
 
 const OUT = process.env.DEMO_OUT ?? 'demo-out';
 const TIME_LIMIT = Number(process.env.DEMO_SECONDS ?? 180);
@@ -56,7 +57,7 @@ const r = await train({ data: DATA, model: initDir, out: run, ...flags }, {
 say(`\ntrained ${r.steps} steps on ${r.trainExamples} examples: ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, ` +
   `peak GPU memory ${(r.peakBytes / 2 ** 20).toFixed(1)} MiB`);
 const e = r.lastEval;
-if (e) say(`held-out (${e.examples} examples): loss ${e.loss.toFixed(3)}, exact match ${e.exactMatch.toFixed(1)}%, F1 ${e.f1.toFixed(1)}% (${e.generated} answered)`);
+if (e) say(`held-out (${e.examples} examples): loss ${e.loss.toFixed(3)}, ${describeAnswerScores(e)} (${e.generated} answered)`);
 
 const best = r.bestDir ?? r.lastDir;
 cmd(`engine-cli eval --model ${best} --data <held-out rows> --json   (the numbers above, for the best checkpoint)`);
