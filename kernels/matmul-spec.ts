@@ -1,6 +1,7 @@
 // Which matmul kernels run here, and the spec (tiles, vector widths, epilogue) a problem gets from a variant.
 import { gpu } from '../engine/gpu.ts';
 import { matmulKernel, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
+import { gemvKernel, gemvRows } from './matmul-gemv.wgsl.ts';
 import { PACK_BLOCK_FLOATS, packedKernel } from './matmul-packed.wgsl.ts';
 import type { Problem } from './matmul-problem.ts';
 
@@ -13,7 +14,7 @@ export function eligibleMatmulVariants(): MatmulVariant[] {
     const l = g.device.limits;
     const cv = MATMUL_TUNING.packedCols ?? 2;
     if (l.maxUniformBufferBindingSize >= PACK_BLOCK_FLOATS * 4 && l.maxUniformBuffersPerShaderStage > cv) out.push('packed');
-    out.push('subgroup');
+    out.push('subgroup', 'gemv');
   }
   out.push('regblock', 'tiled');
   return out;
@@ -27,6 +28,7 @@ export const MATMUL_TUNING = {
   regCols: null as number | null,
   packedRows: null as number | null,
   packedCols: null as number | null,
+  gemvCols: null as number | null,
   /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
   maxBindingBytes: null as number | null,
   /** packed variant: bytes of scratch partial sums held at once (tests force small values) */
@@ -50,7 +52,12 @@ export function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activ
     activation,
     writePre,
   };
-  if (variant === 'subgroup' || variant === 'packed') {
+  if (variant === 'gemv') {
+    spec.subgroupSize = gpu().limits.subgroupMinSize!;
+    spec.tm = gemvRows(p.M);
+    spec.cv = MATMUL_TUNING.gemvCols ?? 2;
+    spec.vecA = spec.vecA && !p.transA; // lanes split K: vec4 of A only along K
+  } else if (variant === 'subgroup' || variant === 'packed') {
     const S = gpu().limits.subgroupMinSize!;
     spec.subgroupSize = S;
     if (variant === 'subgroup') {
@@ -73,6 +80,9 @@ const kernelCache = new Map<string, { code: string; tileM: number; tileN: number
 export function kernelFor(spec: MatmulKernelSpec) {
   const key = JSON.stringify(spec);
   let k = kernelCache.get(key);
-  if (!k) kernelCache.set(key, (k = spec.variant === 'packed' ? packedKernel(spec) : matmulKernel(spec)));
+  if (!k) {
+    k = spec.variant === 'packed' ? packedKernel(spec) : spec.variant === 'gemv' ? gemvKernel(spec) : matmulKernel(spec);
+    kernelCache.set(key, k);
+  }
   return k;
 }

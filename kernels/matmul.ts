@@ -27,6 +27,10 @@ import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
 import { dispatchPacked } from './matmul-packed.ts';
 import { problemOf, type Problem } from './matmul-problem.ts';
 import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
+import { GEMV_MAX_ROWS } from './matmul-gemv.wgsl.ts';
+
+/** Rows up to which the fixed choice on a CPU adapter is the gemv kernel. */
+const GEMV_HEURISTIC_ROWS = 4;
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -126,8 +130,9 @@ function measureFor(p: Problem): MeasureFn {
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
  * runtime's batch), the shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
-function heuristicFor(_p: Problem, eligible: MatmulVariant[]): MatmulVariant {
+function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
+    if (p.M <= GEMV_HEURISTIC_ROWS && !p.transA && eligible.includes('gemv')) return 'gemv';
     if (eligible.includes('subgroup')) return 'subgroup';
     return 'regblock';
   }
@@ -139,15 +144,16 @@ function heuristicFor(_p: Problem, eligible: MatmulVariant[]): MatmulVariant {
  * register-blocked kernels (workgroup barriers are coroutine switches there: 3x and 2x slower than the subgroup
  * kernels in shared/LAVAPIPE.md and here), which would only lengthen each tuning.
  */
-function tuningCandidates(eligible: MatmulVariant[]): MatmulVariant[] {
-  if (!gpu().info.isSoftware) return eligible;
-  const fast = eligible.filter((v) => v === 'subgroup' || v === 'packed');
+function tuningCandidates(p: Problem, eligible: MatmulVariant[]): MatmulVariant[] {
+  const fit = eligible.filter((v) => v !== 'gemv' || p.M <= GEMV_MAX_ROWS);
+  if (!gpu().info.isSoftware) return fit;
+  const fast = fit.filter((v) => v === 'subgroup' || v === 'packed' || v === 'gemv');
   return fast.length ? fast : eligible;
 }
 
 function choose(p: Problem, tune: boolean): VariantChoice {
   const eligible = eligibleMatmulVariants();
-  return chooseMatmulVariant(tuneProblemOf(p), eligible, tune ? measureFor(p) : undefined, heuristicFor(p, eligible), tuningCandidates(eligible));
+  return chooseMatmulVariant(tuneProblemOf(p), eligible, tune ? measureFor(p) : undefined, heuristicFor(p, eligible), tuningCandidates(p, eligible));
 }
 
 /** The variant matmul would run for these shapes now, and why ('subgroup (autotuned)', 'tiled (forced)', ...). */

@@ -1,4 +1,4 @@
-// WGSL generators for matmul C = op(A) · op(B) (+ bias, activation), four variants:
+// WGSL generators for matmul C = op(A) · op(B) (+ bias, activation), five variants:
 //
 // * `subgroup` (the default on a CPU adapter): a workgroup is one subgroup of S lanes. Each lane loads a few
 //   rows of A once (vec4 along K) and hands them to the others with `subgroupBroadcast`, so A is read once per
@@ -15,6 +15,8 @@
 //   partial sums to scratch copies of C that a light second pass adds up, with bias and activation (fusing
 //   them tripled LLVM's compile time for ~1% of run time). Its kernels: matmul-packed.wgsl.ts; dispatch:
 //   matmul-packed.ts.
+// * `gemv`: products of a few rows (decoding): lanes split K to load A, each weight element is loaded once and
+//   feeds only the rows that exist. Its kernel: matmul-gemv.wgsl.ts.
 // * `regblock`: register blocking without shared memory or subgroups: each invocation loads its own rows of A
 //   and CV vec4 of B per k and keeps TR x CV vec4 of outputs.
 // * `tiled`: the classic GPU kernel: 64x64 tiles staged through workgroup memory, 4x4 outputs per invocation
@@ -27,8 +29,8 @@
 // per alignment: loads and stores of four consecutive floats as one vec4 where the contiguous axis is a
 // multiple of 4.
 
-export type MatmulVariant = 'packed' | 'subgroup' | 'regblock' | 'tiled';
-export const MATMUL_VARIANTS: readonly MatmulVariant[] = ['packed', 'subgroup', 'regblock', 'tiled'];
+export type MatmulVariant = 'packed' | 'subgroup' | 'gemv' | 'regblock' | 'tiled';
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = ['packed', 'subgroup', 'gemv', 'regblock', 'tiled'];
 export type Activation = 'none' | 'relu' | 'gelu';
 
 export interface MatmulKernelSpec {
@@ -65,11 +67,11 @@ const MATMUL_PARAMS = [
 ] as const;
 
 const u = (n: number) => `${n}u`;
-const COMP = ['x', 'y', 'z', 'w'];
+export const COMP = ['x', 'y', 'z', 'w'];
 
-function header(spec: MatmulKernelSpec): string {
+export function header(spec: MatmulKernelSpec): string {
   const lines: string[] = [];
-  if (spec.variant === 'subgroup') lines.push('enable subgroups;');
+  if (spec.variant === 'subgroup' || spec.variant === 'gemv') lines.push('enable subgroups;');
   let b = 0;
   const arr = (vec: boolean) => (vec ? 'array<vec4<f32>>' : 'array<f32>');
   lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecA ? 'A4' : 'A1'}: ${arr(spec.vecA)};`);
@@ -97,7 +99,7 @@ export function activationFn(act: Activation): string {
 }
 
 /** Batch offsets and dims, shared by all variants. */
-function prologue(): string {
+export function prologue(): string {
   return `  let M = p.M;
   let N = p.N;
   let K = p.K;
@@ -113,7 +115,7 @@ function prologue(): string {
  * Bias, pre-activation, activation and the store of one vec4 of outputs `x` at row `row` and column group
  * `cg` (columns 4cg..4cg+3). The caller has checked row < M.
  */
-function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: string, ind: string): string {
+export function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: string, ind: string): string {
   const out: string[] = [];
   const idx = `cOff + ${row} * N + 4u * ${cg}`;
   if (spec.vecC) {
@@ -456,9 +458,10 @@ ${epi.join('\n')}
   return { code, tileM: 64, tileN: 64 };
 }
 
-/** The kernel of a subgroup, regblock or tiled spec (the packed one: `packedKernel`, matmul-packed.wgsl.ts). */
+/** The kernel of a subgroup, regblock or tiled spec (packed and gemv: their own files). */
 export function matmulKernel(spec: MatmulKernelSpec): MatmulKernel {
   if (spec.variant === 'packed') throw new Error('matmulKernel: the packed kernel is packedKernel (matmul-packed.wgsl.ts)');
+  if (spec.variant === 'gemv') throw new Error('matmulKernel: the gemv kernel is gemvKernel (matmul-gemv.wgsl.ts)');
   if (spec.variant === 'subgroup') return subgroupKernel(spec);
   if (spec.variant === 'regblock') return regblockKernel(spec);
   return tiledKernel(spec);

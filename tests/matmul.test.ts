@@ -160,6 +160,21 @@ describe('matmul forward', () => {
     }
   }, SLOW);
 
+  it.skipIf(!available.includes('gemv'))('gemv: K over several blocks of 4 x subgroup lanes, with a partial last block', async () => {
+    forceMatmulVariant('gemv');
+    try {
+      for (const [tA, tB] of TRANSPOSES) {
+        // K = 100: three whole blocks of 32 (8 lanes) and a last block of one sub-block; K = 77: no vec4 along K
+        await runCase(storedShapes(3, 100, 12, tA, tB), `gemv K 100 ${tA} ${tB}`);
+        await runCase(storedShapes(1, 77, 9, tA, tB), `gemv K 77 ${tA} ${tB}`);
+      }
+      await runCase({ ...storedShapes(5, 260, 68, false, true), bias: true, activation: 'gelu' }, 'gemv 8-row tile, gelu');
+      await runCase(storedShapes(2, 64, 40, false, true, [3], []), 'gemv batch sharing a weight');
+    } finally {
+      forceMatmulVariant(null);
+    }
+  }, SLOW);
+
   it.skipIf(!available.includes('packed'))('packed: K over one uniform block (partial sums of later chunks added by the second pass)', async () => {
     forceMatmulVariant('packed');
     try {
@@ -389,6 +404,7 @@ describe('matmul autotune', () => {
   it('is off in these tests: the heuristic decides unless a variant is forced', () => {
     const big = matmulVariantFor([512, 512], [512, 512], { transB: true });
     const small = matmulVariantFor([8, 8], [8, 8]);
+    const row = matmulVariantFor([1, 512], [2048, 512], { transB: true }); // decoding one token
     expect(big).toMatch(/\((autotune off)\)$/);
     forceMatmulVariant('tiled');
     expect(matmulVariantFor([512, 512], [512, 512])).toBe('tiled (forced)');
@@ -398,12 +414,13 @@ describe('matmul autotune', () => {
     else if (available.includes('subgroup')) {
       expect(big).toBe('subgroup (autotune off)');
       expect(small).toBe('subgroup (autotune off)');
+      expect(row).toBe('gemv (autotune off)');
     }
   });
 
   it('keeps the fastest variant per adapter and shape class, in memory and in the cache file', async () => {
     await withTuning(async () => {
-      const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, regblock: 2, tiled: 5 };
+      const fake: Record<MatmulVariant, number> = { packed: 4, subgroup: 3, gemv: 3.5, regblock: 2, tiled: 5 };
       const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => fake[v]);
       expect(rec!.variant).toBe('regblock');
       expect(chooseMatmulVariant(problem, MATMUL_VARIANTS)).toEqual({ variant: 'regblock', source: 'autotuned' });
@@ -460,7 +477,7 @@ describe('matmul autotune', () => {
     await withTuning(async () => {
       const calls: MatmulVariant[] = [];
       // regblock is 5% faster than the heuristic's subgroup: not enough; one slow outlier of subgroup is ignored
-      const times: Record<MatmulVariant, number[]> = { packed: [4, 4, 4], subgroup: [3, 30, 3], regblock: [2.85, 2.85, 2.85], tiled: [5, 5, 5] };
+      const times: Record<MatmulVariant, number[]> = { packed: [4, 4, 4], subgroup: [3, 30, 3], gemv: [6, 6, 6], regblock: [2.85, 2.85, 2.85], tiled: [5, 5, 5] };
       const rec = await tuneClass(problem, MATMUL_VARIANTS, async (v) => {
         calls.push(v);
         return times[v][calls.filter((c) => c === v).length - 1]!;
@@ -468,8 +485,9 @@ describe('matmul autotune', () => {
       expect(rec!.variant).toBe('subgroup');
       expect(rec!.ms.subgroup).toBe(3);
       // interleaved: every variant once per round
-      expect(calls.slice(0, 4)).toEqual([...MATMUL_VARIANTS]);
-      expect(calls.slice(4, 8)).toEqual([...MATMUL_VARIANTS]);
+      const n = MATMUL_VARIANTS.length;
+      expect(calls.slice(0, n)).toEqual([...MATMUL_VARIANTS]);
+      expect(calls.slice(n, 2 * n)).toEqual([...MATMUL_VARIANTS]);
     });
   });
 

@@ -1,0 +1,137 @@
+// WGSL of the gemv matmul variant (see matmul.wgsl.ts): products with a few rows, as in decoding (one token per
+// sequence: M = batch x beams), where op(B) (the weight) is read once and every load of it should feed as
+// little other work as possible.
+//
+// A workgroup is one subgroup of S lanes and owns TM rows and CV vec4 column groups per lane. K is walked in
+// blocks of 4S: lane l loads A[row][kb + 4l .. kb + 4l + 3] (one vec4 per row and block, so A costs 1/S of a
+// load per k), and `subgroupShuffle(a, j)` hands lane j's four values to every lane; the last K % 4S values
+// go one k at a time. The subgroup kernel, by contrast, gives each lane whole rows of A and at least S rows
+// per workgroup: at M = 1 it computes S rows of which one is kept, about 20 instructions of wasted arithmetic
+// and broadcasts per weight element on lavapipe against about 10 for the weight's (gathered) load itself. Here
+// each weight element costs its load and TM multiply-adds. The load stays the bound: about 2 GB/s of weights
+// on lavapipe here, however the lanes walk them (along K or along N, storage or uniform buffers: measured).
+//
+// Any M, N, K, both transposes, batches and binding windows are handled (rows and columns clamped on load and
+// masked on store), so the variant passes the same tests as the others; the autotuner offers it only for short
+// products (GEMV_MAX_ROWS).
+import { COMP, header, prologue, storeOne, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
+
+/** The longest product (rows of op(A)) the autotuner times this variant for. */
+export const GEMV_MAX_ROWS = 8;
+
+const u = (n: number) => `${n}u`;
+
+/** Rows per workgroup for a product of M rows: the next power of two, at most GEMV_MAX_ROWS. */
+export function gemvRows(M: number): number {
+  let tm = 1;
+  while (tm < Math.min(M, GEMV_MAX_ROWS)) tm *= 2;
+  return tm;
+}
+
+export function gemvKernel(spec: MatmulKernelSpec): MatmulKernel {
+  const S = spec.subgroupSize ?? 8;
+  const tm = spec.tm ?? 1;
+  const cv = spec.cv ?? 2;
+  const KB = 4 * S;
+  const aVec = spec.vecA && !spec.transA;
+  const bVecT = spec.vecB && spec.transB; // [N, K], vec4 along K (K % 4 == 0)
+  const bVecN = spec.vecB && !spec.transB; // [K, N], vec4 along N
+
+  const setup: string[] = [];
+  for (let r = 0; r < tm; r++) {
+    const row = `min(row0 + ${u(r)}, M - 1u)`;
+    setup.push(`  let ar${r} = aOff + ${spec.transA ? row : `${row} * K`};`);
+  }
+  for (let v = 0; v < cv; v++) {
+    const cg = `(cg0 + ${u(v * S)} + lane)`;
+    if (bVecN) setup.push(`  let bc${v} = bOff + 4u * min(${cg}, N / 4u - 1u);`);
+    else {
+      for (let c = 0; c < 4; c++) {
+        const col = `min(4u * ${cg} + ${u(c)}, N - 1u)`;
+        setup.push(`  let bc${v}_${c} = bOff + ${spec.transB ? `${col} * K` : col};`);
+      }
+    }
+  }
+  for (let r = 0; r < tm; r++) for (let v = 0; v < cv; v++) setup.push(`  var acc${r}_${v} = vec4<f32>(0.0);`);
+
+  // a whole block of 4S k values from kb: lane l holds A[row][kb + 4l .. kb + 4l + 3] of each row
+  const blockLoads: string[] = ['    let ka = kb + 4u * lane;'];
+  for (let r = 0; r < tm; r++) {
+    if (aVec) blockLoads.push(`    let a${r} = A4[(ar${r} + ka) >> 2u];`);
+    else {
+      const el = (c: number) => `A1[ar${r} + ${spec.transA ? `(ka + ${u(c)}) * M` : `ka + ${u(c)}`}]`;
+      blockLoads.push(`    let a${r} = vec4<f32>(${[0, 1, 2, 3].map(el).join(', ')});`);
+    }
+  }
+  /** Sub-block j of a block: k = k0 .. k0 + 3, lane j's A values handed to every lane by `xOf(r)`. */
+  const subBlock = (k0: string, xOf: (r: number) => string): string => {
+    const inner: string[] = [];
+    for (let r = 0; r < tm; r++) inner.push(`let x${r} = ${xOf(r)};`);
+    for (let v = 0; v < cv; v++) {
+      if (bVecT) {
+        for (let c = 0; c < 4; c++) inner.push(`let t${v}_${c} = B4[(bc${v}_${c} + ${k0}) >> 2u];`);
+        for (let kk = 0; kk < 4; kk++) {
+          inner.push(`let b${kk}_${v} = vec4<f32>(${[0, 1, 2, 3].map((c) => `t${v}_${c}.${COMP[kk]}`).join(', ')});`);
+        }
+      } else {
+        for (let kk = 0; kk < 4; kk++) {
+          const k = `(${k0} + ${u(kk)})`;
+          const load = bVecN
+            ? `B4[(bc${v} + ${k} * N) >> 2u]`
+            : `vec4<f32>(${[0, 1, 2, 3].map((c) => `B1[bc${v}_${c} + ${spec.transB ? k : `${k} * N`}]`).join(', ')})`;
+          inner.push(`let b${kk}_${v} = ${load};`);
+        }
+      }
+    }
+    for (let r = 0; r < tm; r++) {
+      for (let kk = 0; kk < 4; kk++) {
+        inner.push(Array.from({ length: cv }, (_, v) => `acc${r}_${v} += x${r}.${COMP[kk]} * b${kk}_${v};`).join(' '));
+      }
+    }
+    return inner.map((l) => `      ${l}`).join('\n');
+  };
+  // a loop over the lanes with subgroupShuffle (the index is uniform) measured as fast as S unrolled copies with
+  // constant-lane subgroupBroadcast, at a fraction of lavapipe's compile time
+  const mainBody = `    for (var j = 0u; j < ${u(S)}; j++) {\n${subBlock('(kb + 4u * j)', (r) => `subgroupShuffle(a${r}, j)`)}\n    }`;
+
+  // the last K % 4S values one k at a time, each lane loading A itself (the same address in every lane)
+  const tail: string[] = [];
+  for (let r = 0; r < tm; r++) {
+    const at = spec.transA ? `ar${r} + k * M` : `ar${r} + k`;
+    tail.push(`    let x${r} = ${aVec ? `A4[(${at}) >> 2u][k & 3u]` : `A1[${at}]`};`);
+  }
+  for (let v = 0; v < cv; v++) {
+    let load: string;
+    if (bVecN) load = `B4[(bc${v} + k * N) >> 2u]`;
+    else if (bVecT) load = `vec4<f32>(${[0, 1, 2, 3].map((c) => `B4[(bc${v}_${c} + k) >> 2u][k & 3u]`).join(', ')})`;
+    else load = `vec4<f32>(${[0, 1, 2, 3].map((c) => `B1[bc${v}_${c} + ${spec.transB ? 'k' : 'k * N'}]`).join(', ')})`;
+    tail.push(`    let b${v} = ${load};`);
+  }
+  for (let r = 0; r < tm; r++) tail.push(`   ${Array.from({ length: cv }, (_, v) => ` acc${r}_${v} += x${r} * b${v};`).join('')}`);
+
+  const epi: string[] = [];
+  for (let r = 0; r < tm; r++) {
+    epi.push(`  if (row0 + ${u(r)} < M) {`);
+    for (let v = 0; v < cv; v++) epi.push(storeOne(spec, `acc${r}_${v}`, `(row0 + ${u(r)})`, `(cg0 + ${u(v * S)} + lane)`, '    '));
+    epi.push('  }');
+  }
+
+  const code = `${header(spec)}
+@compute @workgroup_size(${S})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+${prologue()}
+  let row0 = p.m0 + wid.y * ${u(tm)};
+  let cg0 = p.n0 / 4u + wid.x * ${u(cv * S)};
+${setup.join('\n')}
+  var kb = 0u;
+  for (; kb + ${u(KB)} <= K; kb += ${u(KB)}) {
+${blockLoads.join('\n')}
+${mainBody}
+  }
+  for (var k = kb; k < K; k++) {
+${tail.join('\n')}
+  }
+${epi.join('\n')}
+}`;
+  return { code, tileM: tm, tileN: 4 * cv * S };
+}
