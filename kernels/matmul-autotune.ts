@@ -15,7 +15,11 @@
 //    it beats that choice by WIN_MARGIN;
 //  * a winner read from the cache file is re-verified the first time a process uses its class (the same
 //    interleaved timing against the heuristic's choice); until then the heuristic runs, and a winner that is no
-//    longer faster is dropped from memory and from the file.
+//    longer faster is dropped from memory and from the file;
+//  * a timing counts only if nothing else was recorded on the device while it ran (jobs run one at a time; a
+//    decoding loop that records a step while a candidate runs would otherwise be timed with it: seen here as
+//    1x2048x512 at 222 ms for 'subgroup' against 2.6 ms alone). A job that cannot time alone after a few
+//    backed-off attempts gives up (AutotuneBusyError): its class keeps the heuristic's choice in this process.
 import { gpu } from '../engine/gpu.ts';
 import { platform } from '../engine/platform.ts';
 import type { MatmulVariant } from './matmul.wgsl.ts';
@@ -35,6 +39,13 @@ export interface VariantChoice {
   variant: MatmulVariant;
   source: ChoiceSource;
 }
+
+/**
+ * Thrown by a MeasureFn that could not time a variant alone: other work (a decoding loop, a training step) was
+ * recorded on the device while each attempt ran, so any time it got would include that work. The job then
+ * gives up, and the class keeps the heuristic's choice in this process (a later process tunes it again).
+ */
+export class AutotuneBusyError extends Error {}
 
 /** Times one variant (ms per run, the best of a few), or rejects if it cannot run; `shape` names what it times. */
 export type MeasureFn = ((variant: MatmulVariant) => Promise<number>) & { shape?: string };
@@ -107,6 +118,10 @@ export function forceMatmulVariant(variant: MatmulVariant | null): void {
 
 const memory = new Map<string, Map<string, TuneRecord>>();
 const pending = new Map<string, Promise<void>>();
+/** Jobs run one after another: two at once would each time the other's launches. */
+let jobQueue: Promise<void> = Promise.resolve();
+/** classes whose job gave up (device busy): the heuristic's choice for the rest of this process */
+const gaveUp = new Set<string>();
 /** classes whose record was tuned or verified by this process (adapter | class) */
 const verified = new Set<string>();
 let loadedFrom: string | null = null;
@@ -145,6 +160,7 @@ async function persist(adapter: string, key: string, rec: TuneRecord): Promise<v
 export function resetMatmulAutotune(): void {
   memory.clear();
   verified.clear();
+  gaveUp.clear();
   loadedFrom = null;
 }
 
@@ -167,7 +183,8 @@ async function timeInterleaved(variants: readonly MatmulVariant[], measure: Meas
         const t = await measure(v);
         if (Number.isFinite(t)) runs.get(v)!.push(t);
         else runs.delete(v);
-      } catch {
+      } catch (e) {
+        if (e instanceof AutotuneBusyError) throw e; // no fair timing now: nothing is decided
         runs.delete(v); // a variant that cannot run here simply does not win
       }
     }
@@ -257,12 +274,19 @@ export function chooseMatmulVariant(
   if (usable && (rec.variant === heuristic || verified.has(`${adapterKey()} | ${key}`) || !measure)) {
     return { variant: rec.variant, source: 'autotuned' };
   }
-  if (measure && (usable || candidates.length > 1) && !pending.has(key)) {
-    const job = (async () => {
-      await Promise.resolve(); // start after the current synchronous op has recorded its work
-      if (usable) await verifyRecord(p, rec, heuristic, measure);
-      else await tuneClass(p, candidates, measure, heuristic);
-    })().finally(() => pending.delete(key));
+  const classKey = `${adapterKey()} | ${key}`;
+  if (measure && (usable || candidates.length > 1) && !pending.has(key) && !gaveUp.has(classKey)) {
+    // queued after the jobs before it, and started after the current synchronous op has recorded its work
+    const job = jobQueue.then(async () => {
+      try {
+        if (usable) await verifyRecord(p, rec, heuristic, measure);
+        else await tuneClass(p, candidates, measure, heuristic);
+      } catch (e) {
+        if (!(e instanceof AutotuneBusyError)) throw e;
+        gaveUp.add(classKey);
+      }
+    }).finally(() => pending.delete(key));
+    jobQueue = job.catch(() => {});
     pending.set(key, job);
   }
   return { variant: heuristic, source: 'heuristic' };

@@ -19,6 +19,7 @@ import { eligibleMatmulVariants, MATMUL_TUNING } from '../kernels/matmul-spec.ts
 import { packRows } from '../kernels/matmul-packed.wgsl.ts';
 import { MATMUL_VARIANTS, type Activation, type MatmulVariant } from '../kernels/matmul.wgsl.ts';
 import {
+  AutotuneBusyError,
   autotuneCachePath,
   chooseMatmulVariant,
   forceMatmulVariant,
@@ -515,6 +516,41 @@ describe('matmul autotune', () => {
       chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, heuristic);
       await matmulAutotuneSettled();
       expect(measured).toEqual([]);
+    });
+  });
+
+  it('runs tuning jobs one at a time, and a job that cannot time alone gives up without deciding', async () => {
+    await withTuning(async () => {
+      // two classes tuned at once: their timings must not overlap (each would time the other's launches)
+      let running = 0;
+      let overlapped = false;
+      const measure = async (v: MatmulVariant) => {
+        running++;
+        if (running > 1) overlapped = true;
+        await new Promise((r) => setTimeout(r, 2));
+        running--;
+        return v === 'regblock' ? 1 : 5;
+      };
+      chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup');
+      chooseMatmulVariant({ ...problem, K: 8 }, MATMUL_VARIANTS, measure, 'subgroup');
+      await matmulAutotuneSettled();
+      expect(overlapped).toBe(false);
+      expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup')).toEqual({ variant: 'regblock', source: 'autotuned' });
+      // the device stays busy with other work: nothing is recorded, the heuristic stays, no job is retried
+      const busyProblem = { ...problem, N: 8 };
+      let calls = 0;
+      const busy = async (): Promise<number> => {
+        calls++;
+        throw new AutotuneBusyError('busy');
+      };
+      expect(chooseMatmulVariant(busyProblem, MATMUL_VARIANTS, busy, 'subgroup')).toEqual({ variant: 'subgroup', source: 'heuristic' });
+      await matmulAutotuneSettled();
+      expect(calls).toBe(1);
+      expect(chooseMatmulVariant(busyProblem, MATMUL_VARIANTS, busy, 'subgroup')).toEqual({ variant: 'subgroup', source: 'heuristic' });
+      await matmulAutotuneSettled();
+      expect(calls).toBe(1);
+      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+      expect(file.adapters[Object.keys(file.adapters)[0]!][shapeClass(busyProblem)]).toBeUndefined();
     });
   });
 
