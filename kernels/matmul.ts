@@ -29,8 +29,6 @@ import { problemOf, type Problem } from './matmul-problem.ts';
 import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
 import { GEMV_MAX_ROWS } from './matmul-gemv.wgsl.ts';
 
-/** Rows up to which the fixed choice on a CPU adapter is the gemv kernel. */
-const GEMV_HEURISTIC_ROWS = 4;
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -143,13 +141,13 @@ function measureFor(p: Problem): MeasureFn {
  * The fixed choice, used with autotuning off and until a class is tuned: the subgroup kernel on a CPU adapter
  * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
- * runtime's batch) and the gemv kernel for products of up to GEMV_HEURISTIC_ROWS rows (decoding one token of
+ * runtime's batch) and the gemv kernel for products of up to GEMV_MAX_ROWS rows (decoding one token of
  * one sequence or 4 beams: 1x512x512ᵀ 0.72 -> 0.45 ms, 1x2048x512ᵀ 2.6 -> 1.7 ms against subgroup); the
  * shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
 function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
-    if (p.M <= GEMV_HEURISTIC_ROWS && !p.transA && eligible.includes('gemv')) return 'gemv';
+    if (p.M <= GEMV_MAX_ROWS && !p.transA && eligible.includes('gemv')) return 'gemv';
     if (eligible.includes('subgroup')) return 'subgroup';
     return 'regblock';
   }

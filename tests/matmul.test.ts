@@ -169,7 +169,7 @@ describe('matmul forward', () => {
         await runCase(storedShapes(3, 100, 12, tA, tB), `gemv K 100 ${tA} ${tB}`);
         await runCase(storedShapes(1, 77, 9, tA, tB), `gemv K 77 ${tA} ${tB}`);
       }
-      await runCase({ ...storedShapes(5, 260, 68, false, true), bias: true, activation: 'gelu' }, 'gemv 8-row tile, gelu');
+      await runCase({ ...storedShapes(5, 260, 68, false, true), bias: true, activation: 'gelu' }, 'gemv two row tiles, gelu');
       await runCase(storedShapes(2, 64, 40, false, true, [3], []), 'gemv batch sharing a weight');
     } finally {
       forceMatmulVariant(null);
