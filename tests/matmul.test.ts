@@ -161,11 +161,11 @@ describe('matmul forward', () => {
     }
   }, SLOW);
 
-  it.skipIf(!available.includes('gemv'))('gemv: K over several blocks of 4 x subgroup lanes, with a partial last block', async () => {
+  it.skipIf(!available.includes('gemv'))('gemv: K over several blocks of 4 x subgroup lanes, and a remainder one k at a time', async () => {
     forceMatmulVariant('gemv');
     try {
       for (const [tA, tB] of TRANSPOSES) {
-        // K = 100: three whole blocks of 32 (8 lanes) and a last block of one sub-block; K = 77: no vec4 along K
+        // K = 100: three whole blocks of 32 (8 lanes) and 4 values left; K = 77: no vec4 along K, 13 left
         await runCase(storedShapes(3, 100, 12, tA, tB), `gemv K 100 ${tA} ${tB}`);
         await runCase(storedShapes(1, 77, 9, tA, tB), `gemv K 77 ${tA} ${tB}`);
       }
