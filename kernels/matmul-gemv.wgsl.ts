@@ -14,7 +14,7 @@
 // Any M, N, K, both transposes, batches and binding windows are handled (rows and columns clamped on load and
 // masked on store), so the variant passes the same tests as the others; the autotuner offers it only for short
 // products (GEMV_MAX_ROWS).
-import { COMP, header, prologue, storeOne, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
+import { bLoads, bSetup, COMP, subgroupTileKernel, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
 
 /** The longest product (rows of op(A)) this variant is chosen or timed for: on lavapipe, the subgroup kernel
  * (8-row tiles) won from 5 rows on (5x2048x512ᵀ 3.2 / 3.5 ms, 5x512x32128ᵀ 50 / 80), and 8-row gemv tiles
@@ -44,16 +44,7 @@ export function gemvKernel(spec: MatmulKernelSpec): MatmulKernel {
     const row = `min(row0 + ${u(r)}, M - 1u)`;
     setup.push(`  let ar${r} = aOff + ${spec.transA ? row : `${row} * K`};`);
   }
-  for (let v = 0; v < cv; v++) {
-    const cg = `(cg0 + ${u(v * S)} + lane)`;
-    if (bVecN) setup.push(`  let bc${v} = bOff + 4u * min(${cg}, N / 4u - 1u);`);
-    else {
-      for (let c = 0; c < 4; c++) {
-        const col = `min(4u * ${cg} + ${u(c)}, N - 1u)`;
-        setup.push(`  let bc${v}_${c} = bOff + ${spec.transB ? `${col} * K` : col};`);
-      }
-    }
-  }
+  setup.push(bSetup(spec, cv, (v) => `(cg0 + ${u(v * S)} + lane)`));
   for (let r = 0; r < tm; r++) for (let v = 0; v < cv; v++) setup.push(`  var acc${r}_${v} = vec4<f32>(0.0);`);
 
   // a whole block of 4S k values from kb: lane l holds A[row][kb + 4l .. kb + 4l + 3] of each row
@@ -65,36 +56,21 @@ export function gemvKernel(spec: MatmulKernelSpec): MatmulKernel {
       blockLoads.push(`    let a${r} = vec4<f32>(${[0, 1, 2, 3].map(el).join(', ')});`);
     }
   }
-  /** Sub-block j of a block: k = k0 .. k0 + 3, lane j's A values handed to every lane by `xOf(r)`. */
-  const subBlock = (k0: string, xOf: (r: number) => string): string => {
-    const inner: string[] = [];
-    for (let r = 0; r < tm; r++) inner.push(`let x${r} = ${xOf(r)};`);
-    for (let v = 0; v < cv; v++) {
-      if (bVecT) {
-        for (let c = 0; c < 4; c++) inner.push(`let t${v}_${c} = B4[(bc${v}_${c} + ${k0}) >> 2u];`);
-        for (let kk = 0; kk < 4; kk++) {
-          inner.push(`let b${kk}_${v} = vec4<f32>(${[0, 1, 2, 3].map((c) => `t${v}_${c}.${COMP[kk]}`).join(', ')});`);
-        }
-      } else {
-        for (let kk = 0; kk < 4; kk++) {
-          const k = `(${k0} + ${u(kk)})`;
-          const load = bVecN
-            ? `B4[(bc${v} + ${k} * N) >> 2u]`
-            : `vec4<f32>(${[0, 1, 2, 3].map((c) => `B1[bc${v}_${c} + ${spec.transB ? k : `${k} * N`}]`).join(', ')})`;
-          inner.push(`let b${kk}_${v} = ${load};`);
-        }
-      }
-    }
+  /** Sub-block j of a block: k .. k + 3 (k = kb + 4j), lane j's A values handed to every lane as x{r}. */
+  const subBlock = (): string => {
+    const inner: string[] = ['let k = kb + 4u * j;'];
+    for (let r = 0; r < tm; r++) inner.push(`let x${r} = subgroupShuffle(a${r}, j);`);
+    inner.push(bLoads(spec, cv, 4).replace(/^ +/gm, ''));
     for (let r = 0; r < tm; r++) {
       for (let kk = 0; kk < 4; kk++) {
         inner.push(Array.from({ length: cv }, (_, v) => `acc${r}_${v} += x${r}.${COMP[kk]} * b${kk}_${v};`).join(' '));
       }
     }
-    return inner.map((l) => `      ${l}`).join('\n');
+    return inner.join('\n').split('\n').map((l) => `      ${l}`).join('\n');
   };
   // a loop over the lanes with subgroupShuffle (the index is uniform) measured as fast as S unrolled copies with
   // constant-lane subgroupBroadcast, at a fraction of lavapipe's compile time
-  const mainBody = `    for (var j = 0u; j < ${u(S)}; j++) {\n${subBlock('(kb + 4u * j)', (r) => `subgroupShuffle(a${r}, j)`)}\n    }`;
+  const mainBody = `    for (var j = 0u; j < ${u(S)}; j++) {\n${subBlock()}\n    }`;
 
   // the last K % 4S values one k at a time, each lane loading A itself (the same address in every lane)
   const tail: string[] = [];
@@ -111,29 +87,13 @@ export function gemvKernel(spec: MatmulKernelSpec): MatmulKernel {
   }
   for (let r = 0; r < tm; r++) tail.push(`   ${Array.from({ length: cv }, (_, v) => ` acc${r}_${v} += x${r} * b${v};`).join('')}`);
 
-  const epi: string[] = [];
-  for (let r = 0; r < tm; r++) {
-    epi.push(`  if (row0 + ${u(r)} < M) {`);
-    for (let v = 0; v < cv; v++) epi.push(storeOne(spec, `acc${r}_${v}`, `(row0 + ${u(r)})`, `(cg0 + ${u(v * S)} + lane)`, '    '));
-    epi.push('  }');
-  }
-
-  const code = `${header(spec)}
-@compute @workgroup_size(${S})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-${prologue()}
-  let row0 = p.m0 + wid.y * ${u(tm)};
-  let cg0 = p.n0 / 4u + wid.x * ${u(cv * S)};
-${setup.join('\n')}
-  var kb = 0u;
+  const loops = `  var kb = 0u;
   for (; kb + ${u(KB)} <= K; kb += ${u(KB)}) {
 ${blockLoads.join('\n')}
 ${mainBody}
   }
   for (var k = kb; k < K; k++) {
 ${tail.join('\n')}
-  }
-${epi.join('\n')}
-}`;
-  return { code, tileM: tm, tileN: 4 * cv * S };
+  }`;
+  return subgroupTileKernel(spec, S, tm, cv, setup.join('\n'), loops);
 }

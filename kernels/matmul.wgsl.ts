@@ -145,7 +145,7 @@ export function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: str
 // B loads shared by the subgroup and regblock variants: the invocation owns CV column groups, column group v
 // being `cgExpr(v)`; per k step it needs b{kk}_{v}: vec4 of B[k+kk][4cg .. 4cg+3].
 
-function bSetup(spec: MatmulKernelSpec, cv: number, cgExpr: (v: number) => string): string {
+export function bSetup(spec: MatmulKernelSpec, cv: number, cgExpr: (v: number) => string): string {
   const lines: string[] = [];
   for (let v = 0; v < cv; v++) {
     if (!spec.transB && spec.vecB) {
@@ -161,7 +161,7 @@ function bSetup(spec: MatmulKernelSpec, cv: number, cgExpr: (v: number) => strin
 }
 
 /** Loads of B for `nk` consecutive k (1, or 4 in the unrolled main loop) into b{kk}_{v}. */
-function bLoads(spec: MatmulKernelSpec, cv: number, nk: number): string {
+export function bLoads(spec: MatmulKernelSpec, cv: number, nk: number): string {
   const lines: string[] = [];
   for (let v = 0; v < cv; v++) {
     if (!spec.transB && spec.vecB) {
@@ -276,21 +276,29 @@ function subgroupKernel(spec: MatmulKernelSpec): MatmulKernel {
     return lines.join('\n');
   };
 
+  return subgroupTileKernel(spec, S, tm, cv, setup.join('\n'), kLoops(step, needsTail(spec)));
+}
+
+/**
+ * The shell of a kernel whose workgroup is one subgroup of S lanes owning TM rows from row0 and, per lane, CV
+ * vec4 column groups cg0 + v*S + lane, accumulated in acc{r}_{v} by `loops` (after `setup`): the subgroup and
+ * gemv variants. Stores the accumulators through the epilogue.
+ */
+export function subgroupTileKernel(spec: MatmulKernelSpec, S: number, tm: number, cv: number, setup: string, loops: string): MatmulKernel {
   const epi: string[] = [];
   for (let r = 0; r < tm; r++) {
     epi.push(`  if (row0 + ${u(r)} < M) {`);
     for (let v = 0; v < cv; v++) epi.push(storeOne(spec, `acc${r}_${v}`, `(row0 + ${u(r)})`, `(cg0 + ${u(v * S)} + lane)`, '    '));
     epi.push('  }');
   }
-
   const code = `${header(spec)}
 @compute @workgroup_size(${S})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
 ${prologue()}
   let row0 = p.m0 + wid.y * ${u(tm)};
   let cg0 = p.n0 / 4u + wid.x * ${u(cv * S)};
-${setup.join('\n')}
-${kLoops(step, needsTail(spec))}
+${setup}
+${loops}
 ${epi.join('\n')}
 }`;
   return { code, tileM: tm, tileN: 4 * cv * S };
