@@ -30,6 +30,29 @@ function usage(): string {
     '(or T5_WEBGPU_BACKEND, T5_WEBGPU_ADAPTER).\n';
 }
 
+/** Levenshtein distance: a typo of one or two letters ('trian', 'evl') names the command meant. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+function nearestCommand(name: string): string | undefined {
+  const MAX_TYPO = 2;
+  let best: { name: string; d: number } | undefined;
+  for (const c of Object.keys(COMMANDS)) {
+    const d = editDistance(name.toLowerCase(), c);
+    if (d <= MAX_TYPO && d < name.length && (!best || d < best.d)) best = { name: c, d };
+  }
+  return best?.name;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
@@ -38,7 +61,10 @@ async function main(argv: string[]): Promise<void> {
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    process.stderr.write(`engine-cli: unknown command '${name}'\n${usage()}`);
+    // one line, as every other user mistake: the nearest command name, then where the full list is
+    const near = nearestCommand(name);
+    process.stderr.write(`engine-cli: unknown command '${name}'${near ? ` (did you mean '${near}'?)` : ''}; ` +
+      `commands: ${Object.keys(COMMANDS).join(', ')} (engine-cli --help)\n`);
     process.exitCode = 1;
     return;
   }

@@ -64,6 +64,20 @@ describe('engine-cli errors: one line on stderr, exit 1', () => {
     expect(r.stderr).toMatch(/^engine-cli: bench: Unknown option '--bogus'[^\n]*\n$/);
   });
 
+  it('an unknown command: one line naming the nearest command and the list', () => {
+    const typo = run('trian');
+    expect(typo.code).toBe(1);
+    expect(typo.stdout).toBe('');
+    expect(typo.stderr).toBe(
+      "engine-cli: unknown command 'trian' (did you mean 'train'?); " +
+        'commands: train, eval, predict, report, info, init, score, serve, bench (engine-cli --help)\n',
+    );
+    // nothing near: no suggestion
+    expect(run('xyzzy').stderr).toBe(
+      "engine-cli: unknown command 'xyzzy'; commands: train, eval, predict, report, info, init, score, serve, bench (engine-cli --help)\n",
+    );
+  });
+
   it('a bad number, a bad choice, a missing flag', () => {
     const lr = run('train', '--data', 'x.csv', '--model', 'm', '--out', 'o', '--lr', 'abc');
     expect(lr.code).toBe(1);
