@@ -2,6 +2,8 @@
 // are awaited, and the case warmed again, so tuning never overlaps a timed run), then batches of runs sized to take
 // at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the share of the
 // device's measured ceiling, and the max relative error against the CPU reference on the same data.
+// A row's peakBytes counts the timed runs only: the pool is emptied after the warm-up, so the autotuner's scratch
+// tensors (a 65 MB copy of the LM head's weight, for one) and the warm-up's leftovers are not the row's memory.
 import { deviceCeilings, type Ceilings } from '../engine/ceilings.ts';
 import { rt } from '../engine/runtime.ts';
 import { matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
@@ -27,6 +29,12 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** The peak from here on: what the warm-up left pooled is given back (its buffers are allocated again as needed). */
+function startPeak(): void {
+  rt().pool.trim();
+  rt().pool.resetPeak();
+}
+
 export async function timeCase(c: BenchCase, repeat: number, check: boolean, ceilings: Ceilings): Promise<BenchRow> {
   const inst = c.setup();
   try {
@@ -37,6 +45,7 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
       inst.run(); // warm again: the winners' pipelines compile now, not in a timed run
       await rt().sync();
     }
+    startPeak();
     // size a batch so that per-batch overheads (submit, wait) stay small against the work
     let runs = 1;
     const times: number[] = [];
@@ -78,6 +87,8 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
 async function timeAsyncInstance(c: BenchCase, inst: BenchInstance, repeat: number, check: boolean): Promise<BenchRow> {
   await inst.runAsync!();
   if (await matmulAutotuneSettled()) await inst.runAsync!();
+  await rt().sync();
+  startPeak();
   const times: number[] = [];
   for (let r = 0; r < repeat; r++) {
     const t0 = performance.now();

@@ -12,8 +12,9 @@ export interface BenchInstance {
    * of run(); bench/cases/generate.ts's timeAsyncCase does so.
    */
   runAsync?(): Promise<void>;
-  /** GPU memory high-water mark (engine memory().peakBytes: live + pooled buffers) since setup() began, for
-   * cases whose footprint matters (whole-model rows); the runner copies it into BenchRow.peakBytes */
+  /** GPU memory high-water mark (engine memory().peakBytes: live + pooled buffers), for cases whose footprint
+   * matters (whole-model rows); the runner empties the pool and resets the mark after the warm-up, so it covers
+   * the timed runs, and copies it into BenchRow.peakBytes */
   peakBytes?(): number;
 }
 
