@@ -30,6 +30,8 @@ lengths); decoding source length is 256 unless --dec-src says otherwise.
 Usage (through run-torch-peers.sh, or by hand with Debian's python where the apt torch lives):
   OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=2 /usr/bin/python3 bench/peers/torch_t5.py [--rows forward,train]
   /usr/bin/python3 bench/peers/torch_t5.py --config tiny      # quick check of every row plus cache/beam checks
+  /usr/bin/python3 bench/peers/torch_t5.py --config t5-base --rows forward,train --src 512 --tgt 128 --runs 1
+                                                               # the tutorial's model and lengths (engine-cli bench t5 --sizes base)
 """
 import argparse
 import ctypes
@@ -49,6 +51,9 @@ CONFIGS = {
     # t5-small (T5 v1.0): 60,506,624 parameters with the LM head tied to the embedding
     't5-small': dict(vocab=32128, d_model=512, d_kv=64, n_heads=8, d_ff=2048, n_layers=6, n_dec_layers=6,
                      buckets=32, max_distance=128, eps=1e-6, dropout=0.1),
+    # t5-base: 222,903,552 parameters; the tutorial's model (rows at its settings: --src 512 --tgt 128)
+    't5-base': dict(vocab=32128, d_model=768, d_kv=64, n_heads=12, d_ff=3072, n_layers=12, n_dec_layers=12,
+                    buckets=32, max_distance=128, eps=1e-6, dropout=0.1),
     'tiny': dict(vocab=512, d_model=64, d_kv=16, n_heads=4, d_ff=128, n_layers=2, n_dec_layers=2,
                  buckets=32, max_distance=128, eps=1e-6, dropout=0.1),
 }
