@@ -10,7 +10,7 @@ import { forceMatmulVariant } from '../kernels/matmul-autotune.ts';
 import { eligibleMatmulVariants } from '../kernels/matmul-spec.ts';
 import { softmax } from '../kernels/softmax.ts';
 import { add } from '../kernels/elementwise.ts';
-import { captureDispatches, classify, replayTimes } from '../train/profile.ts';
+import { captureDispatches, classify, MIN_REPLAY_MS, moreReplayReps, replayTimes } from '../train/profile.ts';
 
 await initGpu(); // before describe: skipIf asks which matmul variants this adapter has
 
@@ -25,6 +25,18 @@ describe('profile', () => {
     expect(classify({ name: 'permute', bindings: [b('x f32[2, 7, 4, 16]')] })).toBe('other');
     expect(classify({ name: 'random dropout', bindings: [b('dropout input tensor f32[2, 4, 7, 7]')] })).toBe('attention');
     expect(classify({ name: 'rmsnorm', bindings: [b('x f32[2, 7, 64]')] })).toBe('other');
+  });
+
+  it('replays a kernel until the timed difference lasts MIN_REPLAY_MS, so the noise of the submit wait stays small', () => {
+    expect(moreReplayReps(4, 400)).toBe(0); // a 100 ms kernel: 4 launches are enough
+    expect(moreReplayReps(4, MIN_REPLAY_MS)).toBe(0);
+    // a 0.08 ms kernel (t5-small's one-row rmsnorm): 4 launches are 0.3 ms, mostly noise; aim past the minimum
+    const next = moreReplayReps(4, 0.32);
+    expect(next * 0.08).toBeGreaterThanOrEqual(MIN_REPLAY_MS);
+    expect(moreReplayReps(next, next * 0.08)).toBe(0);
+    // a difference lost in noise (even negative) still grows the count, up to a cap
+    expect(moreReplayReps(4, -1)).toBeGreaterThan(4);
+    expect(moreReplayReps(2048, 1)).toBe(0);
   });
 
   it('captures every dispatch of a block and replays them without changing the results', async () => {
