@@ -42,12 +42,9 @@ import {
   plainBackwardDq,
   plainForward,
   reduceBatchKernel,
-  subgroupBackwardDkv,
-  subgroupBackwardDq,
-  subgroupForward,
   type AttnVariant,
-  type SubgroupShape,
 } from './attention.wgsl.ts';
+import { subgroupBackwardDkv, subgroupBackwardDq, subgroupForward, type SubgroupShape } from './attention-subgroup.wgsl.ts';
 
 export interface AttentionOptions {
   /** additive bias [1 | B, H, Lq, Lk] (T5's relative position bias); differentiable */
