@@ -11,6 +11,7 @@ import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 import { train, type StepInfo, type TrainOptions } from '../train/trainer.ts';
 import { describeAnswerScores } from '../train/evaluate.ts';
+import { describeProfile, type ProfileReport } from '../train/profile.ts';
 
 const USAGE = `usage: engine-cli train --data FILE.csv --model DIR|HUB_ID --out OUT [options]
        engine-cli train --resume OUT [--max-steps N | --epochs N | --time-limit S]
@@ -68,7 +69,7 @@ const TRAIN_FLAGS = {
   'log-every': { type: 'int', help: 'a train line in metrics.jsonl every N steps', libraryDefault: '1', to: 'logEvery' },
   quiet: { type: 'boolean', short: 'q', help: 'no log lines, no progress bar' },
   json: { type: 'boolean', help: 'the summary as one JSON object' },
-  profile: { type: 'boolean', help: 'share of time in matmul / attention / other, on one step', to: 'profile' },
+  profile: { type: 'boolean', help: 'GPU time in matmul / attention / other and per matmul call site, on the second step', to: 'profile' },
   ...DEVICE_FLAGS,
 } satisfies Flags<TrainOptions>;
 
@@ -143,10 +144,19 @@ export async function trainCommand(argv: string[]): Promise<void> {
         (e ? `validation: loss ${e.loss.toFixed(4)}, ${describeAnswerScores(e)} (${e.examples} examples, ${e.generated} answered)\n` : '') +
         (r.bestDir ? `best model:   ${r.bestDir} (val_loss ${r.best!.valLoss.toFixed(4)})\n` : '') +
         `last state:   ${r.lastDir}${r.interrupted ? ` (continue with: engine-cli train --resume ${r.out})` : ''}\n` +
-        `metrics:      ${r.metricsFile}\nloss plot:    ${r.plotFile}\n`,
+        `metrics:      ${r.metricsFile}\nloss plot:    ${r.plotFile}\n` +
+        profileSummary(values.profile === true, quiet === true, r.profile),
     );
   } finally {
     bar.clear();
     process.off('SIGINT', onSigint);
   }
+}
+
+/** --profile in the summary: logged when it was taken, so here only when --quiet hid the log, or to say why none
+ * was taken (the second step is the one profiled: the first compiles the kernels). */
+function profileSummary(asked: boolean, quiet: boolean, profile: ProfileReport | undefined): string {
+  if (!asked) return '';
+  if (!profile) return 'profile: none taken (the run ended before its second step, the one --profile times)\n';
+  return quiet ? `${describeProfile(profile)}\n` : '';
 }

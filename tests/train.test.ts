@@ -178,6 +178,26 @@ describe('training loop', () => {
     await expect(train(opts('badrows2', { data: file, limit: undefined, maxSteps: 1, validSplit: 0, onBadRow: 'error' }))).rejects.toThrow(/bad\.csv:10: empty answer/);
   });
 
+  it('engine-cli train --profile --quiet: the profile is in the summary, since --quiet hides the log', async () => {
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const args = (out: string, steps: number) => ['--data', data, '--model', base, '--out', join(root, out), '--limit', '4',
+      '--valid-split', '0', '--max-steps', String(steps), '--batch-size', '2', '--max-source-length', '32', '--max-target-length', '8',
+      '--profile', '--quiet'];
+    const printed = () => write.mock.calls.map((c) => String(c[0])).join('');
+    try {
+      await trainCommand(args('cli-profile', 2));
+      expect(printed()).toMatch(/^finished after 2 steps/m);
+      expect(printed()).toMatch(/^profile of one step \(\d+ distinct kernels/m);
+      expect(printed()).toMatch(/^ {2}matmul +[\d.]+%/m);
+      // one step: the profiled step (the second) never came, and the summary says so
+      write.mockClear();
+      await trainCommand(args('cli-profile-1', 1));
+      expect(printed()).toMatch(/^profile: none taken \(the run ended before its second step/m);
+    } finally {
+      write.mockRestore();
+    }
+  });
+
   it('engine-cli train: flags to options, --json summary, --resume continues to a new --max-steps', async () => {
     const out = join(root, 'cli');
     const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
