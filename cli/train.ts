@@ -155,7 +155,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
 
 /** --profile in the summary: logged when it was taken, so here only when --quiet hid the log, or to say why none
  * was taken (the second step is the one profiled: the first compiles the kernels). */
-function profileSummary(asked: boolean, quiet: boolean, profile: ProfileReport | undefined): string {
+export function profileSummary(asked: boolean, quiet: boolean, profile: ProfileReport | undefined): string {
   if (!asked) return '';
   if (!profile) return 'profile: none taken (the run ended before its second step, the one --profile times)\n';
   return quiet ? `${describeProfile(profile)}\n` : '';

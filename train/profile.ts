@@ -9,8 +9,9 @@
 // difference over reps is its time, free of the fixed submit-and-wait cost), and multiplies by how often the step
 // launched it. `reps` grows until that difference lasts MIN_REPLAY_MS: the wait's cost varies by a few ms through
 // Dawn's event polling, so a fixed 4 launches put up to 1 ms of noise on each estimate of a 0.08 ms rmsnorm
-// (measured on a t5-small decoding step: 621 rmsnorms shown as 596 ms, 15% of the step, more than they take). A kernel's run time on a given shape does not depend on the data (fixed grid and loop bounds), so
-// this is each kernel's share of the step; recording, submits and readback are the step's wall time minus the sum.
+// (measured on a t5-small decoding step: 621 rmsnorms shown as 596 ms, 15% of the step; they take 55 ms).
+// A kernel's run time on a given shape does not depend on the data (fixed grid and loop bounds), so this is
+// each kernel's share of the step; recording, submits and readback are the step's wall time minus the sum.
 import { rt, type KernelLaunch } from '../engine/runtime.ts';
 import { AUTOTUNE_LAUNCH_NAME, matmulAutotuneSettled } from '../kernels/matmul-autotune.ts';
 
