@@ -25,7 +25,8 @@ export { T5ForConditionalGeneration, type ForwardOptions } from './model/t5-mode
 export type { Seq2SeqBatch, Seq2SeqOutput } from './model/t5.ts';
 export { loadT5Config, parseT5Config, presetConfig, type T5Config } from './model/config.ts';
 export { T5Tokenizer } from './hf/tokenizer.ts';
-export { readSafetensors, readSafetensorsFolder, writeSafetensors } from './hf/safetensors.ts';
+export { readSafetensors, writeSafetensors } from './hf/safetensors.ts';
+export { readSafetensorsFolder } from './hf/safetensors-folder.ts';
 export { resolveModel } from './hf/hub.ts';
 export { loadModelForCli, type LoadedModel } from './hf/load-model.ts';
 export { savePretrained } from './hf/save-model.ts';

@@ -5,7 +5,8 @@ import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { GenerationOptions } from '../generate/generation-config.ts';
 import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
 import { SPIECE_FILE, hfFolderTextFiles, tokenizerFilesFromBytes } from './hf-folder.ts';
-import { SAFETENSORS_FILE, encodeSafetensors } from './safetensors.ts';
+import { encodeSafetensors } from './safetensors.ts';
+import { SAFETENSORS_FILE } from './safetensors-folder.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
 
 export interface FolderBytesOptions {

@@ -20,7 +20,7 @@ import {
   isSafeRelativePath,
   parseSafetensorsIndex,
   pytorchOnlyMessage,
-} from './safetensors.ts';
+} from './safetensors-folder.ts';
 
 export interface ResolveModelOptions {
   /** Branch, tag or commit; default "main". */

@@ -12,7 +12,8 @@ import { parameterCount } from '../model/parameters.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
 import { checkTokenizerFits, writeHfFolderFiles } from './hf-folder.ts';
 import type { GenerationOptions } from '../generate/generation-config.ts';
-import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, writeSafetensors } from './safetensors.ts';
+import { writeSafetensors } from './safetensors.ts';
+import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE } from './safetensors-folder.ts';
 import { T5Tokenizer } from './tokenizer.ts';
 
 export interface InitModelOptions {

@@ -7,7 +7,8 @@ import { storedParameters } from '../model/parameters.ts';
 import type { ParamMap } from '../model/t5.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { describeCheckpointMismatch, matchCheckpoint } from './checkpoint-match.ts';
-import { readSafetensorsFolder, writeSafetensors, type SafeTensor } from './safetensors.ts';
+import { writeSafetensors, type SafeTensor } from './safetensors.ts';
+import { readSafetensorsFolder } from './safetensors-folder.ts';
 
 /** Names Hugging Face ties to `shared.weight` (the tied lm_head too). */
 const TIED_ALIASES = ['encoder.embed_tokens.weight', 'decoder.embed_tokens.weight', 'lm_head.weight'];

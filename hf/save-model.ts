@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { T5_WEBGPU_FILE, checkTokenizerFits, tokenizerFilesFor, writeHfFolderFiles } from './hf-folder.ts';
 import type { GenerationOptions } from '../generate/generation-config.ts';
 import { generationConfigFromModel } from '../generate/generation-config-file.ts';
-import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, isSafeRelativePath, parseSafetensorsIndex } from './safetensors.ts';
+import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, isSafeRelativePath, parseSafetensorsIndex } from './safetensors-folder.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { PreprocessConfig } from '../util/text-clean.ts';
 import { saveWeights } from './pretrained.ts';

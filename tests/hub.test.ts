@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hubCacheDir, isHubRepoId, repoFolderName, resolveModel } from '../hf/hub.ts';
-import { encodeSafetensors, readSafetensorsFolder } from '../hf/safetensors.ts';
+import { encodeSafetensors } from '../hf/safetensors.ts';
+import { readSafetensorsFolder } from '../hf/safetensors-folder.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 const COMMIT = 'a'.repeat(40);

@@ -10,7 +10,7 @@ import { readGenerationConfigFile } from '../generate/generation-config-file.ts'
 import { matchCheckpoint } from '../hf/checkpoint-match.ts';
 import { storedParameters } from '../model/parameters.ts';
 import { NormalStream, initScale, initT5Weights } from '../model/init-weights.ts';
-import { readSafetensorsFolder } from '../hf/safetensors.ts';
+import { readSafetensorsFolder } from '../hf/safetensors-folder.ts';
 import { T5Tokenizer } from '../hf/tokenizer.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu', import.meta.url));

@@ -10,10 +10,10 @@ import {
   openSafetensors,
   parseSafetensorsHeader,
   readSafetensors,
-  readSafetensorsFolder,
   readSafetensorsHeader,
   writeSafetensors,
 } from '../hf/safetensors.ts';
+import { readSafetensorsFolder } from '../hf/safetensors-folder.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/model.safetensors', import.meta.url));
