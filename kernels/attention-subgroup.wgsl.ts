@@ -85,15 +85,22 @@ function broadcastEach(D: number, sg: number, n: number, loaded: string, body: (
   return out.join('\n    ');
 }
 
-export function subgroupForward(v: AttnVariant, s: SubgroupShape): string {
+/** What every subgroup kernel derives from its variant and shape: head dim D, lanes SG, rows (or keys) per lane R,
+ * E = D / SG elements each lane streams as N-wide loads, RW rows per workgroup, and generators that repeat a
+ * line per owned row and per head-dim element. */
+function geometry(v: AttnVariant, s: SubgroupShape) {
   const { d: D } = v;
   const { sg: SG, r: R } = s;
   const E = D / SG;
-  const N = streamWidth(E);
-  const RW = SG * R;
-  const drop = v.dropout;
-  const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
-  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  return {
+    D, SG, R, E, N: streamWidth(E), RW: SG * R, drop: v.dropout,
+    rows: (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep),
+    dims: (f: (d: number) => string, sep = ' ') => seq(D, f, sep),
+  };
+}
+
+export function subgroupForward(v: AttnVariant, s: SubgroupShape): string {
+  const { D, SG, R, E, N, RW, drop, rows, dims } = geometry(v, s);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(forwardBindings(), ['k', 'v'], N))}
 const NEG_MAX = ${NEG_MAX};
@@ -144,14 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 
 /** Row owner with subgroups: as plainBackwardDq, R rows per lane, k and v rows broadcast. */
 export function subgroupBackwardDq(v: AttnVariant, s: SubgroupShape): string {
-  const { d: D } = v;
-  const { sg: SG, r: R } = s;
-  const E = D / SG;
-  const N = streamWidth(E);
-  const RW = SG * R;
-  const drop = v.dropout;
-  const rows = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
-  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  const { D, SG, R, E, N, RW, drop, rows, dims } = geometry(v, s);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(dqBindings(), ['k', 'v'], N))}
 ${dropFns(v)}
@@ -203,14 +203,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 
 /** Key owner with subgroups: as plainBackwardDkv, R keys per lane, q and dO rows broadcast. */
 export function subgroupBackwardDkv(v: AttnVariant, s: SubgroupShape): string {
-  const { d: D } = v;
-  const { sg: SG, r: R } = s;
-  const E = D / SG;
-  const N = streamWidth(E);
-  const RW = SG * R;
-  const drop = v.dropout;
-  const keys = (f: (r: number) => string, sep = '\n  ') => seq(R, f, sep);
-  const dims = (f: (d: number) => string, sep = ' ') => seq(D, f, sep);
+  const { D, SG, R, E, N, RW, drop, rows: keys, dims } = geometry(v, s);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(dkvBindings(), ['q', 'dout'], N))}
 ${dropFns(v)}
