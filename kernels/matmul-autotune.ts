@@ -120,10 +120,12 @@ const memory = new Map<string, Map<string, TuneRecord>>();
 const pending = new Map<string, Promise<void>>();
 /** Jobs run one after another: two at once would each time the other's launches. */
 let jobQueue: Promise<void> = Promise.resolve();
-/** classes whose job gave up (device busy): the heuristic's choice for the rest of this process */
+/** classes whose job gave up (device busy): the heuristic's choice for the rest of this process (classKey) */
 const gaveUp = new Set<string>();
-/** classes whose record was tuned or verified by this process (adapter | class) */
+/** classes whose record was tuned or verified by this process (classKey) */
 const verified = new Set<string>();
+/** a shape class on this adapter, as gaveUp and verified hold it */
+const classKey = (key: string): string => `${adapterKey()} | ${key}`;
 let loadedFrom: string | null = null;
 
 function readCacheFile(): CacheFile {
@@ -208,7 +210,7 @@ function pickWinner(ms: Partial<Record<MatmulVariant, number>>, heuristic: Matmu
 async function record(p: TuneProblem, rec: TuneRecord): Promise<void> {
   const key = shapeClass(p);
   table().set(key, rec);
-  verified.add(`${adapterKey()} | ${key}`);
+  verified.add(classKey(key));
   try {
     await persist(adapterKey(), key, rec);
   } catch (e) {
@@ -269,13 +271,13 @@ export function chooseMatmulVariant(
   }
   if (!autotuneEnabled()) return { variant: heuristic, source: 'autotune off' };
   const key = shapeClass(p);
+  const cls = classKey(key);
   const rec = table().get(key);
   const usable = rec && eligible.includes(rec.variant);
-  if (usable && (rec.variant === heuristic || verified.has(`${adapterKey()} | ${key}`) || !measure)) {
+  if (usable && (rec.variant === heuristic || verified.has(cls) || !measure)) {
     return { variant: rec.variant, source: 'autotuned' };
   }
-  const classKey = `${adapterKey()} | ${key}`;
-  if (measure && (usable || candidates.length > 1) && !pending.has(key) && !gaveUp.has(classKey)) {
+  if (measure && (usable || candidates.length > 1) && !pending.has(key) && !gaveUp.has(cls)) {
     // queued after the jobs before it, and started after the current synchronous op has recorded its work
     const job = jobQueue.then(async () => {
       try {
@@ -283,7 +285,7 @@ export function chooseMatmulVariant(
         else await tuneClass(p, candidates, measure, heuristic);
       } catch (e) {
         if (!(e instanceof AutotuneBusyError)) throw e;
-        gaveUp.add(classKey);
+        gaveUp.add(cls);
       }
     }).finally(() => pending.delete(key));
     jobQueue = job.catch(() => {});

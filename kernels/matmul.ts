@@ -29,7 +29,6 @@ import { problemOf, type Problem } from './matmul-problem.ts';
 import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
 import { GEMV_MAX_ROWS } from './matmul-gemv.wgsl.ts';
 
-
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
