@@ -1,7 +1,8 @@
 // Beam search as HF 4.36's `beam_search` with its `BeamSearchScorer` and `BeamHypotheses`, decision for decision:
 //
-// - scores = log_softmax(logits) (float32), then the logits processors, plus each row's running beam score
-//   (float32 add); at the first step only beam 0 is alive (the others start at -1e9);
+// - scores = log_softmax(logits) (float32; on the GPU when the stepper offers stepLogProbs), then the logits
+//   processors, plus each row's running beam score (float32 add); at the first step only beam 0 is alive (the
+//   others start at -1e9);
 // - per input, the top max(2, 1 + #eos) * num_beams of the flattened [beams x vocab] scores, best first, the lowest
 //   flat index first among exact ties (what we take torch.topk to do);
 // - walking that list: an eos candidate becomes a finished hypothesis only if its rank is < num_beams, any other
@@ -161,9 +162,15 @@ export async function beamSearch(
   let curLen = DECODER_PROMPT_LEN;
 
   for (let step = 0; ; step++) {
-    const logits = await stepper.step(tokens);
-    checkLogits(logits, rows, vocab, step);
-    const processed = logSoftmaxRows(logits, rows, vocab);
+    let processed: Float32Array;
+    if (stepper.stepLogProbs) {
+      processed = await stepper.stepLogProbs(tokens);
+      checkLogits(processed, rows, vocab, step); // a NaN logit makes its row's log-probs NaN
+    } else {
+      const logits = await stepper.step(tokens);
+      checkLogits(logits, rows, vocab, step);
+      processed = logSoftmaxRows(logits, rows, vocab);
+    }
     applyLogitsProcessors(processors, beams.inputIds, processed, vocab);
     if (scoresOut) scoresOut.push(processed);
 

@@ -6,6 +6,8 @@ import { greedySequencesScores, logSumExpRows } from './greedy-sequence-scores.t
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
+import { noGrad } from '../engine/autograd.ts';
+import { logSoftmax } from '../kernels/softmax.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
 export interface EncodedInputs {
@@ -58,6 +60,16 @@ export async function generateIds(
         return host;
       } finally {
         logits.dispose();
+      }
+    },
+    async stepLogProbs(tokens) {
+      const logits = cache.step(tokens);
+      const logProbs = noGrad(() => logSoftmax(logits));
+      logits.dispose();
+      try {
+        return await logProbs.toFloat32();
+      } finally {
+        logProbs.dispose();
       }
     },
     reorder: (beamIdx) => cache.reorder(beamIdx),

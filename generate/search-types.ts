@@ -7,6 +7,11 @@ export interface DecoderStepper {
    * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
    */
   step(tokens: Int32Array): Promise<Float32Array>;
+  /**
+   * Optional: the same step returning log_softmax of the logits, computed where the logits are (the GPU), so
+   * that beam search does not run an exp per vocabulary entry and row on the host. Beam search uses it when given.
+   */
+  stepLogProbs?(tokens: Int32Array): Promise<Float32Array>;
   /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
   reorder(beamIdx: Int32Array): void;
   readonly vocabSize: number;

@@ -1,4 +1,5 @@
-// Softmax over the last axis with an optional additive mask, and its backward.
+// Softmax over the last axis with an optional additive mask, and its backward; log_softmax (forward only, for
+// generation's scores: y = x - m - log(sum(exp(x - m))), the same two reads of the row, a different write).
 //
 // y = exp(x + mask - m) / sum(exp(x + mask - m)), m = the row's max (PyTorch's numerically stable form).
 // Each row is read once to find m and the sum together (online softmax: the running sum is rescaled by
@@ -12,6 +13,7 @@
 //
 // Row layouts and range binding come from row-kernel.ts; softmax adds a register-cached subgroup body for short rows.
 import { recordOp } from './record-op.ts';
+import { isGradEnabled } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
@@ -84,6 +86,8 @@ function maskRowFn(layout: MaskLayout): string {
 
 interface Variant {
   impl: RowImpl;
+  /** log_softmax: write x - (m + log(sum)) instead of exp(x - m) / sum */
+  log: boolean;
   /** vector width: 4 when the row length allows vec4 loads */
   w: 1 | 4;
   /** subgroup layout only: vectors of the row each lane keeps in registers (0: stream the row twice) */
@@ -153,10 +157,10 @@ function streamedForwardBody(v: Variant, T: string, maskAt: (j: string) => strin
     }
   }
   ${reduce}
-  let inv = 1.0 / s;
+  ${v.log ? 'let ls = m + log(s);' : 'let inv = 1.0 / s;'}
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let v = x[base + j]${maskAt('j')};
-    y[base + j] = exp(v - ${T}(m)) * inv;
+    y[base + j] = ${v.log ? `v - ${T}(ls)` : `exp(v - ${T}(m)) * inv`};
   }`;
 }
 
@@ -176,8 +180,8 @@ function cachedForwardBody(v: Variant, T: string, maskAt: (j: string) => string)
   ${slots.map((k) => `let e${k} = exp(v${k} - ${T}(m));
   s += ${hsum(v.w, `e${k}`)};`).join('\n  ')}
   s = subgroupAdd(s);
-  let inv = 1.0 / s;
-  ${slots.map((k) => `if (j${k} < p.n) { y[base + j${k}] = e${k} * inv; }`).join('\n  ')}`;
+  ${v.log ? 'let ls = m + log(s);' : 'let inv = 1.0 / s;'}
+  ${slots.map((k) => `if (j${k} < p.n) { y[base + j${k}] = ${v.log ? `v${k} - ${T}(ls)` : `e${k} * inv`}; }`).join('\n  ')}`;
 }
 
 function backwardCode(v: Variant): string {
@@ -217,7 +221,7 @@ function cachedBackwardBody(v: Variant, T: string): string {
   ${slots.map((k) => `if (j${k} < p.n) { dx[base + j${k}] = y${k} * (g${k} - ${T}(d)); }`).join('\n  ')}`;
 }
 
-function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
+function variantFor(rowLength: number, impl: RowImpl | undefined, log = false): Variant {
   // a mask with a full last axis stays vec4-aligned: its row strides are multiples of the row length
   const w = vecWidth(rowLength);
   const chosen = impl ?? defaultRowImpl(rowLength);
@@ -227,10 +231,27 @@ function variantFor(rowLength: number, impl: RowImpl | undefined): Variant {
     const limit = registerCache === 'on' || !gpu().info.isSoftware ? MAX_CACHED_VECS : MAX_CACHED_VECS_CPU;
     if (slots <= limit) cached = slots;
   }
-  return { impl: chosen, w, cached };
+  return { impl: chosen, w, cached, log };
 }
 
 
+
+/** The forward kernel over every row of x (op: 'softmax' or 'log_softmax'), rows bound in ranges that fit. */
+function forwardRows(op: string, x: Tensor, mask: Tensor | undefined, v: Variant): Tensor {
+  const L = x.shape[x.rank - 1]!;
+  const rows = L === 0 ? 0 : x.size / L;
+  const layout = mask ? maskLayout(x, mask) : null;
+  const y = empty(x.shape);
+  for (const [r0, n] of rowChunks(op, rows, L * 4)) {
+    const bindings: BufferBinding[] = [rowRange(x, r0, n, L * 4, false, `${op} x`)];
+    if (mask) bindings.push(mask.read(`${op} mask`));
+    bindings.push(rowRange(y, r0, n, L * 4, true, `${op} y`));
+    const params: Param[] = [['u32', n], ['u32', L / v.w], ['f32', -Infinity], ['u32', r0]];
+    for (const [d, st] of layout?.dims ?? []) params.push(['u32', d], ['u32', st]);
+    rt().dispatch({ name: op, code: forwardCode(v, layout), bindings, params, workgroups: rowWorkgroups(v.impl, n) });
+  }
+  return y;
+}
 
 /** Softmax over the last axis of `x`, with an optional additive `mask` broadcast to x. */
 export function softmax(x: Tensor, opts: SoftmaxOptions = {}): Tensor {
@@ -238,20 +259,22 @@ export function softmax(x: Tensor, opts: SoftmaxOptions = {}): Tensor {
   if (x.rank === 0) throw new RangeError('softmax: x must have at least one axis, got a scalar');
   const { mask } = opts;
   if (mask) checkF32('softmax', mask, 'mask');
-  const L = x.shape[x.rank - 1]!;
-  const rows = L === 0 ? 0 : x.size / L;
-  const layout = mask ? maskLayout(x, mask) : null;
-  const y = empty(x.shape);
-  const v = variantFor(L, opts.impl);
-  for (const [r0, n] of rowChunks('softmax', rows, L * 4)) {
-    const bindings: BufferBinding[] = [rowRange(x, r0, n, L * 4, false, 'softmax x')];
-    if (mask) bindings.push(mask.read('softmax mask'));
-    bindings.push(rowRange(y, r0, n, L * 4, true, 'softmax y'));
-    const params: Param[] = [['u32', n], ['u32', L / v.w], ['f32', -Infinity], ['u32', r0]];
-    for (const [d, st] of layout?.dims ?? []) params.push(['u32', d], ['u32', st]);
-    rt().dispatch({ name: 'softmax', code: forwardCode(v, layout), bindings, params, workgroups: rowWorkgroups(v.impl, n) });
-  }
+  const y = forwardRows('softmax', x, mask, variantFor(x.shape[x.rank - 1]!, opts.impl));
   return recordOp('softmax', [x], y, [y], (g, [ys]) => [softmaxBackward(g, ys!, opts.impl)]);
+}
+
+/**
+ * `torch.log_softmax(x, -1)` for generation's scores (beam search reads the log-probabilities of every token),
+ * so that the exp of each logit runs here instead of on the host. Forward only: it refuses a tensor that would
+ * need a gradient. -inf stays -inf; a row of only -inf gives NaN, as in torch.
+ */
+export function logSoftmax(x: Tensor, opts: { impl?: RowImpl } = {}): Tensor {
+  checkF32('logSoftmax', x, 'x');
+  if (x.rank === 0) throw new RangeError('logSoftmax: x must have at least one axis, got a scalar');
+  if (isGradEnabled() && x.requiresGrad) {
+    throw new Error(`logSoftmax: ${x.describe()} requires a gradient, and logSoftmax has none (it serves generation): run it under noGrad`);
+  }
+  return forwardRows('log_softmax', x, undefined, variantFor(x.shape[x.rank - 1]!, opts.impl, true));
 }
 
 /** dx = y ⊙ (dy − Σ dy ⊙ y) per row, from the forward's output y. */
@@ -290,6 +313,19 @@ export function softmaxReference(x: ArrayLike<number>, rowLength: number, mask?:
     let s = 0;
     for (let j = 0; j < rowLength; j++) s += (out[o + j] = Math.exp(x[o + j]! + (mask ? mask(o + j) : 0) - m));
     for (let j = 0; j < rowLength; j++) out[o + j]! /= s;
+  }
+  return out;
+}
+
+/** Float64 reference of logSoftmax: x - m - log(sum(exp(x - m))) per row. */
+export function logSoftmaxReference(x: ArrayLike<number>, rowLength: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let o = 0; o < x.length; o += rowLength) {
+    let m = -Infinity;
+    for (let j = 0; j < rowLength; j++) m = Math.max(m, x[o + j]!);
+    let s = 0;
+    for (let j = 0; j < rowLength; j++) s += Math.exp(x[o + j]! - m);
+    for (let j = 0; j < rowLength; j++) out[o + j] = x[o + j]! - m - Math.log(s);
   }
   return out;
 }

@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { BeamHypotheses, beamSearch, topKCandidates } from '../generate/beam-search.ts';
 import { resolveGenerationConfig, type EarlyStopping, type GenerationOptions } from '../generate/generation-config.ts';
 import { generate } from '../generate/generate.ts';
+import { logSoftmaxRows } from '../generate/logits-processors.ts';
 import type { DecoderStepper, GenerationOutput } from '../generate/search-types.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
 import { tableLogits, type LogitsFn } from './helpers/table-logits.ts';
@@ -494,6 +495,28 @@ describe('beam search: pieces and errors', () => {
     await expect(generate(short, 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0 }))).rejects.toThrow(/returned 3 values, expected rows 2 x vocab 4/);
     const nan: DecoderStepper = { vocabSize: 4, step: async () => new Float32Array(8).fill(NaN), reorder: () => {} };
     await expect(generate(nan, 1, resolveGenerationConfig({}, { num_beams: 2, decoder_start_token_id: 0 }))).rejects.toThrow(/NaN/);
+  });
+
+  it('takes the log-probs from stepLogProbs when the stepper has it (the GPU log_softmax), never calling step', async () => {
+    const vocab = 6;
+    const fn = tableLogits(11, 2, vocab, { eosBias: 1.5 });
+    const o = refOptions({ numBeams: 3, maxLength: 9, ngram: 2, numReturn: 2 });
+    const inner = new TrackingStepper(vocab, 2, 3, fn);
+    let calls = 0;
+    const onDevice: DecoderStepper = {
+      vocabSize: vocab,
+      step: () => Promise.reject(new Error('step called although stepLogProbs is there')),
+      async stepLogProbs(tokens) {
+        calls++;
+        return logSoftmaxRows(await inner.step(tokens), tokens.length, vocab);
+      },
+      reorder: (beamIdx) => inner.reorder(beamIdx),
+    };
+    const out = await generate(onDevice, 2, resolveGenerationConfig({}, hfOptions(o)));
+    expect(calls).toBe(inner.fed.length);
+    expectSameOutput(out, refBeamSearch(fn, 2, vocab, o), 'stepLogProbs');
+    const nan: DecoderStepper = { ...onDevice, stepLogProbs: async () => new Float32Array(6 * vocab).fill(NaN) };
+    await expect(generate(nan, 2, resolveGenerationConfig({}, hfOptions(o)))).rejects.toThrow(/decoder step 0 returned NaN/);
   });
 
   it('output_scores returns the processed scores of every step, [rows, vocab]', async () => {

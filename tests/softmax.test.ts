@@ -1,7 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { sizeOf, tensor } from '../engine/tensor.ts';
-import { backward } from '../engine/autograd.ts';
-import { broadcastIndexer, setSoftmaxRegisterCache, softmax, softmaxReference } from '../kernels/softmax.ts';
+import { backward, noGrad } from '../engine/autograd.ts';
+import { broadcastIndexer, logSoftmax, logSoftmaxReference, setSoftmaxRegisterCache, softmax, softmaxReference } from '../kernels/softmax.ts';
 import { setBindingLimitForTests, type RowImpl } from '../kernels/row-kernel.ts';
 import { centralDiff } from './helpers/finite-diff.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
@@ -140,5 +140,43 @@ describe('softmax argument checks', () => {
     const d = tensor([1, 2], [2]);
     d.dispose();
     expect(() => softmax(d)).toThrow(/softmax: x is a disposed tensor/);
+  });
+});
+
+// log_softmax (forward only, generation's scores). Outputs are log-probabilities down to about -2·6 - log(L);
+// f32 carries ~1e-7 relative on each of x - m and log(sum), so 1e-5 absolute; a wrong max, a missed element or
+// a row offset moves values by 1e-3 and more. Rows of 32128 are the t5 vocabulary beam search scores.
+describe.each(VARIANTS)('logSoftmax (%s layout, register cache %s)', (impl, cache) => {
+  beforeEach(() => setSoftmaxRegisterCache(cache));
+  it.each([[[1, 1]], [[3, 7]], [[5, 256]], [[2, 3, 13]], [[2, 5003]], [[3, 32128]]])('forward %j', async (shape) => {
+    const L = shape[shape.length - 1]!;
+    const xh = randn(sizeOf(shape), 6);
+    const x = tensor(xh, shape);
+    const y = logSoftmax(x, { impl });
+    expect(y.shape).toEqual(shape);
+    expect(maxAbsDiff(await y.toArray(), logSoftmaxReference(xh, L))).toBeLessThan(1e-5);
+    x.dispose();
+    y.dispose();
+  });
+
+  it('-inf stays -inf, a row of only -inf gives NaN, as torch.log_softmax', async () => {
+    const L = 12;
+    const rows = [Array(L).fill(-Infinity), Array.from({ length: L }, (_, j) => (j < 9 ? -Infinity : j))];
+    const y = await logSoftmax(tensor(rows.flat(), [2, L]), { impl }).toArray();
+    expect([...y.slice(0, L)].every(Number.isNaN)).toBe(true);
+    expect([...y.slice(L, L + 9)]).toEqual(Array(9).fill(-Infinity));
+    expect(maxAbsDiff(y.slice(L + 9), logSoftmaxReference(rows[1]!, L).slice(9))).toBeLessThan(1e-6);
+  });
+});
+
+describe('logSoftmax arguments', () => {
+  it('refuses a tensor that needs a gradient, and runs on it under noGrad', async () => {
+    const x = tensor(randn(6), [2, 3], { requiresGrad: true });
+    expect(() => logSoftmax(x)).toThrow(/logSoftmax: .* requires a gradient, and logSoftmax has none .*noGrad/);
+    const y = noGrad(() => logSoftmax(x));
+    expect(y.requiresGrad).toBe(false);
+    expect(() => logSoftmax(tensor(new Int32Array(4), [4]))).toThrow(/logSoftmax: x must be f32/);
+    expect(() => logSoftmax(tensor([1], []))).toThrow(/logSoftmax: x must have at least one axis/);
+    for (const t of [x, y]) t.dispose();
   });
 });
