@@ -14,8 +14,10 @@
 //    hits them alike) and compared by their medians; a winner other than the heuristic's choice is kept only if
 //    it beats that choice by WIN_MARGIN;
 //  * a winner read from the cache file is re-verified the first time a process uses its class (the same
-//    interleaved timing against the heuristic's choice); until then the heuristic runs, and a winner that is no
-//    longer faster is dropped from memory and from the file;
+//    interleaved timing against the heuristic's choice); until then the heuristic runs, and a winner that is now
+//    slower is dropped from memory and from the file. To stay it need only not lose (to be adopted it had to win
+//    by WIN_MARGIN): with one bar for both, a winner near the margin flipped on the machine's noise, dropped with
+//    a warning in one process (seen here on ties, 1.73 against 1.73 ms) and tuned again in a later one;
 //  * a timing counts only if nothing else was recorded on the device while it ran (jobs run one at a time; a
 //    decoding loop that records a step while a candidate runs would otherwise be timed with it: seen here as
 //    1x2048x512 at 222 ms for 'subgroup' against 2.6 ms alone). A job that cannot time alone after a few
@@ -237,13 +239,16 @@ export async function tuneClass(
   return rec;
 }
 
-/** Times a cached winner against the heuristic's choice; keeps it only if it still wins by the margin. */
+/** Times a cached winner against the heuristic's choice; keeps it unless it is now slower (or fails to run). */
 async function verifyRecord(p: TuneProblem, rec: TuneRecord, heuristic: MatmulVariant, measure: MeasureFn): Promise<void> {
   const ms = await timeInterleaved([rec.variant, heuristic], measure);
-  const variant = pickWinner(ms, heuristic) ?? heuristic;
-  if (variant !== rec.variant) {
+  const mine = ms[rec.variant];
+  const base = ms[heuristic];
+  const keep = mine !== undefined && (base === undefined || mine <= base);
+  const variant = keep ? rec.variant : heuristic;
+  if (!keep) {
     console.warn(
-      `matmul autotune: the cached winner '${rec.variant}' for ${shapeClass(p)} is no longer faster than '${heuristic}' ` +
+      `matmul autotune: the cached winner '${rec.variant}' for ${shapeClass(p)} is now slower than '${heuristic}' ` +
         `(${ms[rec.variant]?.toFixed(2) ?? 'failed'} ms against ${ms[heuristic]?.toFixed(2)} ms); dropped`,
     );
   }

@@ -557,6 +557,25 @@ describe('matmul autotune', () => {
     });
   });
 
+  it('verification keeps a winner that ties or wins by less than the margin, and drops one that is now slower', async () => {
+    await withTuning(async () => {
+      // adopted at 1 against 5; in later processes it times even, 5% faster, then 5% slower than the heuristic
+      await tuneClass(problem, MATMUL_VARIANTS, async (v) => (v === 'regblock' ? 1 : 5), 'subgroup');
+      for (const [now, kept] of [[3, true], [2.85, true], [3.15, false]] as const) {
+        resetMatmulAutotune();
+        const warn = vi.mocked(console.warn);
+        warn.mockClear();
+        const measure = async (v: MatmulVariant) => (v === 'regblock' ? now : 3);
+        chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup');
+        await matmulAutotuneSettled();
+        const want = kept ? 'regblock' : 'subgroup';
+        expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup'), `regblock at ${now} ms`).toEqual({ variant: want, source: 'autotuned' });
+        expect(warn.mock.calls.length, `warnings at ${now} ms`).toBe(kept ? 0 : 1);
+        if (!kept) expect(String(warn.mock.calls[0]![0])).toMatch(/cached winner 'regblock' .* is now slower than 'subgroup' \(3\.15 ms against 3\.00 ms\); dropped/);
+      }
+    });
+  });
+
   it('a cached winner that is still faster survives its verification', async () => {
     await withTuning(async () => {
       await tuneClass(problem, MATMUL_VARIANTS, async (v) => (v === 'regblock' ? 1 : 5), 'subgroup');
