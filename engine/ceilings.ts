@@ -1,7 +1,7 @@
 // The device's measured ceilings, which benchmarks report against: memory bandwidth from the best of a few
 // WGSL copy kernels, and arithmetic throughput from a register-only multiply-add loop. A short
 // measurement (about a second), cached per adapter and driver.
-import { gpu } from './gpu.ts';
+import { gpu, measurementKey } from './gpu.ts';
 import { platform } from './platform.ts';
 import { rt } from './runtime.ts';
 import { empty } from './tensor.ts';
@@ -119,10 +119,10 @@ export async function measureCeilings(): Promise<Ceilings> {
   };
 }
 
-/** Measured ceilings of the current adapter, from the cache when this adapter and driver were measured. */
+/** Measured ceilings of the current adapter, from the cache when this adapter, driver (and CPU) were measured. */
 export async function deviceCeilings(opts: { remeasure?: boolean } = {}): Promise<Ceilings> {
   const g = gpu();
-  const key = `${g.info.name} | ${g.info.driver}`;
+  const key = measurementKey(g);
   let cache: Record<string, Ceilings> = {};
   const text = platform().readCache(CACHE_NAME);
   if (text !== null) {

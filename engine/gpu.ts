@@ -1,7 +1,7 @@
 // The WebGPU device: adapter choice, limits, features, and turning WebGPU's asynchronous errors into
 // exceptions that name the operation that caused them.
 // The host (Dawn in Node, navigator.gpu in a page) comes from platform.ts: this file imports neither.
-import { loadPlatform, type Platform } from './platform.ts';
+import { loadPlatform, platform, type Platform } from './platform.ts';
 
 export type Backend = 'vulkan' | 'metal' | 'd3d12' | 'd3d11' | 'opengl' | 'opengles' | 'null';
 const BACKENDS: Backend[] = ['vulkan', 'metal', 'd3d12', 'd3d11', 'opengl', 'opengles'];
@@ -214,4 +214,15 @@ export async function initGpu(options?: GpuOptions): Promise<Gpu> {
 export function gpu(): Gpu {
   if (!currentSync) throw new GpuError('WebGPU is not initialised: call `await initGpu()` before creating tensors');
   return currentSync;
+}
+
+/**
+ * The key of what is measured on a device and cached (ceilings, matmul autotuning): adapter and driver, and for a
+ * CPU adapter (lavapipe) the host's processor as well, since the same driver name runs on every machine at that
+ * machine's speed (a cache carried over from another machine was trusted as this one's).
+ */
+export function measurementKey(g: Gpu = gpu()): string {
+  const base = `${g.info.name} | ${g.info.driver}`;
+  const cpu = g.info.isSoftware ? platform().hostCpu : undefined;
+  return cpu ? `${base} | ${cpu}` : base;
 }

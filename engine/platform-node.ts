@@ -1,7 +1,7 @@
 // Node's platform: Dawn's GPU objects from the `webgpu` package, settings from the environment, and the
 // measured-results cache as files in ${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}, written atomically.
 import { mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import { writeFileAtomic } from '../util/atomic-write.ts';
@@ -37,4 +37,5 @@ export const nodePlatform: Platform = {
     await writeFileAtomic(join(cacheDir(), name), text);
   },
   cacheLocation: (name) => join(cacheDir(), name),
+  hostCpu: cpus()[0]?.model.trim() || undefined,
 };

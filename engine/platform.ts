@@ -18,6 +18,8 @@ export interface Platform {
   writeCache(name: string, text: string): Promise<void>;
   /** Where `name` lives, for messages (a path in Node). */
   cacheLocation(name: string): string;
+  /** The host's processor (Node: its model name), when the platform can tell: what a CPU adapter's speed is. */
+  readonly hostCpu?: string;
 }
 
 let current: Platform | null = null;

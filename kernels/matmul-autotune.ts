@@ -3,11 +3,12 @@
 // The first matmul of an unknown class runs with the heuristic choice and schedules a short tuning job: when
 // the event loop next gets control, each eligible variant is timed on a representative problem of that class
 // (random data, a capped size) and the fastest is kept in memory and persisted to
-// `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json` (in memory in a web page), keyed by adapter (name and driver), so the
-// next process starts with it. `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before
-// timing). `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup kernel
-// on a CPU adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off and
-// force each variant in turn with `forceMatmulVariant`.
+// `${T5_WEBGPU_CACHE_DIR:-~/.cache/t5-webgpu}/matmul-autotune.json` (in memory in a web page), keyed by
+// gpu.ts's measurementKey (adapter, driver, and the CPU under lavapipe), so the next process starts with it.
+// `await matmulAutotuneSettled()` waits for pending jobs (benchmarks call it before timing).
+// `T5_WEBGPU_AUTOTUNE=0` turns all of this off: then the heuristic always decides (the subgroup kernel on a CPU
+// adapter that offers subgroups, the shared-memory tiled kernel on a GPU). Tests run with it off and force each
+// variant in turn with `forceMatmulVariant`.
 //
 // Autotuning must never make things worse (a stale winner once made greedy decoding 8x slower):
 //  * the variants are timed in TUNE_ROUNDS interleaved rounds (each variant once per round, so a burst of load
@@ -22,7 +23,7 @@
 //    decoding loop that records a step while a candidate runs would otherwise be timed with it: seen here as
 //    1x2048x512 at 222 ms for 'subgroup' against 2.6 ms alone). A job that cannot time alone after a few
 //    backed-off attempts gives up (AutotuneBusyError): its class keeps the heuristic's choice in this process.
-import { gpu } from '../engine/gpu.ts';
+import { gpu, measurementKey } from '../engine/gpu.ts';
 import { platform } from '../engine/platform.ts';
 import type { MatmulVariant } from './matmul.wgsl.ts';
 
@@ -95,11 +96,6 @@ export function shapeClass(p: TuneProblem): string {
   return `m${bucket(p.M)} n${bucket(p.N)} k${bucket(p.K)} ${p.batch > 1 ? 'batched' : 'single'} ${t}`;
 }
 
-function adapterKey(): string {
-  const info = gpu().info;
-  return `${info.name} | ${info.driver || info.description}`;
-}
-
 /** The fixed choice: the subgroup kernel on a CPU adapter, shared-memory tiles on a GPU (matmul.ts passes its own). */
 function heuristicVariant(eligible: readonly MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
@@ -127,7 +123,7 @@ const gaveUp = new Set<string>();
 /** classes whose record was tuned or verified by this process (classKey) */
 const verified = new Set<string>();
 /** a shape class on this adapter, as gaveUp and verified hold it */
-const classKey = (key: string): string => `${adapterKey()} | ${key}`;
+const classKey = (key: string): string => `${measurementKey()} | ${key}`;
 let loadedFrom: string | null = null;
 
 function readCacheFile(): CacheFile {
@@ -142,7 +138,7 @@ function readCacheFile(): CacheFile {
 
 function table(): Map<string, TuneRecord> {
   const path = autotuneCachePath();
-  const adapter = adapterKey();
+  const adapter = measurementKey();
   if (loadedFrom !== path) {
     memory.clear();
     loadedFrom = path;
@@ -214,7 +210,7 @@ async function record(p: TuneProblem, rec: TuneRecord): Promise<void> {
   table().set(key, rec);
   verified.add(classKey(key));
   try {
-    await persist(adapterKey(), key, rec);
+    await persist(measurementKey(), key, rec);
   } catch (e) {
     console.warn(`matmul autotune: could not write ${autotuneCachePath()}: ${(e as Error).message}`);
   }

@@ -5,10 +5,10 @@
 process.env.T5_WEBGPU_AUTOTUNE = '0';
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { gpu, initGpu } from '../engine/gpu.ts';
+import { gpu, initGpu, measurementKey } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
@@ -573,6 +573,18 @@ describe('matmul autotune', () => {
         expect(warn.mock.calls.length, `warnings at ${now} ms`).toBe(kept ? 0 : 1);
         if (!kept) expect(String(warn.mock.calls[0]![0])).toMatch(/cached winner 'regblock' .* is now slower than 'subgroup' \(3\.15 ms against 3\.00 ms\); dropped/);
       }
+    });
+  });
+
+  it('keys the cache by adapter and driver, and on a CPU adapter by the host processor too', async () => {
+    await withTuning(async () => {
+      await tuneClass(problem, MATMUL_VARIANTS, async (v) => (v === 'regblock' ? 1 : 5), 'subgroup');
+      const file = JSON.parse(readFileSync(autotuneCachePath(), 'utf8'));
+      const g = gpu();
+      expect(Object.keys(file.adapters)).toEqual([measurementKey()]);
+      expect(measurementKey()).toContain(`${g.info.name} | ${g.info.driver}`);
+      // lavapipe is the same driver on every machine: a cache from another processor must not be taken as this one's
+      if (g.info.isSoftware) expect(measurementKey().endsWith(` | ${cpus()[0]!.model.trim()}`)).toBe(true);
     });
   });
 
