@@ -18,4 +18,5 @@ export const browserPlatform: Platform = {
     cache.set(name, text);
   },
   cacheLocation: (name) => `memory:${name}`,
+  gpuWait: (start) => start(),
 };

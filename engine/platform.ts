@@ -20,6 +20,9 @@ export interface Platform {
   cacheLocation(name: string): string;
   /** The host's processor (Node: its model name), when the platform can tell: what a CPU adapter's speed is. */
   readonly hostCpu?: string;
+  /** Awaits a promise of the WebGPU implementation (mapAsync, onSubmittedWorkDone, popErrorScope) that `start`
+   * begins; Node's waits without a busy loop on the main thread (platform-node.ts). */
+  gpuWait<T>(start: () => Promise<T>): Promise<T>;
 }
 
 let current: Platform | null = null;

@@ -3,6 +3,7 @@
 // submit-and-wait ~64 µs, against ~7 µs for a dispatch inside an open pass (shared/LAVAPIPE.md).
 import { BufferPool, sizeClass } from './buffer-pool.ts';
 import { gpu, Gpu, GpuError } from './gpu.ts';
+import { platform } from './platform.ts';
 
 /** Dispatches recorded before a submit is forced; the GPU starts on a batch while the CPU records the next. */
 const MAX_DISPATCHES_PER_SUBMIT = 128;
@@ -221,7 +222,7 @@ export class Runtime {
     this.flush();
     this.counters.readbacks++;
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      await platform().gpuWait(() => staging.mapAsync(GPUMapMode.READ, 0, size));
     } catch (e) {
       this.gpu.check(`reading back ${what}`);
       throw new GpuError(`reading back ${what} failed: ${(e as Error).message}`);
@@ -236,7 +237,7 @@ export class Runtime {
   /** Submits everything and waits until the GPU has finished it. */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await platform().gpuWait(() => this.device.queue.onSubmittedWorkDone());
     this.gpu.check('waiting for the GPU');
   }
 }

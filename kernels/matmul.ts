@@ -17,6 +17,7 @@
 // variant records its dispatches in the engine's runtime; the packed one's are in matmul-packed.ts.
 import { isGradEnabled } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
+import { platform } from '../engine/platform.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
 import { recordOp } from './record-op.ts';
@@ -120,7 +121,7 @@ function measureFor(p: Problem): MeasureFn {
         await rt().sync();
         first = performance.now() - t0;
       } finally {
-        const invalid = await device.popErrorScope(); // popped on every path: a scope left open would hide later errors
+        const invalid = await platform().gpuWait(() => device.popErrorScope()); // popped on every path: a scope left open would hide later errors
         if (invalid) throw new Error(`matmul autotune: variant '${variant}' is invalid for ${shape}: ${invalid.message}`);
       }
       let best = Infinity;

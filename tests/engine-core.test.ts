@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { empty, memory, ones, setPoison, tensor, zeros } from '../engine/tensor.ts';
 import { tidy } from '../engine/scope.ts';
@@ -8,6 +8,7 @@ import { rt } from '../engine/runtime.ts';
 import { GpuError, gpu, openGpu } from '../engine/gpu.ts';
 import { bf16ToF32, f16ToF32, tensorFromHalf } from '../engine/tensor.ts';
 import { sizeClass } from '../engine/buffer-pool.ts';
+import { platform } from '../engine/platform.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -213,5 +214,54 @@ describe('tensors over the binding limit', () => {
     expect(zt.every((v) => v === 0)).toBe(true);
     t.dispose();
     z.dispose();
+  });
+});
+
+// Dawn's binding ticks the device from setImmediate to setImmediate while a mapAsync / onSubmittedWorkDone is
+// pending (looking setImmediate up on the global object each time): a busy loop that, under lavapipe, takes a
+// core from the kernels being waited for. platform-node.ts's gpuWait makes the ticks after the first few go
+// through setTimeout while one of our waits is pending.
+describe('waiting for the GPU without a busy loop', () => {
+  /** Counts the ticks a Dawn-like ticker gets (each one queues the next via the global setImmediate) during `wait`. */
+  async function ticksDuring(wait: () => Promise<unknown>): Promise<number> {
+    let ticks = 0;
+    let done = false;
+    const tick = () => {
+      ticks++;
+      if (!done) globalThis.setImmediate(tick);
+    };
+    const waited = wait();
+    globalThis.setImmediate(tick);
+    await waited;
+    done = true;
+    return ticks;
+  }
+
+  it('throttles setImmediate ticks while a wait is pending and restores setImmediate after', async () => {
+    const native = globalThis.setImmediate;
+    const pause = () => new Promise((r) => setTimeout(r, 50));
+    const busy = await ticksDuring(pause);
+    const polite = await ticksDuring(() => platform().gpuWait(pause));
+    expect(globalThis.setImmediate).toBe(native);
+    // natively the ticker spins (thousands of ticks in 50 ms); politely: 32 fast ticks, then about one per ms
+    expect(busy).toBeGreaterThan(500);
+    expect(polite).toBeLessThan(200);
+    // nested waits restore the original only when the last one ends
+    await platform().gpuWait(async () => {
+      await platform().gpuWait(pause);
+      expect(globalThis.setImmediate).not.toBe(native);
+    });
+    expect(globalThis.setImmediate).toBe(native);
+  });
+
+  it('routes the runtime waits (sync, readback) through it', async () => {
+    const spy = vi.spyOn(platform(), 'gpuWait');
+    try {
+      await rt().sync();
+      await tensor([1, 2], [2]).toArray();
+      expect(spy).toHaveBeenCalledTimes(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
