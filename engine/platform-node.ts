@@ -18,22 +18,23 @@ const keepAlive: GPU[] = [];
 // object at every tick): a busy loop on the main thread for as long as the GPU works. Under lavapipe the GPU is
 // the machine's cores, so the loop took one of this machine's two from the kernels it waited for: matmul 1024³
 // ran at 11.7 GFLOP/s with it and 17.0 without, greedy decoding took 3.7-3.9 s instead of 2.4-3.1. While one of
-// our waits is pending, ticks after the first POLL_SPIN_TICKS (which catch short waits at once) go through
-// setTimeout instead, 1 ms apart. Other code that calls setImmediate during such a wait gets the same 1 ms.
-const POLL_SPIN_TICKS = 32;
+// our waits is pending, ticks go at full speed for its first POLL_SPIN_MS (a short wait, such as a decoding step
+// of a small model or an autotune timing, ends without added latency) and then through setTimeout, 1 ms apart.
+// Other code that calls setImmediate during such a wait gets the same 1 ms.
+const POLL_SPIN_MS = 1;
 let waits = 0;
-let ticks = 0;
+let spinUntil = 0;
 let nativeSetImmediate: typeof setImmediate | null = null;
 
 function politeSetImmediate(this: unknown, fn: (...args: unknown[]) => void, ...args: unknown[]) {
-  if (ticks++ < POLL_SPIN_TICKS) return nativeSetImmediate!(fn, ...args);
+  if (performance.now() < spinUntil) return nativeSetImmediate!(fn, ...args);
   return setTimeout(fn, 0, ...args);
 }
 
 async function gpuWait<T>(start: () => Promise<T>): Promise<T> {
   if (waits++ === 0) {
     nativeSetImmediate = globalThis.setImmediate;
-    ticks = 0;
+    spinUntil = performance.now() + POLL_SPIN_MS;
     globalThis.setImmediate = politeSetImmediate as unknown as typeof setImmediate;
   }
   try {

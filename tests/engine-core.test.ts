@@ -219,7 +219,7 @@ describe('tensors over the binding limit', () => {
 
 // Dawn's binding ticks the device from setImmediate to setImmediate while a mapAsync / onSubmittedWorkDone is
 // pending (looking setImmediate up on the global object each time): a busy loop that, under lavapipe, takes a
-// core from the kernels being waited for. platform-node.ts's gpuWait makes the ticks after the first few go
+// core from the kernels being waited for. platform-node.ts's gpuWait makes the ticks after its first ms go
 // through setTimeout while one of our waits is pending.
 describe('waiting for the GPU without a busy loop', () => {
   /** Counts the ticks a Dawn-like ticker gets (each one queues the next via the global setImmediate) during `wait`. */
@@ -243,9 +243,10 @@ describe('waiting for the GPU without a busy loop', () => {
     const busy = await ticksDuring(pause);
     const polite = await ticksDuring(() => platform().gpuWait(pause));
     expect(globalThis.setImmediate).toBe(native);
-    // natively the ticker spins (thousands of ticks in 50 ms); politely: 32 fast ticks, then about one per ms
-    expect(busy).toBeGreaterThan(500);
-    expect(polite).toBeLessThan(200);
+    // natively the ticker spins (tens of thousands of ticks in 50 ms); politely only for the first ms, then
+    // about one tick per ms
+    expect(busy).toBeGreaterThan(1000);
+    expect(polite).toBeLessThan(busy / 5);
     // nested waits restore the original only when the last one ends
     await platform().gpuWait(async () => {
       await platform().gpuWait(pause);
