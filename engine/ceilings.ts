@@ -1,6 +1,7 @@
 // The device's measured ceilings, which benchmarks report against: memory bandwidth from the best of a few
 // WGSL copy kernels, and arithmetic throughput from a register-only multiply-add loop. A short
-// measurement (about a second), cached per adapter and driver.
+// measurement (about a second), cached per gpu.ts measurementKey (adapter, driver, and the host CPU under
+// lavapipe).
 import { gpu, measurementKey } from './gpu.ts';
 import { platform } from './platform.ts';
 import { rt } from './runtime.ts';
