@@ -1,7 +1,7 @@
 // Which matmul kernels run here, and the spec (tiles, vector widths, epilogue) a problem gets from a variant.
 import { gpu } from '../engine/gpu.ts';
 import { matmulKernel, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
-import { gemvKernel, gemvRows } from './matmul-gemv.wgsl.ts';
+import { gemvKernel, gemvTile } from './matmul-gemv.wgsl.ts';
 import { PACK_BLOCK_FLOATS, packedKernel } from './matmul-packed.wgsl.ts';
 import type { Problem } from './matmul-problem.ts';
 
@@ -28,6 +28,7 @@ export const MATMUL_TUNING = {
   regCols: null as number | null,
   packedRows: null as number | null,
   packedCols: null as number | null,
+  gemvRows: null as number | null,
   gemvCols: null as number | null,
   /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
   maxBindingBytes: null as number | null,
@@ -55,8 +56,9 @@ export function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activ
   };
   if (variant === 'gemv') {
     spec.subgroupSize = gpu().limits.subgroupMinSize!;
-    spec.tm = gemvRows(p.M);
-    spec.cv = MATMUL_TUNING.gemvCols ?? 2;
+    const tile = gemvTile(p.M);
+    spec.tm = MATMUL_TUNING.gemvRows ?? tile.tm;
+    spec.cv = MATMUL_TUNING.gemvCols ?? tile.cv;
     spec.vecA = spec.vecA && !p.transA; // lanes split K: vec4 of A only along K
   } else if (variant === 'subgroup' || variant === 'packed') {
     const S = gpu().limits.subgroupMinSize!;
