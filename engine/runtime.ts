@@ -7,6 +7,9 @@ import { platform } from './platform.ts';
 
 /** Dispatches recorded before a submit is forced; the GPU starts on a batch while the CPU records the next. */
 const MAX_DISPATCHES_PER_SUBMIT = 128;
+/** Uploads up to this size made while work is recorded go through a staging copy in recording order (see
+ * `write`); larger ones submit the recorded work first. */
+const STAGED_WRITE_MAX_BYTES = 1 << 20;
 /** WebGPU's minUniformBufferOffsetAlignment is at most 256 on every adapter. */
 const UNIFORM_SLOT_BYTES = 256;
 
@@ -60,6 +63,8 @@ export class Runtime {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
+  /** staging buffers of writes recorded since the last submit, destroyed once it is submitted */
+  private staged: GPUBuffer[] = [];
   private uniformArena: GPUBuffer;
   private uniformCpu: DataView;
   private uniformBytes = new Uint8Array(MAX_DISPATCHES_PER_SUBMIT * UNIFORM_SLOT_BYTES);
@@ -192,14 +197,32 @@ export class Runtime {
     this.pending = 0;
     this.uniformUsed = 0;
     this.counters.submits++;
+    // WebGPU defers the destruction of a buffer until the submitted work using it has finished
+    for (const b of this.staged.splice(0)) b.destroy();
     this.pool.destroyRetired();
     const ops = this.lastOps.splice(0);
     this.gpu.check(`a batch of ${ops.length} kernels (${[...new Set(ops)].slice(0, 8).join(', ')})`);
   }
 
-  /** Uploads bytes into a buffer. Recorded work is submitted first: it may still read the buffer's old
-   * contents (a pooled buffer is reused as soon as its tensor is freed), and writeBuffer would overtake it. */
+  /**
+   * Uploads bytes into a buffer. Recorded work that is not yet submitted may still read the buffer's old
+   * contents (a pooled buffer is reused as soon as its tensor is freed), and queue.writeBuffer would overtake
+   * it. So while work is recorded, a small upload is copied from a staging buffer as the next recorded command;
+   * a large one submits the recorded work first. Submitting instead cut each decoding step into pieces: one
+   * step of t5-small uploaded 9 values of 4 bytes (token ids, the cache's row table, attention's zero operand)
+   * and submitted 8 times.
+   */
   write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    const bytes = data.byteLength;
+    if (this.encoder && bytes <= STAGED_WRITE_MAX_BYTES && bytes % 4 === 0 && offset % 4 === 0) {
+      if (bytes === 0) return;
+      const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true, label: 'staged write' });
+      new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, bytes));
+      staging.unmap();
+      this.copy(staging, 0, buffer, offset, bytes);
+      this.staged.push(staging);
+      return;
+    }
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
   }

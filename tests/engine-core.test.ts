@@ -49,6 +49,37 @@ describe('tensors', () => {
   });
 });
 
+describe('uploads while work is recorded', () => {
+  it('copies a small upload in recording order without submitting: earlier kernels see the old contents', async () => {
+    const a = tensor([1, 2, 3], [3]);
+    const before = add(a, a); // recorded, not submitted
+    const submits = rt().counters.submits;
+    rt().write(a.buffer, 0, new Float32Array([10, 20, 30]));
+    const after = add(a, a);
+    a.dispose();
+    // the freed buffer may come straight back from the pool while `after` still has to read it
+    const reused = tensor([7, 8, 9], [3]);
+    expect(rt().counters.submits).toBe(submits);
+    expect([...(await before.toArray())]).toEqual([2, 4, 6]);
+    expect([...(await after.toArray())]).toEqual([20, 40, 60]);
+    expect([...(await reused.toArray())]).toEqual([7, 8, 9]);
+    for (const t of [before, after, reused]) t.dispose();
+  });
+
+  it('submits the recorded work before a large upload', async () => {
+    const n = (1 << 20) / 4 + 1; // one element over the staged-write limit
+    const a = tensor(new Float32Array(n).fill(1), [n]);
+    const before = add(a, a);
+    const submits = rt().counters.submits;
+    rt().write(a.buffer, 0, new Float32Array(n).fill(5));
+    expect(rt().counters.submits).toBe(submits + 1);
+    const after = add(a, a);
+    const [x, y] = [await before.toFloat32(), await after.toFloat32()];
+    expect([x[0], x[n - 1], y[0], y[n - 1]]).toEqual([2, 2, 10, 10]);
+    for (const t of [a, before, after]) t.dispose();
+  });
+});
+
 describe('tidy', () => {
   it('frees everything but the result', async () => {
     const before = memory().bytesLive;
