@@ -17,6 +17,7 @@ import { isGradEnabled } from '../engine/autograd.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { NEG_MAX, onlineSoftmaxStep } from './attention.wgsl.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 /** (row, head) pairs per workgroup */
 const WORKGROUP = 64;
@@ -114,7 +115,7 @@ export function decodeAttention(x: DecodeAttentionInputs): Tensor {
   const out = empty([d.rows, d.heads, d.dk]);
   rt().dispatch({
     name: 'attention-decode',
-    code: decodeKernel(d.dk),
+    code: decodeKernelMemo(d.dk),
     bindings: [x.q.read('q'), x.k.read('k'), x.v.read('v'), x.src.read('src'), x.bias.read('bias'), out.write('out')],
     params: [['u32', d.rows], ['u32', d.heads], ['u32', d.length], ['u32', d.slots]],
     workgroups: grid1D(Math.ceil((d.rows * d.heads) / WORKGROUP)),
@@ -156,3 +157,6 @@ export function decodeAttentionRef(x: DecodeAttentionRefInput): Float64Array {
     }
   return out;
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const decodeKernelMemo = memoWgsl('attention decode', decodeKernel);

@@ -45,6 +45,7 @@ import {
   type AttnVariant,
 } from './attention.wgsl.ts';
 import { subgroupBackwardDkv, subgroupBackwardDq, subgroupForward, type SubgroupShape } from './attention-subgroup.wgsl.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 export interface AttentionOptions {
   /** additive bias [1 | B, H, Lq, Lk] (T5's relative position bias); differentiable */
@@ -263,7 +264,7 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   const sg = wide && d.Lq <= wide.sg ? { ...wide, r: 1 } : wide;
   rt().dispatch({
     name: 'attention',
-    code: sg ? subgroupForward(variant, sg) : plainForward(variant),
+    code: sg ? subgroupForwardMemo(variant, sg) : plainForwardMemo(variant),
     bindings,
     params: params(d, opts),
     workgroups: sg ? [Math.ceil(d.Lq / (sg.sg * sg.r)), d.B * d.H] : rowGrid(d.Lq, d.B * d.H),
@@ -307,7 +308,7 @@ export function attentionBackward(
   if (deltaGiven) {
     rt().dispatch({
       name: 'attention-backward-delta',
-      code: deltaKernel(variant),
+      code: deltaKernelMemo(variant),
       bindings: [out.read('out'), dout.read('dout'), delta.write('delta')],
       params: params(d, opts, wantDs),
       workgroups: rowGrid(d.Lq, bh),
@@ -320,7 +321,7 @@ export function attentionBackward(
   const sgq = deltaGiven ? null : subgroupShape(d.D, SUBGROUP_ROWS_DQ);
   rt().dispatch({
     name: 'attention-backward-dq',
-    code: sgq ? subgroupBackwardDq(variant, sgq) : plainBackwardDq(variant, deltaGiven),
+    code: sgq ? subgroupBackwardDqMemo(variant, sgq) : plainBackwardDqMemo(variant, deltaGiven),
     bindings: dqBindings,
     params: params(d, opts, wantDs),
     workgroups: sgq ? [Math.ceil(d.Lq / (sgq.sg * sgq.r)), bh] : rowGrid(d.Lq, bh),
@@ -334,7 +335,7 @@ export function attentionBackward(
     const sgk = subgroupShape(d.D, SUBGROUP_KEYS_DKV);
     rt().dispatch({
       name: 'attention-backward-dkv',
-      code: sgk ? subgroupBackwardDkv(variant, sgk) : plainBackwardDkv(variant),
+      code: sgk ? subgroupBackwardDkvMemo(variant, sgk) : plainBackwardDkvMemo(variant),
       bindings: [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), delta.read('delta'), ...extra, dk.write('dk'), dv.write('dv')],
       params: params(d, opts),
       workgroups: sgk ? [Math.ceil(d.Lk / (sgk.sg * sgk.r)), bh] : rowGrid(d.Lk, bh),
@@ -352,7 +353,7 @@ export function attentionBackward(
       dbias = empty(opts.bias.shape);
       rt().dispatch({
         name: 'attention-backward-dbias',
-        code: reduceBatchKernel(),
+        code: reduceBatchKernelMemo(),
         bindings: [ds.read('dscores'), dbias.write('dbias')],
         params: [['u32', n], ['u32', d.B]],
         workgroups: grid1D(Math.ceil(n / REDUCE_WORKGROUP)),
@@ -517,3 +518,13 @@ export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<numbe
     }
   return { dq, dk, dv, dbias };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const subgroupForwardMemo = memoWgsl('attention forward subgroup', subgroupForward);
+const plainForwardMemo = memoWgsl('attention forward', plainForward);
+const deltaKernelMemo = memoWgsl('attention delta', deltaKernel);
+const subgroupBackwardDqMemo = memoWgsl('attention dq subgroup', subgroupBackwardDq);
+const plainBackwardDqMemo = memoWgsl('attention dq', plainBackwardDq);
+const subgroupBackwardDkvMemo = memoWgsl('attention dkv subgroup', subgroupBackwardDkv);
+const plainBackwardDkvMemo = memoWgsl('attention dkv', plainBackwardDkv);
+const reduceBatchKernelMemo = memoWgsl('attention bias batch sum', reduceBatchKernel);

@@ -18,6 +18,7 @@ import {
   defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowWorkgroups, shaderPrelude,
   vecType, vecWidth, type RowImpl,
 } from './row-kernel.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 /** invocations of the single workgroup that sums row losses (a fixed order: deterministic) */
 const REDUCE_WORKGROUP = 256;
@@ -203,7 +204,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
   for (const [r0, n] of rowChunks('crossEntropy', N, rowBytes)) {
     rt().dispatch({
       name: 'cross_entropy',
-      code: forwardCode(impl, w),
+      code: forwardCodeMemo(impl, w),
       bindings: [
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits'), labelsT.read('crossEntropy labels'),
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits (label gather)'),
@@ -221,7 +222,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
     out = empty([]);
     rt().dispatch({
       name: 'cross_entropy_total',
-      code: reduceCode(),
+      code: reduceCodeMemo(),
       bindings: [rowLoss.read('crossEntropy row losses'), labelsT.read('crossEntropy labels'), out.write('crossEntropy loss'), count.write('crossEntropy count')],
       params: [['u32', N], ['i32', ignoreIndex], ['u32', reduction === 'mean' ? 1 : 0], ['f32', NaN]],
       workgroups: [1],
@@ -254,7 +255,7 @@ function crossEntropyBackward(
   for (const [r0, n] of rowChunks('crossEntropyBackward', N, rowBytes)) {
     rt().dispatch({
       name: 'cross_entropy_backward',
-      code: backwardCode(impl, w, perRow),
+      code: backwardCodeMemo(impl, w, perRow),
       bindings: [
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits'), labels.read('crossEntropy labels'),
         lse.read('crossEntropy logsumexp'), gradOut.read('crossEntropy gradOut'), count.read('crossEntropy count'),
@@ -288,3 +289,8 @@ export function crossEntropyReference(
   }
   return { rows, sum, count, mean: sum / count };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const forwardCodeMemo = memoWgsl('cross-entropy forward', forwardCode);
+const reduceCodeMemo = memoWgsl('cross-entropy reduce', reduceCode);
+const backwardCodeMemo = memoWgsl('cross-entropy backward', backwardCode);

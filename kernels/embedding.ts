@@ -22,6 +22,7 @@ import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
 import { rowChunks, rowRange, vecType, vecWidth } from './row-kernel.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const WORKGROUP = 64;
 /** vectors of one row per invocation in the gather and the gradient accumulation */
@@ -304,7 +305,7 @@ export function embedding(weight: Tensor, ids: Tensor | Int32Array): Tensor {
     chunks.forEach(([t0, tn], k) => {
       rt().dispatch({
         name: 'embedding',
-        code: gatherCode(w),
+        code: gatherCodeMemo(w),
         bindings: [rowRange(weight, t0, tn, D * 4, false, `embedding weight rows ${t0}..${t0 + tn}`), idsT.read('embedding ids'), out.write('embedding out')],
         params: [['u32', total], ['u32', d], ['u32', blocks], ['u32', V], ['u32', t0], ['u32', tn], ['u32', k === 0 ? 1 : 0]],
         workgroups: grid1D(Math.ceil(total / WORKGROUP)),
@@ -341,7 +342,7 @@ export function embeddingBackward(dout: Tensor, ids: Tensor, V: number): Tensor 
   for (const [g0, gn] of rowChunks('embeddingBackward', V, D * 4)) {
     rt().dispatch({
       name: 'embedding_backward',
-      code: accumulateCode(w),
+      code: accumulateCodeMemo(w),
       bindings: [
         dout.read('embedding dout'), rowStart.read('embedding row starts'), perm.read('embedding permutation'),
         rowRange(grad, g0, gn, D * 4, true, `embedding dweight rows ${g0}..${g0 + gn}`),
@@ -372,3 +373,7 @@ export function embeddingBackwardReference(dout: ArrayLike<number>, D: number, i
   }
   return g;
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const gatherCodeMemo = memoWgsl('embedding gather', gatherCode);
+const accumulateCodeMemo = memoWgsl('embedding accumulate', accumulateCode);

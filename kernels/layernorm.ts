@@ -12,6 +12,7 @@ import { normGradRows, normRows, type NormOptions } from './norm-rows.ts';
 import {
   hsum, rowChunks, rowKernelCode, rowLeader, rowRange, rowSum, rowWorkgroups, vecType, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 function forwardCode(impl: RowImpl, w: number): string {
   const T = vecType(w);
@@ -90,7 +91,7 @@ export function layerNormForward(x: Tensor, weight: Tensor, bias: Tensor, eps: n
   for (const [r0, n] of rowChunks('layerNorm', rows, D * 4)) {
     rt().dispatch({
       name: 'layernorm',
-      code: forwardCode(impl, w),
+      code: forwardCodeMemo(impl, w),
       bindings: [
         rowRange(x, r0, n, D * 4, false, 'layerNorm x'), weight.read('layerNorm weight'), bias.read('layerNorm bias'),
         rowRange(y, r0, n, D * 4, true, 'layerNorm y'), mean.write('layerNorm mean'), rstd.write('layerNorm rstd'),
@@ -112,7 +113,7 @@ function layerNormBackward(
   for (const [r0, n] of rowChunks('layerNormBackward', rows, D * 4)) {
     rt().dispatch({
       name: 'layernorm_backward',
-      code: backwardCode(impl, w),
+      code: backwardCodeMemo(impl, w),
       bindings: [
         rowRange(x, r0, n, D * 4, false, 'layerNorm x'), weight.read('layerNorm weight'), mean.read('layerNorm mean'),
         rstd.read('layerNorm rstd'), rowRange(dy, r0, n, D * 4, false, 'layerNorm dy'), rowRange(dx, r0, n, D * 4, true, 'layerNorm dx'),
@@ -165,3 +166,7 @@ export function layerNormReference(
   }
   return { y, mean, rstd };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const forwardCodeMemo = memoWgsl('layernorm forward', forwardCode);
+const backwardCodeMemo = memoWgsl('layernorm backward', backwardCode);

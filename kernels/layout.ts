@@ -6,6 +6,7 @@ import { recordOp } from './record-op.ts';
 import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { empty, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
 import { collapse } from './elementwise-dispatch.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const WORKGROUP = 256;
 const PER_THREAD = 4;
@@ -74,7 +75,7 @@ function stridedCopy(
   dims.forEach((d, i) => params.push(['u32', d], ['u32', i === r - 1 ? ss[i]! : ss[i]! / W], ['u32', i === r - 1 ? ds[i]! : ds[i]! / W]));
   rt().dispatch({
     name: op,
-    code: copyCode(r, vec, src.dtype === 'i32' ? 'i32' : 'f32'),
+    code: copyCodeMemo(r, vec, src.dtype === 'i32' ? 'i32' : 'f32'),
     bindings: [src.read(`${op} input ${src.describe()}`), dst.write(`${op} output ${dst.describe()}`)],
     params,
     workgroups: grid1D(Math.ceil(n / W / (WORKGROUP * PER_THREAD))),
@@ -226,3 +227,6 @@ export function concatRef(parts: { data: ArrayLike<number>; shape: Shape }[], ax
   }
   return out;
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const copyCodeMemo = memoWgsl('permute copy', copyCode);

@@ -15,6 +15,7 @@ import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { empty, full, type Shape, type Tensor } from '../engine/tensor.ts';
 import { broadcastShapes, ewDispatch } from './elementwise-dispatch.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const ROW_WORKGROUP = 256;
 const COL_WORKGROUP = 64;
@@ -210,7 +211,7 @@ function reducePass(kind: ReduceKind, x: Tensor, ps: Pass, scale: number): { out
     const sg = gpu().hasSubgroups && subgroupOverride !== false;
     rt().dispatch({
       name: `${kind} rows`,
-      code: rowCode(kind, vec, sg),
+      code: rowCodeMemo(kind, vec, sg),
       bindings: [x.read(`${kind} input ${x.describe()}`), out.write(), ...(idx ? [idx.write()] : [])],
       params: [['u32', outer * parts], ['u32', parts], ['u32', R], ['u32', chunk], ['f32', parts > 1 ? 1 : scale]],
       workgroups: grid1D(outer * parts),
@@ -234,7 +235,7 @@ function reducePass(kind: ReduceKind, x: Tensor, ps: Pass, scale: number): { out
   const params: Param[] = [['u32', units * parts], ['u32', units], ['u32', R], ['u32', chunk], ['f32', parts > 1 ? 1 : scale], ['u32', inner]];
   rt().dispatch({
     name: `${kind} columns`,
-    code: colCode(kind, vec),
+    code: colCodeMemo(kind, vec),
     bindings: [x.read(`${kind} input ${x.describe()}`), out.write(), ...(idx ? [idx.write()] : [])],
     params,
     workgroups: grid1D(Math.ceil((units * parts) / COL_WORKGROUP)),
@@ -455,3 +456,7 @@ export function reduceRef(
   const finalShape = keepDims ? oshape : shape.filter((_, i) => !ax.includes(i));
   return { data: out, shape: finalShape, ...(kind === 'max' ? { argmax: arg } : {}) };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const rowCodeMemo = memoWgsl('reduce rows', rowCode);
+const colCodeMemo = memoWgsl('reduce columns', colCode);

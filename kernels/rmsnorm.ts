@@ -12,6 +12,7 @@ import { normGradRows, normRows, type NormOptions } from './norm-rows.ts';
 import {
   rowChunks, rowKernelCode, rowLeader, rowRange, rowSum, rowWorkgroups, vecType, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 function forwardCode(impl: RowImpl, w: number): string {
   const T = vecType(w);
@@ -65,7 +66,7 @@ export function rmsNormForward(x: Tensor, weight: Tensor, eps: number, opts: Nor
   for (const [r0, n] of rowChunks('rmsNorm', rows, D * 4)) {
     rt().dispatch({
       name: 'rmsnorm',
-      code: forwardCode(impl, w),
+      code: forwardCodeMemo(impl, w),
       bindings: [
         rowRange(x, r0, n, D * 4, false, 'rmsNorm x'), weight.read('rmsNorm weight'),
         rowRange(y, r0, n, D * 4, true, 'rmsNorm y'), rstd.write('rmsNorm rstd'),
@@ -85,7 +86,7 @@ export function rmsNormBackward(dy: Tensor, x: Tensor, weight: Tensor, rstd: Ten
   for (const [r0, n] of rowChunks('rmsNormBackward', rows, D * 4)) {
     rt().dispatch({
       name: 'rmsnorm_backward',
-      code: backwardCode(impl, w),
+      code: backwardCodeMemo(impl, w),
       bindings: [
         rowRange(x, r0, n, D * 4, false, 'rmsNorm x'), weight.read('rmsNorm weight'), rstd.read('rmsNorm rstd'),
         rowRange(dy, r0, n, D * 4, false, 'rmsNorm dy'), rowRange(dx, r0, n, D * 4, true, 'rmsNorm dx'),
@@ -130,3 +131,7 @@ export function rmsNormReference(x: ArrayLike<number>, weight: ArrayLike<number>
   }
   return { y, rstd };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const forwardCodeMemo = memoWgsl('rmsnorm forward', forwardCode);
+const backwardCodeMemo = memoWgsl('rmsnorm backward', backwardCode);

@@ -21,6 +21,7 @@ import {
   defaultRowImpl, hsum, MERGE_FN, NEG_INF, rowChunks, rowHeader, rowKernelCode, rowMergeMaxSum, rowMergeScratch, rowRange, rowSum,
   rowWorkgroups, shaderPrelude, vecType, vecWidth, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 /** most vectors per lane the subgroup layout keeps in registers, so that the row is read once and each exp is
  * computed once: 16 on GPUs (rows up to 2048 at 32 lanes); 8 on CPU adapters (rows up to 256 on lavapipe),
@@ -248,7 +249,7 @@ function forwardRows(op: string, x: Tensor, mask: Tensor | undefined, v: Variant
     bindings.push(rowRange(y, r0, n, L * 4, true, `${op} y`));
     const params: Param[] = [['u32', n], ['u32', L / v.w], ['f32', -Infinity], ['u32', r0]];
     for (const [d, st] of layout?.dims ?? []) params.push(['u32', d], ['u32', st]);
-    rt().dispatch({ name: op, code: forwardCode(v, layout), bindings, params, workgroups: rowWorkgroups(v.impl, n) });
+    rt().dispatch({ name: op, code: forwardCodeMemo(v, layout), bindings, params, workgroups: rowWorkgroups(v.impl, n) });
   }
   return y;
 }
@@ -291,7 +292,7 @@ export function softmaxBackward(dy: Tensor, y: Tensor, impl?: RowImpl): Tensor {
   for (const [r0, n] of rowChunks('softmaxBackward', rows, L * 4)) {
     rt().dispatch({
       name: 'softmax_backward',
-      code: backwardCode(v),
+      code: backwardCodeMemo(v),
       bindings: [
         rowRange(y, r0, n, L * 4, false, 'softmax y'), rowRange(dy, r0, n, L * 4, false, 'softmax dy'),
         rowRange(dx, r0, n, L * 4, true, 'softmax dx'),
@@ -346,3 +347,7 @@ export function broadcastIndexer(xShape: readonly number[], mask: ArrayLike<numb
     return mask[off]!;
   };
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const forwardCodeMemo = memoWgsl('softmax forward', forwardCode);
+const backwardCodeMemo = memoWgsl('softmax backward', backwardCode);
