@@ -25,16 +25,21 @@ export const GEMV_MAX_ROWS = 4;
 const u = (n: number) => `${n}u`;
 
 /**
- * Rows and vec4 column groups per lane for a product of M rows. The best tiles hold four vec4 accumulators per
- * lane (rows x column groups = 4), and a single row is computed twice (the second copy masked on store) rather
- * than with one row and four column groups. Measured on lavapipe (2-core AMD EPYC, weights cycled through 160 MB
- * as in decoding; ms, tm x cv):
- *   1x512x32128ᵀ  1x2 10.3  1x4 7.5  2x2 6.1  4x1 6.8      4x512x32128ᵀ  2x2 11.5  4x1 6.8  4x2 7.2
- *   1x512x2048ᵀ   1x2 0.73  1x4 0.56 2x2 0.47 4x1 0.50     4x512x2048ᵀ   2x2 0.83  4x1 0.52 4x2 0.55
- *   1x512x512ᵀ    1x2 0.25  1x4 0.20 2x2 0.20 4x1 0.17     2x512x32128ᵀ  2x2 6.2   4x1 6.8  4x2 7.4
+ * Rows and vec4 column groups per lane for a product of M rows on S-lane subgroups. The best tiles hold a fixed
+ * number of vec4 accumulators per lane, rows x column groups: 4 with 8 lanes, 2 with 16 (lavapipe with
+ * LP_NATIVE_VECTOR_WIDTH=512, where each lane's value is twice as wide); with 8 lanes a single row is computed
+ * twice (the copy masked on store) rather than once with four column groups. Measured on lavapipe (2-core AMD
+ * EPYC, weights cycled through 160 MB as in decoding; ms, tm x cv):
+ *   8 lanes   1x512x32128ᵀ  1x2 10.3  1x4 7.5  2x2 6.1  4x1 6.8      4x512x32128ᵀ  2x2 11.5  4x1 6.8  4x2 7.2
+ *             1x512x2048ᵀ   1x2 0.73  1x4 0.56 2x2 0.47 4x1 0.50     4x512x2048ᵀ   2x2 0.83  4x1 0.52 4x2 0.55
+ *             1x512x512ᵀ    1x2 0.25  1x4 0.20 2x2 0.20 4x1 0.17     2x512x32128ᵀ  2x2 6.2   4x1 6.8  4x2 7.4
+ *   16 lanes  1x512x32128ᵀ  1x1 12.5  1x2 7.7  2x1 12.2 2x2 11.5     4x512x32128ᵀ  2x1 23.4  2x2 21.9 4x1 21.7
+ *             1x512x2048ᵀ   1x1 0.89  1x2 0.58 2x1 0.80 2x2 0.86     4x512x2048ᵀ   2x1 1.54  2x2 1.84 4x1 1.42
  */
-export function gemvTile(M: number): { tm: number; cv: number } {
-  return M <= 2 ? { tm: 2, cv: 2 } : { tm: GEMV_MAX_ROWS, cv: 1 };
+export function gemvTile(M: number, S: number): { tm: number; cv: number } {
+  const accumulators = S >= 16 ? 2 : 4;
+  const tm = M <= 2 ? (S >= 16 ? M : 2) : GEMV_MAX_ROWS;
+  return { tm, cv: Math.max(1, accumulators / tm) };
 }
 
 export function gemvKernel(spec: MatmulKernelSpec): MatmulKernel {

@@ -56,7 +56,7 @@ export function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activ
   };
   if (variant === 'gemv') {
     spec.subgroupSize = gpu().limits.subgroupMinSize!;
-    const tile = gemvTile(p.M);
+    const tile = gemvTile(p.M, spec.subgroupSize);
     spec.tm = MATMUL_TUNING.gemvRows ?? tile.tm;
     spec.cv = MATMUL_TUNING.gemvCols ?? tile.cv;
     spec.vecA = spec.vecA && !p.transA; // lanes split K: vec4 of A only along K
