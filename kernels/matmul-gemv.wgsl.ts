@@ -14,7 +14,7 @@
 //
 // Any M, N, K, both transposes, batches and binding windows are handled (rows and columns clamped on load and
 // masked on store), so the variant passes the same tests as the others; the autotuner offers it only for short
-// products (GEMV_MAX_ROWS).
+// products (gemvMaxRows).
 import { bLoads, bSetup, COMP, subgroupTileKernel, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
 
 /** The longest product (rows of op(A)) this variant is chosen or timed for: on lavapipe, the subgroup kernel
@@ -36,6 +36,13 @@ const u = (n: number) => `${n}u`;
  *   16 lanes  1x512x32128ᵀ  1x1 12.5  1x2 7.7  2x1 12.2 2x2 11.5     4x512x32128ᵀ  2x1 23.4  2x2 21.9 4x1 21.7
  *             1x512x2048ᵀ   1x1 0.89  1x2 0.58 2x1 0.80 2x2 0.86     4x512x2048ᵀ   2x1 1.54  2x2 1.84 4x1 1.42
  */
+/** The longest product the heuristic and the autotuner give this variant on S-lane subgroups: with 16 lanes
+ * (LP_NATIVE_VECTOR_WIDTH=512) the subgroup kernel already wins at 4 rows (4x512x32128ᵀ 14.1 ms against 19.4,
+ * 4x512x2048ᵀ 1.02 against 1.88) and gemv only at 2 (2x512x32128ᵀ 11.8 against 13.8). */
+export function gemvMaxRows(S: number): number {
+  return S >= 16 ? 2 : GEMV_MAX_ROWS;
+}
+
 export function gemvTile(M: number, S: number): { tm: number; cv: number } {
   const accumulators = S >= 16 ? 2 : 4;
   const tm = M <= 2 ? (S >= 16 ? M : 2) : GEMV_MAX_ROWS;

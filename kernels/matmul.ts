@@ -28,7 +28,7 @@ import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
 import { dispatchPacked } from './matmul-packed.ts';
 import { problemOf, type Problem } from './matmul-problem.ts';
 import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
-import { GEMV_MAX_ROWS } from './matmul-gemv.wgsl.ts';
+import { gemvMaxRows } from './matmul-gemv.wgsl.ts';
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -141,13 +141,17 @@ function measureFor(p: Problem): MeasureFn {
  * The fixed choice, used with autotuning off and until a class is tuned: the subgroup kernel on a CPU adapter
  * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
- * runtime's batch) and the gemv kernel for products of up to GEMV_MAX_ROWS rows (decoding one token of
+ * runtime's batch) and the gemv kernel for products of up to gemvMaxRows rows (decoding one token of
  * one sequence or 4 beams: 1x512x512ᵀ 0.72 -> 0.45 ms, 1x2048x512ᵀ 2.6 -> 1.7 ms against subgroup); the
  * shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
+function gemvRowLimit(): number {
+  return gemvMaxRows(gpu().limits.subgroupMinSize ?? 8);
+}
+
 function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
-    if (p.M <= GEMV_MAX_ROWS && !p.transA && eligible.includes('gemv')) return 'gemv';
+    if (p.M <= gemvRowLimit() && !p.transA && eligible.includes('gemv')) return 'gemv';
     if (eligible.includes('subgroup')) return 'subgroup';
     return 'regblock';
   }
@@ -160,7 +164,7 @@ function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
  * kernels in shared/LAVAPIPE.md and here), which would only lengthen each tuning.
  */
 function tuningCandidates(p: Problem, eligible: MatmulVariant[]): MatmulVariant[] {
-  const fit = eligible.filter((v) => v !== 'gemv' || p.M <= GEMV_MAX_ROWS);
+  const fit = eligible.filter((v) => v !== 'gemv' || p.M <= gemvRowLimit());
   if (!gpu().info.isSoftware) return fit;
   const fast = fit.filter((v) => v === 'subgroup' || v === 'packed' || v === 'gemv');
   return fast.length ? fast : fit;
