@@ -17,12 +17,19 @@
 // products (gemvMaxRows).
 import { bLoads, bSetup, COMP, subgroupTileKernel, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
 
-/** The longest product (rows of op(A)) this variant is chosen or timed for: on lavapipe, the subgroup kernel
- * (8-row tiles) won from 5 rows on (5x2048x512ᵀ 3.2 / 3.5 ms, 5x512x32128ᵀ 50 / 80), and 8-row gemv tiles
+/** The longest product (rows of op(A)) this variant is chosen or timed for with 8 lanes: on lavapipe, the
+ * subgroup kernel (8-row tiles) won from 5 rows on (5x2048x512ᵀ 3.2 / 3.5 ms, 5x512x32128ᵀ 50 / 80), and 8-row gemv tiles
  * cost LLVM twice the compile time of 4-row ones. */
 export const GEMV_MAX_ROWS = 4;
 
 const u = (n: number) => `${n}u`;
+
+/** The longest product the heuristic and the autotuner give this variant on S-lane subgroups: with 16 lanes
+ * (LP_NATIVE_VECTOR_WIDTH=512) the subgroup kernel already wins at 4 rows (4x512x32128ᵀ 14.1 ms against 19.4,
+ * 4x512x2048ᵀ 1.02 against 1.88) and gemv only at 2 (2x512x32128ᵀ 11.8 against 13.8). */
+export function gemvMaxRows(S: number): number {
+  return S >= 16 ? 2 : GEMV_MAX_ROWS;
+}
 
 /**
  * Rows and vec4 column groups per lane for a product of M rows on S-lane subgroups. The best tiles hold a fixed
@@ -36,13 +43,6 @@ const u = (n: number) => `${n}u`;
  *   16 lanes  1x512x32128ᵀ  1x1 12.5  1x2 7.7  2x1 12.2 2x2 11.5     4x512x32128ᵀ  2x1 23.4  2x2 21.9 4x1 21.7
  *             1x512x2048ᵀ   1x1 0.89  1x2 0.58 2x1 0.80 2x2 0.86     4x512x2048ᵀ   2x1 1.54  2x2 1.84 4x1 1.42
  */
-/** The longest product the heuristic and the autotuner give this variant on S-lane subgroups: with 16 lanes
- * (LP_NATIVE_VECTOR_WIDTH=512) the subgroup kernel already wins at 4 rows (4x512x32128ᵀ 14.1 ms against 19.4,
- * 4x512x2048ᵀ 1.02 against 1.88) and gemv only at 2 (2x512x32128ᵀ 11.8 against 13.8). */
-export function gemvMaxRows(S: number): number {
-  return S >= 16 ? 2 : GEMV_MAX_ROWS;
-}
-
 export function gemvTile(M: number, S: number): { tm: number; cv: number } {
   const accumulators = S >= 16 ? 2 : 4;
   const tm = M <= 2 ? (S >= 16 ? M : 2) : GEMV_MAX_ROWS;
