@@ -11,6 +11,7 @@
 import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { helpersFor } from './elementwise-table.ts';
 import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const WORKGROUP = 256;
 /** Per-invocation work, mutable so benchmarks can compare settings (pipelines are cached by source). */
@@ -107,18 +108,25 @@ function scalarType(t: Tensor): string {
   return t.dtype === 'i32' ? 'i32' : 'f32';
 }
 
-function kernelCode(inputs: EwInput[], expr: string, p: Plan): string {
+/** What a plan's source depends on: its kind, vector width, rank and splats, not its sizes. */
+type CodeShape = { kind: 'flat'; vec: boolean } | { kind: 'bcast'; vec: boolean; rank: number; splat: boolean[] };
+
+function codeShape(p: Plan): CodeShape {
+  return p.kind === 'flat' ? { kind: 'flat', vec: p.vec } : { kind: 'bcast', vec: p.vec, rank: p.dims.length, splat: p.splat };
+}
+
+function kernelCode(inputs: Array<{ name: string; dtype: string }>, expr: string, p: CodeShape): string {
   const T = p.vec ? 'vec4<f32>' : 'f32';
   const decls = inputs.map((inp, k) => {
-    const st = scalarType(inp.t);
+    const st = inp.dtype;
     const elem = p.vec && !(p.kind === 'bcast' && p.splat[k]) ? `vec4<${st}>` : st;
     return `@group(0) @binding(${k}) var<storage, read> v_${inp.name}: array<${elem}>;`;
   });
   const outBinding = inputs.length;
   const fields = ['n: u32', 's: f32'];
   if (p.kind === 'bcast') {
-    p.dims.forEach((_, d) => fields.push(`d${d}: u32`));
-    p.strides.forEach((s, k) => s.forEach((_, d) => fields.push(`s${k}_${d}: u32`)));
+    for (let d = 0; d < p.rank; d++) fields.push(`d${d}: u32`);
+    inputs.forEach((_, k) => { for (let d = 0; d < p.rank; d++) fields.push(`s${k}_${d}: u32`); });
   }
   const helpers = helpersFor([expr]).join('\n');
   let body: string;
@@ -131,7 +139,7 @@ function kernelCode(inputs: EwInput[], expr: string, p: Plan): string {
     if (i < p.n) { ${loads} out[i] = ${expr}; }
   }`;
   } else {
-    const r = p.dims.length;
+    const r = p.rank;
     const W = p.vec ? 4 : 1;
     const offs = inputs.map((_, k) => `var o${k} = 0u;`).join(' ');
     const decompose: string[] = [];
@@ -187,10 +195,13 @@ export function ewDispatch(name: string, inputs: EwInput[], expr: string, scalar
   const bindings: BufferBinding[] = inputs.map((i) => i.t.read(`${name} input ${i.name} ${i.t.describe()}`));
   rt().dispatch({
     name,
-    code: kernelCode(inputs, expr, p),
+    code: kernelCodeMemo(inputs.map((i) => ({ name: i.name, dtype: scalarType(i.t) })), expr, codeShape(p)),
     bindings: [...bindings, out.write(`${name} output`)],
     params,
     workgroups: grid1D(Math.ceil(units / (WORKGROUP * per))),
   });
   return out;
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const kernelCodeMemo = memoWgsl('elementwise', kernelCode);
