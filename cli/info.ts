@@ -18,10 +18,13 @@ const INFO_FLAGS = {
  * training step 12% faster and the forward 16% (bench t5), decoding at batch 1 a little slower; on an earlier
  * Xeon matmul went either way by shape. So it is a tip to measure, not a default.
  */
-export function vectorWidthTip(adapterName: string, env: NodeJS.ProcessEnv = process.env, cpuinfo = readCpuinfo()): string | null {
+export function vectorWidthTip(
+  adapterName: string, env: NodeJS.ProcessEnv = process.env, cpuinfo = readCpuinfo(),
+): string | null {
   if (!/llvmpipe/i.test(adapterName) || !/256-bits/.test(adapterName) || env.LP_NATIVE_VECTOR_WIDTH) return null;
   if (!/\bavx512f\b/.test(cpuinfo)) return null;
-  return 'this CPU has AVX-512: try LP_NATIVE_VECTOR_WIDTH=512 (16-lane lavapipe; measure with engine-cli bench t5 generate, see bench/peers/README.md)';
+  return 'this CPU has AVX-512: try LP_NATIVE_VECTOR_WIDTH=512 (16-lane lavapipe; measure with engine-cli bench ' +
+    't5 generate, see bench/peers/README.md)';
 }
 
 function readCpuinfo(): string {

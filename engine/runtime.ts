@@ -216,7 +216,9 @@ export class Runtime {
     const bytes = data.byteLength;
     if (this.encoder && bytes <= STAGED_WRITE_MAX_BYTES && bytes % 4 === 0 && offset % 4 === 0) {
       if (bytes === 0) return;
-      const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true, label: 'staged write' });
+      const staging = this.device.createBuffer({
+        size: bytes, usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true, label: 'staged write',
+      });
       new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, bytes));
       staging.unmap();
       this.copy(staging, 0, buffer, offset, bytes);

@@ -16,6 +16,7 @@ import { rt, grid1D, type Param } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { bindingChunks } from '../engine/binding-chunks.ts';
 import type { Tensor } from '../engine/tensor.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 /** Threads per workgroup and vec4s per thread, each thread taking consecutive vec4s. Measured on lavapipe (16.4M
  * elements, noisy 2-core machine): 2 consecutive vec4 per thread in workgroups of 64 ran 2-4x faster than 8
@@ -84,13 +85,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
-const codeCache = new Map<string, string>();
-function cachedCode(variant: AdamWVariant, type: 'vec4<f32>' | 'f32'): string {
-  const key = `${variant}|${type}`;
-  let c = codeCache.get(key);
-  if (!c) codeCache.set(key, (c = adamwCode(variant, type)));
-  return c;
-}
+// each source built once per argument set (wgsl-memo.ts)
+const cachedCode = memoWgsl(adamwCode);
 
 export interface AdamWKernelOptions {
   /** cap on one binding's bytes; default the adapter's maxStorageBufferBindingSize (tests lower it to force ranges) */

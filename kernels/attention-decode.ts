@@ -159,4 +159,4 @@ export function decodeAttentionRef(x: DecodeAttentionRefInput): Float64Array {
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const decodeKernelMemo = memoWgsl('attention decode', decodeKernel);
+const decodeKernelMemo = memoWgsl(decodeKernel);

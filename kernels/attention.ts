@@ -520,11 +520,11 @@ export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<numbe
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const subgroupForwardMemo = memoWgsl('attention forward subgroup', subgroupForward);
-const plainForwardMemo = memoWgsl('attention forward', plainForward);
-const deltaKernelMemo = memoWgsl('attention delta', deltaKernel);
-const subgroupBackwardDqMemo = memoWgsl('attention dq subgroup', subgroupBackwardDq);
-const plainBackwardDqMemo = memoWgsl('attention dq', plainBackwardDq);
-const subgroupBackwardDkvMemo = memoWgsl('attention dkv subgroup', subgroupBackwardDkv);
-const plainBackwardDkvMemo = memoWgsl('attention dkv', plainBackwardDkv);
-const reduceBatchKernelMemo = memoWgsl('attention bias batch sum', reduceBatchKernel);
+const subgroupForwardMemo = memoWgsl(subgroupForward);
+const plainForwardMemo = memoWgsl(plainForward);
+const deltaKernelMemo = memoWgsl(deltaKernel);
+const subgroupBackwardDqMemo = memoWgsl(subgroupBackwardDq);
+const plainBackwardDqMemo = memoWgsl(plainBackwardDq);
+const subgroupBackwardDkvMemo = memoWgsl(subgroupBackwardDkv);
+const plainBackwardDkvMemo = memoWgsl(plainBackwardDkv);
+const reduceBatchKernelMemo = memoWgsl(reduceBatchKernel);

@@ -291,6 +291,6 @@ export function crossEntropyReference(
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const forwardCodeMemo = memoWgsl('cross-entropy forward', forwardCode);
-const reduceCodeMemo = memoWgsl('cross-entropy reduce', reduceCode);
-const backwardCodeMemo = memoWgsl('cross-entropy backward', backwardCode);
+const forwardCodeMemo = memoWgsl(forwardCode);
+const reduceCodeMemo = memoWgsl(reduceCode);
+const backwardCodeMemo = memoWgsl(backwardCode);

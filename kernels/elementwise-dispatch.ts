@@ -112,7 +112,8 @@ function scalarType(t: Tensor): string {
 type CodeShape = { kind: 'flat'; vec: boolean } | { kind: 'bcast'; vec: boolean; rank: number; splat: boolean[] };
 
 function codeShape(p: Plan): CodeShape {
-  return p.kind === 'flat' ? { kind: 'flat', vec: p.vec } : { kind: 'bcast', vec: p.vec, rank: p.dims.length, splat: p.splat };
+  if (p.kind === 'flat') return { kind: 'flat', vec: p.vec };
+  return { kind: 'bcast', vec: p.vec, rank: p.dims.length, splat: p.splat };
 }
 
 function kernelCode(inputs: Array<{ name: string; dtype: string }>, expr: string, p: CodeShape): string {
@@ -204,4 +205,4 @@ export function ewDispatch(name: string, inputs: EwInput[], expr: string, scalar
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const kernelCodeMemo = memoWgsl('elementwise', kernelCode);
+const kernelCodeMemo = memoWgsl(kernelCode);

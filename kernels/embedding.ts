@@ -375,5 +375,5 @@ export function embeddingBackwardReference(dout: ArrayLike<number>, D: number, i
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const gatherCodeMemo = memoWgsl('embedding gather', gatherCode);
-const accumulateCodeMemo = memoWgsl('embedding accumulate', accumulateCode);
+const gatherCodeMemo = memoWgsl(gatherCode);
+const accumulateCodeMemo = memoWgsl(accumulateCode);

@@ -168,5 +168,5 @@ export function layerNormReference(
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const forwardCodeMemo = memoWgsl('layernorm forward', forwardCode);
-const backwardCodeMemo = memoWgsl('layernorm backward', backwardCode);
+const forwardCodeMemo = memoWgsl(forwardCode);
+const backwardCodeMemo = memoWgsl(backwardCode);

@@ -229,4 +229,4 @@ export function concatRef(parts: { data: ArrayLike<number>; shape: Shape }[], ax
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const copyCodeMemo = memoWgsl('permute copy', copyCode);
+const copyCodeMemo = memoWgsl(copyCode);

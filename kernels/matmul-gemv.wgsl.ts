@@ -18,8 +18,8 @@
 import { bLoads, bSetup, COMP, subgroupTileKernel, type MatmulKernel, type MatmulKernelSpec } from './matmul.wgsl.ts';
 
 /** The longest product (rows of op(A)) this variant is chosen or timed for with 8 lanes: on lavapipe, the
- * subgroup kernel (8-row tiles) won from 5 rows on (5x2048x512ᵀ 3.2 / 3.5 ms, 5x512x32128ᵀ 50 / 80), and 8-row gemv tiles
- * cost LLVM twice the compile time of 4-row ones. */
+ * subgroup kernel (8-row tiles) won from 5 rows on (5x2048x512ᵀ 3.2 / 3.5 ms, 5x512x32128ᵀ 50 / 80), and
+ * 8-row gemv tiles cost LLVM twice the compile time of 4-row ones. */
 export const GEMV_MAX_ROWS = 4;
 
 const u = (n: number) => `${n}u`;

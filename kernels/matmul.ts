@@ -146,8 +146,9 @@ function gemvRowLimit(): number {
  * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
  * runtime's batch; on a 2-core Zen 4 EPYC packed led on 2048x512x2048ᵀ, 56 / 48 GFLOP/s (interleaved
- * medians), tied on 2048x512x512ᵀ and lost at 256 rows, 256x2048x512ᵀ 34 / 46: left to the autotuner) and the gemv kernel for products of up to gemvMaxRows rows (decoding one token of
- * one sequence or 4 beams: 1x512x512ᵀ 0.72 -> 0.45 ms, 1x2048x512ᵀ 2.6 -> 1.7 ms against subgroup); the
+ * medians), tied on 2048x512x512ᵀ and lost at 256 rows, 256x2048x512ᵀ 34 / 46: left to the autotuner) and
+ * the gemv kernel for products of up to gemvMaxRows rows (decoding one token of one sequence or 4 beams:
+ * 1x512x512ᵀ 0.72 -> 0.45 ms, 1x2048x512ᵀ 2.6 -> 1.7 ms against subgroup); the
  * shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
 function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {

@@ -458,5 +458,5 @@ export function reduceRef(
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const rowCodeMemo = memoWgsl('reduce rows', rowCode);
-const colCodeMemo = memoWgsl('reduce columns', colCode);
+const rowCodeMemo = memoWgsl(rowCode);
+const colCodeMemo = memoWgsl(colCode);

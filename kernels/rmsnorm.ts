@@ -133,5 +133,5 @@ export function rmsNormReference(x: ArrayLike<number>, weight: ArrayLike<number>
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const forwardCodeMemo = memoWgsl('rmsnorm forward', forwardCode);
-const backwardCodeMemo = memoWgsl('rmsnorm backward', backwardCode);
+const forwardCodeMemo = memoWgsl(forwardCode);
+const backwardCodeMemo = memoWgsl(backwardCode);

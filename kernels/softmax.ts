@@ -349,5 +349,5 @@ export function broadcastIndexer(xShape: readonly number[], mask: ArrayLike<numb
 }
 
 // each source built once per argument set (wgsl-memo.ts)
-const forwardCodeMemo = memoWgsl('softmax forward', forwardCode);
-const backwardCodeMemo = memoWgsl('softmax backward', backwardCode);
+const forwardCodeMemo = memoWgsl(forwardCode);
+const backwardCodeMemo = memoWgsl(backwardCode);

@@ -4,19 +4,19 @@
 // Measured on t5-small greedy decoding: the cross-attention's source alone was rebuilt 6 times a step.
 import { gpu } from '../engine/gpu.ts';
 
-/** Sources per device (a generator may read its limits, e.g. the subgroup size), then per JSON of the arguments. */
-const byDevice = new WeakMap<object, Map<string, string>>();
-
 /**
- * `gen` with its result kept per (device, arguments). The arguments must be plain data that JSON writes out
- * whole, and `gen` must depend on nothing else that changes (or pass it as an argument).
+ * `gen` with its result kept per (device, arguments): each wrapped generator has its own cache, per device (a
+ * generator may read its limits, e.g. the subgroup size), then per JSON of the arguments. The arguments must be
+ * plain data that JSON writes out whole, and `gen` must depend on nothing else that changes (or pass it as an
+ * argument).
  */
-export function memoWgsl<A extends unknown[]>(name: string, gen: (...args: A) => string): (...args: A) => string {
+export function memoWgsl<A extends unknown[]>(gen: (...args: A) => string): (...args: A) => string {
+  const byDevice = new WeakMap<object, Map<string, string>>();
   return (...args: A): string => {
     const device = gpu();
     let cache = byDevice.get(device);
     if (!cache) byDevice.set(device, (cache = new Map()));
-    const key = `${name}|${JSON.stringify(args)}`;
+    const key = JSON.stringify(args);
     let code = cache.get(key);
     if (code === undefined) cache.set(key, (code = gen(...args)));
     return code;

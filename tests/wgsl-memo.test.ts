@@ -9,7 +9,7 @@ beforeAll(async () => {
 describe('memoWgsl', () => {
   it('builds a source once per argument set', () => {
     const calls: string[] = [];
-    const gen = memoWgsl('test kernel', (w: number, opts: { dropout: boolean }) => {
+    const gen = memoWgsl((w: number, opts: { dropout: boolean }) => {
       calls.push(`${w} ${opts.dropout}`);
       return `// w ${w} dropout ${opts.dropout}`;
     });
@@ -21,9 +21,9 @@ describe('memoWgsl', () => {
     expect(calls).toEqual(['4 false', '4 true', '1 false']);
   });
 
-  it('keeps generators apart by name', () => {
-    const a = memoWgsl('kernel a', (n: number) => `a${n}`);
-    const b = memoWgsl('kernel b', (n: number) => `b${n}`);
+  it('keeps generators apart', () => {
+    const a = memoWgsl((n: number) => `a${n}`);
+    const b = memoWgsl((n: number) => `b${n}`);
     expect([a(1), b(1), a(1)]).toEqual(['a1', 'b1', 'a1']);
   });
 });
