@@ -141,18 +141,35 @@ function gemvRowLimit(): number {
   return gemvMaxRows(gpu().limits.subgroupMinSize ?? 8);
 }
 
+/** Rows from which the packed kernel is the fixed choice for a plain `x W` or `x Wᵀ` on a CPU adapter. */
+const PACKED_MIN_ROWS = 1024;
+/** Output columns up to which it is (the LM head's 32,128 stay with subgroup: 256x512x32128ᵀ 35 / 47 GFLOP/s). */
+const PACKED_MAX_COLS = 4096;
+
+/**
+ * The products where the packed kernel leads on a CPU adapter: many rows (an encoder's or a training batch's
+ * tokens), a column count like a T5 projection's, no Aᵀ and no batch. On the 2-core Zen 4, GFLOP/s subgroup /
+ * packed, interleaved medians: 2048x512x512ᵀ 45.7 / 51.7, 2048x512x2048ᵀ 47.7 / 53.9, 2048x2048x512ᵀ 47.8 /
+ * 48.6, 2048x512x512 47.4 / 52.1; 64x512x512ᵀ 27 / 15. Whole t5-small rows, 7 and 4 alternating runs:
+ * forward 2,740 -> 2,454 ms, train step 8,935 -> 8,531 ms (medians).
+ */
+function packedSuits(p: Problem): boolean {
+  return p.M >= PACKED_MIN_ROWS && p.N <= PACKED_MAX_COLS && !p.transA && p.nb === 1 && p.outer.length === 1;
+}
+
 /**
  * The fixed choice, used with autotuning off and until a class is tuned: the subgroup kernel on a CPU adapter
  * (lavapipe, quiet machine, GFLOP/s subgroup / packed: 1024³ 26 / 26, 4096x512x2048 Bᵀ 31 / 28,
  * 2048³ 27 / 30, 64 x 256x64x256 20 / 12: equal on big products, far ahead on small ones, and recorded in the
  * runtime's batch; on a 2-core Zen 4 EPYC packed led on 2048x512x2048ᵀ, 56 / 48 GFLOP/s (interleaved
- * medians), tied on 2048x512x512ᵀ and lost at 256 rows, 256x2048x512ᵀ 34 / 46: left to the autotuner) and
+ * medians) and lost at 256 rows, 256x2048x512ᵀ 34 / 46: the packed kernel where packedSuits says so) and
  * the gemv kernel for products of up to gemvMaxRows rows (decoding one token of one sequence or 4 beams:
  * 1x512x512ᵀ 0.72 -> 0.45 ms, 1x2048x512ᵀ 2.6 -> 1.7 ms against subgroup); the
  * shared-memory tiled kernel on a GPU. Autotuning times the candidates of tuningCandidates.
  */
 function heuristicFor(p: Problem, eligible: MatmulVariant[]): MatmulVariant {
   if (gpu().info.isSoftware) {
+    if (packedSuits(p) && eligible.includes('packed')) return 'packed';
     if (p.M <= gemvRowLimit() && !p.transA && eligible.includes('gemv')) return 'gemv';
     if (eligible.includes('subgroup')) return 'subgroup';
     return 'regblock';

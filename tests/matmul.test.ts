@@ -410,6 +410,9 @@ describe('matmul autotune', () => {
     const big = matmulVariantFor([512, 512], [512, 512], { transB: true });
     const small = matmulVariantFor([8, 8], [8, 8]);
     const row = matmulVariantFor([1, 512], [2048, 512], { transB: true }); // decoding one token
+    const tokens = matmulVariantFor([8, 256, 512], [512, 512], { transB: true }); // an encoder projection
+    const head = matmulVariantFor([2048, 512], [32128, 512], { transB: true }); // an LM head
+    const gradW = matmulVariantFor([2048, 512], [2048, 512], { transA: true }); // a weight gradient
     expect(big).toMatch(/\((autotune off)\)$/);
     forceMatmulVariant('tiled');
     expect(matmulVariantFor([512, 512], [512, 512])).toBe('tiled (forced)');
@@ -420,6 +423,9 @@ describe('matmul autotune', () => {
       expect(big).toBe('subgroup (autotune off)');
       expect(small).toBe('subgroup (autotune off)');
       expect(row).toBe('gemv (autotune off)');
+      expect(head).toBe('subgroup (autotune off)');
+      expect(gradW).toBe('subgroup (autotune off)');
+      expect(tokens).toBe(available.includes('packed') ? 'packed (autotune off)' : 'subgroup (autotune off)');
     }
   });
 
