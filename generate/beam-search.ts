@@ -19,7 +19,7 @@
 import type { EarlyStopping, ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors, logSoftmaxRows } from './logits-processors.ts';
-import { checkLogits, checkTokenIds } from './greedy-search.ts';
+import { checkLogits, checkLogitsShape, checkNoNaN, checkTokenIds, nanLogitsError } from './greedy-search.ts';
 
 /** HF's initial score of beams 1.. at the first step, so that only beam 0's tokens are considered. */
 export const DEAD_BEAM_SCORE = -1e9;
@@ -91,7 +91,8 @@ export class BeamHypotheses {
 /**
  * The `k` best candidates of one input: scores[(first + beam) * vocab + token] + beamScores[first + beam] in
  * float32 over the flattened [numBeams x vocab], best first, the lower flat index (beam * vocab + token) first
- * among equal scores. NaN-free input (checkLogits refuses NaN).
+ * among equal scores. The same pass looks for NaN (a broken step): `nanAt` is the flat index into `scores` of the
+ * first NaN met, and the candidates are then incomplete; -1 when there is none.
  */
 export function topKCandidates(
   scores: Float32Array,
@@ -100,17 +101,24 @@ export function topKCandidates(
   numBeams: number,
   vocab: number,
   k: number,
-): { index: Int32Array; value: Float64Array } {
+): { index: Int32Array; value: Float64Array; nanAt: number } {
   if (k > numBeams * vocab) throw new RangeError(`topKCandidates: ${k} requested of ${numBeams * vocab} candidates`);
   const index = new Int32Array(k);
   const value = new Float64Array(k).fill(-Infinity);
   let n = 0;
   let threshold = -Infinity; // value[k - 1] once k are kept
+  // Fast rejection without the float32 rounding: fround is monotone and `threshold` a float32, so a float64 sum
+  // <= threshold rounds to <= threshold and cannot enter. NaN until k are kept: compares false, rejects nothing
+  // (a -inf candidate still fills an empty place). A NaN score also fails `<=` and is caught below.
+  let bound = NaN;
   for (let beam = 0; beam < numBeams; beam++) {
     const base = (first + beam) * vocab;
     const add = beamScores[first + beam]!;
     for (let token = 0; token < vocab; token++) {
-      const s = Math.fround(scores[base + token]! + add);
+      const sum = scores[base + token]! + add;
+      if (sum <= bound) continue;
+      const s = Math.fround(sum);
+      if (s !== s) return { index, value, nanAt: base + token };
       if (n === k && !(s > threshold)) continue;
       // insert after every kept value >= s: earlier (lower) indices stay ahead on ties
       let pos = n === k ? k - 1 : n;
@@ -123,9 +131,10 @@ export function topKCandidates(
       index[pos] = beam * vocab + token;
       if (n < k) n++;
       threshold = value[k - 1]!;
+      if (n === k) bound = threshold;
     }
   }
-  return { index, value };
+  return { index, value, nanAt: -1 };
 }
 
 /** HF's decoder prompt: the decoder start token alone. */
@@ -165,7 +174,9 @@ export async function beamSearch(
     let processed: Float32Array;
     if (stepper.stepLogProbs) {
       processed = await stepper.stepLogProbs(tokens);
-      checkLogits(processed, rows, vocab, step); // a NaN logit makes its row's log-probs NaN
+      // a NaN logit makes its row's log-probs NaN; the scorer's top-k pass finds it (a separate scan of 64 rows x
+      // 32,128 took 2-3 ms a step of beam search at batch 16)
+      checkLogitsShape(processed, rows, vocab, step);
     } else {
       const logits = await stepper.step(tokens);
       checkLogits(logits, rows, vocab, step);
@@ -174,7 +185,7 @@ export async function beamSearch(
     applyLogitsProcessors(processors, beams.inputIds, processed, vocab);
     if (scoresOut) scoresOut.push(processed);
 
-    const next = scorer.process(processed, beams, curLen);
+    const next = scorer.process(processed, beams, curLen, step);
     beams = advanceBeams(beams, next, processed, vocab);
     curLen++;
     // HF reorders the cache before this check; after the last step the cache is not used again.
@@ -259,18 +270,19 @@ class BeamSearchScorer {
   }
 
   /** The next beams of every input; a done input's rows get pad tokens, score 0 and cache row 0. */
-  process(processed: Float32Array, beams: RunningBeams, curLen: number): NextBeams {
+  process(processed: Float32Array, beams: RunningBeams, curLen: number, step: number): NextBeams {
     const rows = beams.inputIds.length;
     const next: NextBeams = { scores: new Float32Array(rows), tokens: new Int32Array(rows), indices: new Int32Array(rows) };
     for (let b = 0; b < this.hyps.length; b++) {
       const first = b * this.numBeams;
       if (this.done[b]) {
+        checkNoNaN(processed, first * this.vocab, (first + this.numBeams) * this.vocab, this.vocab, step);
         const pad = this.config.padTokenId;
         if (pad === null) throw new Error('generate: finished beams need `eos_token_id` and `pad_token_id` to be defined');
         next.tokens.fill(pad, first, first + this.numBeams);
         continue; // scores 0, cache row 0
       }
-      const bestScore = this.selectInputBeams(b, processed, beams, curLen, next);
+      const bestScore = this.selectInputBeams(b, processed, beams, curLen, next, step);
       this.done[b] = this.hyps[b]!.isDone(bestScore, curLen + 1, DECODER_PROMPT_LEN);
     }
     return next;
@@ -280,10 +292,11 @@ class BeamSearchScorer {
    * Walks input b's best candidates: an eos candidate ranked below num_beams finishes a hypothesis, any other
    * fills the next free beam. Returns the best candidate score (for is_done).
    */
-  private selectInputBeams(b: number, processed: Float32Array, beams: RunningBeams, curLen: number, next: NextBeams): number {
+  private selectInputBeams(b: number, processed: Float32Array, beams: RunningBeams, curLen: number, next: NextBeams, step: number): number {
     const { numBeams, nCandidates, vocab, eos } = this;
     const first = b * numBeams;
     const top = topKCandidates(processed, beams.beamScores, first, numBeams, vocab, nCandidates);
+    if (top.nanAt >= 0) throw nanLogitsError(step, top.nanAt, vocab);
     let filled = 0;
     for (let rank = 0; rank < nCandidates; rank++) {
       const flat = top.index[rank]!;

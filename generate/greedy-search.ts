@@ -24,17 +24,31 @@ export function argmaxRow(scores: Float32Array, r: number, vocab: number): numbe
 }
 
 export function checkLogits(logits: Float32Array, rows: number, vocab: number, step: number): void {
+  checkLogitsShape(logits, rows, vocab, step);
+  checkNoNaN(logits, 0, logits.length, vocab, step);
+}
+
+/** The step returned rows x vocab float32 values. */
+export function checkLogitsShape(logits: Float32Array, rows: number, vocab: number, step: number): void {
   if (!(logits instanceof Float32Array) || logits.length !== rows * vocab) {
     throw new RangeError(
       `generate: decoder step ${step} returned ${logits instanceof Float32Array ? logits.length : typeof logits} values, expected rows ${rows} x vocab ${vocab}`,
     );
   }
-  // HF would carry a NaN on into garbage ids; a NaN here means a broken model step (e.g. float16 overflow).
-  for (let i = 0; i < logits.length; i++) {
-    if (Number.isNaN(logits[i]!)) {
-      throw new RangeError(`generate: decoder step ${step} returned NaN logits (row ${Math.floor(i / vocab)}, token ${i % vocab})`);
-    }
+}
+
+/** No NaN in logits[from, to). HF would carry a NaN on into garbage ids; a NaN here means a broken model step
+ * (e.g. float16 overflow). */
+export function checkNoNaN(logits: Float32Array, from: number, to: number, vocab: number, step: number): void {
+  for (let i = from; i < to; i++) {
+    const x = logits[i]!;
+    if (x !== x) throw nanLogitsError(step, i, vocab);
   }
+}
+
+/** The error for a NaN at flat index i of a step's rows x vocab values. */
+export function nanLogitsError(step: number, i: number, vocab: number): RangeError {
+  return new RangeError(`generate: decoder step ${step} returned NaN logits (row ${Math.floor(i / vocab)}, token ${i % vocab})`);
 }
 
 /** The special token ids must be rows of the model's output. */

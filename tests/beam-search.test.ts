@@ -485,6 +485,31 @@ describe('beam search: pieces and errors', () => {
     expect(f.value[0]).toBe(Math.fround(Math.fround(0.1) + Math.fround(0.2)));
   });
 
+  it('topKCandidates: the sorted float32 sums on random rows with ties, -inf and large beam scores; NaN found', () => {
+    let seed = 7;
+    const rand = (): number => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32;
+    };
+    for (const [numBeams, vocab, k] of [[1, 1, 1], [3, 37, 6], [4, 101, 8], [2, 13, 26]] as const) {
+      // coarse values so that sums tie, some -inf (banned), beam scores from 0 to the dead -1e9
+      const scores = Float32Array.from({ length: (numBeams + 1) * vocab }, () => (rand() < 0.1 ? -Infinity : -Math.round(rand() * 40) / 8));
+      const beamScores = Float32Array.from({ length: numBeams + 1 }, (_, i) => (i === 2 ? -1e9 : -rand() * 3));
+      const got = topKCandidates(scores, beamScores, 1, numBeams, vocab, k);
+      const all = Array.from({ length: numBeams * vocab }, (_, flat) => ({
+        flat,
+        v: Math.fround(scores[vocab + flat]! + beamScores[1 + Math.floor(flat / vocab)]!),
+      })).sort((a, b) => b.v - a.v || a.flat - b.flat); // -inf - -inf is NaN: falls to the index
+      expect(Array.from(got.index)).toEqual(all.slice(0, k).map((c) => c.flat));
+      expect(Array.from(got.value)).toEqual(all.slice(0, k).map((c) => c.v));
+      expect(got.nanAt).toBe(-1);
+    }
+    const rows = Float32Array.from([0, NaN, -1, -2, -3, NaN]); // two rows of 3 tokens, one beam per input
+    expect(topKCandidates(rows, new Float32Array(2), 0, 1, 3, 1).nanAt).toBe(1);
+    expect(topKCandidates(rows, new Float32Array(2), 1, 1, 3, 2).nanAt).toBe(5);
+    expect(topKCandidates(Float32Array.from([0, 1, 2, NaN]), new Float32Array(2), 0, 1, 2, 1).nanAt).toBe(-1); // row 1 not read
+  });
+
   it('reports bad configurations and bad steps with the option named', async () => {
     const fn = tableLogits(1, 1, 4);
     const stepper = (): TrackingStepper => new TrackingStepper(4, 1, 2, fn);
@@ -517,6 +542,18 @@ describe('beam search: pieces and errors', () => {
     expectSameOutput(out, refBeamSearch(fn, 2, vocab, o), 'stepLogProbs');
     const nan: DecoderStepper = { ...onDevice, stepLogProbs: async () => new Float32Array(6 * vocab).fill(NaN) };
     await expect(generate(nan, 2, resolveGenerationConfig({}, hfOptions(o)))).rejects.toThrow(/decoder step 0 returned NaN/);
+    // one NaN in the last row (a beam of the second input), found by the top-k pass itself
+    const oneNaN: DecoderStepper = {
+      ...onDevice,
+      stepLogProbs: async (tokens) => {
+        const lp = await onDevice.stepLogProbs!(tokens);
+        lp[lp.length - 2] = NaN;
+        return lp;
+      },
+    };
+    await expect(generate(oneNaN, 2, resolveGenerationConfig({}, hfOptions(o)))).rejects.toThrow(
+      new RegExp(`decoder step 0 returned NaN logits \\(row 5, token ${vocab - 2}\\)`),
+    );
   });
 
   it('output_scores returns the processed scores of every step, [rows, vocab]', async () => {
