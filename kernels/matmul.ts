@@ -141,8 +141,9 @@ function gemvRowLimit(): number {
   return gemvMaxRows(gpu().limits.subgroupMinSize ?? 8);
 }
 
-/** Rows from which the packed kernel is the fixed choice for a plain `x W` or `x Wᵀ` on a CPU adapter. */
-const PACKED_MIN_ROWS = 1024;
+/** Rows from which the packed kernel is the fixed choice for a plain `x W` or `x Wᵀ` on a CPU adapter (at 1,024
+ * rows it went either way by shape: 1024³ 49.8 / 46.7, 1024x512x512ᵀ 45.8 / 50.3, 1024x3072x768 39.2 / 49.1). */
+const PACKED_MIN_ROWS = 1536;
 /** Output columns up to which it is (the LM head's 32,128 stay with subgroup: 256x512x32128ᵀ 35 / 47 GFLOP/s). */
 const PACKED_MAX_COLS = 4096;
 
@@ -150,7 +151,7 @@ const PACKED_MAX_COLS = 4096;
  * The products where the packed kernel leads on a CPU adapter: many rows (an encoder's or a training batch's
  * tokens), a column count like a T5 projection's, no Aᵀ and no batch. On the 2-core Zen 4, GFLOP/s subgroup /
  * packed, interleaved medians: 2048x512x512ᵀ 45.7 / 51.7, 2048x512x2048ᵀ 47.7 / 53.9, 2048x2048x512ᵀ 47.8 /
- * 48.6, 2048x512x512 47.4 / 52.1; 64x512x512ᵀ 27 / 15. Whole t5-small rows, 7 and 4 alternating runs:
+ * 48.6, 2048x512x512 47.4 / 52.1, 1536x512x512ᵀ 42.9 / 52.1; 64x512x512ᵀ 27 / 15. Whole t5-small rows, 7 and 4 alternating runs:
  * forward 2,740 -> 2,454 ms, train step 8,935 -> 8,531 ms (medians).
  */
 function packedSuits(p: Problem): boolean {
