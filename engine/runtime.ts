@@ -12,6 +12,8 @@ const MAX_DISPATCHES_PER_SUBMIT = 128;
 const STAGED_WRITE_MAX_BYTES = 1 << 20;
 /** WebGPU's minUniformBufferOffsetAlignment is at most 256 on every adapter. */
 const UNIFORM_SLOT_BYTES = 256;
+/** Bind groups kept for reuse (see `bindGroupFor`); past this many the cache starts over. */
+const BIND_GROUP_CACHE_MAX = 4096;
 
 export type ParamType = 'u32' | 'i32' | 'f32';
 export type Param = [ParamType, number];
@@ -47,6 +49,8 @@ export interface KernelLaunch {
 interface CachedPipeline {
   pipeline: GPUComputePipeline;
   layout: GPUBindGroupLayout;
+  /** names the layout in bind-group cache keys */
+  id: number;
 }
 
 export interface RuntimeCounters {
@@ -54,6 +58,7 @@ export interface RuntimeCounters {
   submits: number;
   pipelinesCompiled: number;
   readbacks: number;
+  bindGroupsCreated: number;
 }
 
 export class Runtime {
@@ -70,7 +75,13 @@ export class Runtime {
   private uniformBytes = new Uint8Array(MAX_DISPATCHES_PER_SUBMIT * UNIFORM_SLOT_BYTES);
   private uniformUsed = 0;
   private lastOps: string[] = [];
-  readonly counters: RuntimeCounters = { dispatches: 0, submits: 0, pipelinesCompiled: 0, readbacks: 0 };
+  /** layout id and bound ranges -> bind group; the params binding takes its slot as a dynamic offset */
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextId = 1;
+  /** false: a new bind group per dispatch (A/B timings and the test that the cache changes nothing) */
+  cacheBindGroups = true;
+  readonly counters: RuntimeCounters = { dispatches: 0, submits: 0, pipelinesCompiled: 0, readbacks: 0, bindGroupsCreated: 0 };
   private readonly maxUniformBinding: number;
 
   constructor(readonly gpu: Gpu) {
@@ -104,7 +115,11 @@ export class Runtime {
         buffer: { type: b.uniform ? 'uniform' : b.write ? 'storage' : 'read-only-storage' },
       }));
       if (k.params) {
-        entries.push({ binding: k.bindings.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } });
+        entries.push({
+          binding: k.bindings.length,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: 'uniform', hasDynamicOffset: true },
+        });
       }
       const layout = this.device.createBindGroupLayout({ entries, label: k.name });
       const module = this.device.createShaderModule({ code: k.code, label: k.name });
@@ -114,7 +129,7 @@ export class Runtime {
         label: k.name,
       });
       this.counters.pipelinesCompiled++;
-      cached = { pipeline, layout };
+      cached = { pipeline, layout, id: this.nextId++ };
       byLayout.set(key, cached);
     }
     return cached;
@@ -140,29 +155,59 @@ export class Runtime {
     }
     if (x === 0 || y === 0 || z === 0) return;
     if (this.pending >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
-    const { pipeline, layout } = this.pipelineFor(k);
+    const cached = this.pipelineFor(k);
+    const bindGroup = this.bindGroupFor(k, cached);
+    let slot = 0;
+    if (k.params) {
+      slot = this.uniformUsed;
+      this.writeParams(slot, k.params);
+      this.uniformUsed += UNIFORM_SLOT_BYTES;
+    }
+    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
+    this.pass ??= this.encoder.beginComputePass({ label: 'batch' });
+    this.pass.setPipeline(cached.pipeline);
+    if (k.params) this.pass.setBindGroup(0, bindGroup, [slot]);
+    else this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.pending++;
+    this.counters.dispatches++;
+    this.lastOps.push(k.name);
+  }
+
+  /**
+   * The bind group of a launch's bindings, made once per layout and set of bound ranges. A decoding step records
+   * the same ~100 launches on the same pooled buffers every step, and Dawn validates each new bind group; the
+   * params binding is the uniform arena at a dynamic offset, so it does not split the key. A cached group that
+   * holds a destroyed buffer is never hit again: the pool does not reuse a destroyed buffer.
+   */
+  private bindGroupFor(k: KernelLaunch, cached: CachedPipeline): GPUBindGroup {
+    let key = '';
+    if (this.cacheBindGroups) {
+      key = `${cached.id}`;
+      for (const b of k.bindings) key += `|${this.bufferId(b.buffer)}:${b.offset ?? 0}:${b.size ?? -1}`;
+      const hit = this.bindGroups.get(key);
+      if (hit) return hit;
+    }
     const entries: GPUBindGroupEntry[] = k.bindings.map((b, i) => ({
       binding: i,
       resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
     }));
     if (k.params) {
-      const slot = this.uniformUsed;
-      this.writeParams(slot, k.params);
-      this.uniformUsed += UNIFORM_SLOT_BYTES;
-      entries.push({
-        binding: k.bindings.length,
-        resource: { buffer: this.uniformArena, offset: slot, size: UNIFORM_SLOT_BYTES },
-      });
+      entries.push({ binding: k.bindings.length, resource: { buffer: this.uniformArena, offset: 0, size: UNIFORM_SLOT_BYTES } });
     }
-    const bindGroup = this.device.createBindGroup({ layout, entries, label: k.name });
-    this.encoder ??= this.device.createCommandEncoder({ label: 'batch' });
-    this.pass ??= this.encoder.beginComputePass({ label: 'batch' });
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
-    this.pass.dispatchWorkgroups(x, y, z);
-    this.pending++;
-    this.counters.dispatches++;
-    this.lastOps.push(k.name);
+    const group = this.device.createBindGroup({ layout: cached.layout, entries, label: k.name });
+    this.counters.bindGroupsCreated++;
+    if (this.cacheBindGroups) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_MAX) this.bindGroups.clear();
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextId++));
+    return id;
   }
 
   private writeParams(offset: number, params: Param[]): void {

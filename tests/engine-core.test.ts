@@ -80,6 +80,66 @@ describe('uploads while work is recorded', () => {
   });
 });
 
+describe('bind groups', () => {
+  // out[i] = p.a * x[i] + p.b: the same kernel three times in one batch, twice on the same buffers
+  const code = `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+struct Params { a: f32, b: f32, n: u32 }
+@group(0) @binding(2) var<uniform> p: Params;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  if (gid.x < p.n) { out[gid.x] = p.a * x[gid.x] + p.b; }
+}`;
+  const run = (x: ReturnType<typeof tensor>, out: ReturnType<typeof tensor>, a: number, b: number) =>
+    rt().dispatch({
+      name: 'bind group test',
+      code,
+      bindings: [
+        { buffer: x.buffer, write: false, what: 'x' },
+        { buffer: out.buffer, write: true, what: 'out' },
+      ],
+      params: [['f32', a], ['f32', b], ['u32', x.size]],
+      workgroups: [1],
+    });
+
+  it('are made once per set of bound buffers, and each launch still reads its own params', async () => {
+    const x = tensor([1, 2, 3], [3]);
+    const out1 = empty([3]);
+    const out2 = empty([3]);
+    const made = rt().counters.bindGroupsCreated;
+    run(x, out1, 2, 0);
+    run(x, out2, 10, 1); // other output buffer: a second group
+    const y1 = await out1.toArray(); // submits both
+    expect([...y1]).toEqual([2, 4, 6]);
+    expect([...(await out2.toArray())]).toEqual([11, 21, 31]);
+    expect(rt().counters.bindGroupsCreated - made).toBe(2);
+    run(x, out1, -1, 0.5); // the first group again, with new params in the same batch as the next launch
+    run(x, out2, 0, 7);
+    expect([...(await out1.toArray())]).toEqual([-0.5, -1.5, -2.5]);
+    expect([...(await out2.toArray())]).toEqual([7, 7, 7]);
+    expect(rt().counters.bindGroupsCreated - made).toBe(2);
+    for (const t of [x, out1, out2]) t.dispose();
+  });
+
+  it('are made anew when the cache is off', async () => {
+    const x = tensor([4], [1]);
+    const out = empty([1]);
+    const made = rt().counters.bindGroupsCreated;
+    rt().cacheBindGroups = false;
+    try {
+      run(x, out, 1, 1);
+      run(x, out, 1, 2);
+      expect([...(await out.toArray())]).toEqual([6]);
+      expect(rt().counters.bindGroupsCreated - made).toBe(2);
+    } finally {
+      rt().cacheBindGroups = true;
+    }
+    x.dispose();
+    out.dispose();
+  });
+});
+
 describe('tidy', () => {
   it('frees everything but the result', async () => {
     const before = memory().bytesLive;
