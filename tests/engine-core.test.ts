@@ -66,6 +66,25 @@ describe('uploads while work is recorded', () => {
     for (const t of [before, after, reused]) t.dispose();
   });
 
+  it('packs many uploads of one batch, over several staging buffers, each landing in order', async () => {
+    const n = 10_000; // 40 KB: two do not fit one 64 KB staging buffer
+    const a = tensor(new Float32Array(n).fill(1), [n]);
+    const sums = [add(a, a)];
+    const submits = rt().counters.submits;
+    for (let v = 2; v <= 5; v++) {
+      rt().write(a.buffer, 0, new Float32Array(n).fill(v));
+      rt().write(a.buffer, 4 * (n - 1), new Float32Array([-v])); // a small one after a big one
+      sums.push(add(a, a));
+    }
+    expect(rt().counters.submits).toBe(submits);
+    for (let i = 0; i < sums.length; i++) {
+      const x = await sums[i]!.toFloat32();
+      const v = i + 1;
+      expect([x[0], x[n >> 1], x[n - 1]]).toEqual([2 * v, 2 * v, i === 0 ? 2 : -2 * v]);
+    }
+    for (const t of [a, ...sums]) t.dispose();
+  });
+
   it('submits the recorded work before a large upload', async () => {
     const n = (1 << 20) / 4 + 1; // one element over the staged-write limit
     const a = tensor(new Float32Array(n).fill(1), [n]);
