@@ -157,6 +157,8 @@ function dispatchPack(plan: PackedPlan, code: string, bBase: number): void {
         ],
         params: u32s(p.N, p.K, gA, gN, cA, cN, chunks, (bBase + w.shift) >>> 0, -(sOff / 16) >>> 0, total, rows),
         workgroups: [x, y],
+        site: p.desc,
+        flops: 0,
       });
     }
   }
@@ -209,6 +211,8 @@ function dispatchMain(plan: PackedPlan, code: string, c: number, target: Tensor,
         bindings,
         params: u32s(p.M, p.N, p.K, kLen, c * R, gd, m0, (aOff + r.a.shift) >>> 0, (cOff + r.c.shift) >>> 0),
         workgroups: [Math.ceil((m1 - m0) / tm), 1],
+        site: p.desc,
+        flops: 2 * (m1 - m0) * (n1 - n0) * kLen,
       });
     }
   }
@@ -236,6 +240,8 @@ function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tenso
       bindings,
       params: u32s(c.count, p.N, e0 % p.N, c.start),
       workgroups: grid1D(Math.ceil(c.count / 64)),
+      site: p.desc,
+      flops: 0,
     });
   }
 }

@@ -71,6 +71,11 @@ describe('profile', () => {
       expect(launches.some((l) => l.launch.bindings.some((bd) => bd.uniform))).toBe(true);
       const p = await replayTimes(launches, 1); // threw 'Binding usage ... doesn't match expected usage (Uniform)'
       expect(p.dispatches.matmul).toBeGreaterThanOrEqual(1);
+      // the call site holds all of the product's FLOPs, and the pack pass's time as well as the main pass's
+      expect(p.sites.map((s) => s.site)).toEqual(['matmul([9, 11], [11, 13])']);
+      expect(p.sites[0]!.flops).toBe(2 * 9 * 11 * 13);
+      expect(launches.filter((l) => l.launch.site).length).toBe(launches.length); // pack, main (and combine) all carry the site
+      expect(launches.some((l) => / pack$/.test(l.launch.name))).toBe(true);
       y.dispose();
     } finally {
       forceMatmulVariant(null);

@@ -146,10 +146,12 @@ export async function replayTimes(captured: Captured[], stepMs: number, minRepla
       n.ms += each * c.count;
       n.count += c.count;
       byName.set(c.launch.name, n);
-      if (c.launch.site && c.launch.flops) {
+      // a site's time includes its helper launches (the packed kernel's pack and combine passes, flops 0);
+      // its count, the launches that do its multiply-adds
+      if (c.launch.site && c.launch.flops !== undefined) {
         const site = bySite.get(c.launch.site) ?? { ms: 0, count: 0, flops: 0 };
         site.ms += each * c.count;
-        site.count += c.count;
+        if (c.launch.flops > 0) site.count += c.count;
         site.flops += c.launch.flops * c.count;
         bySite.set(c.launch.site, site);
       }
@@ -172,7 +174,7 @@ export function describeProfile(p: ProfileReport): string {
     ...(['matmul', 'attention', 'other'] as const).map((k) => `  ${k.padEnd(9)} ${pct(p.ms[k]).padStart(6)}  ${p.ms[k].toFixed(1).padStart(9)} ms  ${p.dispatches[k]} dispatches`),
     `  kernels total ${total.toFixed(1)} ms; step wall time ${p.stepMs.toFixed(1)} ms (the rest is recording, submits and readback)`,
     `  most expensive: ${p.top.map((t) => `${t.name} ${t.ms.toFixed(1)} ms (${t.count}x)`).join(', ')}`,
-    ...(p.sites.length ? ['  matmul call sites (operand shapes; ᵀ transposed), slowest first:'] : []),
+    ...(p.sites.length ? ['  matmul call sites (operand shapes; ᵀ transposed; Nx = kernel launches), slowest first:'] : []),
     ...p.sites.slice(0, 12).map((s) => `    ${s.ms.toFixed(1).padStart(9)} ms  ${s.gflops.toFixed(1).padStart(6)} GFLOP/s  ${String(s.count).padStart(4)}x  ${s.site}`),
   ];
   return lines.join('\n');
