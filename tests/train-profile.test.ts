@@ -76,6 +76,14 @@ describe('profile', () => {
       expect(p.sites[0]!.flops).toBe(2 * 9 * 11 * 13);
       expect(launches.filter((l) => l.launch.site).length).toBe(launches.length); // pack, main (and combine) all carry the site
       expect(launches.some((l) => / pack$/.test(l.launch.name))).toBe(true);
+      // x·W and x·Wᵀ run the same main launch on packed B: still two sites
+      const wt = tensor(Float32Array.from({ length: 13 * 11 }, (_, i) => Math.cos(i)), [13, 11]);
+      const cap2 = captureDispatches();
+      const both = [matmul(x, w), matmul(x, wt, { transB: true })];
+      const p2 = await replayTimes(cap2.stop(), 1);
+      expect(p2.sites.map((s) => s.site).sort()).toEqual(['matmul([9, 11], [11, 13])', 'matmul([9, 11], [13, 11]ᵀ)']);
+      expect(p2.sites.map((s) => s.flops)).toEqual([2 * 9 * 11 * 13, 2 * 9 * 11 * 13]);
+      for (const t of [wt, ...both]) t.dispose();
       y.dispose();
     } finally {
       forceMatmulVariant(null);

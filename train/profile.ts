@@ -64,7 +64,9 @@ export function captureDispatches(): DispatchCapture {
     // the autotuner's timing launches are not the step's work
     if (k.name.startsWith(AUTOTUNE_LAUNCH_NAME)) return original.call(this, k);
     const sizes = k.bindings.map((b) => (b.offset ?? 0) + (b.size ?? b.buffer.size));
-    const key = `${k.name}|${k.workgroups.join('x')}|${sizes.join(',')}|${JSON.stringify(k.params ?? [])}|${k.entryPoint ?? ''}|${k.code}`;
+    // the site too: the packed kernel's main pass is the same launch for x·W and x·Wᵀ (B comes packed), and
+    // without it the backward's dX products were counted in the forward's site
+    const key = `${k.name}|${k.site ?? ''}|${k.workgroups.join('x')}|${sizes.join(',')}|${JSON.stringify(k.params ?? [])}|${k.entryPoint ?? ''}|${k.code}`;
     const c = byKey.get(key);
     if (c) c.count++;
     else byKey.set(key, { launch: { ...k, bindings: k.bindings.map((b) => ({ ...b })) }, sizes, count: 1 });
