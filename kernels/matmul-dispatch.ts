@@ -129,6 +129,8 @@ export interface Launch {
   a: Tensor;
   b: Tensor;
   bias?: Tensor;
+  /** added after the activation; the output's shape and layout */
+  residual?: Tensor;
   out: Tensor;
   pre?: Tensor;
 }
@@ -150,6 +152,7 @@ export function dispatchTiles(name: string, p: Problem, spec: MatmulKernelSpec, 
         bind(t.b, w.b, false, `b ${t.b.describe()}`),
       ];
       if (t.bias) bindings.push(t.bias.read(`bias ${t.bias.describe()}`));
+      if (t.residual) bindings.push(bind(t.residual, w.c, false, `residual ${t.residual.describe()}`));
       bindings.push(bind(t.out, w.c, true, `out ${t.out.describe()}`));
       if (t.pre) bindings.push(bind(t.pre, w.c, true, `pre-activation ${t.pre.describe()}`));
       const ch = w.ch;

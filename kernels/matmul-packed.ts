@@ -61,7 +61,7 @@ interface PackedPlan {
 export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   const plan = planPacked(name, p, spec, t);
   // the main kernel only sums; bias and activation come with the second pass
-  const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false });
+  const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false, residual: false });
   const packVec = !p.transB && p.N % 4 === 0 && p.K > 0;
   const pack = packCode(plan.S, p.transB, packVec);
   const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
@@ -220,10 +220,10 @@ function dispatchMain(plan: PackedPlan, code: string, c: number, target: Tensor,
 
 /** out[lo, hi) += slabs[0..n) (+ bias, activation, pre when `last`), in binding-sized windows. */
 function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tensor[], lo: number, hi: number, n: number, last: boolean): void {
-  const withEpi = last && (spec.bias || spec.writePre || spec.activation !== 'none');
+  const withEpi = last && (spec.bias || spec.writePre || !!spec.residual || spec.activation !== 'none');
   if (n === 0 && !withEpi) return;
   const vecOut = p.N % 4 === 0;
-  const code = combineCode(n, withEpi ? spec.activation : 'none', withEpi && spec.bias, withEpi && spec.writePre, vecOut);
+  const code = combineCode(n, withEpi ? spec.activation : 'none', withEpi && spec.bias, withEpi && spec.writePre, vecOut, withEpi && !!spec.residual);
   const w = vecOut ? 4 : 1;
   for (const c of bindingChunks(lo, hi, w, maxBind)) {
     const range = { offset: c.offset, size: c.size };
@@ -233,6 +233,7 @@ function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tenso
       bindings.push({ buffer: t.bias!.buffer, offset: 0, size: Math.max(16, t.bias!.bytes), write: false, what: `bias ${t.bias!.describe()}` });
     }
     if (withEpi && spec.writePre) bindings.push({ buffer: t.pre!.buffer, ...range, write: true, what: `pre-activation ${t.pre!.describe()}` });
+    if (withEpi && spec.residual) bindings.push({ buffer: t.residual!.buffer, ...range, write: false, what: `residual ${t.residual!.describe()}` });
     const e0 = c.offset / 4 + c.start * w;
     rt().dispatch({
       name: `${name} combine`,

@@ -46,7 +46,7 @@ export function packedKernel(spec: MatmulKernelSpec): MatmulKernel {
   lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecA ? 'A4: array<vec4<f32>>' : 'A1: array<f32>'};`);
   for (let v = 0; v < cv; v++) lines.push(`@group(0) @binding(${b++}) var<uniform> U${v}: array<vec4<f32>, ${PACK_BLOCK_FLOATS / 4}>;`);
   const arr = spec.vecC ? 'array<vec4<f32>>' : 'array<f32>';
-  if (spec.bias || spec.writePre || spec.activation !== 'none') throw new Error('matmul packed kernel: the epilogue is a separate pass');
+  if (spec.bias || spec.writePre || spec.residual || spec.activation !== 'none') throw new Error('matmul packed kernel: the epilogue is a separate pass');
   lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${spec.vecC ? 'C4' : 'C1'}: ${arr};`);
   lines.push(`struct Params { ${PACKED_PARAMS.map((n) => `${n}: u32`).join(', ')} }`);
   lines.push(`@group(0) @binding(${b}) var<uniform> p: Params;`);
@@ -133,16 +133,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 /**
  * The packed variant's second pass over the output: x = C + S0 + ... (the partial sums of later K chunks) +
- * bias[col]; P = x; C = act(x), over `n` elements (vec4 of them when `vec`) from element `first` of the bound
- * window, the first of them at column `col0` of a row.
+ * bias[col]; P = x; C = act(x) (+ R, a residual), over `n` elements (vec4 of them when `vec`) from element
+ * `first` of the bound window, the first of them at column `col0` of a row.
  */
-export function combineCode(slabs: number, activation: Activation, bias: boolean, writePre: boolean, vec: boolean): string {
+export function combineCode(slabs: number, activation: Activation, bias: boolean, writePre: boolean, vec: boolean, residual = false): string {
   const T = vec ? 'vec4<f32>' : 'f32';
   let i = 0;
   const lines = [`@group(0) @binding(${i++}) var<storage, read_write> C: array<${T}>;`];
   for (let j = 0; j < slabs; j++) lines.push(`@group(0) @binding(${i++}) var<storage, read> S${j}: array<${T}>;`);
   if (bias) lines.push(`@group(0) @binding(${i++}) var<storage, read> ${vec ? 'bias4' : 'bias1'}: array<${T}>;`);
   if (writePre) lines.push(`@group(0) @binding(${i++}) var<storage, read_write> P: array<${T}>;`);
+  if (residual) lines.push(`@group(0) @binding(${i++}) var<storage, read> R: array<${T}>;`);
   lines.push('struct Params { n: u32, N: u32, col0: u32, first: u32 }');
   lines.push(`@group(0) @binding(${i}) var<uniform> p: Params;`);
   const act = activation === 'none' ? '' : activationFn(activation).replace(/vec4<f32>/g, T);
@@ -158,6 +159,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let i = p.first + j;
   let col = (p.col0 + j${vec ? ' * 4u' : ''}) % p.N;
   var x = ${sum};
-${writePre ? '  P[i] = x;\n' : ''}${activation === 'none' ? '' : '  x = act(x);\n'}  C[i] = x;
+${writePre ? '  P[i] = x;\n' : ''}${activation === 'none' ? '' : '  x = act(x);\n'}${residual ? '  x += R[i];\n' : ''}  C[i] = x;
 }`;
 }

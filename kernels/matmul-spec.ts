@@ -42,7 +42,9 @@ function subgroupRows(M: number, S: number): number {
   return Math.max(S, M <= 8 ? 8 : M <= 16 ? 16 : 32);
 }
 
-export function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activation: Activation, writePre: boolean): MatmulKernelSpec {
+export function specFor(
+  variant: MatmulVariant, p: Problem, bias: boolean, activation: Activation, writePre: boolean, residual = false,
+): MatmulKernelSpec {
   const spec: MatmulKernelSpec = {
     variant,
     transA: p.transA,
@@ -54,6 +56,7 @@ export function specFor(variant: MatmulVariant, p: Problem, bias: boolean, activ
     activation,
     writePre,
   };
+  if (residual) spec.residual = true;
   if (variant === 'gemv') {
     spec.subgroupSize = gpu().limits.subgroupMinSize!;
     const tile = gemvTile(p.M, spec.subgroupSize);

@@ -22,6 +22,7 @@ import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
 import { recordOp } from './record-op.ts';
 import { sumTo } from './reduce.ts';
+import { add } from './elementwise.ts';
 import { activationGradCode, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
 import { AUTOTUNE_LAUNCH_NAME, AutotuneBusyError, chooseMatmulVariant, type MeasureFn, type TuneProblem, type VariantChoice } from './matmul-autotune.ts';
 import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
@@ -36,6 +37,10 @@ export interface MatmulOptions {
   /** [N], added to every row before the activation */
   bias?: Tensor;
   activation?: Activation;
+  /** a tensor of the output's shape added after the activation: `residual + act(op(a) op(b) + bias)`, in the
+   * kernel's store when no gradient is recorded (a transformer's residual connection: one kernel, not two),
+   * else as a separate `add` that autograd records */
+  residual?: Tensor;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -227,14 +232,27 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         `(${maxBuffer} bytes); split the work (fewer rows per call)`,
     );
   }
+  const residual = opts.residual;
+  if (residual) {
+    checkF32(p.desc, residual, 'residual');
+    if (residual.shape.join() !== p.outShape.join()) {
+      throw new RangeError(`${p.desc}: residual must have the output's shape [${p.outShape.join(', ')}], got ${residual.describe()}`);
+    }
+  }
   const inputs = bias ? [a, b, bias] : [a, b];
   const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  if (residual && (needsGrad || (isGradEnabled() && residual.requiresGrad))) {
+    const product = matmul(a, b, { ...opts, residual: undefined });
+    const sum = add(residual, product);
+    product.dispose();
+    return sum;
+  }
   const writePre = needsGrad && activation === 'gelu';
   const choice = choose(p, true);
-  const spec = specFor(choice.variant, p, !!bias, activation, writePre);
+  const spec = specFor(choice.variant, p, !!bias, activation, writePre, !!residual);
   const out = empty(p.outShape);
   const pre = writePre ? empty(p.outShape) : undefined;
-  dispatchProblem(`matmul ${choice.variant}`, p, spec, { a, b, bias, out, pre });
+  dispatchProblem(`matmul ${choice.variant}`, p, spec, { a, b, bias, residual, out, pre });
   if (!needsGrad) return out;
   // relu's gradient needs only the output's sign; gelu's the pre-activation
   const saved = activation === 'none' ? [a, b] : [a, b, activation === 'gelu' ? pre! : out];

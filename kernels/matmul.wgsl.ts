@@ -47,6 +47,8 @@ export interface MatmulKernelSpec {
   activation: Activation;
   /** also write the pre-activation (x + bias) to a second output, for the activation's backward */
   writePre: boolean;
+  /** add a tensor of the output's shape after the activation (a residual connection): C = act(AB + bias) + R */
+  residual?: boolean;
   /** subgroup variant: lanes per subgroup (the workgroup size) */
   subgroupSize?: number;
   /** rows per subgroup (subgroup) or per invocation (regblock); vec4 columns per lane/invocation */
@@ -77,6 +79,7 @@ export function header(spec: MatmulKernelSpec): string {
   lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecA ? 'A4' : 'A1'}: ${arr(spec.vecA)};`);
   lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecB ? 'B4' : 'B1'}: ${arr(spec.vecB)};`);
   if (spec.bias) lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecC ? 'bias4' : 'bias1'}: ${arr(spec.vecC)};`);
+  if (spec.residual) lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecC ? 'R4' : 'R1'}: ${arr(spec.vecC)};`);
   lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${spec.vecC ? 'C4' : 'C1'}: ${arr(spec.vecC)};`);
   if (spec.writePre) lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${spec.vecC ? 'P4' : 'P1'}: ${arr(spec.vecC)};`);
   lines.push(`struct Params { ${MATMUL_PARAMS.map((n) => `${n}: u32`).join(', ')} }`);
@@ -112,8 +115,8 @@ export function prologue(): string {
 }
 
 /**
- * Bias, pre-activation, activation and the store of one vec4 of outputs `x` at row `row` and column group
- * `cg` (columns 4cg..4cg+3). The caller has checked row < M.
+ * Bias, pre-activation, activation, residual and the store of one vec4 of outputs `x` at row `row` and column
+ * group `cg` (columns 4cg..4cg+3). The caller has checked row < M.
  */
 export function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: string, ind: string): string {
   const out: string[] = [];
@@ -124,6 +127,7 @@ export function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: str
     if (spec.bias) out.push(`${ind}  x += bias4[${cg}];`);
     if (spec.writePre) out.push(`${ind}  P4[(${idx}) >> 2u] = x;`);
     if (spec.activation !== 'none') out.push(`${ind}  x = act(x);`);
+    if (spec.residual) out.push(`${ind}  x += R4[(${idx}) >> 2u];`);
     out.push(`${ind}  C4[(${idx}) >> 2u] = x;`);
     out.push(`${ind}}`);
   } else {
@@ -135,7 +139,8 @@ export function storeOne(spec: MatmulKernelSpec, x: string, row: string, cg: str
     }
     if (spec.writePre) for (let c = 0; c < 4; c++) out.push(`${ind}  if (n + ${u(c)} < N) { P1[${idx} + ${u(c)}] = x.${COMP[c]}; }`);
     if (spec.activation !== 'none') out.push(`${ind}  x = act(x);`);
-    for (let c = 0; c < 4; c++) out.push(`${ind}  if (n + ${u(c)} < N) { C1[${idx} + ${u(c)}] = x.${COMP[c]}; }`);
+    const r = (c: number) => (spec.residual ? ` + R1[${idx} + ${u(c)}]` : '');
+    for (let c = 0; c < 4; c++) out.push(`${ind}  if (n + ${u(c)} < N) { C1[${idx} + ${u(c)}] = x.${COMP[c]}${r(c)}; }`);
     out.push(`${ind}}`);
   }
   return out.join('\n');

@@ -36,8 +36,12 @@ export type ParamMap = Map<string, Tensor>;
 export class DropoutState {
   offset = 0;
   constructor(public rate: number, public seed: number, public training: boolean) {}
+  /** whether apply() drops anything */
+  get active(): boolean {
+    return this.training && this.rate > 0;
+  }
   apply(x: Tensor): Tensor {
-    if (!this.training || this.rate === 0) return x;
+    if (!this.active) return x;
     const y = dropout(x, this.rate, { seed: this.seed, offset: this.offset });
     this.offset += x.size;
     return y;
@@ -66,9 +70,10 @@ function param(ctx: ForwardContext, name: string): Tensor {
   return p;
 }
 
-/** nn.Linear without bias: x @ W^T, W stored [out, in] as in PyTorch. */
-function linear(x: Tensor, w: Tensor, activation: 'none' | 'relu' | 'gelu' = 'none'): Tensor {
-  return matmul(x, w, { transB: true, activation });
+/** nn.Linear without bias: x @ W^T, W stored [out, in] as in PyTorch; `residual` is added to the result (in
+ * the matmul's store when no gradient is recorded). */
+function linear(x: Tensor, w: Tensor, activation: 'none' | 'relu' | 'gelu' = 'none', residual?: Tensor): Tensor {
+  return matmul(x, w, { transB: true, activation, residual });
 }
 
 export function T5LayerNorm(ctx: ForwardContext, prefix: string, x: Tensor): Tensor {
@@ -152,7 +157,9 @@ export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor):
   };
 }
 
-export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs): Tensor {
+/** The attention output projected by `o`; `residual`, when given, is added to it (the caller's residual
+ * connection, when no dropout comes between). */
+export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs, residual?: Tensor): Tensor {
   const { num_heads: h, d_kv: dk } = ctx.config;
   const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
   const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
@@ -167,7 +174,7 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
     const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
     out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
   }
-  return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`));
+  return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`), 'none', residual);
 }
 
 /** `past`: the layer's cache during incremental decoding, extended by this step's keys/values. */
@@ -176,6 +183,8 @@ export function T5LayerSelfAttention(
   past?: SelfAttentionCache,
 ): Tensor {
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
+  // without dropout the residual add rides in the o-projection's store (one kernel less per layer)
+  if (!ctx.dropout.active) return T5Attention(ctx, `${prefix}.SelfAttention`, normed, { ...inputs, past }, hidden);
   const out = T5Attention(ctx, `${prefix}.SelfAttention`, normed, { ...inputs, past });
   return add(hidden, ctx.dropout.apply(out));
 }
@@ -203,6 +212,10 @@ export function T5LayerCrossAttention(
   if (!keyValue) throw new Error(`${prefix}: cross-attention needs the encoder output or its cached keys/values`);
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
   const byInput = normed.reshape([keyValue.k.shape[0]!, -1, normed.shape[2]!]);
+  if (!ctx.dropout.active) {
+    const residual = hidden.reshape(byInput.shape);
+    return T5Attention(ctx, `${prefix}.EncDecAttention`, byInput, { mask: encoder.mask, keyValue }, residual).reshape(hidden.shape);
+  }
   const out = T5Attention(ctx, `${prefix}.EncDecAttention`, byInput, { mask: encoder.mask, keyValue });
   return add(hidden, ctx.dropout.apply(out.reshape(hidden.shape)));
 }
@@ -218,6 +231,7 @@ export function T5LayerFF(ctx: ForwardContext, prefix: string, hidden: Tensor): 
   } else {
     h = linear(normed, param(ctx, `${ff}.wi.weight`), ctx.config.dense_act_fn === 'relu' ? 'relu' : 'gelu');
   }
+  if (!ctx.dropout.active) return linear(h, param(ctx, `${ff}.wo.weight`), 'none', hidden);
   h = linear(ctx.dropout.apply(h), param(ctx, `${ff}.wo.weight`));
   return add(hidden, ctx.dropout.apply(h));
 }

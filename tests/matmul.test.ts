@@ -14,6 +14,7 @@ import { backward } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import { rt } from '../engine/runtime.ts';
 import { matmul, matmulVariantFor } from '../kernels/matmul.ts';
+import { add } from '../kernels/elementwise.ts';
 import { geluRef, matmulRef, matmulRefAt } from '../kernels/matmul-reference.ts';
 import { eligibleMatmulVariants, MATMUL_TUNING } from '../kernels/matmul-spec.ts';
 import { packRows } from '../kernels/matmul-packed.wgsl.ts';
@@ -55,16 +56,19 @@ function floats(n: number): Float32Array {
   return out;
 }
 
-/** |got - want| <= 2e-6 * (sum of |a_k b_k| + |bias|) + 1e-6 elementwise, for out = act(op(a)·op(b) + bias). */
+/** |got - want| <= 2e-6 * (sum of |a_k b_k| + |bias| + |residual|) + 1e-6 elementwise, for
+ * out = act(op(a)·op(b) + bias) + residual. */
 function expectMatmulClose(got: Float32Array, a: Float32Array, aShape: Shape, b: Float32Array, bShape: Shape,
-  opts: { transA?: boolean; transB?: boolean; bias?: Float32Array; activation?: Activation }, what: string): void {
+  opts: { transA?: boolean; transB?: boolean; bias?: Float32Array; activation?: Activation; residual?: Float32Array }, what: string): void {
   const ref = matmulRef(a, aShape, b, bShape, opts);
   const mag = matmulRef(a.map(Math.abs), aShape, b.map(Math.abs), bShape, { ...opts, bias: opts.bias?.map(Math.abs), activation: 'none' });
+  const r = opts.residual;
   expect(got.length, `${what}: length`).toBe(ref.data.length);
   for (let i = 0; i < got.length; i++) {
-    const tol = 2e-6 * mag.data[i]! + 1e-6;
-    if (!(Math.abs(got[i]! - ref.data[i]!) <= tol)) {
-      throw new Error(`${what}: element ${i} is ${got[i]}, reference ${ref.data[i]} (tolerance ${tol})`);
+    const want = ref.data[i]! + (r ? r[i]! : 0);
+    const tol = 2e-6 * (mag.data[i]! + (r ? Math.abs(r[i]!) : 0)) + 1e-6;
+    if (!(Math.abs(got[i]! - want) <= tol)) {
+      throw new Error(`${what}: element ${i} is ${got[i]}, reference ${want} (tolerance ${tol})`);
     }
   }
 }
@@ -76,6 +80,8 @@ interface Case {
   transB?: boolean;
   bias?: boolean;
   activation?: Activation;
+  /** a residual of the output's shape added in the kernel's store */
+  residual?: boolean;
 }
 
 /** [M, K, N] for a stored pair */
@@ -104,6 +110,9 @@ FORWARD['edges and epilogue'] = [
   storedShapes(45, 1, 1, false, false),
   { ...storedShapes(33, 16, 40, false, true), bias: true, activation: 'relu' },
   { ...storedShapes(33, 17, 39, true, false), bias: true, activation: 'gelu' },
+  // a residual after the activation: vec4 stores (N 40) and scalar ones (N 41)
+  { ...storedShapes(33, 16, 40, false, true), bias: true, activation: 'relu', residual: true },
+  { ...storedShapes(37, 29, 41, false, true), residual: true },
 ];
 FORWARD['batches'] = [
   storedShapes(7, 12, 20, false, true, [3, 2], []),
@@ -117,7 +126,7 @@ FORWARD['batches'] = [
 const SLOW = 600_000;
 
 function caseName(c: Case): string {
-  return `[${c.a}]${c.transA ? 'ᵀ' : ''} @ [${c.b}]${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.activation && c.activation !== 'none' ? ` ${c.activation}` : ''}`;
+  return `[${c.a}]${c.transA ? 'ᵀ' : ''} @ [${c.b}]${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.activation && c.activation !== 'none' ? ` ${c.activation}` : ''}${c.residual ? ' +residual' : ''}`;
 }
 
 async function runCase(c: Case, what: string): Promise<void> {
@@ -128,11 +137,14 @@ async function runCase(c: Case, what: string): Promise<void> {
   const ta = tensor(a, c.a);
   const tb = tensor(b, c.b);
   const tbias = bias ? tensor(bias, [N]) : undefined;
-  const out = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, activation: c.activation });
   const ref = matmulRef(a, c.a, b, c.b, { transA: c.transA, transB: c.transB });
+  const residual = c.residual ? floats(size(ref.shape)) : undefined;
+  const tres = residual ? tensor(residual, ref.shape) : undefined;
+  const out = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, activation: c.activation, residual: tres });
   expect(out.shape, what).toEqual(ref.shape);
-  expectMatmulClose(await out.toFloat32(), a, c.a, b, c.b, { ...c, bias }, what);
-  for (const t of [ta, tb, tbias, out]) t?.dispose();
+  expectMatmulClose(await out.toFloat32(), a, c.a, b, c.b, { ...c, bias, residual }, what);
+  if (tres) expect(await tres.toFloat32(), `${what}: the residual is read, not written`).toEqual(residual);
+  for (const t of [ta, tb, tbias, tres, out]) t?.dispose();
 }
 
 describe('matmul forward', () => {
@@ -189,6 +201,7 @@ describe('matmul forward', () => {
         await runCase({ ...storedShapes(33, 1536, 40, false, true), bias: true, activation: 'gelu' }, `packed long K gelu slabs ${slabBytes}`);
         await runCase(storedShapes(9, 1030, 12, true, false, [2], [2]), `packed long K batched slabs ${slabBytes}`);
       }
+      await runCase({ ...storedShapes(20, 1100, 36, false, false), residual: true }, 'packed long K, residual in the last combine');
       // more K chunks than the combine pass may bind slabs (16 storage buffers on lavapipe), as in the LM
       // head's dX product (K = 32128): the slabs are added in several groups
       const chunks = Math.ceil(9001 / packRows(gpu().limits.subgroupMinSize ?? 8));
@@ -222,6 +235,7 @@ describe('matmul arguments', () => {
     expect(() => matmul(a, tensor(floats(6), [3, 2]), { bias: tensor(floats(3), [3]) })).toThrow(/bias must be \[2\]/);
     expect(() => matmul(a, tensor(new Int32Array(6), [3, 2]))).toThrow(/b must be f32/);
     expect(() => matmul(a, tensor(floats(6), [3, 2]), { activation: 'tanh' as Activation })).toThrow(/unknown activation/);
+    expect(() => matmul(a, tensor(floats(6), [3, 2]), { residual: tensor(floats(4), [4]) })).toThrow(/residual must have the output's shape \[2, 2\], got/);
   });
 
   it('refuses an output over maxBufferSize before allocating it', () => {
@@ -371,6 +385,20 @@ describe('matmul backward', () => {
       }
     }, SLOW);
   }
+
+  it('with a gradient recorded, adds the residual as its own op: the same values and gradients as add()', async () => {
+    const [ad, wd, rd] = [floats(12), floats(20), floats(15)];
+    const leaves = () => [tensor(ad, [3, 4], { requiresGrad: true }), tensor(wd, [5, 4], { requiresGrad: true }), tensor(rd, [3, 5], { requiresGrad: true })];
+    const [a1, w1, r1] = leaves();
+    const [a2, w2, r2] = leaves();
+    const fused = matmul(a1!, w1!, { transB: true, activation: 'relu', residual: r1 });
+    const separate = add(r2!, matmul(a2!, w2!, { transB: true, activation: 'relu' }));
+    expect(await fused.toFloat32()).toEqual(await separate.toFloat32());
+    backward(fused);
+    backward(separate);
+    for (const [x, y] of [[a1, a2], [w1, w2], [r1, r2]] as const) expect(await x!.grad!.toFloat32()).toEqual(await y!.grad!.toFloat32());
+    expect([...(await r1!.grad!.toFloat32())]).toEqual(new Array(15).fill(1));
+  });
 
   it('writes the pre-activation only when a gradient is needed, and leaks nothing', async () => {
     const a = tensor(floats(24), [4, 6], { requiresGrad: true });
