@@ -99,6 +99,23 @@ describe('uploads while work is recorded', () => {
   });
 });
 
+describe('readback', () => {
+  it('reuses its staging buffers without handing back an earlier read', async () => {
+    const a = tensor([1, 2, 3], [3]);
+    const b = tensor([7, 8], [2]); // the same size class as a
+    expect([...(await a.toArray())]).toEqual([1, 2, 3]);
+    rt().write(a.buffer, 0, new Float32Array([4, 5, 6]));
+    expect([...(await a.toArray())]).toEqual([4, 5, 6]);
+    expect([...(await b.toArray())]).toEqual([7, 8]);
+    const big = tensor(new Float32Array(300_000).fill(2), [300_000]);
+    const [x, y] = await Promise.all([big.toFloat32(), a.toFloat32()]); // two at once: two buffers
+    expect([x[0], x[299_999], y[2]]).toEqual([2, 2, 6]);
+    rt().emptyCache();
+    expect([...(await b.toArray())]).toEqual([7, 8]);
+    for (const t of [a, b, big]) t.dispose();
+  });
+});
+
 describe('bind groups', () => {
   // out[i] = p.a * x[i] + p.b: the same kernel three times in one batch, twice on the same buffers
   const code = `
