@@ -132,7 +132,12 @@ export class Tensor {
     return this.dtype === 'f32' ? new Float32Array(bytes) : new Int32Array(bytes);
   }
 
-  async toFloat32(): Promise<Float32Array> {
+  /** The values as float32; an f32 tensor's are read into `into` when it has exactly this tensor's size. */
+  async toFloat32(into?: Float32Array): Promise<Float32Array> {
+    if (into && this.dtype === 'f32' && into.length === this.size && into.byteOffset === 0 && this.size > 0) {
+      await rt().read(this.buffer, 0, this.bytes, this.describe(), into.buffer as ArrayBuffer);
+      return into;
+    }
     const a = await this.toArray();
     return a instanceof Float32Array ? a : Float32Array.from(a);
   }

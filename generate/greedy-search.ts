@@ -86,7 +86,8 @@ export async function greedySearch(
   for (let step = 0; ; step++) {
     const logits = await stepper.step(tokens);
     checkLogits(logits, rows, vocab, step);
-    const processed = Float32Array.from(logits);
+    // the processors write into the step's array unless each step's scores are kept (the stepper may reuse it)
+    const processed = scores ? Float32Array.from(logits) : logits;
     applyLogitsProcessors(processors, inputIds, processed, vocab);
     if (scores) scores.push(processed);
 

@@ -4,7 +4,9 @@
 export interface DecoderStepper {
   /**
    * rows = batch * beams (row r belongs to input floor(r / beams)); feeds one new token per row and returns the
-   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array
+   * next-token LOGITS [rows, vocab] (raw, not log-softmaxed) as a Float32Array. The search may write into it
+   * (the logits processors), and the stepper may hand the same array back, refilled, at the next step (when
+   * output_scores is off): a search keeps no step's array past that step unless it copied it.
    */
   step(tokens: Int32Array): Promise<Float32Array>;
   /**

@@ -112,6 +112,14 @@ describe('readback', () => {
     expect([x[0], x[299_999], y[2]]).toEqual([2, 2, 6]);
     rt().emptyCache();
     expect([...(await b.toArray())]).toEqual([7, 8]);
+    // into a caller's array of the tensor's size (the same object back); any other size gets a new one
+    const into = new Float32Array(3).fill(-1);
+    expect(await a.toFloat32(into)).toBe(into);
+    expect([...into]).toEqual([4, 5, 6]);
+    const other = new Float32Array(4);
+    const got = await a.toFloat32(other);
+    expect(got).not.toBe(other);
+    expect([...got]).toEqual([4, 5, 6]);
     for (const t of [a, b, big]) t.dispose();
   });
 });

@@ -120,6 +120,18 @@ describe('predictOne', () => {
     expect(Math.abs(s.score - sum / (s.ids.length - 1))).toBeLessThanOrEqual(SCORE_TOL);
   });
 
+  it('output_scores: every step keeps its own array (the steps read into one array only without it)', async () => {
+    const gen = { num_beams: 2, no_repeat_ngram_size: 0, max_new_tokens: 4, output_scores: true };
+    const config = await loadGenerationConfig(dir, gen);
+    const out = await generateIds(model, padBatch([tokenizer.encodePair(context, question, { maxLength: 512 })]), config);
+    const scores = out.scores!;
+    expect(scores.length).toBeGreaterThan(1);
+    expect(new Set(scores).size).toBe(scores.length);
+    expect(scores[0]![0]).not.toBe(scores[1]![0]); // step 0 and 1 differ (were they one array, they would agree)
+    const plain = await generateIds(model, padBatch([tokenizer.encodePair(context, question, { maxLength: 512 })]), { ...config, outputScores: false });
+    expect(plain.sequences).toEqual(out.sequences);
+  });
+
   it('--input and num_return_sequences: raw source, k sequences best first', async () => {
     const input = `question: ${question} context: ${context}`;
     const p = await predictOne(model, tokenizer, { input }, { modelDir: dir, generation: { num_return_sequences: 3 } });
