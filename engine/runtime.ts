@@ -313,9 +313,8 @@ export class Runtime {
   /**
    * Reads bytes back (into `into` when it is large enough: a loop that reads the same size every step spares
    * the garbage collector a new buffer each time); waits only for the work recorded so far. The staging buffer
-   * is kept for the next read of
-   * its size class: a new one each time cost ~8 ms for the 8 MB of log-probs a 4-beam batch-16 step reads (its
-   * creation and Dawn's zeroing of it, on the CPU under lavapipe).
+   * is kept for the next read of its size class: a new one each time cost ~8 ms for the 8 MB of log-probs a
+   * 4-beam batch-16 step reads (its creation and Dawn's zeroing of it, on the CPU under lavapipe).
    */
   async read(buffer: GPUBuffer, offset: number, bytes: number, what: string, into?: ArrayBuffer): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;

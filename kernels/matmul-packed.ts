@@ -60,7 +60,7 @@ interface PackedPlan {
 
 export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   const plan = planPacked(name, p, spec, t);
-  // the main kernel only sums; bias and activation come with the second pass
+  // the main kernel only sums; bias, activation and residual come with the second pass
   const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false, residual: false });
   const packVec = !p.transB && p.N % 4 === 0 && p.K > 0;
   const pack = packCode(plan.S, p.transB, packVec);

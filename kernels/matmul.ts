@@ -156,8 +156,8 @@ const PACKED_MAX_COLS = 4096;
  * The products where the packed kernel leads on a CPU adapter: many rows (an encoder's or a training batch's
  * tokens), a column count like a T5 projection's, no Aᵀ and no batch. On the 2-core Zen 4, GFLOP/s subgroup /
  * packed, interleaved medians: 2048x512x512ᵀ 45.7 / 51.7, 2048x512x2048ᵀ 47.7 / 53.9, 2048x2048x512ᵀ 47.8 /
- * 48.6, 2048x512x512 47.4 / 52.1, 1536x512x512ᵀ 42.9 / 52.1; 64x512x512ᵀ 27 / 15. Whole t5-small rows, 7 and 4 alternating runs:
- * forward 2,740 -> 2,454 ms, train step 8,935 -> 8,531 ms (medians).
+ * 48.6, 2048x512x512 47.4 / 52.1, 1536x512x512ᵀ 42.9 / 52.1; 64x512x512ᵀ 27 / 15. Whole t5-small rows, 7 and 4
+ * alternating runs: forward 2,740 -> 2,454 ms, train step 8,935 -> 8,531 ms (medians).
  */
 function packedSuits(p: Problem): boolean {
   return p.M >= PACKED_MIN_ROWS && p.N <= PACKED_MAX_COLS && !p.transA && p.nb === 1 && p.outer.length === 1;
