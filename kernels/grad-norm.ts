@@ -23,6 +23,7 @@ import { rt, grid1D } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { bindingChunks } from '../engine/binding-chunks.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const WORKGROUP = 64;
 /** vec4s (first level) or floats (later levels) summed per thread */
@@ -115,13 +116,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
-const codes = new Map<string, string>();
-function code(kind: 'partials' | 'scale', type: ElemType, layout: NormLayout = 'contiguous'): string {
-  const key = `${kind}|${type}|${layout}`;
-  let c = codes.get(key);
-  if (!c) codes.set(key, (c = kind === 'partials' ? partialsCode(type, layout) : scaleCode(type)));
-  return c;
-}
+// each source built once per argument set (wgsl-memo.ts)
+const partialsCodeMemo = memoWgsl(partialsCode);
+const scaleCodeMemo = memoWgsl(scaleCode);
 
 export interface GradNormOptions {
   /** cap on one binding's bytes; default the adapter's maxStorageBufferBindingSize (tests lower it) */
@@ -182,7 +179,7 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
   ps.forEach((p, i) => {
     rt().dispatch({
       name: 'grad_norm_partials',
-      code: code('partials', p.type, layout),
+      code: partialsCodeMemo(p.type, layout),
       bindings: [
         { buffer: p.t.buffer, offset: p.offset, size: p.size, write: false, what: p.t.describe() },
         level.write('partial sums of squares'),
@@ -197,7 +194,7 @@ export function globalNorm(tensors: Iterable<Tensor>, opts: GradNormOptions = {}
     const sums = empty([next]);
     rt().dispatch({
       name: 'grad_norm_partials',
-      code: code('partials', 'f32', layout),
+      code: partialsCodeMemo('f32', layout),
       bindings: [level.read('partial sums of squares'), sums.write('partial sums of squares')],
       params: [['u32', 0], ['u32', count], ['u32', 0], ['u32', next], ['u32', 0]],
       workgroups: grid1D(Math.ceil(next / WORKGROUP)),
@@ -231,7 +228,7 @@ function scaleByClipCoef(tensors: Iterable<Tensor>, norm: Tensor, maxNorm: numbe
   for (const p of pieces(distinct, opts)) {
     rt().dispatch({
       name: 'grad_clip_scale',
-      code: code('scale', p.type),
+      code: scaleCodeMemo(p.type),
       bindings: [
         { buffer: p.t.buffer, offset: p.offset, size: p.size, write: true, what: p.t.describe() },
         norm.read('global norm'),

@@ -10,6 +10,7 @@ import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows } from './matmul-pac
 import { windowOf, type Launch, type Window } from './matmul-dispatch.ts';
 import type { Problem } from './matmul-problem.ts';
 import { kernelFor, MATMUL_TUNING } from './matmul-spec.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 let packScratch: GPUBuffer | null = null;
 
@@ -63,7 +64,7 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
   // the main kernel only sums; bias, activation and residual come with the second pass
   const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false, residual: false });
   const packVec = !p.transB && p.N % 4 === 0 && p.K > 0;
-  const pack = packCode(plan.S, p.transB, packVec);
+  const pack = packCodeMemo(plan.S, p.transB, packVec);
   const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
   let packedFor: string | null = null;
   const { chunks } = plan;
@@ -223,7 +224,7 @@ function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tenso
   const withEpi = last && (spec.bias || spec.writePre || !!spec.residual || spec.activation !== 'none');
   if (n === 0 && !withEpi) return;
   const vecOut = p.N % 4 === 0;
-  const code = combineCode(n, withEpi ? spec.activation : 'none', withEpi && spec.bias, withEpi && spec.writePre, vecOut, withEpi && !!spec.residual);
+  const code = combineCodeMemo(n, withEpi ? spec.activation : 'none', withEpi && spec.bias, withEpi && spec.writePre, vecOut, withEpi && !!spec.residual);
   const w = vecOut ? 4 : 1;
   for (const c of bindingChunks(lo, hi, w, maxBind)) {
     const range = { offset: c.offset, size: c.size };
@@ -250,3 +251,7 @@ function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tenso
 function u32s(...values: number[]): Array<['u32', number]> {
   return values.map((v) => ['u32', v]);
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const packCodeMemo = memoWgsl(packCode);
+const combineCodeMemo = memoWgsl(combineCode);

@@ -23,6 +23,7 @@ import { empty, tensor, type Shape, Tensor } from '../engine/tensor.ts';
 import { recordOp } from './record-op.ts';
 import { sumTo } from './reduce.ts';
 import { add } from './elementwise.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 import { activationGradCode, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
 import { AUTOTUNE_LAUNCH_NAME, AutotuneBusyError, chooseMatmulVariant, type MeasureFn, type TuneProblem, type VariantChoice } from './matmul-autotune.ts';
 import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
@@ -271,7 +272,7 @@ function activationGrad(act: 'relu' | 'gelu', g: Tensor, x: Tensor): Tensor {
   if (g.size === 0) return out;
   rt().dispatch({
     name: `matmul ${act} backward`,
-    code: activationGradCode(act),
+    code: activationGradCodeMemo(act),
     bindings: [g.read(), x.read(), out.write()],
     params: [['u32', g.size]],
     workgroups: grid1D(Math.ceil(g.size / 256)),
@@ -332,3 +333,6 @@ function matmulBackward(
   if (gz !== g) gz.dispose();
   return [dA, dB, dBias];
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const activationGradCodeMemo = memoWgsl(activationGradCode);

@@ -11,6 +11,7 @@
 import { recordOp } from './record-op.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
+import { memoWgsl } from './wgsl-memo.ts';
 
 const WORKGROUP = 64;
 const PHILOX_M0 = 0xd2511f53;
@@ -157,7 +158,7 @@ function launch(mode: Mode, out: Tensor, opts: { seed: number; offset: number },
   const vecOut = n % 4 === 0;
   rt().dispatch({
     name: `random ${mode}`,
-    code: randomCode(mode, vecOut),
+    code: randomCodeMemo(mode, vecOut),
     bindings: [...(x ? [x.read(`dropout input ${x.describe()}`)] : []), out.write()],
     params: [['u32', n], ['u32', cLo], ['u32', cHi], ['u32', first], ['u32', kLo], ['u32', kHi], ['u32', quads], ['f32', a], ['f32', b]],
     workgroups: grid1D(Math.ceil(quads / WORKGROUP)),
@@ -285,3 +286,6 @@ export function dropoutRef(x: ArrayLike<number>, p: number, seed: number, offset
   const pf = Math.fround(p); // the kernel compares against p as an f32
   return Float64Array.from(u, (v, i) => (v >= pf ? x[i]! * s : 0));
 }
+
+// each source built once per argument set (wgsl-memo.ts)
+const randomCodeMemo = memoWgsl(randomCode);
