@@ -26,7 +26,9 @@ export interface MemoryStats {
   bytesLive: number;
   /** bytes sitting free in the pool */
   bytesPooled: number;
-  /** largest bytesLive + bytesPooled seen */
+  /** GPU buffers outside the pool: uniform arena, upload staging, kept readback buffers, the packed matmul's scratch */
+  bytesOther: number;
+  /** largest bytesLive + bytesPooled + bytesOther seen */
   peakBytes: number;
   buffersLive: number;
   buffersPooled: number;
@@ -41,7 +43,7 @@ export class BufferPool {
   private retired: GPUBuffer[] = [];
   private limit = Infinity;
   private stats: MemoryStats = {
-    bytesLive: 0, bytesPooled: 0, peakBytes: 0, buffersLive: 0, buffersPooled: 0, buffersCreated: 0,
+    bytesLive: 0, bytesPooled: 0, bytesOther: 0, peakBytes: 0, buffersLive: 0, buffersPooled: 0, buffersCreated: 0,
   };
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferSize: number) {}
@@ -65,8 +67,22 @@ export class BufferPool {
     }
     this.stats.bytesLive += size;
     this.stats.buffersLive++;
-    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.bytesLive + this.stats.bytesPooled);
+    this.notePeak();
     return buf;
+  }
+
+  /**
+   * Counts a buffer created (bytes > 0) or destroyed (bytes < 0) outside the pool, so that peakBytes is all the
+   * GPU memory the engine holds, not only its tensors.
+   */
+  noteOther(bytes: number): void {
+    this.stats.bytesOther += bytes;
+    this.notePeak();
+  }
+
+  private notePeak(): void {
+    const held = this.stats.bytesLive + this.stats.bytesPooled + this.stats.bytesOther;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, held);
   }
 
   release(buf: GPUBuffer): void {
@@ -116,6 +132,6 @@ export class BufferPool {
   }
 
   resetPeak(): void {
-    this.stats.peakBytes = this.stats.bytesLive + this.stats.bytesPooled;
+    this.stats.peakBytes = this.stats.bytesLive + this.stats.bytesPooled + this.stats.bytesOther;
   }
 }

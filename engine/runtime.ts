@@ -100,6 +100,7 @@ export class Runtime {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: 'uniform arena',
     });
+    this.pool.noteOther(this.uniformArena.size);
     this.uniformCpu = new DataView(this.uniformBytes.buffer);
     this.maxUniformBinding = gpu.device.limits.maxUniformBufferBindingSize;
   }
@@ -253,7 +254,7 @@ export class Runtime {
     this.uniformUsed = 0;
     this.counters.submits++;
     // WebGPU defers the destruction of a buffer until the submitted work using it has finished
-    for (const b of this.staged.splice(0)) b.destroy();
+    for (const b of this.staged.splice(0)) this.destroyOther(b);
     this.pool.destroyRetired();
     const ops = this.lastOps.splice(0);
     this.gpu.check(`a batch of ${ops.length} kernels (${[...new Set(ops)].slice(0, 8).join(', ')})`);
@@ -275,7 +276,7 @@ export class Runtime {
       let s = this.staging;
       if (!s || s.used + bytes > s.bytes.byteLength) {
         this.unmapStaging();
-        const staged = this.device.createBuffer({
+        const staged = this.createOther({
           size: Math.max(STAGING_CHUNK_BYTES, bytes), usage: GPUBufferUsage.COPY_SRC, mappedAtCreation: true, label: 'staged writes',
         });
         this.staged.push(staged);
@@ -305,7 +306,7 @@ export class Runtime {
     this.flush();
     this.pool.trim();
     this.pool.destroyRetired();
-    for (const list of this.readbacks.values()) for (const b of list) b.destroy();
+    for (const list of this.readbacks.values()) for (const b of list) this.destroyOther(b);
     this.readbacks.clear();
     this.readbackBytes = 0;
   }
@@ -321,7 +322,7 @@ export class Runtime {
     const cls = sizeClass(size);
     const kept = this.readbacks.get(cls)?.pop();
     if (kept) this.readbackBytes -= cls;
-    const staging = kept ?? this.device.createBuffer({ size: cls, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    const staging = kept ?? this.createOther({ size: cls, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
     this.copyEncoder().copyBufferToBuffer(buffer, offset, staging, 0, size);
     this.flush();
     this.counters.readbacks++;
@@ -329,7 +330,7 @@ export class Runtime {
       await platform().gpuWait(() => staging.mapAsync(GPUMapMode.READ, 0, size));
       this.gpu.check(`reading back ${what}`);
     } catch (e) {
-      staging.destroy();
+      this.destroyOther(staging);
       this.gpu.check(`reading back ${what}`);
       if (e instanceof GpuError) throw e;
       throw new GpuError(`reading back ${what} failed: ${(e as Error).message}`);
@@ -346,9 +347,21 @@ export class Runtime {
     return out;
   }
 
+  /** A GPU buffer outside the pool, counted in memory().bytesOther and so in peakBytes until destroyOther. */
+  createOther(desc: GPUBufferDescriptor): GPUBuffer {
+    const b = this.device.createBuffer(desc);
+    this.pool.noteOther(b.size);
+    return b;
+  }
+
+  destroyOther(b: GPUBuffer): void {
+    this.pool.noteOther(-b.size);
+    b.destroy();
+  }
+
   private keepReadback(b: GPUBuffer): void {
     if (this.readbackBytes + b.size > READBACK_KEEP_BYTES) {
-      b.destroy();
+      this.destroyOther(b);
       return;
     }
     const list = this.readbacks.get(b.size) ?? [];

@@ -19,9 +19,9 @@ function scratchFor(bytes: number): GPUBuffer {
   if (!packScratch || packScratch.size < bytes) {
     // recorded dispatches may still bind the old buffer: submit them first (submitted work keeps it alive)
     rt().flush();
-    packScratch?.destroy();
+    if (packScratch) rt().destroyOther(packScratch);
     const size = Math.ceil(bytes / (1 << 20)) * (1 << 20);
-    packScratch = gpu().device.createBuffer({
+    packScratch = rt().createOther({
       size,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE,
       label: 'matmul packed blocks',

@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { emptyCache, memory, setPoolLimit, tensor, zeros } from '../engine/tensor.ts';
 import { add } from '../kernels/elementwise.ts';
+import { sizeClass } from '../engine/buffer-pool.ts';
 
 const KIB = 1024;
 
@@ -54,6 +55,22 @@ describe('buffer pool', () => {
     expect(Array.from(await d.toArray())).toEqual([22, 44, 66, 88, 110]);
     c.dispose();
     d.dispose();
+  });
+
+  it('peakBytes counts the buffers outside the pool: a kept readback buffer until emptyCache', async () => {
+    emptyCache();
+    const elems = 300 * KIB + 7; // 1.2 MB: a readback size class no earlier read left behind
+    const t = zeros([elems]);
+    const before = memory();
+    await t.toArray();
+    const after = memory();
+    const cls = sizeClass(elems * 4);
+    expect(after.bytesOther - before.bytesOther).toBe(cls);
+    expect(after.peakBytes).toBeGreaterThanOrEqual(after.bytesLive + after.bytesPooled + after.bytesOther);
+    emptyCache();
+    expect(before.bytesOther - memory().bytesOther).toBeGreaterThanOrEqual(0);
+    expect(after.bytesOther - memory().bytesOther).toBeGreaterThanOrEqual(cls);
+    t.dispose();
   });
 
   it('rejects a negative limit', () => {
