@@ -9,7 +9,7 @@
 // broadcast needs the whole subgroup; rows past the end are clamped for loads and never stored.
 
 import {
-  bindingDecls, dkvBindings, dqBindings, dropBase, dropFns, dropStep, forwardBindings, keyEnd, kRow, NEG_MAX, qRow,
+  bindingDecls, dkvStoredBindings, dqBindings, dropBase, dropFns, dropStep, forwardBindings, keyEnd, kRow, NEG_MAX, qRow,
   rowOffsets, v4, type AttnVariant, type Binding,
 } from './attention.wgsl.ts';
 
@@ -153,7 +153,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 export function subgroupBackwardDq(v: AttnVariant, s: SubgroupShape): string {
   const { D, SG, R, E, N, RW, drop, rows, dims } = geometry(v, s);
   return /* wgsl */ `enable subgroups;
-${bindingDecls(typedBindings(dqBindings(), ['k', 'v'], N))}
+${bindingDecls(typedBindings(dqBindings(false, true), ['k', 'v'], N))}
 ${dropFns(v)}
 
 @compute @workgroup_size(${SG})
@@ -185,28 +185,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     ${broadcastEach(D, SG, N, 'vs', (d, x) => rows((r) => `dp${r} += g${r}_${d} * ${x};`, ' '))}
     ${addExtras(R, 'j', 'j')}
     ${rows((r) => {
-      const pe = `exp(s${r} - st${r}.x - st${r}.y)`;
-      if (!drop) return `let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} - dl${r});`;
-      return `${dropStep(`${r}`)}
-    let ds${r} = select(0.0, ${pe}, j < ke${r}) * (dp${r} * z${r} - dl${r});`;
+      const pe = `let pr${r} = select(0.0, exp(s${r} - st${r}.x - st${r}.y), j < ke${r});`;
+      if (!drop) return `${pe}
+    let pz${r} = pr${r};
+    let ds${r} = pr${r} * (dp${r} - dl${r});`;
+      return `${pe}
+    ${dropStep(`${r}`)}
+    let pz${r} = pr${r} * z${r};
+    let ds${r} = pr${r} * (dp${r} * z${r} - dl${r});`;
     }, '\n    ')}
     ${broadcastEach(D, SG, N, 'ks', (d, x) => rows((r) => `dq${r}_${d} += ds${r} * ${x};`, ' '))}
     if (p.writeDs != 0u) { ${rows((r) => `ds[row${r} * p.lk + j] = ds${r};`, ' ')} }
+    if (p.writePz != 0u) { ${rows((r) => `pz[row${r} * p.lk + j] = pz${r};`, ' ')} }
   }
   ${rows((r) => `if (rbase + lane + ${SG * r}u < p.lq) {
     ${rowStore(`dq${r}`, 'dq', `qo${r}`, D, ' * p.scale')}
     delta[row${r}] = dl${r};
     if (p.writeDs != 0u) { for (var j = kEnd; j < p.lk; j++) { ds[row${r} * p.lk + j] = 0.0; } }
+    if (p.writePz != 0u) { for (var j = kEnd; j < p.lk; j++) { pz[row${r} * p.lk + j] = 0.0; } }
   }`)}
 }`;
 }
 
-/** Key owner with subgroups: as plainBackwardDkv, R keys per lane, q and dO rows broadcast. */
-export function subgroupBackwardDkv(v: AttnVariant, s: SubgroupShape): string {
-  const { D, SG, R, E, N, RW, drop, rows: keys, dims } = geometry(v, s);
+/**
+ * Key owner reading what the dq kernel stored (writeDs, writePz): dV_j = Σ_i pz_ij dO_i and dK_j = Σ_i ds_ij q_i,
+ * where pz is the dropped probabilities and ds the score gradients of every (row, key). Two products per key
+ * instead of four, and no exp or dropout draws: the recomputing kernel meets its dropout elements a row apart
+ * and so pays one Philox call per element, four times the dq kernel's.
+ */
+export function subgroupBackwardDkvStored(D: number, s: SubgroupShape): string {
+  const { SG, R, E, N, RW, rows: keys, dims } = geometry({ d: D, dropout: false }, s);
   return /* wgsl */ `enable subgroups;
-${bindingDecls(typedBindings(dkvBindings(), ['q', 'dout'], N))}
-${dropFns(v)}
+${bindingDecls(typedBindings(dkvStoredBindings(), ['q', 'dout'], N))}
 
 @compute @workgroup_size(${SG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
@@ -216,13 +226,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let key0 = wid.x * ${RW}u;
   ${keys((r) => `let j${r} = min(key0 + lane + ${SG * r}u, p.lk - 1u);
   let ko${r} = ${kRow(`j${r}`)} * ${D / 4}u;
-  ${rowLoad(`k${r}`, 'k', `ko${r}`, D, ' * p.scale')}
-  ${rowLoad(`v${r}`, 'v', `ko${r}`, D)}
   ${dims((d) => `var dk${r}_${d} = 0.0;`)}
-  ${dims((d) => `var dv${r}_${d} = 0.0;`)}
-  let bo${r} = b * p.biasB + h * p.biasH + j${r} * p.biasJ;
-  let mo${r} = b * p.maskB + h * p.maskH + j${r} * p.maskJ;`)}
-  // causal: row i sees key j when j <= i + off; the workgroup's first key needs i >= key0 - off
+  ${dims((d) => `var dv${r}_${d} = 0.0;`)}`)}
+  // causal: row i sees key j when j <= i + off; earlier rows stored zeros for this workgroup's keys
   let iStart = select(0u, key0 - p.causalOff, key0 > p.causalOff);
   let qb = ${qRow('0u')} * ${D / N}u + lane * ${E / N}u;
   let qStep = p.qL * ${D / N}u;
@@ -231,25 +237,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     let qi = qb + i * qStep;
     ${streamLoad('qs', 'q', 'qi', E, N)}
     ${streamLoad('gs', 'dout', 'qi', E, N)}
-    let st = stats[row];
-    let dl = delta[row];
-    ${keys((r) => `var s${r} = 0.0; var dp${r} = 0.0;`, ' ')}
-    ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `s${r} += k${r}_${d} * ${x};`, ' '))}
-    ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dp${r} += v${r}_${d} * ${x};`, ' '))}
-    ${addExtras(R, 'i * p.biasQ', 'i * p.maskQ')}
-    ${keys((r) => {
-      const pe = `exp(s${r} - st.x - st.y)`;
-      const visible = `let p${r} = select(0.0, ${pe}, j${r} <= i + p.causalOff);`;
-      if (!drop) return `${visible}
-    let ds${r} = p${r} * (dp${r} - dl);
-    let pz${r} = p${r};`;
-      // the key owner meets its elements a row (Lk stream positions) apart: one Philox call each
-      return `${visible}
-    let t${r} = ${dropBase('row')} + j${r};
-    let z${r} = dropKeep(dropWords(t${r}), t${r});
-    let ds${r} = p${r} * (dp${r} * z${r} - dl);
-    let pz${r} = p${r} * z${r};`;
-    }, '\n    ')}
+    ${keys((r) => `let pz${r} = pz[row * p.lk + j${r}]; let ds${r} = ds[row * p.lk + j${r}];`, ' ')}
     ${broadcastEach(D, SG, N, 'gs', (d, x) => keys((r) => `dv${r}_${d} += pz${r} * ${x};`, ' '))}
     ${broadcastEach(D, SG, N, 'qs', (d, x) => keys((r) => `dk${r}_${d} += ds${r} * ${x};`, ' '))}
   }

@@ -15,10 +15,13 @@
 // projection's output reshaped, no head permute) and writes out (and the gradients) the same way.
 //
 // Kernels (attention.wgsl.ts): a flash-style forward that writes only out and (max, log-sum) per row, and a
-// backward in two kernels that recompute the probabilities (row owner: dQ and ds; key owner: dK, dV), plus
-// a batch reduction of ds for the broadcast bias. Nothing of size Lq·Lk is kept between forward and
-// backward; the backward materialises ds [B, H, Lq, Lk] only when the bias needs a gradient (dBias is that
-// size anyway). Which family runs where:
+// backward in two kernels, row owner (dQ, ds) then key owner (dK, dV), plus a batch reduction of ds for the
+// broadcast bias. Nothing of size Lq·Lk is kept between forward and backward. In the backward, the plain
+// kernels both recompute the probabilities and materialise ds [B, H, Lq, Lk] only when the bias needs a
+// gradient (dBias is that size anyway); the subgroup row owner also stores ds and the dropped probabilities
+// for its key owner, which then does two products per (row, key) instead of four, with no exp or dropout draw
+// (t5-small encoder layer, batch 8 x 256, dropout 0.1, lavapipe: 161-221 ms -> 134-144 ms for the backward;
+// its cross-attention 34-44 -> 20-23 ms), for two transient [B, H, Lq, Lk] buffers. Which family runs where:
 //   - software adapters with a fixed subgroup size dividing D, D <= 64 (lavapipe: 8 lanes): `subgroup`.
 //     64x256x64 on lavapipe, CPU-time-normalised to its 2 cores: forward 27 GFLOP/s without bias/mask,
 //     18-19 with T5's bias and padding mask; forward+backward 15.5 (flops counted as 3.5x the forward);
@@ -34,7 +37,7 @@ import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { checkRandomOptions, dropoutThreshold, philoxStreamParams, uniformRef } from './random.ts';
 import {
-  DQ_STORAGE_BUFFERS,
+  DQ_STORAGE_BUFFERS, SUBGROUP_DQ_STORAGE_BUFFERS,
   PLAIN_WORKGROUP,
   REDUCE_WORKGROUP,
   deltaKernel,
@@ -44,7 +47,7 @@ import {
   reduceBatchKernel,
   type AttnVariant,
 } from './attention.wgsl.ts';
-import { subgroupBackwardDkv, subgroupBackwardDq, subgroupForward, type SubgroupShape } from './attention-subgroup.wgsl.ts';
+import { subgroupBackwardDkvStored, subgroupBackwardDq, subgroupForward, type SubgroupShape } from './attention-subgroup.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
 export interface AttentionOptions {
@@ -157,7 +160,7 @@ function strides(shape: readonly number[] | undefined, d: Dims): number[] {
 
 /** The kernels' uniforms (PARAM_FIELDS): everything that is not the head dim is data, so one pipeline
  * per head dim and kernel serves every combination of bias, mask, causal and dBias. */
-function params(d: Dims, o: AttentionOptions, writeDs = false): Array<['u32' | 'f32', number]> {
+function params(d: Dims, o: AttentionOptions, writeDs = false, writePz = false): Array<['u32' | 'f32', number]> {
   const u = (x: number): ['u32', number] => ['u32', x];
   // row strides of head and position: rows of D floats, see attention.wgsl.ts
   const blhd = o.layout === 'BLHD';
@@ -179,6 +182,7 @@ function params(d: Dims, o: AttentionOptions, writeDs = false): Array<['u32' | '
     // not causal: an offset that lets every row see all Lk keys
     u(o.causal ? d.Lk - d.Lq : d.Lk),
     u(writeDs ? 1 : 0),
+    u(writePz ? 1 : 0),
     ...rowStrides.map(u),
     ...dropParams,
     dropScale,
@@ -216,10 +220,12 @@ export function setAttentionPath(path: AttentionPath): void {
 // CPU seconds of one-off compile, cached by Mesa afterwards):
 //   forward   R=1 13.7 (3 s), R=2 24-27 (7 s), R=4 28 (38 s)
 //   backward  dq R=1 + dkv R=1: 13.3 (17 s);  dq R=2 + dkv R=1: 15.5-18.9 (33 s);
-//             dq R=1 + dkv R=2: 16.4 (35 s);  dq R=2 + dkv R=2: 16.9-19.4, within the noise of the previous.
+//             dq R=1 + dkv R=2: 16.4 (35 s);  dq R=2 + dkv R=2: 16.9-19.4, within the noise of the previous
+//             (that dkv kernel recomputed the scores; the one that reads stored pz and ds holds only dK and dV
+//             rows, 2D registers per key, and R = 1, 2 and 4 measured within the noise of each other).
 const SUBGROUP_ROWS_FWD = 2;
 const SUBGROUP_ROWS_DQ = 2;
-const SUBGROUP_KEYS_DKV = 1;
+const SUBGROUP_KEYS_DKV = 2;
 const SUBGROUP_MAX_HEAD_DIM = 64;
 
 /** The subgroup kernels need a known, fixed subgroup size dividing D. They are chosen on software
@@ -297,14 +303,25 @@ export function attentionBackward(
   const wantDs = want.bias && !!opts.bias;
   const zero = opts.bias && opts.mask ? null : zeroOperand();
   const extra = [(opts.bias ?? zero!).read('bias'), (opts.mask ?? zero!).read('mask')];
+  const limits = gpu().limits;
+
+  // Chrome allows 10 storage buffers per stage: there Δ is computed first and the dq kernel does not bind O
+  const deltaGiven = limits.maxStorageBuffersPerShaderStage < DQ_STORAGE_BUFFERS;
+  const sgq = deltaGiven || limits.maxStorageBuffersPerShaderStage < SUBGROUP_DQ_STORAGE_BUFFERS
+    ? null : subgroupShape(d.D, SUBGROUP_ROWS_DQ);
+  // With the subgroup kernels the dq kernel stores ds and the dropped probabilities pz of every (row, key), and
+  // the dkv kernel reads them instead of recomputing scores, dO·vᵀ, exp and dropout: [B, H, Lq, Lk] twice, freed
+  // after the dkv kernel (t5-small encoder, batch 8 x 256: 16 MiB each).
+  const scoreBytes = bh * d.Lq * d.Lk * 4;
+  const stored = want.kv && sgq !== null && scoreBytes <= limits.maxStorageBufferBindingSize;
 
   const dq = empty(q.shape);
   const delta = empty([d.B, d.H, d.Lq]);
-  const ds = wantDs ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
+  const ds = wantDs || stored ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
+  const pz = stored ? empty([d.B, d.H, d.Lq, d.Lk]) : null;
   // a separate dummy: one buffer may not be bound both read-only and writable in a dispatch
   const noDs = ds ? null : empty([1]);
-  // Chrome allows 10 storage buffers per stage: there Δ is computed first and the dq kernel does not bind O
-  const deltaGiven = gpu().limits.maxStorageBuffersPerShaderStage < DQ_STORAGE_BUFFERS;
+  const noPz = sgq && !pz ? empty([1]) : null;
   if (deltaGiven) {
     rt().dispatch({
       name: 'attention-backward-delta',
@@ -318,35 +335,49 @@ export function attentionBackward(
     ? [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), ...extra, dq.write('dq'), delta.read('delta')]
     : [q.read('q'), k.read('k'), v.read('v'), out.read('out'), dout.read('dout'), stats.read('stats'), ...extra, dq.write('dq'), delta.write('delta')];
   dqBindings.push((ds ?? noDs!).write('dscores'));
-  const sgq = deltaGiven ? null : subgroupShape(d.D, SUBGROUP_ROWS_DQ);
+  if (sgq) dqBindings.push((pz ?? noPz!).write('pz'));
   rt().dispatch({
     name: 'attention-backward-dq',
     code: sgq ? subgroupBackwardDqMemo(variant, sgq) : plainBackwardDqMemo(variant, deltaGiven),
     bindings: dqBindings,
-    params: params(d, opts, wantDs),
+    params: params(d, opts, ds !== null, stored),
     workgroups: sgq ? [Math.ceil(d.Lq / (sgq.sg * sgq.r)), bh] : rowGrid(d.Lq, bh),
   });
 
   let dk: Tensor | null = null;
   let dv: Tensor | null = null;
-  if (want.kv) {
+  if (want.kv && stored) {
     dk = empty(k.shape);
     dv = empty(v.shape);
-    const sgk = subgroupShape(d.D, SUBGROUP_KEYS_DKV);
+    const sgk = { ...sgq!, r: SUBGROUP_KEYS_DKV };
+    rt().dispatch({
+      name: 'attention-backward-dkv-stored',
+      code: subgroupBackwardDkvStoredMemo(d.D, sgk),
+      bindings: [q.read('q'), dout.read('dout'), pz!.read('pz'), ds!.read('ds'), dk.write('dk'), dv.write('dv')],
+      params: params(d, opts),
+      workgroups: [Math.ceil(d.Lk / (sgk.sg * sgk.r)), bh],
+    });
+  } else if (want.kv) {
+    // the plain kernel recomputes scores and probabilities: used where pz and ds are not stored
+    dk = empty(k.shape);
+    dv = empty(v.shape);
     rt().dispatch({
       name: 'attention-backward-dkv',
-      code: sgk ? subgroupBackwardDkvMemo(variant, sgk) : plainBackwardDkvMemo(variant),
+      code: plainBackwardDkvMemo(variant),
       bindings: [q.read('q'), k.read('k'), v.read('v'), dout.read('dout'), stats.read('stats'), delta.read('delta'), ...extra, dk.write('dk'), dv.write('dv')],
       params: params(d, opts),
-      workgroups: sgk ? [Math.ceil(d.Lk / (sgk.sg * sgk.r)), bh] : rowGrid(d.Lk, bh),
+      workgroups: rowGrid(d.Lk, bh),
     });
   }
   delta.dispose();
   zero?.dispose();
   noDs?.dispose();
+  noPz?.dispose();
+  pz?.dispose();
 
   let dbias: Tensor | null = null;
-  if (ds && opts.bias) {
+  if (ds && !wantDs) ds.dispose();
+  else if (ds && opts.bias) {
     if (opts.bias.shape[0] === d.B) dbias = ds;
     else {
       const n = d.H * d.Lq * d.Lk;
@@ -525,6 +556,6 @@ const plainForwardMemo = memoWgsl(plainForward);
 const deltaKernelMemo = memoWgsl(deltaKernel);
 const subgroupBackwardDqMemo = memoWgsl(subgroupBackwardDq);
 const plainBackwardDqMemo = memoWgsl(plainBackwardDq);
-const subgroupBackwardDkvMemo = memoWgsl(subgroupBackwardDkv);
+const subgroupBackwardDkvStoredMemo = memoWgsl(subgroupBackwardDkvStored);
 const plainBackwardDkvMemo = memoWgsl(plainBackwardDkv);
 const reduceBatchKernelMemo = memoWgsl(reduceBatchKernel);

@@ -44,7 +44,8 @@ export const NEG_MAX = '-0x1.fffffep+127f';
 //   - bias and mask are always bound and read through strides: an absent one is a single 0.0 with every
 //     stride 0 (one extra load and add per score, a few percent at most);
 //   - causal is the key limit j <= i + causalOff, with causalOff >= Lk when not causal (every key visible);
-//   - ds is written under a uniform branch (writeDs), into a 1-float dummy when dBias is not wanted.
+//   - ds is written under a uniform branch (writeDs), into a 1-float dummy when dBias is not wanted; so are the
+//     subgroup dq kernel's dropped probabilities (writePz), which its dkv kernel then reads instead of recomputing.
 // Dropout is a compile-time variant instead: the Philox code would lengthen every kernel's compile, and
 // only training uses it.
 export interface AttnVariant {
@@ -60,7 +61,7 @@ export const PARAM_FIELDS = `struct Params {
   lq: u32, lk: u32, heads: u32, scale: f32,
   biasB: u32, biasH: u32, biasQ: u32, biasJ: u32,
   maskB: u32, maskH: u32, maskQ: u32, maskJ: u32,
-  causalOff: u32, writeDs: u32,
+  causalOff: u32, writeDs: u32, writePz: u32,
   qH: u32, qL: u32, kH: u32, kL: u32,
   dropFirst: u32, dropCLo: u32, dropCHi: u32, dropKLo: u32, dropKHi: u32, dropThr: u32, dropScale: f32,
 }`;
@@ -206,7 +207,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * only 10 per stage (Chrome's WebGPU) can bind; there Δ comes from deltaKernel and O is not bound. */
 export const DQ_STORAGE_BUFFERS = 11;
 
-export function dqBindings(deltaGiven = false): Binding[] {
+/** The subgroup dq kernel binds one more: the dropped probabilities it writes for the stored dkv kernel. */
+export const SUBGROUP_DQ_STORAGE_BUFFERS = DQ_STORAGE_BUFFERS + 1;
+
+export function dqBindings(deltaGiven = false, withPz = false): Binding[] {
   const bs: Binding[] = [
     { name: 'q', type: v4, write: false },
     { name: 'k', type: v4, write: false },
@@ -217,6 +221,7 @@ export function dqBindings(deltaGiven = false): Binding[] {
   bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
   bs.push({ name: 'dq', type: v4, write: true }, { name: 'delta', type: 'array<f32>', write: !deltaGiven });
   bs.push({ name: 'ds', type: 'array<f32>', write: true });
+  if (withPz) bs.push({ name: 'pz', type: 'array<f32>', write: true });
   return bs;
 }
 
@@ -298,6 +303,18 @@ export function dkvBindings(): Binding[] {
   bs.push({ name: 'bias', type: 'array<f32>', write: false }, { name: 'mask', type: 'array<f32>', write: false });
   bs.push({ name: 'dk', type: v4, write: true }, { name: 'dv', type: v4, write: true });
   return bs;
+}
+
+/** Bindings of the subgroup dkv kernel that reads the dq kernel's pz and ds (attention-subgroup.wgsl.ts). */
+export function dkvStoredBindings(): Binding[] {
+  return [
+    { name: 'q', type: v4, write: false },
+    { name: 'dout', type: v4, write: false },
+    { name: 'pz', type: 'array<f32>', write: false },
+    { name: 'ds', type: 'array<f32>', write: false },
+    { name: 'dk', type: v4, write: true },
+    { name: 'dv', type: v4, write: true },
+  ];
 }
 
 /** Key owner: dK and dV, streaming the query rows that see key j. */
