@@ -263,7 +263,9 @@ export function findColumns(
   return { context, question, answer };
 }
 
-async function checkReadable(file: string): Promise<void> {
+/** Throws a DataError naming the file unless it is a readable file: a caller checks before slow work (a model
+ * download) that a mistyped path would waste. */
+export async function checkReadable(file: string): Promise<void> {
   let isFile: boolean;
   try {
     isFile = (await stat(file)).isFile();

@@ -179,6 +179,14 @@ describe('training loop', () => {
     await expect(train(opts('badrows2', { data: file, limit: undefined, maxSteps: 1, validSplit: 0, onBadRow: 'error' }))).rejects.toThrow(/bad\.csv:10: empty answer/);
   });
 
+  it('names a missing CSV before it loads the model (which could be a Hub download)', async () => {
+    const missing = join(root, 'no-such.csv');
+    // a Hub id that would need the network: the data check must come first, so the test never reaches it
+    await expect(train(opts('missing', { data: missing, model: 'nobody/no-such-model' }))).rejects.toThrow(`${missing}: cannot read: no such file`);
+    await expect(train(opts('missing2', { valid: missing, validSplit: 0 }))).rejects.toThrow(`${missing}: cannot read: no such file`);
+    expect(existsSync(join(root, 'missing'))).toBe(false);
+  });
+
   it('engine-cli train --profile: the summary carries the profile when --quiet hid the log, or says none was taken', async () => {
     const report: ProfileReport = {
       ms: { matmul: 80, attention: 15, other: 5 }, dispatches: { matmul: 8, attention: 2, other: 6 }, distinct: 9, stepMs: 110,

@@ -21,6 +21,7 @@ import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../gener
 import { GENERATION_CONFIG_FILE, readGenerationConfigFile } from '../generate/generation-config-file.ts';
 import { SPIECE_FILE } from '../hf/hf-folder.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
+import { checkReadable } from '../tasks/csv-data.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import { preprocessConfig } from '../util/text-clean.ts';
 import {
@@ -142,6 +143,8 @@ interface Outcome {
 export async function train(options: TrainOptions & { resume?: boolean }, hooks: TrainHooks = {}): Promise<TrainResult> {
   const log = hooks.log ?? (() => {});
   const { o, resume } = await openRun(options, log);
+  // before the model, which may be a download from the Hub: a mistyped CSV path should not wait for it
+  for (const file of [o.data, o.valid]) if (file) await checkReadable(file);
   await mkdir(o.out, { recursive: true });
   const { model, tokenizer, dir: modelDir } = await loadModelForCli(resume?.dir ?? o.model, { requiresGrad: true });
   let opt: AdamW | null = null;
