@@ -313,7 +313,16 @@ export function attentionBackward(
   // the dkv kernel reads them instead of recomputing scores, dO·vᵀ, exp and dropout: [B, H, Lq, Lk] twice, freed
   // after the dkv kernel (t5-small encoder, batch 8 x 256: 16 MiB each).
   const scoreBytes = bh * d.Lq * d.Lk * 4;
-  const stored = want.kv && sgq !== null && scoreBytes <= limits.maxStorageBufferBindingSize;
+  const fits = scoreBytes <= limits.maxStorageBufferBindingSize;
+  if (wantDs && !fits) {
+    const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+    throw new RangeError(
+      `attention: the bias gradient needs the score gradients [${d.B}, ${d.H}, ${d.Lq}, ${d.Lk}] (${mib(scoreBytes)} MiB) in ` +
+      `one binding, over this adapter's maxStorageBufferBindingSize (${mib(limits.maxStorageBufferBindingSize)} MiB): ` +
+      'use a smaller batch or shorter sequences',
+    );
+  }
+  const stored = want.kv && sgq !== null && fits;
 
   const dq = empty(q.shape);
   const delta = empty([d.B, d.H, d.Lq]);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initGpu } from '../engine/gpu.ts';
+import { gpu, initGpu } from '../engine/gpu.ts';
 import { memory, setPoison, tensor, type Tensor } from '../engine/tensor.ts';
 import { backward, noGrad, zeroGrad } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
@@ -401,6 +401,35 @@ describe('attention backward', () => {
       disposeAll(x);
     }));
   });
+
+  // Scores over one storage binding (the limit forced down here): without a bias gradient the subgroup dq kernel
+  // stores nothing and the plain dkv kernel recomputes; with one, an error that says what does not fit.
+  it('over the storage binding limit: dK, dV recomputed without stored scores, or the bias gradient named', (ctx) =>
+    withPath('subgroup', 16, () => ctx.skip(), async () => {
+      const limits = gpu().limits as { maxStorageBufferBindingSize: number };
+      const saved = limits.maxStorageBufferBindingSize;
+      // scores (B·H·33·33) larger than q, k, v, out and the bias, so that only they are over the limit
+      const c: Case = { B: 2, H: 3, Lq: 33, Lk: 33, D: 16, mask: 'pad', causal: true, dropout: 0.1 };
+      const cb: Case = { ...c, bias: 'shared' };
+      const x = build(c, 700, true);
+      const xb = build(cb, 702, true);
+      const w = rand(c.B * c.H * c.Lq * c.D, rng(701));
+      limits.maxStorageBufferBindingSize = c.B * c.H * c.Lq * c.Lk * 4 - 4;
+      try {
+        const got = await gpuGrads(c, x, w);
+        const want = attentionBackwardRef(x.ref, w);
+        expect(relErr(got.dq, want.dq)).toBeLessThan(GRAD_TOL);
+        expect(relErr(got.dk, want.dk)).toBeLessThan(GRAD_TOL);
+        expect(relErr(got.dv, want.dv)).toBeLessThan(GRAD_TOL);
+        await expect(gpuGrads(cb, xb, w)).rejects.toThrow(
+          /^attention: the bias gradient needs the score gradients \[2, 3, 33, 33\] \(0\.0 MiB\) in one binding, over this adapter's maxStorageBufferBindingSize/,
+        );
+      } finally {
+        limits.maxStorageBufferBindingSize = saved;
+        disposeAll(x);
+        disposeAll(xb);
+      }
+    }));
 
   it('keeps no buffers after backward or without a graph', async () => {
     const c: Case = { B: 2, H: 3, Lq: 7, Lk: 13, D: 16, bias: 'shared', mask: 'pad', causal: true };
