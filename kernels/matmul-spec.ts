@@ -40,8 +40,9 @@ function subgroupRows(M: number, S: number, residual: boolean): number {
   // a short problem (decoding: batch x beams rows) wastes less of a smaller tile. Measured on lavapipe, ms,
   // tm 8 / 16 / 32: 16x512x2048ᵀ 6.1 / 5.0 / 11.2, 16x512x32128ᵀ 89 / 58 / 86, 64x512x2048ᵀ 23.4 / 19.2 / 14.8.
   // With a residual in the store the 16-row tile slows down, more so for longer K (so in its main loop, not the
-  // store: LLVM's register allocation, we suppose): 16x2048x512ᵀ (decoding's wo at batch 16) 1.47 ms at 16 rows, 1.20 at 8, 1.10 without the
-  // residual plus an add kernel; 16x512x512ᵀ 0.54 / 0.50 / 0.57 (one process, interleaved, medians of 8).
+  // store: LLVM's register allocation, we suppose): 16x2048x512ᵀ (decoding's wo at batch 16) 1.47 ms at 16 rows,
+  // 1.20 at 8, 1.10 without the residual plus an add kernel; 16x512x512ᵀ 0.54 / 0.50 / 0.57 (one process,
+  // interleaved, medians of 8).
   return Math.max(S, M <= 8 || (M <= 16 && residual) ? 8 : M <= 16 ? 16 : 32);
 }
 
