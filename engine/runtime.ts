@@ -95,12 +95,11 @@ export class Runtime {
 
   constructor(readonly gpu: Gpu) {
     this.pool = new BufferPool(gpu.device, gpu.limits.maxBufferSize);
-    this.uniformArena = gpu.device.createBuffer({
+    this.uniformArena = this.createOther({
       size: this.uniformBytes.byteLength,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       label: 'uniform arena',
     });
-    this.pool.noteOther(this.uniformArena.size);
     this.uniformCpu = new DataView(this.uniformBytes.buffer);
     this.maxUniformBinding = gpu.device.limits.maxUniformBufferBindingSize;
   }
