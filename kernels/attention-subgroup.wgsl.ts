@@ -149,6 +149,63 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
 }`;
 }
 
+/**
+ * Forward for a few query rows per head (decoding's cross-attention: one query per beam): the lanes split the
+ * head dim instead of owning rows. Lane l holds elements [l·E, l·E + E) of each of the Q rows' q and output;
+ * per key it loads its slice of the k and v rows, and subgroupAdd sums the Q partial dot products. With one
+ * row per lane (subgroupForward) a single query would leave SG - 1 lanes computing clamped copies of it.
+ * Without dropout (generation never draws it).
+ */
+export function subgroupForwardFewRows(D: number, s: SubgroupShape): string {
+  const { sg: SG, r: Q } = s;
+  const E = D / SG;
+  const N = streamWidth(E);
+  const T = vecType(N);
+  const W = E / N;
+  const rows = (f: (r: number) => string, sep = '\n  ') => seq(Q, f, sep);
+  const slice = (f: (t: number) => string, sep = ' ') => seq(W, f, sep);
+  const dot = (a: string, b: string) => (N === 1 ? `${a} * ${b}` : `dot(${a}, ${b})`);
+  return /* wgsl */ `enable subgroups;
+${bindingDecls(typedBindings(forwardBindings(), ['q', 'k', 'v', 'out'], N))}
+const NEG_MAX = ${NEG_MAX};
+
+@compute @workgroup_size(${SG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let bh = wid.y;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let row0 = wid.x * ${Q}u;
+  ${rows((r) => `let i${r} = min(row0 + ${r}u, p.lq - 1u);
+  let qo${r} = ${qRow(`i${r}`)} * ${D / N}u + lane * ${W}u;
+  ${slice((t) => `let q${r}_${t} = q[qo${r} + ${t}u] * p.scale; var o${r}_${t} = ${T}(0.0);`)}
+  var m${r} = NEG_MAX;
+  var l${r} = 0.0;
+  ${rowOffsets(`i${r}`, `${r}`)}
+  let ke${r} = ${keyEnd(`i${r}`)};`)}
+  let kEnd = min(p.lk, min(row0 + ${Q}u, p.lq) + p.causalOff);
+  let ko = ${kRow('0u')} * ${D / N}u + lane * ${W}u;
+  let kStep = p.kL * ${D / N}u;
+  for (var j = 0u; j < kEnd; j++) {
+    let kj = ko + j * kStep;
+    ${streamLoad('ks', 'k', 'kj', E, N)}
+    ${rows((r) => `var s${r} = subgroupAdd(${slice((t) => dot(`q${r}_${t}`, `ks${t}`), ' + ')});`, ' ')}
+    ${addExtras(Q, 'j', 'j')}
+    ${rows((r) => `let n${r} = select(m${r}, max(m${r}, s${r}), j < ke${r});
+    let c${r} = exp(m${r} - n${r});
+    let p${r} = select(0.0, exp(s${r} - n${r}), j < ke${r});
+    l${r} = l${r} * c${r} + p${r};
+    m${r} = n${r};`, '\n    ')}
+    ${streamLoad('vs', 'v', 'kj', E, N)}
+    ${rows((r) => slice((t) => `o${r}_${t} = o${r}_${t} * c${r} + p${r} * vs${t};`), '\n    ')}
+  }
+  ${rows((r) => `if (row0 + ${r}u < p.lq) {
+    let inv = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+    ${slice((t) => `out[qo${r} + ${t}u] = o${r}_${t} * inv;`)}
+    if (lane == 0u) { stats[bh * p.lq + i${r}] = vec2<f32>(m${r}, log(l${r})); }
+  }`)}
+}`;
+}
+
 /** Row owner with subgroups: as plainBackwardDq, R rows per lane, k and v rows broadcast. */
 export function subgroupBackwardDq(v: AttnVariant, s: SubgroupShape): string {
   const { D, SG, R, E, N, RW, drop, rows, dims } = geometry(v, s);

@@ -22,7 +22,8 @@
 // for its key owner, which then does two products per (row, key) instead of four, with no exp or dropout draw
 // (t5-small encoder layer, batch 8 x 256, dropout 0.1, lavapipe: 161-221 ms -> 134-144 ms for the backward;
 // its cross-attention 34-44 -> 20-23 ms), for two transient [B, H, Lq, Lk] buffers. Which family runs where:
-//   - software adapters with a fixed subgroup size dividing D, D <= 64 (lavapipe: 8 lanes): `subgroup`.
+//   - software adapters with a fixed subgroup size dividing D, D <= 64 (lavapipe: 8 lanes): `subgroup`; a
+//     forward of at most FEW_ROWS_MAX queries per head splits the head dim over the lanes instead.
 //     64x256x64 on lavapipe, CPU-time-normalised to its 2 cores: forward 27 GFLOP/s without bias/mask,
 //     18-19 with T5's bias and padding mask; forward+backward 15.5 (flops counted as 3.5x the forward);
 //     64x512x64 the same. The plain kernels run at 2.3 GFLOP/s there (each lane gathers whole k/v rows;
@@ -47,7 +48,7 @@ import {
   reduceBatchKernel,
   type AttnVariant,
 } from './attention.wgsl.ts';
-import { subgroupBackwardDkvStored, subgroupBackwardDq, subgroupForward, type SubgroupShape } from './attention-subgroup.wgsl.ts';
+import { subgroupBackwardDkvStored, subgroupBackwardDq, subgroupForward, subgroupForwardFewRows, type SubgroupShape } from './attention-subgroup.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
 export interface AttentionOptions {
@@ -186,6 +187,7 @@ function params(d: Dims, o: AttentionOptions, writeDs = false, writePz = false):
     ...rowStrides.map(u),
     ...dropParams,
     dropScale,
+    u(d.B * d.H * d.Lq),
   ];
 }
 
@@ -227,6 +229,11 @@ const SUBGROUP_ROWS_FWD = 2;
 const SUBGROUP_ROWS_DQ = 2;
 const SUBGROUP_KEYS_DKV = 2;
 const SUBGROUP_MAX_HEAD_DIM = 64;
+// Query rows per head up to which the forward splits the head dim over the lanes (subgroupForwardFewRows)
+// instead of giving each lane a row. t5-small cross-attention over 128 keys, lavapipe, ms, few rows / one row
+// per lane (interleaved medians): 16 inputs x 1 query 1.73 / 2.45, x 2 1.55 / 2.01, x 4 1.63 / 1.71, x 8 2.67 /
+// 1.76; 64 x 1 4.92 / 7.88; 1 x 1 0.26 / 0.30. Memory-bound from 16 inputs on (8 MB of keys and values a call).
+const FEW_ROWS_MAX = 4;
 
 /** The subgroup kernels need a known, fixed subgroup size dividing D. They are chosen on software
  * adapters (lavapipe), where they win by cutting gathered loads; on a real GPU the plain kernels (the
@@ -264,16 +271,18 @@ export function attentionForward(q: Tensor, k: Tensor, v: Tensor, opts: Attentio
   bindings.push((opts.bias ?? zero!).read('bias'), (opts.mask ?? zero!).read('mask'));
   bindings.push(out.write('out'), stats.write('stats'));
   const wide = subgroupShape(d.D, SUBGROUP_ROWS_FWD);
-  // queries that one row per lane covers (decoding's cross-attention: one query per beam) get one row per
-  // lane: two would compute twice the rows kept (lavapipe, t5-small cross-attention over 128 keys, ms:
-  // 1 query 1.39 -> 0.58, 16 inputs x 4 beams 10.0 -> 7.7, 64 inputs x 1 query 34.6 -> 20.1)
+  // up to FEW_ROWS_MAX queries per head without dropout (decoding's cross-attention: one query per beam) the
+  // lanes split the head dim; queries that one row per lane covers get one row per lane: two would compute
+  // twice the rows kept (lavapipe, t5-small cross-attention over 128 keys, ms: 1 query 1.39 -> 0.58, 16
+  // inputs x 4 beams 10.0 -> 7.7, 64 inputs x 1 query 34.6 -> 20.1)
+  const few = wide && !variant.dropout && d.Lq <= FEW_ROWS_MAX ? { ...wide, r: d.Lq } : null;
   const sg = wide && d.Lq <= wide.sg ? { ...wide, r: 1 } : wide;
   rt().dispatch({
     name: 'attention',
-    code: sg ? subgroupForwardMemo(variant, sg) : plainForwardMemo(variant),
+    code: few ? subgroupForwardFewRowsMemo(d.D, few) : sg ? subgroupForwardMemo(variant, sg) : plainForwardMemo(variant),
     bindings,
     params: params(d, opts),
-    workgroups: sg ? [Math.ceil(d.Lq / (sg.sg * sg.r)), d.B * d.H] : rowGrid(d.Lq, d.B * d.H),
+    workgroups: few ? [1, d.B * d.H] : sg ? [Math.ceil(d.Lq / (sg.sg * sg.r)), d.B * d.H] : grid1D(Math.ceil((d.B * d.H * d.Lq) / PLAIN_WORKGROUP)),
   });
   zero?.dispose();
   return { out, stats };
@@ -561,6 +570,7 @@ export function attentionBackwardRef(x: AttentionRefInput, dout: ArrayLike<numbe
 
 // each source built once per argument set (wgsl-memo.ts)
 const subgroupForwardMemo = memoWgsl(subgroupForward);
+const subgroupForwardFewRowsMemo = memoWgsl(subgroupForwardFewRows);
 const plainForwardMemo = memoWgsl(plainForward);
 const deltaKernelMemo = memoWgsl(deltaKernel);
 const subgroupBackwardDqMemo = memoWgsl(subgroupBackwardDq);

@@ -64,6 +64,7 @@ export const PARAM_FIELDS = `struct Params {
   causalOff: u32, writeDs: u32, writePz: u32,
   qH: u32, qL: u32, kH: u32, kL: u32,
   dropFirst: u32, dropCLo: u32, dropCHi: u32, dropKLo: u32, dropKHi: u32, dropThr: u32, dropScale: f32,
+  rows: u32,
 }`;
 
 export interface Binding {
@@ -175,8 +176,15 @@ const NEG_MAX = ${NEG_MAX};
 ${dropFns(v)}
 
 @compute @workgroup_size(${PLAIN_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  ${plainOwner('i')}
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  // one invocation per (b, h, i) of all B·H·Lq rows: a few queries per head (decoding's cross-attention, one
+  // per beam) still fill whole workgroups
+  let t = gid.x + gid.y * nwg.x * ${PLAIN_WORKGROUP}u;
+  if (t >= p.rows) { return; }
+  let bh = t / p.lq;
+  let i = t % p.lq;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
   let qo = ${qRow('i')} * ${dv}u;
   let kb = ${kRow('0u')};
   ${rowOffsets('i')}
