@@ -1,7 +1,9 @@
 // `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
-// or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens.
+// or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens; plain greedy search
+// chooses them on the GPU (generate/greedy-on-device.ts).
 import { beamSearch } from './beam-search.ts';
 import { greedySearch } from './greedy-search.ts';
+import { greedyOnDeviceSuits, greedySearchOnDevice } from './greedy-on-device.ts';
 import { greedySequencesScores, logSumExpRows } from './greedy-sequence-scores.ts';
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
@@ -34,13 +36,14 @@ export function generate(
 /**
  * Generates for a padded batch of encoded inputs. With `sequenceScores`, greedy search's output gets
  * `sequencesScores` too (greedy-sequence-scores.ts; beam search always has them), at the cost of a logsumexp over
- * each step's logits.
+ * each step's logits. Greedy search without logits processors or scores chooses its tokens on the GPU
+ * (greedy-on-device.ts, the same result); `greedyOnDevice: false` keeps it on the host (tests compare the two).
  */
 export async function generateIds(
   model: T5ForConditionalGeneration,
   inputs: EncodedInputs,
   config: ResolvedGenerationConfig,
-  options: { sequenceScores?: boolean } = {},
+  options: { sequenceScores?: boolean; greedyOnDevice?: boolean } = {},
 ): Promise<GenerationOutput> {
   // the searches feed every token but the last of a max_length sequence (decoder start token included)
   const cache = new T5DecoderCache(
@@ -49,6 +52,13 @@ export async function generateIds(
   );
   const vocab = model.config.vocab_size;
   const greedyScores = options.sequenceScores === true && config.numBeams === 1;
+  if (options.greedyOnDevice !== false && greedyOnDeviceSuits(config, greedyScores)) {
+    try {
+      return await greedySearchOnDevice(cache, inputs.batchSize, config, vocab);
+    } finally {
+      cache.dispose();
+    }
+  }
   const stepLse: Float64Array[] = [];
   // every step's values go into one host array (8 MB for 4 beams x 16 inputs: a new one each step cost the
   // garbage collector ~6 ms a step), unless the search keeps each step's scores (output_scores)

@@ -9,7 +9,7 @@
 //   share them (t5.ts's T5LayerCrossAttention groups the rows by input).
 import { noGrad } from '../engine/autograd.ts';
 import { rt } from '../engine/runtime.ts';
-import { empty, tensor, type Tensor } from '../engine/tensor.ts';
+import { empty, tensor, Tensor } from '../engine/tensor.ts';
 import { tidy } from '../engine/scope.ts';
 import { decodeAttention } from '../kernels/attention-decode.ts';
 import { idsTensor } from '../kernels/embedding.ts';
@@ -153,13 +153,17 @@ export class T5DecoderCache {
     return this.table.length;
   }
 
-  /** Feeds one token per row; returns next-token logits [rows, vocab] on the GPU. */
-  step(tokens: Int32Array): Tensor {
-    if (tokens.length !== this.rows) throw new RangeError(`decoder step: ${tokens.length} tokens for ${this.rows} rows`);
+  /** Feeds one token per row (host ids, or i32 ids already on the GPU: greedy search's own choice of the step
+   * before); returns next-token logits [rows, vocab] on the GPU. */
+  step(tokens: Int32Array | Tensor): Tensor {
+    const n = tokens instanceof Tensor ? tokens.size : tokens.length;
+    if (n !== this.rows || (tokens instanceof Tensor && tokens.dtype !== 'i32')) {
+      throw new RangeError(`decoder step: ${n} tokens for ${this.rows} rows${tokens instanceof Tensor ? ` (${tokens.describe()})` : ''}`);
+    }
     const ctx = this.ctx;
     const logits = noGrad(() =>
       tidy(() => {
-        const inputIds = idsTensor(tokens, [this.rows, 1]);
+        const inputIds = tokens instanceof Tensor ? tokens.reshape([this.rows, 1]) : idsTensor(tokens, [this.rows, 1]);
         this.table.beginStep();
         const out = T5Stack(ctx, { inputIds, encoder: { mask: this.encoderMask }, past: this.blocks });
         return lmHead(ctx, out).reshape([this.rows, -1]);
