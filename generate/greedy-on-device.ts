@@ -42,6 +42,7 @@ interface Recorded {
 export async function greedySearchOnDevice(
   cache: T5DecoderCache, batchSize: number, config: ResolvedGenerationConfig, vocab: number,
 ): Promise<GenerationOutput> {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
   checkTokenIds(config, vocab);
   const rows = batchSize;
   const eos = config.eosTokenIds;
