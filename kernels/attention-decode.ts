@@ -69,7 +69,8 @@ function shapeStr(t: Tensor): string {
 }
 
 export interface DecodeAttentionInputs {
-  /** the new position's queries [rows, H, dk] */
+  /** the new position's queries [rows, H, dk], or [n, rows, H, dk] of which the first block is read (a step's
+   * stacked q, k, v projections) */
   q: Tensor;
   /** the caches [capacity, slots, H, dk]; positions 0 .. length-1 are read */
   k: Tensor;
@@ -90,8 +91,8 @@ function checkArgs(x: DecodeAttentionInputs): { rows: number; heads: number; dk:
       throw new Error(`decodeAttention: ${name} requires grad, but this op has no backward (run generation under noGrad)`);
     }
   }
-  if (x.q.rank !== 3) throw new RangeError(`decodeAttention: q must be [rows, H, dk], got ${shapeStr(x.q)}`);
-  const [rows, heads, dk] = x.q.shape as [number, number, number];
+  if (x.q.rank !== 3 && x.q.rank !== 4) throw new RangeError(`decodeAttention: q must be [rows, H, dk] or [n, rows, H, dk], got ${shapeStr(x.q)}`);
+  const [rows, heads, dk] = x.q.shape.slice(-3) as [number, number, number];
   const [capacity, slots, kh, kd] = x.k.shape as [number, number, number, number];
   const shapes = `q ${shapeStr(x.q)}, k ${shapeStr(x.k)}, v ${shapeStr(x.v)}, src ${shapeStr(x.src)}, bias ${shapeStr(x.bias)}`;
   if (x.k.rank !== 4 || kh !== heads || kd !== dk || x.v.shape.join() !== x.k.shape.join()) {

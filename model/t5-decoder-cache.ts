@@ -68,7 +68,8 @@ class PreallocatedKvCache implements SelfAttentionCache {
   private k?: Tensor;
   private v?: Tensor;
 
-  constructor(private readonly table: SlotTable) {}
+  /** `qkvWeight`: the layer's q, k, v weights stacked [3, H*dk, d_model] (owned by the decoder cache) */
+  constructor(private readonly table: SlotTable, readonly qkvWeight?: Tensor) {}
 
   get length(): number {
     return this.table.length;
@@ -86,6 +87,24 @@ class PreallocatedKvCache implements SelfAttentionCache {
     rt().copy(step.v.buffer, 0, this.v!.buffer, position * bytes, bytes);
     const out = decodeAttention({
       q: q.reshape([rows, heads, dk]), k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]),
+    });
+    return out.reshape([rows, heads, 1, dk]);
+  }
+
+  /** As `attend`, from the step's stacked projections [3, rows, H, dk]: k and v are copied into the cache from
+   * their blocks, and the decode kernel reads q from the first. */
+  attendStacked(qkv: Tensor, bias: Tensor): Tensor {
+    const [n, rows, heads, dk] = qkv.shape as [number, number, number, number];
+    if (n !== 3 || rows !== this.table.rows) {
+      throw new RangeError(`decoder cache: expected stacked q, k, v [3, ${this.table.rows}, H, dk], got [${qkv.shape}]`);
+    }
+    const position = this.table.length;
+    this.reserve(heads, dk);
+    const bytes = rows * heads * dk * 4;
+    rt().copy(qkv.buffer, bytes, this.k!.buffer, position * bytes, bytes);
+    rt().copy(qkv.buffer, 2 * bytes, this.v!.buffer, position * bytes, bytes);
+    const out = decodeAttention({
+      q: qkv, k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]),
     });
     return out.reshape([rows, heads, 1, dk]);
   }
@@ -114,8 +133,21 @@ class PreallocatedKvCache implements SelfAttentionCache {
   }
 }
 
+/** The attention's q, k and v weights [H*dk, d_model] copied into one [3, H*dk, d_model] tensor. */
+function stackedQkv(ctx: ForwardContext, prefix: string): Tensor {
+  const ws = ['q', 'k', 'v'].map((n) => {
+    const w = ctx.params.get(`${prefix}.${n}.weight`);
+    if (!w) throw new Error(`T5: parameter '${prefix}.${n}.weight' is missing from the model`);
+    return w;
+  });
+  const out = empty([3, ...ws[0]!.shape]).keep();
+  ws.forEach((w, i) => rt().copy(w.buffer, 0, out.buffer, i * w.bytes, w.bytes));
+  return out;
+}
+
 export class T5DecoderCache {
   private blocks: Array<{ self: PreallocatedKvCache; cross: KeyValue }>;
+  private qkvWeights: Tensor[];
   private encoderMask: Tensor;
   private table: SlotTable;
   readonly rows: number;
@@ -144,7 +176,10 @@ export class T5DecoderCache {
     );
     for (const kv of made.cross) kv.k.keep(), kv.v.keep();
     this.table = new SlotTable(this.rows, Math.max(1, maxPositions));
-    this.blocks = made.cross.map((cross) => ({ self: new PreallocatedKvCache(this.table), cross }));
+    // each self-attention's q, k, v weights stacked for this generation (a copy, so a later training step cannot
+    // leave it stale): one product a step instead of three
+    this.qkvWeights = made.cross.map((_, i) => stackedQkv(ctx, `decoder.block.${i}.layer.0.SelfAttention`));
+    this.blocks = made.cross.map((cross, i) => ({ self: new PreallocatedKvCache(this.table, this.qkvWeights[i]), cross }));
     this.encoderMask = made.mask.keep();
   }
 
@@ -186,6 +221,8 @@ export class T5DecoderCache {
       block.cross.v.dispose();
     }
     this.blocks = [];
+    for (const w of this.qkvWeights) w.dispose();
+    this.qkvWeights = [];
     this.encoderMask.dispose();
   }
 }

@@ -59,31 +59,43 @@ const CASES: Case[] = [
   { rows: 67, heads: 3, dk: 8, length: 5, capacity: 6 }, // several workgroups (201 (row, head) pairs)
 ];
 
+/** Runs case c through the kernel against the reference; `stacked`: q as the first block of [3, rows, H, dk] whose
+ * other two blocks hold NaN (a step's stacked q, k, v projections). */
+async function check(c: Case, seed: number, stacked = false): Promise<void> {
+  const x = build(c, seed);
+  const { rows, heads, dk, length, slots } = x.dims;
+  const qData = new Float32Array((stacked ? 3 : 1) * rows * heads * dk).fill(NaN);
+  qData.set(x.q);
+  const q = tensor(qData, stacked ? [3, rows, heads, dk] : [rows, heads, dk]);
+  const k = tensor(Float32Array.from(x.k), [c.capacity, slots, heads, dk]);
+  const v = tensor(Float32Array.from(x.v), [c.capacity, slots, heads, dk]);
+  const src = tensor(Int32Array.from(x.src), [length, rows], { dtype: 'i32' });
+  const bias = tensor(Float32Array.from(x.bias), [heads, length]);
+  const out = noGrad(() => decodeAttention({ q, k, v, src, bias }));
+  expect(out.shape).toEqual([rows, heads, dk]);
+  const got = await out.toArray();
+  const want = decodeAttentionRef(x);
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i]! - want[i]!);
+    err = Number.isNaN(e) ? Infinity : Math.max(err, e);
+    scale = Math.max(scale, Math.abs(want[i]!));
+  }
+  expect(err / scale).toBeLessThan(TOL);
+  for (const t of [q, k, v, src, bias, out]) t.dispose();
+}
+
 describe('decodeAttention', () => {
   for (const [n, c] of CASES.entries()) {
-    it(`matches the float64 reference: rows ${c.rows} H ${c.heads} dk ${c.dk} length ${c.length}/${c.capacity} slots ${c.slots ?? c.rows}`, async () => {
-      const x = build(c, 10 + n);
-      const { rows, heads, dk, length, slots } = x.dims;
-      const q = tensor(Float32Array.from(x.q), [rows, heads, dk]);
-      const k = tensor(Float32Array.from(x.k), [c.capacity, slots, heads, dk]);
-      const v = tensor(Float32Array.from(x.v), [c.capacity, slots, heads, dk]);
-      const src = tensor(Int32Array.from(x.src), [length, rows], { dtype: 'i32' });
-      const bias = tensor(Float32Array.from(x.bias), [heads, length]);
-      const out = noGrad(() => decodeAttention({ q, k, v, src, bias }));
-      expect(out.shape).toEqual([rows, heads, dk]);
-      const got = await out.toArray();
-      const want = decodeAttentionRef(x);
-      let err = 0;
-      let scale = 0;
-      for (let i = 0; i < want.length; i++) {
-        const e = Math.abs(got[i]! - want[i]!);
-        err = Number.isNaN(e) ? Infinity : Math.max(err, e);
-        scale = Math.max(scale, Math.abs(want[i]!));
-      }
-      expect(err / scale).toBeLessThan(TOL);
-      for (const t of [q, k, v, src, bias, out]) t.dispose();
-    });
+    it(`matches the float64 reference: rows ${c.rows} H ${c.heads} dk ${c.dk} length ${c.length}/${c.capacity} slots ${c.slots ?? c.rows}`, () =>
+      check(c, 10 + n));
   }
+
+  it('reads the first block of stacked q, k, v projections [3, rows, H, dk] (the other two hold NaN)', async () => {
+    await check(CASES[2]!, 50, true);
+    await check(CASES[6]!, 51, true);
+  });
 
   it('refuses inputs that need a gradient, and bad shapes, with a message naming them', () => {
     const before = memory().bytesLive;
