@@ -14,7 +14,7 @@ import { tidy } from '../engine/scope.ts';
 import { decodeAttention } from '../kernels/attention-decode.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import {
-  crossAttentionKeyValues, lmHead, paddingMask, T5Encoder, T5Stack,
+  crossAttentionKeyValues, lmHead, paddingMask, param, T5Encoder, T5Stack,
   type ForwardContext, type KeyValue, type SelfAttentionCache,
 } from './t5.ts';
 
@@ -69,31 +69,15 @@ class PreallocatedKvCache implements SelfAttentionCache {
   private v?: Tensor;
 
   /** `qkvWeight`: the layer's q, k, v weights stacked [3, H*dk, d_model] (owned by the decoder cache) */
-  constructor(private readonly table: SlotTable, readonly qkvWeight?: Tensor) {}
+  constructor(private readonly table: SlotTable, readonly qkvWeight: Tensor) {}
 
   get length(): number {
     return this.table.length;
   }
 
-  attend(q: Tensor, step: KeyValue, bias: Tensor): Tensor {
-    const { rows, length: position } = this.table;
-    const [b, heads, positions, dk] = step.k.shape as [number, number, number, number];
-    if (b !== rows || positions !== 1 || q.size !== step.k.size) {
-      throw new RangeError(`decoder cache: expected one position for ${rows} rows, got q [${q.shape}], keys [${step.k.shape}]`);
-    }
-    this.reserve(heads, dk);
-    const bytes = step.k.bytes;
-    rt().copy(step.k.buffer, 0, this.k!.buffer, position * bytes, bytes);
-    rt().copy(step.v.buffer, 0, this.v!.buffer, position * bytes, bytes);
-    const out = decodeAttention({
-      q: q.reshape([rows, heads, dk]), k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]),
-    });
-    return out.reshape([rows, heads, 1, dk]);
-  }
-
-  /** As `attend`, from the step's stacked projections [3, rows, H, dk]: k and v are copied into the cache from
-   * their blocks, and the decode kernel reads q from the first. */
-  attendStacked(qkv: Tensor, bias: Tensor): Tensor {
+  /** The step's stacked projections [3, rows, H, dk]: k and v are copied into the cache from their blocks, and the
+   * decode kernel reads q from the first. */
+  attend(qkv: Tensor, bias: Tensor): Tensor {
     const [n, rows, heads, dk] = qkv.shape as [number, number, number, number];
     if (n !== 3 || rows !== this.table.rows) {
       throw new RangeError(`decoder cache: expected stacked q, k, v [3, ${this.table.rows}, H, dk], got [${qkv.shape}]`);
@@ -103,9 +87,7 @@ class PreallocatedKvCache implements SelfAttentionCache {
     const bytes = rows * heads * dk * 4;
     rt().copy(qkv.buffer, bytes, this.k!.buffer, position * bytes, bytes);
     rt().copy(qkv.buffer, 2 * bytes, this.v!.buffer, position * bytes, bytes);
-    const out = decodeAttention({
-      q: qkv, k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]),
-    });
+    const out = decodeAttention({ q: qkv, k: this.k!, v: this.v!, src: this.table.current!, bias: bias.reshape([heads, position + 1]) });
     return out.reshape([rows, heads, 1, dk]);
   }
 
@@ -135,11 +117,7 @@ class PreallocatedKvCache implements SelfAttentionCache {
 
 /** The attention's q, k and v weights [H*dk, d_model] copied into one [3, H*dk, d_model] tensor. */
 function stackedQkv(ctx: ForwardContext, prefix: string): Tensor {
-  const ws = ['q', 'k', 'v'].map((n) => {
-    const w = ctx.params.get(`${prefix}.${n}.weight`);
-    if (!w) throw new Error(`T5: parameter '${prefix}.${n}.weight' is missing from the model`);
-    return w;
-  });
+  const ws = ['q', 'k', 'v'].map((n) => param(ctx, `${prefix}.${n}.weight`));
   const out = empty([3, ...ws[0]!.shape]).keep();
   ws.forEach((w, i) => rt().copy(w.buffer, 0, out.buffer, i * w.bytes, w.bytes));
   return out;
@@ -179,7 +157,7 @@ export class T5DecoderCache {
     // each self-attention's q, k, v weights stacked for this generation (a copy, so a later training step cannot
     // leave it stale): one product a step instead of three
     this.qkvWeights = made.cross.map((_, i) => stackedQkv(ctx, `decoder.block.${i}.layer.0.SelfAttention`));
-    this.blocks = made.cross.map((cross, i) => ({ self: new PreallocatedKvCache(this.table, this.qkvWeights[i]), cross }));
+    this.blocks = made.cross.map((cross, i) => ({ self: new PreallocatedKvCache(this.table, this.qkvWeights[i]!), cross }));
     this.encoderMask = made.mask.keep();
   }
 

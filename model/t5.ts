@@ -64,7 +64,7 @@ export interface ForwardContext {
   gradientCheckpointing?: boolean;
 }
 
-function param(ctx: ForwardContext, name: string): Tensor {
+export function param(ctx: ForwardContext, name: string): Tensor {
   const p = ctx.params.get(name);
   if (!p) throw new Error(`T5: parameter '${name}' is missing from the model`);
   return p;
@@ -122,13 +122,13 @@ export interface KeyValue {
 export interface SelfAttentionCache {
   /** positions cached */
   readonly length: number;
-  /** Stores this step's keys/values [B, H, 1, dk] as position `length` and returns the attention of the queries
-   * q [B, H, 1, dk] over every position so far with the position bias [1, H, 1, length + 1]: [B, H, 1, dk]. */
-  attend(q: Tensor, step: KeyValue, bias: Tensor): Tensor;
-  /** Optional: the layer's q, k and v weights stacked, [3, H*dk, d_model], for one product per step instead of
-   * three; `attendStacked` then takes that product, [3, B, H, dk] (q, k, v), as `attend` takes its parts. */
-  readonly qkvWeight?: Tensor;
-  attendStacked?(qkv: Tensor, bias: Tensor): Tensor;
+  /** The layer's q, k and v weights stacked, [3, H*dk, d_model]: a step's three projections are one product (a
+   * step's three small products are mostly fixed costs: 0.82 -> 0.62 ms at batch 1 on lavapipe). */
+  readonly qkvWeight: Tensor;
+  /** Stores this step's keys/values from that product, qkv [3, B, H, dk] (q, k, v), as position `length` and
+   * returns the attention of its queries over every position so far with the position bias [1, H, 1, length + 1]:
+   * [B, H, 1, dk]. */
+  attend(qkv: Tensor, bias: Tensor): Tensor;
 }
 
 /** One decoder block's `past_key_value`: Hugging Face's (self k, self v, cross k, cross v). */
@@ -165,24 +165,17 @@ export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor):
  * connection, when no dropout comes between). */
 export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inputs: AttentionInputs, residual?: Tensor): Tensor {
   const { num_heads: h, d_kv: dk } = ctx.config;
-  const past = inputs.past;
-  if (past?.qkvWeight && past.attendStacked) {
-    // decoding, one position: q, k and v from one product with the stacked weights, [3, B, H*dk] (a step's
-    // three small products are mostly fixed costs: 0.82 -> 0.62 ms at batch 1 on lavapipe)
-    const [b, , d] = x.shape as [number, number, number];
-    const qkv = matmul(x.reshape([1, b, d]), past.qkvWeight, { transB: true }).reshape([3, b, h, dk]);
-    const out = past.attendStacked(qkv, inputs.bias!).reshape([b, 1, h, dk]);
-    return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`), 'none', residual);
-  }
-  const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
-  const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
-  const [b, lq] = q.shape as [number, number];
   let out: Tensor;
   if (inputs.past) {
-    // one position: [B, 1, H, dk] and the cache's [B, H, 1, dk] are the same memory
-    const heads = (t: Tensor) => t.reshape([b, h, 1, dk]);
-    out = inputs.past.attend(heads(q), { k: heads(kv.k), v: heads(kv.v) }, inputs.bias!).reshape([b, 1, h, dk]);
+    // decoding, one position: q, k and v in one product with the cache's stacked weights, [3, B, H*dk]; the
+    // cache's [B, H, 1, dk] is the same memory as [B, 1, H, dk]
+    const [b, , d] = x.shape as [number, number, number];
+    const qkv = matmul(x.reshape([1, b, d]), inputs.past.qkvWeight, { transB: true }).reshape([3, b, h, dk]);
+    out = inputs.past.attend(qkv, inputs.bias!).reshape([b, 1, h, dk]);
   } else {
+    const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
+    const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
+    const [b, lq] = q.shape as [number, number];
     // dropout on the [B, H, Lq, Lk] probabilities, drawn inside the kernels as dropout(softmax(...)) would
     const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
     out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
