@@ -11,7 +11,7 @@ import { tensor, type Tensor } from '../engine/tensor.ts';
 import { GREEDY_OUT_FIELDS, greedyNextTokens } from '../kernels/greedy-next-tokens.ts';
 import type { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { ResolvedGenerationConfig } from './generation-config.ts';
-import { checkTokenIds, nanLogitsError } from './greedy-search.ts';
+import { checkGreedyArgs, nanLogitsError } from './greedy-search.ts';
 import { buildLogitsProcessors } from './logits-processors.ts';
 import type { GenerationOutput } from './search-types.ts';
 
@@ -42,12 +42,10 @@ interface Recorded {
 export async function greedySearchOnDevice(
   cache: T5DecoderCache, batchSize: number, config: ResolvedGenerationConfig, vocab: number,
 ): Promise<GenerationOutput> {
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
-  checkTokenIds(config, vocab);
+  checkGreedyArgs(batchSize, config, vocab);
   const rows = batchSize;
   const eos = config.eosTokenIds;
   const pad = config.padTokenId;
-  if (eos.length > 0 && pad === null) throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
   const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
   const transition: number[][] = Array.from({ length: rows }, () => []);
   const unfinished = new Uint8Array(rows).fill(1);

@@ -62,19 +62,26 @@ export function checkTokenIds(config: ResolvedGenerationConfig, vocab: number): 
   for (const id of config.eosTokenIds) check('eos_token_id', id);
 }
 
+/** What both greedy searches (this one and greedy-on-device.ts) need of their arguments. */
+export function checkGreedyArgs(batchSize: number, config: ResolvedGenerationConfig, vocab: number): void {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
+  if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
+  checkTokenIds(config, vocab);
+  if (config.eosTokenIds.length > 0 && config.padTokenId === null) {
+    throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
+  }
+}
+
 export async function greedySearch(
   stepper: DecoderStepper,
   batchSize: number,
   config: ResolvedGenerationConfig,
 ): Promise<GenerationOutput> {
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
-  if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
   const vocab = stepper.vocabSize;
-  checkTokenIds(config, vocab);
+  checkGreedyArgs(batchSize, config, vocab);
   const rows = batchSize;
   const eos = config.eosTokenIds;
   const pad = config.padTokenId;
-  if (eos.length > 0 && pad === null) throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
   const processors = buildLogitsProcessors(config);
 
   const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);

@@ -10,7 +10,7 @@
 import { rt } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import {
-  defaultRowImpl, rowChunks, rowHeader, rowLeader, rowRange, rowWorkgroups, shaderPrelude, vecType, vecWidth, type RowImpl,
+  defaultRowImpl, rowChunks, rowKernelCode, rowLeader, rowRange, rowWorkgroups, vecType, vecWidth, type RowImpl, type StorageDecl,
 } from './row-kernel.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
@@ -61,9 +61,6 @@ function mergeLanes(impl: RowImpl): string {
 }
 
 function greedyCode(impl: RowImpl, w: number): string {
-  const T = vecType(w);
-  const h = rowHeader(impl);
-  const pre = shaderPrelude(impl);
   const comps = w === 4 ? ['x', 'y', 'z', 'w'] : [''];
   const scan = comps
     .map((c, k) => {
@@ -75,23 +72,12 @@ function greedyCode(impl: RowImpl, w: number): string {
   const scratch = impl === 'workgroup'
     ? `var<workgroup> mv: array<f32, ${MERGE_LANES}>;\nvar<workgroup> mi: array<u32, ${MERGE_LANES}>;\nvar<workgroup> mn: array<u32, ${MERGE_LANES}>;`
     : '';
-  return /* wgsl */ `${pre.enable}
-@group(0) @binding(0) var<storage, read> logits: array<${T}>;
-@group(0) @binding(1) var<storage, read> flat: array<f32>;
-@group(0) @binding(2) var<storage, read_write> unfinished: array<i32>;
-@group(0) @binding(3) var<storage, read> eos: array<i32>;
-@group(0) @binding(4) var<storage, read_write> next: array<i32>;
-@group(0) @binding(5) var<storage, read_write> out: array<i32>;
-struct Params { rows: u32, n: u32, v: u32, pad: i32, eosCount: u32, row0: u32, ninf: f32 }
-@group(0) @binding(6) var<uniform> p: Params;
-${scratch}
-${MERGE_FNS}
-
-@compute @workgroup_size(${h.size})
-fn main(${pre.builtins}) {
-  ${h.head}
-  let base = r * p.n;
-  var best = 0.0;
+  const storage: StorageDecl[] = [
+    ['read', 'logits', `array<${vecType(w)}>`], ['read', 'flat', 'array<f32>'], ['read_write', 'unfinished', 'array<i32>'],
+    ['read', 'eos', 'array<i32>'], ['read_write', 'next', 'array<i32>'], ['read_write', 'out', 'array<i32>'],
+  ];
+  const params = 'rows: u32, n: u32, v: u32, pad: i32, eosCount: u32, row0: u32, ninf: f32';
+  return rowKernelCode(impl, storage, params, (h) => /* wgsl */ `var best = 0.0;
   var bestIdx = NONE;
   var nanIdx = NONE;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
@@ -112,9 +98,7 @@ fn main(${pre.builtins}) {
     out[g * ${GREEDY_OUT_FIELDS}u] = token;
     out[g * ${GREEDY_OUT_FIELDS}u + 1u] = bitcast<i32>(flat[r * p.v + u32(token)]);
     out[g * ${GREEDY_OUT_FIELDS}u + 2u] = select(-1, i32(nanIdx), nanIdx != NONE);
-  }
-  ${h.tail}
-}`;
+  }`, `${scratch}\n${MERGE_FNS}`);
 }
 
 export interface GreedyNextTokens {

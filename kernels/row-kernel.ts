@@ -223,9 +223,10 @@ export type StorageDecl = [access: 'read' | 'read_write', name: string, type: st
 
 /**
  * A row kernel's WGSL: the storage bindings in order, then the uniform `p: Params { <params> }`, the layout's
- * scratch for `rowSum`, and `body(layout)` once per row `r`, whose first vector is at `base = r * p.n`.
+ * scratch for `rowSum`, the kernel's own `moduleDecls` (functions, workgroup scratch), and `body(layout)`
+ * once per row `r`, whose first vector is at `base = r * p.n`.
  */
-export function rowKernelCode(impl: RowImpl, storage: StorageDecl[], params: string, body: (h: RowLayout) => string): string {
+export function rowKernelCode(impl: RowImpl, storage: StorageDecl[], params: string, body: (h: RowLayout) => string, moduleDecls = ''): string {
   const h = rowHeader(impl);
   const pre = shaderPrelude(impl);
   const decls = storage.map(([access, name, type], i) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: ${type};`);
@@ -234,7 +235,7 @@ ${decls.join('\n')}
 struct Params { ${params} }
 @group(0) @binding(${storage.length}) var<uniform> p: Params;
 ${rowScratch(impl)}
-
+${moduleDecls ? `${moduleDecls}\n` : ''}
 @compute @workgroup_size(${h.size})
 fn main(${pre.builtins}) {
   ${h.head}

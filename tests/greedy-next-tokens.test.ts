@@ -1,26 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gpu, initGpu } from '../engine/gpu.ts';
-import { setPoison, tensor } from '../engine/tensor.ts';
+import { describe, expect, it } from 'vitest';
+import { gpu } from '../engine/gpu.ts';
+import { tensor } from '../engine/tensor.ts';
 import { GREEDY_OUT_FIELDS, greedyNextTokens, greedyNextTokensRef } from '../kernels/greedy-next-tokens.ts';
 import type { RowImpl } from '../kernels/row-kernel.ts';
+import { usePoisonedGpu } from './helpers/gpu-setup.ts';
+import { mulberry32 } from './helpers/random-data.ts';
 
-beforeAll(async () => {
-  await initGpu();
-  setPoison(true);
-});
-afterAll(() => setPoison(false));
-
-// mulberry32
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+usePoisonedGpu();
 
 interface Case {
   rows: number;
@@ -40,7 +26,7 @@ const CASES: Case[] = [
 ];
 
 function build(c: Case, seed: number): { logits: Float32Array; unfinished: Int32Array } {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const logits = new Float32Array(c.rows * c.vocab);
   for (let i = 0; i < logits.length; i++) logits[i] = Math.round((r() * 2 - 1) * 64) / 8; // coarse: natural ties too
   for (let row = 0; row < c.rows; row++) {
