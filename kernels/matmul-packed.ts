@@ -6,7 +6,7 @@ import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import type { MatmulKernelSpec } from './matmul.wgsl.ts';
-import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows } from './matmul-packed.wgsl.ts';
+import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows, packRowsPerInvocation } from './matmul-packed.wgsl.ts';
 import { windowOf, type Launch, type Window } from './matmul-dispatch.ts';
 import type { Problem } from './matmul-problem.ts';
 import { kernelFor, MATMUL_TUNING } from './matmul-spec.ts';
@@ -63,8 +63,11 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
   const plan = planPacked(name, p, spec, t);
   // the main kernel only sums; bias, activation and residual come with the second pass
   const kernel = kernelFor({ ...spec, bias: false, activation: 'none', writePre: false, residual: false });
-  const packVec = !p.transB && p.N % 4 === 0 && p.K > 0;
+  // vec4 loads of B need every instance's base on a vec4 too
+  const aligned = p.bS1 % 4 === 0 && p.bS2 % 4 === 0 && p.outer.every((o) => o.b.base % 4 === 0);
+  const packVec = aligned && (p.transB ? p.K : p.N) % 4 === 0 && p.N > 0 && p.K > 0;
   const pack = packCodeMemo(plan.S, p.transB, packVec);
+  const packQuads = packRowsPerInvocation(p.transB, packVec);
   const bVaries = p.bS1 !== 0 || p.bS2 !== 0 || p.outer.some((o) => o.b.base !== p.outer[0]!.b.base);
   let packedFor: string | null = null;
   const { chunks } = plan;
@@ -86,7 +89,7 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
       const cOff = o.c.base + z * p.M * p.N;
       const key = bVaries ? `${bOff}` : 'shared';
       if (packedFor !== key) {
-        dispatchPack(plan, pack, bOff);
+        dispatchPack(plan, pack, packQuads, bOff);
         packedFor = key;
       }
       const mStep = rowStep(plan, aOff, cOff);
@@ -128,8 +131,9 @@ function bRange({ p, colsPerGroup, R }: PackedPlan, bBase: number, gA: number, g
   return p.transB ? [bBase + n0 * p.K, bBase + (n1 - 1) * p.K + p.K] : [bBase + k0 * p.N, bBase + (k1 - 1) * p.N + p.N];
 }
 
-/** Packs op(B) of the instance at bBase into the scratch blocks, split by groups (Bᵀ rows) or chunks (B rows) to fit. */
-function dispatchPack(plan: PackedPlan, code: string, bBase: number): void {
+/** Packs op(B) of the instance at bBase into the scratch blocks, split by groups (Bᵀ rows) or chunks (B rows) to
+ * fit; an invocation packs `perInvocation` rows (packRowsPerInvocation). */
+function dispatchPack(plan: PackedPlan, code: string, perInvocation: number, bBase: number): void {
   const { name, p, t, S, R, groups, chunks, blockBytes, maxBind, scratch, win } = plan;
   // the scratch range a pack dispatch writes is one binding too (groups x all chunks, real limit)
   const scratchGroups = Math.max(1, Math.floor(gpu().limits.maxStorageBufferBindingSize / (chunks * blockBytes)));
@@ -145,7 +149,7 @@ function dispatchPack(plan: PackedPlan, code: string, bBase: number): void {
       const gN = Math.min(gStep, groups - gA);
       const cN = Math.min(cStep, chunks - cA);
       const w = win(...bRange(plan, bBase, gA, gA + gN, cA, cA + cN));
-      const rows = chunks === 1 ? Math.max(1, Math.min(R, p.K)) : R;
+      const rows = (chunks === 1 ? Math.max(1, Math.min(R, p.K)) : R) / perInvocation;
       const total = gN * cN * rows * S;
       const [x, y] = grid1D(Math.ceil(total / 64));
       const sOff = gA * chunks * blockBytes;

@@ -94,14 +94,24 @@ ${epi.join('\n')}
 /** Uniform parameters of the pack kernel, in order. */
 const PACK_PARAMS = ['N', 'K', 'g0', 'gCount', 'c0', 'cCount', 'chunks', 'bAdd', 'pBase', 'total', 'rows'] as const;
 
+/** k rows of op(B) one pack invocation writes: 4 when it reads a 4x4 tile of Bᵀ as vec4s along K. */
+export function packRowsPerInvocation(transB: boolean, vecB: boolean): number {
+  return transB && vecB ? 4 : 1;
+}
+
 /**
  * Repacks op(B) (B is [K, N], or [N, K] with transB) into blocks: block (g, c) holds rows c*R .. c*R+R-1 and
  * columns 4Sg .. 4Sg+4S-1 of op(B) as [R][4S] floats (R = packRows(S)), zero outside op(B). One invocation per
  * vec4 of a block's first `rows` rows (R, or K when K < R: the kernel reads no further), for groups
  * g0 .. g0+gCount-1 and chunks c0 .. c0+cCount-1; block (g, c) lands at vec4 offset pBase + (g * chunks + c) * 4096.
+ * With transB and vecB (K % 4 == 0) an invocation covers 4 rows instead (`rows` counts quads of rows): it loads
+ * the 4x4 tile of B as 4 vec4s along K and stores it transposed: read one float at a time, the 4 columns of a row
+ * are 4 gathers K apart (lavapipe, replayed alone, ms: 512x512 Bᵀ 0.70 -> 0.35, 2048x512 3.0-3.4 -> 0.86-0.90,
+ * 512x2048 2.3 -> 0.86-1.27; t5-small's forward packs 48 weights).
  */
 export function packCode(S: number, transB: boolean, vecB: boolean): string {
   const R = packRows(S);
+  const quads = packRowsPerInvocation(transB, vecB) === 4;
   const vec = vecB && !transB;
   const at = (n: string, k: string) => (transB ? `bAdd + ${n} * K + ${k}` : `bAdd + ${k} * N + ${n}`);
   const load = (c: number) =>
@@ -109,7 +119,12 @@ export function packCode(S: number, transB: boolean, vecB: boolean): string {
   const value = vec
     ? `select(vec4<f32>(0.0), B4[(bAdd + min(k, K - 1u) * N + min(n, N - 4u)) >> 2u], n < N && k < K)`
     : `vec4<f32>(${[0, 1, 2, 3].map(load).join(', ')})`;
-  return `@group(0) @binding(0) var<storage, read> ${vec ? 'B4: array<vec4<f32>>' : 'B1: array<f32>'};
+  const kk = quads ? '4u * ((i / ' + u(S) + ') % p.rows)' : `(i / ${u(S)}) % p.rows`;
+  const store = quads
+    ? [0, 1, 2, 3].map((c) => `  let t${c} = select(vec4<f32>(0.0), B4[(bAdd + min(n + ${u(c)}, N - 1u) * K + min(k, K - 4u)) >> 2u], n + ${u(c)} < N && k < K);`)
+      .concat(COMP.map((x, r) => `  P4[at + ${u(r * S)}] = vec4<f32>(t0.${x}, t1.${x}, t2.${x}, t3.${x});`)).join('\n')
+    : `  P4[at] = ${value};`;
+  return `@group(0) @binding(0) var<storage, read> ${vecB ? 'B4: array<vec4<f32>>' : 'B1: array<f32>'};
 @group(0) @binding(1) var<storage, read_write> P4: array<vec4<f32>>;
 struct Params { ${PACK_PARAMS.map((n) => `${n}: u32`).join(', ')} }
 @group(0) @binding(2) var<uniform> p: Params;
@@ -121,13 +136,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let K = p.K;
   let bAdd = p.bAdd;
   let lane = i % ${u(S)};
-  let kk = (i / ${u(S)}) % p.rows;
+  let kk = ${kk};
   let blk = i / (p.rows * ${u(S)});
   let c = p.c0 + blk % p.cCount;
   let g = p.g0 + blk / p.cCount;
   let k = c * ${u(R)} + kk;
   let n = 4u * (g * ${u(S)} + lane);
-  P4[p.pBase + (g * p.chunks + c) * ${u(PACK_BLOCK_FLOATS / 4)} + kk * ${u(S)} + lane] = ${value};
+  let at = p.pBase + (g * p.chunks + c) * ${u(PACK_BLOCK_FLOATS / 4)} + kk * ${u(S)} + lane;
+${store}
 }`;
 }
 
