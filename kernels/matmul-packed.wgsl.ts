@@ -18,9 +18,10 @@ export function packRows(S: number): number {
 const PACKED_PARAMS = ['M', 'N', 'K', 'kLen', 'k0', 'g0', 'm0', 'aAdd', 'cAdd'] as const;
 
 /**
- * Store of one vec4 of the packed kernel's outputs. Bias and activation are not fused here (a separate pass,
+ * Store of one vec4 of the packed kernel's outputs. Bias, residual and gelu are not fused here (a separate pass,
  * `combineCode`): the per-lane code of every fused access multiplies LLVM's compile time on lavapipe, for
- * about 1% of the run time.
+ * about 1% of the run time. A relu alone is a max per vec4 with nothing to load, so it is fused when one K chunk
+ * makes the main pass the last.
  */
 function storePacked(spec: MatmulKernelSpec, x: string, row: string, cg: string, ind: string): string {
   const out: string[] = [];
@@ -46,7 +47,9 @@ export function packedKernel(spec: MatmulKernelSpec): MatmulKernel {
   lines.push(`@group(0) @binding(${b++}) var<storage, read> ${spec.vecA ? 'A4: array<vec4<f32>>' : 'A1: array<f32>'};`);
   for (let v = 0; v < cv; v++) lines.push(`@group(0) @binding(${b++}) var<uniform> U${v}: array<vec4<f32>, ${PACK_BLOCK_FLOATS / 4}>;`);
   const arr = spec.vecC ? 'array<vec4<f32>>' : 'array<f32>';
-  if (spec.bias || spec.writePre || spec.residual || spec.activation !== 'none') throw new Error('matmul packed kernel: the epilogue is a separate pass');
+  if (spec.bias || spec.writePre || spec.residual || (spec.activation !== 'none' && spec.activation !== 'relu')) {
+    throw new Error('matmul packed kernel: the epilogue is a separate pass, except a relu alone');
+  }
   lines.push(`@group(0) @binding(${b++}) var<storage, read_write> ${spec.vecC ? 'C4' : 'C1'}: ${arr};`);
   lines.push(`struct Params { ${PACKED_PARAMS.map((n) => `${n}: u32`).join(', ')} }`);
   lines.push(`@group(0) @binding(${b}) var<uniform> p: Params;`);
@@ -70,12 +73,16 @@ export function packedKernel(spec: MatmulKernelSpec): MatmulKernel {
   const epi: string[] = [];
   for (let r = 0; r < tm; r++) {
     epi.push(`  if (row0 + ${u(r)} < M) {`);
-    for (let v = 0; v < cv; v++) epi.push(storePacked(spec, `acc${r}_${v}`, `(row0 + ${u(r)})`, `((p.g0 + ${u(v)}) * ${u(S)} + lane)`, '    '));
+    for (let v = 0; v < cv; v++) {
+      const x = spec.activation === 'relu' ? `act(acc${r}_${v})` : `acc${r}_${v}`;
+      epi.push(storePacked(spec, x, `(row0 + ${u(r)})`, `((p.g0 + ${u(v)}) * ${u(S)} + lane)`, '    '));
+    }
     epi.push('  }');
   }
   // vec4 loads along K imply K % 4 == 0, so every chunk length is a multiple of 4
   const tail = !(spec.vecA && !spec.transA);
   const code = `${lines.join('\n')}
+${activationFn(spec.activation)}
 @compute @workgroup_size(${S})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let M = p.M;

@@ -110,6 +110,9 @@ FORWARD['edges and epilogue'] = [
   storedShapes(45, 1, 1, false, false),
   { ...storedShapes(33, 16, 40, false, true), bias: true, activation: 'relu' },
   { ...storedShapes(33, 17, 39, true, false), bias: true, activation: 'gelu' },
+  // a relu alone: the packed kernel stores it itself over one K chunk (vec4 stores with N 40, scalar with N 41)
+  { ...storedShapes(33, 16, 40, false, true), activation: 'relu' },
+  { ...storedShapes(37, 29, 41, false, true), activation: 'relu' },
   // a residual after the activation: vec4 stores (N 40) and scalar ones (N 41)
   { ...storedShapes(33, 16, 40, false, true), bias: true, activation: 'relu', residual: true },
   { ...storedShapes(37, 29, 41, false, true), residual: true },
@@ -201,6 +204,7 @@ describe('matmul forward', () => {
         MATMUL_TUNING.slabBytes = slabBytes; // 1: one chunk of partial sums at a time
         await runCase(storedShapes(20, 1100, 36, false, false), `packed long K slabs ${slabBytes}`);
         await runCase({ ...storedShapes(33, 1536, 40, false, true), bias: true, activation: 'gelu' }, `packed long K gelu slabs ${slabBytes}`);
+        await runCase({ ...storedShapes(33, 1030, 40, false, true), activation: 'relu' }, `packed long K relu slabs ${slabBytes}`);
         await runCase(storedShapes(9, 1030, 12, true, false, [2], [2]), `packed long K batched slabs ${slabBytes}`);
       }
       await runCase({ ...storedShapes(20, 1100, 36, false, false), residual: true }, 'packed long K, residual in the last combine');
