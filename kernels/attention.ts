@@ -33,6 +33,7 @@
 //   - everything else (real GPUs, D > 64): `plain`, one query (or key) row per invocation; a warp reading
 //     the same k/v row is served by the cache's broadcast. Not yet measured on a real GPU.
 import { recordOp } from './record-op.ts';
+import { noGrad } from '../engine/autograd.ts';
 import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
@@ -50,6 +51,8 @@ import {
 } from './attention.wgsl.ts';
 import { subgroupBackwardDkvStored, subgroupBackwardDq, subgroupForward, subgroupForwardFewRows, type SubgroupShape } from './attention-subgroup.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
+import { add } from './elementwise.ts';
+import { concat, slice } from './layout.ts';
 
 export interface AttentionOptions {
   /** additive bias [1 | B, H, Lq, Lk] (T5's relative position bias); differentiable */
@@ -323,12 +326,20 @@ export function attentionBackward(
   // after the dkv kernel (t5-small encoder, batch 8 x 256: 16 MiB each).
   const scoreBytes = bh * d.Lq * d.Lk * 4;
   const fits = scoreBytes <= limits.maxStorageBufferBindingSize;
+  // over the limit, batch slices whose scores fit each run this backward on their own (a bias with a batch axis
+  // is as large as the scores, so it is shared here if bound at all)
+  const perSlice = Math.floor(limits.maxStorageBufferBindingSize / (d.H * d.Lq * d.Lk * 4));
+  const sharedBias = !opts.bias || opts.bias.shape[0] === 1;
+  if (!fits && perSlice >= 1 && sharedBias && (wantDs || (want.kv && sgq !== null))) {
+    zero?.dispose();
+    return noGrad(() => backwardInBatchSlices(q, k, v, out, stats, dout, opts, want, d, perSlice));
+  }
   if (wantDs && !fits) {
     const mib = (b: number) => (b / 2 ** 20).toFixed(1);
     throw new RangeError(
-      `attention: the bias gradient needs the score gradients [${d.B}, ${d.H}, ${d.Lq}, ${d.Lk}] (${mib(scoreBytes)} MiB) in ` +
-      `one binding, over this adapter's maxStorageBufferBindingSize (${mib(limits.maxStorageBufferBindingSize)} MiB): ` +
-      'use a smaller batch or shorter sequences',
+      `attention: the bias gradient needs the score gradients of each batch element [${d.H}, ${d.Lq}, ${d.Lk}] ` +
+      `(${mib(d.H * d.Lq * d.Lk * 4)} MiB) in one binding, over this adapter's maxStorageBufferBindingSize ` +
+      `(${mib(limits.maxStorageBufferBindingSize)} MiB): use shorter sequences`,
     );
   }
   const stored = want.kv && sgq !== null && fits;
@@ -411,6 +422,50 @@ export function attentionBackward(
     }
   }
   return { dq, dk, dv, dbias };
+}
+
+/**
+ * attentionBackward over batch slices of `per` inputs: ds and pz are [B, H, Lq, Lk] in one binding each, and
+ * t5-base at batch 16 x 512 needs 192 MiB of each where lavapipe binds 128. The slices are copies (freed after
+ * each); dq, dk and dv are joined again, and the (shared) bias's gradient is summed over the slices.
+ */
+function backwardInBatchSlices(
+  q: Tensor, k: Tensor, v: Tensor, out: Tensor, stats: Tensor, dout: Tensor, opts: AttentionOptions,
+  want: { kv: boolean; bias: boolean }, d: Dims, per: number,
+): AttentionGrads {
+  const parts: AttentionGrads[] = [];
+  for (let b0 = 0; b0 < d.B; b0 += per) {
+    const b1 = Math.min(d.B, b0 + per);
+    const cuts: Tensor[] = [];
+    const cut = <T extends Tensor | undefined>(t: T): T => {
+      if (!t || t.shape[0] !== d.B) return t;
+      const c = slice(t, 0, b0, b1);
+      cuts.push(c);
+      return c as T;
+    };
+    // the dropout stream numbers the probabilities (b, h, i, j) row-major: a slice's starts b0·H·Lq·Lk in
+    const drop = opts.dropout && { ...opts.dropout, offset: opts.dropout.offset + b0 * d.H * d.Lq * d.Lk };
+    const sliceOpts: AttentionOptions = { ...opts, mask: cut(opts.mask), dropout: drop };
+    parts.push(attentionBackward(cut(q), cut(k), cut(v), cut(out), cut(stats), cut(dout), sliceOpts, want));
+    for (const c of cuts) c.dispose();
+  }
+  const join = (ts: Array<Tensor | null>): Tensor | null => {
+    if (ts[0] === null) return null;
+    const all = ts as Tensor[];
+    const joined = concat(all, 0);
+    for (const t of all) t.dispose();
+    return joined;
+  };
+  let dbias = parts[0]!.dbias;
+  if (dbias) {
+    for (const p of parts.slice(1)) {
+      const sum = add(dbias, p.dbias!);
+      dbias.dispose();
+      p.dbias!.dispose();
+      dbias = sum;
+    }
+  }
+  return { dq: join(parts.map((p) => p.dq))!, dk: join(parts.map((p) => p.dk)), dv: join(parts.map((p) => p.dv)), dbias };
 }
 
 /**
