@@ -29,7 +29,7 @@ import { AUTOTUNE_LAUNCH_NAME, AutotuneBusyError, chooseMatmulVariant, type Meas
 import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
 import { dispatchPacked } from './matmul-packed.ts';
 import { problemOf, type Problem } from './matmul-problem.ts';
-import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
+import { eligibleMatmulVariants, MATMUL_TUNING, specFor } from './matmul-spec.ts';
 import { gemvMaxRows } from './matmul-gemv.wgsl.ts';
 
 export interface MatmulOptions {
@@ -49,8 +49,50 @@ export interface MatmulOptions {
 
 function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   if (p.M === 0 || p.N === 0 || p.nb === 0 || p.outer.length === 0) return;
-  if (spec.variant === 'packed') dispatchPacked(name, p, spec, t);
+  const rows = kSplitRows(p, spec, t);
+  if (rows !== null) dispatchKRanges(name, p, spec, t, rows);
+  else if (spec.variant === 'packed') dispatchPacked(name, p, spec, t);
   else dispatchTiles(name, p, spec, t);
+}
+
+/**
+ * Rows of K per dispatch for a weight-gradient product, op(A) = Aᵀ with A [K, M] and B [K, N] as stored, whose
+ * operands do not fit one storage binding: a tile of the output reads whole columns of both, which span the
+ * buffers, but a range of K is a contiguous block of each, and the product is the sum over the ranges (the LM
+ * head's dW = dlogitsᵀ · h at t5-base's batch 16 x 128 targets: dlogits is 251 MiB, lavapipe binds 128).
+ * null when the operands fit, or the problem is not of that form.
+ */
+function kSplitRows(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
+  if (!p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
+  const g = gpu().limits;
+  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
+  const rowBytes = 4 * Math.max(p.M, p.N);
+  if (p.K * rowBytes <= maxBind) return null;
+  // a binding window starts on an aligned offset, up to one alignment before the range
+  const rows = Math.floor((maxBind - Math.max(16, g.minStorageBufferOffsetAlignment)) / rowBytes);
+  return rows >= 1 ? rows : null;
+}
+
+/** out = Σ over K ranges of op(A_range) · B_range, each range's product added to the previous sum as a residual. */
+function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch, rows: number): void {
+  const o = p.outer[0]!;
+  let sum = t.residual;
+  for (let k0 = 0; k0 < p.K; k0 += rows) {
+    const K = Math.min(rows, p.K - k0);
+    const last = k0 + K >= p.K;
+    const sub: Problem = {
+      ...p,
+      K,
+      outer: [{ a: { base: o.a.base + k0 * p.M }, b: { base: o.b.base + k0 * p.N }, c: o.c }],
+      desc: `${p.desc} (K rows ${k0}..${k0 + K - 1})`,
+    };
+    const target = last ? t.out : empty(p.outShape);
+    const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
+    if (s.variant === 'packed') dispatchPacked(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
+    else dispatchTiles(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
+    if (sum && sum !== t.residual) sum.dispose();
+    sum = target;
+  }
 }
 
 function checkF32(desc: string, t: Tensor, what: string): void {

@@ -261,6 +261,10 @@ describe('matmul over the storage binding limit', () => {
       [storedShapes(8, 36, 200, false, true), 24576], // bᵀ ([N, K]) split by rows, so out by columns
       [storedShapes(33, 8, 20, false, false, [6], [6]), 4096], // batches
       [{ ...storedShapes(64, 12, 40, false, true, [3], []), bias: true, activation: 'gelu' }, 16384],
+      // aᵀ ([K, M]) and b ([K, N]) span their buffers for any tile: K in ranges of ~100 rows, each range's product
+      // added to the sum before it; with a residual, added to the first
+      [storedShapes(40, 300, 24, true, false), 16384],
+      [{ ...storedShapes(40, 300, 24, true, false), residual: true }, 16384],
     ];
     try {
       for (const variant of available) {
@@ -279,8 +283,9 @@ describe('matmul over the storage binding limit', () => {
   it('explains when an operand cannot be split under the limit', () => {
     MATMUL_TUNING.maxBindingBytes = 4096;
     try {
-      // Aᵀ is [K, M]: every row of op(A) reaches across the whole of it
-      expect(() => matmul(tensor(floats(64 * 64), [64, 64]), tensor(floats(64 * 8), [64, 8]), { transA: true })).toThrow(
+      // Aᵀ is [K, M]: every row of op(A) reaches across the whole of it, and with bᵀ ([N, K]) a range of K is
+      // not a block of b
+      expect(() => matmul(tensor(floats(64 * 64), [64, 64]), tensor(floats(64 * 8), [8, 64]), { transA: true, transB: true })).toThrow(
         /operand a needs a \d+-byte storage binding.*maxStorageBufferBindingSize \(4096 bytes\)/,
       );
     } finally {
