@@ -88,8 +88,8 @@ function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: La
     };
     const target = last ? t.out : empty(p.outShape);
     const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
-    if (s.variant === 'packed') dispatchPacked(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
-    else dispatchTiles(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
+    // a range fits, so this does not split again
+    dispatchProblem(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
     if (sum && sum !== t.residual) sum.dispose();
     sum = target;
   }
