@@ -36,14 +36,11 @@ export const MATMUL_TUNING = {
   slabBytes: null as number | null,
 };
 
-function subgroupRows(M: number, S: number, residual: boolean): number {
+function subgroupRows(M: number, S: number): number {
   // a short problem (decoding: batch x beams rows) wastes less of a smaller tile. Measured on lavapipe, ms,
   // tm 8 / 16 / 32: 16x512x2048ᵀ 6.1 / 5.0 / 11.2, 16x512x32128ᵀ 89 / 58 / 86, 64x512x2048ᵀ 23.4 / 19.2 / 14.8.
-  // With a residual in the store the 16-row tile slows down, more so for longer K (so in its main loop, not the
-  // store: LLVM's register allocation, we suppose): 16x2048x512ᵀ (decoding's wo at batch 16) 1.47 ms at 16 rows,
-  // 1.20 at 8, 1.10 without the residual plus an add kernel; 16x512x512ᵀ 0.54 / 0.50 / 0.57 (one process,
-  // interleaved, medians of 8).
-  return Math.max(S, M <= 8 || (M <= 16 && residual) ? 8 : M <= 16 ? 16 : 32);
+  // (Up to 16 rows a residual is added apart: matmul.ts's residualApart.)
+  return Math.max(S, M <= 8 ? 8 : M <= 16 ? 16 : 32);
 }
 
 export function specFor(
@@ -71,7 +68,7 @@ export function specFor(
     const S = gpu().limits.subgroupMinSize!;
     spec.subgroupSize = S;
     if (variant === 'subgroup') {
-      spec.tm = MATMUL_TUNING.subgroupRows ?? subgroupRows(p.M, S, residual);
+      spec.tm = MATMUL_TUNING.subgroupRows ?? subgroupRows(p.M, S);
       spec.cv = MATMUL_TUNING.subgroupCols ?? 1;
     } else {
       spec.tm = MATMUL_TUNING.packedRows ?? Math.max(S, p.M <= 8 ? 8 : 16);

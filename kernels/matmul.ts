@@ -95,6 +95,18 @@ function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: La
   }
 }
 
+/**
+ * Whether a residual is added by a kernel of its own rather than in the product's store. Up to 16 rows the
+ * subgroup kernel's main loop slows down with a residual in its store, more so for longer K (LLVM's register
+ * allocation, we suppose). Decoding's products at batch 16 on lavapipe, residual in the store (8-row tile) /
+ * product (16-row tile) + add, one process, interleaved, medians of 9 x 30 calls, four runs: 16x2048x512ᵀ 1.67 /
+ * 1.33, 1.99 / 1.61, 1.22 / 1.02, 1.81 / 1.45 ms; 16x512x512ᵀ 0.62 / 0.56, 0.74 / 0.62, 0.50 / 0.50, 0.58 /
+ * 0.60. At 64 rows the two were within 5% either way, and 1-4 rows (the gemv kernel) are faster fused.
+ */
+function residualApart(variant: MatmulVariant, p: Problem): boolean {
+  return variant === 'subgroup' && p.M <= 16;
+}
+
 function checkF32(desc: string, t: Tensor, what: string): void {
   if (t.dtype !== 'f32') throw new TypeError(`${desc}: ${what} must be f32, got ${t.describe()}`);
 }
@@ -284,14 +296,14 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   const inputs = bias ? [a, b, bias] : [a, b];
   const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
-  if (residual && (needsGrad || (isGradEnabled() && residual.requiresGrad))) {
+  const choice = choose(p, true);
+  if (residual && (needsGrad || (isGradEnabled() && residual.requiresGrad) || residualApart(choice.variant, p))) {
     const product = matmul(a, b, { ...opts, residual: undefined });
     const sum = add(residual, product);
     product.dispose();
     return sum;
   }
   const writePre = needsGrad && activation === 'gelu';
-  const choice = choose(p, true);
   const spec = specFor(choice.variant, p, !!bias, activation, writePre, !!residual);
   const out = empty(p.outShape);
   const pre = writePre ? empty(p.outShape) : undefined;

@@ -116,7 +116,7 @@ FORWARD['edges and epilogue'] = [
   // a residual after the activation: vec4 stores (N 40) and scalar ones (N 41)
   { ...storedShapes(33, 16, 40, false, true), bias: true, activation: 'relu', residual: true },
   { ...storedShapes(37, 29, 41, false, true), residual: true },
-  // 9-16 rows with a residual: the subgroup kernel's 8-row tile (decoding at batch 16), a partial second tile
+  // 9-16 rows with a residual (decoding at batch 16): the subgroup variant adds it with a kernel of its own
   { ...storedShapes(13, 20, 40, false, true), residual: true },
 ];
 FORWARD['batches'] = [
