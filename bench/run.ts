@@ -21,6 +21,8 @@ export interface BenchOptions {
   repeat?: number;
   /** skip the reference check (for very large custom sizes) */
   noCheck?: boolean;
+  /** batch of the whole-model t5 rows (default 8, the tutorial's) */
+  batch?: number;
 }
 
 function median(xs: number[]): number {
@@ -117,7 +119,7 @@ export async function selectCases(opts: BenchOptions): Promise<BenchCase[]> {
   const out: BenchCase[] = [];
   for (const name of wanted.length ? wanted : known) {
     const make = groups[name]!;
-    const cases = make(opts.sizes);
+    const cases = make(opts.sizes, { batch: opts.batch });
     out.push(...(opts.sizes ? cases.filter((c) => opts.sizes!.some((s) => c.shape.startsWith(s))) : cases));
   }
   if (opts.sizes && out.length === 0) {

@@ -22,6 +22,7 @@ const USAGE = 'usage: engine-cli bench [OP ...|all] [options]\n';
 const BENCH_FLAGS = {
   sizes: { type: 'list', arg: 'A,B', help: 'shapes to run instead of the defaults, e.g. 1024x1024x1024', to: 'sizes' },
   repeat: { type: 'int', min: 1, default: 5, help: 'timed batches; the median is printed', to: 'repeat' },
+  batch: { type: 'int', min: 1, arg: 'N', help: 'batch of the t5 rows (default 8, the tutorial\'s)', to: 'batch' },
   'no-check': { type: 'boolean', help: 'skip the check against the CPU reference (for very large sizes)', to: 'noCheck' },
   json: { type: 'boolean', help: 'one JSON object per line' },
   ...DEVICE_FLAGS,

@@ -3,7 +3,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { memory, zeros } from '../engine/tensor.ts';
-import { timeCase } from '../bench/run.ts';
+import { selectCases, timeCase } from '../bench/run.ts';
 import type { BenchCase } from '../bench/types.ts';
 import type { Ceilings } from '../engine/ceilings.ts';
 
@@ -44,4 +44,16 @@ describe('bench runner', () => {
       expect(row.peakBytes).toBeLessThan(SCRATCH_FLOATS * 4);
     });
   }
+
+  it('runs the t5 rows at the batch asked for (--batch), checked against the float64 reference', async () => {
+    const cases = await selectCases({ ops: ['t5'], sizes: ['tiny'], batch: 3 });
+    expect(cases.map((c) => `${c.op} ${c.shape} ${c.tokens}`)).toEqual([
+      't5-forward tiny b3 s256 t32 864',
+      't5-train-step tiny b3 s256 t32 864',
+    ]);
+    const row = await timeCase(cases[0]!, 1, true, CEILINGS);
+    expect(row.maxRelErr).toBeLessThan(1e-4);
+    const byDefault = await selectCases({ ops: ['t5'], sizes: ['tiny'] });
+    expect(byDefault.map((c) => c.shape)).toEqual(['tiny b8 s256 t32', 'tiny b8 s256 t32']);
+  }, 120_000);
 });

@@ -1,4 +1,4 @@
-// Benchmark groups by the name `engine-cli bench <op>` takes. Each module exports `cases(sizes?)`.
+// Benchmark groups by the name `engine-cli bench <op>` takes. Each module exports `cases(sizes?, opts?)`.
 import type { BenchCase } from '../types.ts';
 import { cases as adamw } from './adamw.ts';
 import { cases as attention } from './attention.ts';
@@ -13,7 +13,8 @@ import { cases as softmax } from './softmax.ts';
 import { cases as t5 } from './t5.ts';
 import { cases as elementwise } from './elementwise.ts';
 
-export type CaseFactory = (sizes?: string[]) => BenchCase[];
+/** `opts.batch`: the batch of the whole-model t5 rows (the other groups take their shapes from `sizes`). */
+export type CaseFactory = (sizes?: string[], opts?: { batch?: number }) => BenchCase[];
 
 export async function benchCases(): Promise<Record<string, CaseFactory>> {
   return { matmul, attention, copy, elementwise, softmax, rmsnorm, layernorm, 'cross-entropy': crossEntropy, embedding, adamw, t5, generate };

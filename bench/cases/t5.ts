@@ -1,5 +1,6 @@
-// Whole-model rows: T5ForConditionalGeneration with random init (HF's _init_weights scales), batch 8, source 256,
-// target 32, no padding; tokens per run = batch x (source + target), as bench/peers/torch_t5.py counts them.
+// Whole-model rows: T5ForConditionalGeneration with random init (HF's _init_weights scales), batch 8 (or
+// `--batch`), source 256, target 32, no padding; tokens per run = batch x (source + target), as
+// bench/peers/torch_t5.py counts them.
 //   t5-forward     eval forward + loss, no gradient recording
 //   t5-train-step  one training step as HF's Trainer takes it: forward with dropout 0.1, loss, backward,
 //                  AdamW step (torch variant), zero the gradients
@@ -24,7 +25,8 @@ import type { ParamMap, Seq2SeqBatch } from '../../model/t5.ts';
 import { t5ReferenceForward } from '../../model/t5-float64.ts';
 import { t5ForwardFlops } from '../../model/flops.ts';
 
-const BATCH = 8;
+/** The rows' batch unless `--batch` says otherwise (the tutorial's). */
+const DEFAULT_BATCH = 8;
 
 type SizeName = 't5-small' | 'tiny' | 'base';
 
@@ -46,7 +48,7 @@ function configFor(size: SizeName): T5Config {
 }
 
 /** Random token ids (2 .. vocab-1, </s> last) from a small LCG: the same batch every setup. */
-function randomBatch(vocab: number, SOURCE: number, TARGET: number): Seq2SeqBatch {
+function randomBatch(vocab: number, BATCH: number, SOURCE: number, TARGET: number): Seq2SeqBatch {
   let s = 12345;
   const next = (): number => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -67,7 +69,7 @@ function randomBatch(vocab: number, SOURCE: number, TARGET: number): Seq2SeqBatc
   };
 }
 
-function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): BenchCase {
+function t5Case(size: SizeName, train: boolean, gradientCheckpointing: boolean, BATCH: number): BenchCase {
   const { source: SOURCE, target: TARGET } = LENGTHS[size];
   return {
     op: train ? 't5-train-step' : 't5-forward',
@@ -87,7 +89,7 @@ function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): 
         params.set(name, tensor(weights.get(name)!, shape, { name, requiresGrad: train }).keep());
       }
       const model = new T5ForConditionalGeneration(config, params);
-      const batch = randomBatch(config.vocab_size, SOURCE, TARGET);
+      const batch = randomBatch(config.vocab_size, BATCH, SOURCE, TARGET);
       const opt = train ? new AdamW(model.parameters().map(([, p]) => p), { lr: 1e-4, weightDecay: 0.01, variant: 'torch' }) : undefined;
       let step = 0;
       return {
@@ -128,12 +130,13 @@ function t5Case(size: SizeName, train: boolean, gradientCheckpointing = false): 
   };
 }
 
-export function cases(sizes?: string[]): BenchCase[] {
+export function cases(sizes?: string[], opts: { batch?: number } = {}): BenchCase[] {
+  const batch = opts.batch ?? DEFAULT_BATCH;
   const wanted: SizeName[] = [];
   if (!sizes || sizes.some((s) => s.startsWith('t5-small'))) wanted.push('t5-small');
   if (sizes?.some((s) => s.startsWith('tiny'))) wanted.push('tiny');
   if (sizes?.some((s) => s.startsWith('base') || s === 't5-base')) wanted.push('base');
   // SIZE+ckpt adds a train-step row with gradient checkpointing (base+ckpt, t5-small+ckpt)
   const ckpt = (s: SizeName) => sizes?.some((x) => x.endsWith('+ckpt') && (x.startsWith(s) || (s === 'base' && x.startsWith('t5-base'))));
-  return wanted.flatMap((s) => [t5Case(s, false), t5Case(s, true), ...(ckpt(s) ? [t5Case(s, true, true)] : [])]);
+  return wanted.flatMap((s) => [t5Case(s, false, false, batch), t5Case(s, true, false, batch), ...(ckpt(s) ? [t5Case(s, true, true, batch)] : [])]);
 }
