@@ -126,7 +126,7 @@ export function packCode(S: number, transB: boolean, vecB: boolean): string {
   const value = vec
     ? `select(vec4<f32>(0.0), B4[(bAdd + min(k, K - 1u) * N + min(n, N - 4u)) >> 2u], n < N && k < K)`
     : `vec4<f32>(${[0, 1, 2, 3].map(load).join(', ')})`;
-  const kk = quads ? '4u * ((i / ' + u(S) + ') % p.rows)' : `(i / ${u(S)}) % p.rows`;
+  const kk = quads ? `4u * ((i / ${u(S)}) % p.rows)` : `(i / ${u(S)}) % p.rows`;
   const store = quads
     ? [0, 1, 2, 3].map((c) => `  let t${c} = select(vec4<f32>(0.0), B4[(bAdd + min(n + ${u(c)}, N - 1u) * K + min(k, K - 4u)) >> 2u], n + ${u(c)} < N && k < K);`)
       .concat(COMP.map((x, r) => `  P4[at + ${u(r * S)}] = vec4<f32>(t0.${x}, t1.${x}, t2.${x}, t3.${x});`)).join('\n')
