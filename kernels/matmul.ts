@@ -40,7 +40,7 @@ export interface MatmulOptions {
   activation?: Activation;
   /** a tensor of the output's shape added after the activation: `residual + act(op(a) op(b) + bias)`, in the
    * kernel's store when no gradient is recorded (a transformer's residual connection: one kernel, not two),
-   * else as a separate `add` that autograd records */
+   * else as a separate `add` that autograd records (and apart where that is faster: `residualApart`) */
   residual?: Tensor;
 }
 
