@@ -52,6 +52,16 @@ function ranges(p: Problem, o: Problem['outer'][number], ch: Chunk) {
   return { a: [aLo, aHi], b: [bLo, bHi], c: [cLo, cHi] } as const;
 }
 
+/** The largest storage binding a matmul dispatch may use (MATMUL_TUNING.maxBindingBytes lowers it in tests) and
+ * the alignment of a binding's offset. */
+export function matmulBindingLimits(): { maxBind: number; align: number } {
+  const g = gpu().limits;
+  return {
+    maxBind: Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize),
+    align: Math.max(16, g.minStorageBufferOffsetAlignment),
+  };
+}
+
 /** The aligned binding range covering elements [lo, hi) and the shift that maps an element index into it. */
 export function windowOf([lo, hi]: readonly [number, number], align: number): Window {
   if (!(hi > lo)) return { offset: 0, size: 16, shift: 0 };
@@ -61,10 +71,8 @@ export function windowOf([lo, hi]: readonly [number, number], align: number): Wi
 }
 
 function planChunks(p: Problem, o: Problem['outer'][number], tile: { tileM: number; tileN: number }) {
-  const g = gpu().limits;
-  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
-  const maxWg = g.maxComputeWorkgroupsPerDimension;
-  const align = Math.max(16, g.minStorageBufferOffsetAlignment);
+  const { maxBind, align } = matmulBindingLimits();
+  const maxWg = gpu().limits.maxComputeWorkgroupsPerDimension;
   const roundTo = (x: number, t: number) => Math.max(t, Math.ceil(x / t) * t);
   const tryPlan = (zc: number, mc: number, nc: number) => {
     if (zc > maxWg || Math.ceil(mc / tile.tileM) > maxWg || Math.ceil(nc / tile.tileN) > maxWg) return null;

@@ -7,7 +7,7 @@ import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import type { MatmulKernelSpec } from './matmul.wgsl.ts';
 import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows, packRowsPerInvocation } from './matmul-packed.wgsl.ts';
-import { windowOf, type Launch, type Window } from './matmul-dispatch.ts';
+import { matmulBindingLimits, windowOf, type Launch, type Window } from './matmul-dispatch.ts';
 import type { Problem } from './matmul-problem.ts';
 import { kernelFor, MATMUL_TUNING } from './matmul-spec.ts';
 import { memoWgsl } from './wgsl-memo.ts';
@@ -111,15 +111,13 @@ export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec,
 }
 
 function planPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): PackedPlan {
-  const g = gpu().limits;
   const S = spec.subgroupSize!;
   const R = packRows(S);
   const colsPerGroup = 4 * S;
   const groups = Math.ceil(p.N / colsPerGroup);
   const chunks = Math.max(1, Math.ceil(p.K / R));
   const blockBytes = PACK_BLOCK_FLOATS * 4;
-  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
-  const align = Math.max(16, g.minStorageBufferOffsetAlignment);
+  const { maxBind, align } = matmulBindingLimits();
   const scratch = scratchFor(groups * chunks * blockBytes);
   const win = (lo: number, hi: number) => windowOf([lo, hi], align);
   return { name, p, spec, t, S, cv: spec.cv!, tm: spec.tm!, R, colsPerGroup, groups, chunks, blockBytes, maxBind, scratch, win };

@@ -26,10 +26,10 @@ import { add } from './elementwise.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 import { activationGradCode, type Activation, type MatmulKernelSpec, type MatmulVariant } from './matmul.wgsl.ts';
 import { AUTOTUNE_LAUNCH_NAME, AutotuneBusyError, chooseMatmulVariant, type MeasureFn, type TuneProblem, type VariantChoice } from './matmul-autotune.ts';
-import { dispatchTiles, type Launch } from './matmul-dispatch.ts';
+import { dispatchTiles, matmulBindingLimits, type Launch } from './matmul-dispatch.ts';
 import { dispatchPacked } from './matmul-packed.ts';
 import { problemOf, type Problem } from './matmul-problem.ts';
-import { eligibleMatmulVariants, MATMUL_TUNING, specFor } from './matmul-spec.ts';
+import { eligibleMatmulVariants, specFor } from './matmul-spec.ts';
 import { gemvMaxRows } from './matmul-gemv.wgsl.ts';
 
 export interface MatmulOptions {
@@ -64,12 +64,11 @@ function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: La
  */
 function kSplitRows(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
   if (!p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
-  const g = gpu().limits;
-  const maxBind = Math.min(MATMUL_TUNING.maxBindingBytes ?? Infinity, g.maxStorageBufferBindingSize);
+  const { maxBind, align } = matmulBindingLimits();
   const rowBytes = 4 * Math.max(p.M, p.N);
   if (p.K * rowBytes <= maxBind) return null;
   // a binding window starts on an aligned offset, up to one alignment before the range
-  const rows = Math.floor((maxBind - Math.max(16, g.minStorageBufferOffsetAlignment)) / rowBytes);
+  const rows = Math.floor((maxBind - align) / rowBytes);
   return rows >= 1 ? rows : null;
 }
 
