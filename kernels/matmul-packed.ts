@@ -39,7 +39,9 @@ const COMBINE_OTHER_BUFFERS = 3;
 interface PackedPlan {
   name: string;
   p: Problem;
+  /** the epilogue the second pass applies: the call's, less a relu the main pass applies (mainActivation) */
   spec: MatmulKernelSpec;
+  mainActivation: 'relu' | 'none';
   t: Launch;
   /** Subgroup size: lanes per column group row, 4 columns a lane. */
   S: number;
@@ -61,12 +63,7 @@ interface PackedPlan {
 
 export function dispatchPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   const plan = planPacked(name, p, spec, t);
-  // the main kernel only sums; bias, activation and residual come with the second pass, except a relu alone
-  // over one K chunk: then the main pass is the last, and the relu rides in its store (t5-small's wi at batch
-  // 8 x 256 tokens: the second pass read and wrote 16 MiB, 5.7 ms on lavapipe)
-  const reluInMain = plan.chunks === 1 && spec.activation === 'relu' && !spec.bias && !spec.writePre && !spec.residual;
-  if (reluInMain) plan.spec = { ...spec, activation: 'none' };
-  const kernel = kernelFor({ ...spec, bias: false, activation: reluInMain ? 'relu' : 'none', writePre: false, residual: false });
+  const kernel = kernelFor({ ...spec, bias: false, activation: plan.mainActivation, writePre: false, residual: false });
   // vec4 loads of B need every instance's base on a vec4 too
   const aligned = p.bS1 % 4 === 0 && p.bS2 % 4 === 0 && p.outer.every((o) => o.b.base % 4 === 0);
   const packVec = aligned && (p.transB ? p.K : p.N) % 4 === 0 && p.N > 0 && p.K > 0;
@@ -120,7 +117,14 @@ function planPacked(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch)
   const { maxBind, align } = matmulBindingLimits();
   const scratch = scratchFor(groups * chunks * blockBytes);
   const win = (lo: number, hi: number) => windowOf([lo, hi], align);
-  return { name, p, spec, t, S, cv: spec.cv!, tm: spec.tm!, R, colsPerGroup, groups, chunks, blockBytes, maxBind, scratch, win };
+  // the main kernel only sums; bias, activation and residual come with the second pass, except a relu alone
+  // over one K chunk: then the main pass is the last, and the relu rides in its store (t5-small's wi at batch
+  // 8 x 256 tokens: the second pass read and wrote 16 MiB, 5.7 ms on lavapipe)
+  const reluInMain = chunks === 1 && spec.activation === 'relu' && !spec.bias && !spec.writePre && !spec.residual;
+  return {
+    name, p, spec: reluInMain ? { ...spec, activation: 'none' } : spec, mainActivation: reluInMain ? 'relu' : 'none', t, S,
+    cv: spec.cv!, tm: spec.tm!, R, colsPerGroup, groups, chunks, blockBytes, maxBind, scratch, win,
+  };
 }
 
 /** B's range (floats) for column groups [gA, gB) x chunks [cA, cB) of the instance at bBase. */
