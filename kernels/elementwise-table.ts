@@ -43,6 +43,12 @@ const EW_HELPERS: Record<string, string> = {
   let u2 = ${2 * SQRT_2_OVER_PI} * (v + ${GELU_C} * v * v * v);
   return v / (T(1.0) + exp(-u2));
 }`,
+  // d/dx of the tanh form 0.5x(1 + tanh u) as the matmul epilogue computes it (matmul.wgsl.ts activationFn):
+  // 0.5(1 + t) + 0.5x(1 - t^2)u', t = tanh(u) with u clamped as there
+  gelu_tanh_d: `fn gelu_tanh_d(v: T) -> T {
+  let t = tanh(clamp(${SQRT_2_OVER_PI} * (v + ${GELU_C} * v * v * v), T(-${TANH_CLAMP}.0), T(${TANH_CLAMP}.0)));
+  return 0.5 * (T(1.0) + t) + 0.5 * v * (T(1.0) - t * t) * ${SQRT_2_OVER_PI} * (T(1.0) + ${3 * GELU_C} * v * v);
+}`,
   // d/dx x*s(2u) = s + x * s(1 - s) * 2u'
   gelu_d: `fn gelu_d(v: T) -> T {
   let s = T(1.0) / (T(1.0) + exp(-${2 * SQRT_2_OVER_PI} * (v + ${GELU_C} * v * v * v)));

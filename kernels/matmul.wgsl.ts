@@ -479,28 +479,3 @@ export function matmulKernel(spec: MatmulKernelSpec): MatmulKernel {
   if (spec.variant === 'regblock') return regblockKernel(spec);
   return tiledKernel(spec);
 }
-
-// ---------------------------------------------------------------------------------------------------------
-// helpers for the backward pass
-
-/** g * act'(pre), elementwise over n elements (pre is the saved pre-activation, or the output for relu). */
-export function activationGradCode(act: Exclude<Activation, 'none'>): string {
-  const body =
-    act === 'relu'
-      ? 'select(0.0, g, x > 0.0)'
-      : `g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x))`;
-  return `@group(0) @binding(0) var<storage, read> G: array<f32>;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read_write> O: array<f32>;
-struct Params { n: u32 }
-@group(0) @binding(3) var<uniform> p: Params;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
-  if (i >= p.n) { return; }
-  let g = G[i];
-  let x = X[i];
-  let t = tanh(clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -10.0, 10.0));
-  O[i] = ${body};
-}`;
-}
