@@ -3,7 +3,8 @@
 // Tensors larger than maxStorageBufferBindingSize (128 MiB on lavapipe; the t5-small LM head writes 526 MB)
 // are bound in ranges: the work is split into chunks of batches, rows and columns whose operand ranges each fit
 // one binding (offsets aligned to minStorageBufferOffsetAlignment), one dispatch per chunk. An operand range
-// that no split can bring under the binding limit fails with an error naming the limit.
+// that no split can bring under the binding limit fails with an error naming the limit. On a CPU adapter a wide
+// B is also split into column blocks that stay in cache (cacheBlockCols).
 import { gpu } from '../engine/gpu.ts';
 import { rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import type { Tensor } from '../engine/tensor.ts';
@@ -70,6 +71,30 @@ export function windowOf([lo, hi]: readonly [number, number], align: number): Wi
   return { offset, size, shift: -offset / 4 };
 }
 
+/** Bytes of B a chunk's row tiles share on a CPU adapter: within one core's L2 (1 MiB on Zen 4, 2 MiB on the
+ * Xeons here). */
+const CACHE_BLOCK_BYTES = 1 << 20;
+/** Blocking pays from this size of B (in blocks; 32 MiB at 1 MiB) and this many row tiles. */
+const CACHE_BLOCK_MIN_B_BLOCKS = 32;
+const CACHE_BLOCK_MIN_ROW_TILES = 16;
+
+/**
+ * Columns per chunk for a wide B stored [K, N] on a CPU adapter, so that every row tile reads the same block
+ * of it while the block is cached (Infinity: no limit). lavapipe runs a dispatch's workgroups x first, along
+ * a row of tiles, so each row tile walked all of B; with N = 32,128 a tile's 32 columns are K rows 128 KB
+ * apart, one page each: 4096x512x32128 ran at 26.5 GFLOP/s, and at 40-41 in blocks of 1 MiB (512 columns;
+ * alternating processes). A Bᵀ stored [N, K] (a Linear weight, the LM head) reads a tile's columns as one
+ * contiguous run and gained nothing (1024x768x32128ᵀ 45-46 either way), nor did 64 or 256 rows, where the
+ * blocks only add dispatches.
+ */
+function cacheBlockCols(p: Problem, tile: { tileM: number; tileN: number }): number {
+  const block = MATMUL_TUNING.cacheBlockBytes ?? (gpu().info.isSoftware ? CACHE_BLOCK_BYTES : 0);
+  const colBytes = 4 * p.K;
+  const wide = colBytes * p.N >= CACHE_BLOCK_MIN_B_BLOCKS * block;
+  if (block <= 0 || p.transB || !wide || Math.ceil(p.M / tile.tileM) < CACHE_BLOCK_MIN_ROW_TILES) return Infinity;
+  return Math.max(tile.tileN, Math.floor(block / colBytes / tile.tileN) * tile.tileN);
+}
+
 function planChunks(p: Problem, o: Problem['outer'][number], tile: { tileM: number; tileN: number }) {
   const { maxBind, align } = matmulBindingLimits();
   const maxWg = gpu().limits.maxComputeWorkgroupsPerDimension;
@@ -105,7 +130,7 @@ function planChunks(p: Problem, o: Problem['outer'][number], tile: { tileM: numb
   };
   const zs = halvings(p.nb, 1);
   const ms = halvings(p.M, tile.tileM);
-  const ns = halvings(p.N, tile.tileN);
+  const ns = halvings(Math.min(p.N, cacheBlockCols(p, tile)), tile.tileN);
   for (const zc of zs) {
     const plan = tryPlan(zc, ms[0]!, ns[0]!);
     if (plan) return plan;

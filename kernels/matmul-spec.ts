@@ -32,6 +32,8 @@ export const MATMUL_TUNING = {
   gemvCols: null as number | null,
   /** plan chunks as if maxStorageBufferBindingSize were this (tests of the splitting on small tensors) */
   maxBindingBytes: null as number | null,
+  /** bytes of a wide B a chunk's row tiles share (matmul-dispatch.ts cacheBlockCols; 0: no blocking) */
+  cacheBlockBytes: null as number | null,
   /** packed variant: bytes of scratch partial sums held at once (tests force small values) */
   slabBytes: null as number | null,
 };

@@ -280,6 +280,30 @@ describe('matmul over the storage binding limit', () => {
     }
   }, SLOW);
 
+  it('runs a wide B in column blocks that a CPU core caches (forced small block), every variant but packed', async () => {
+    // 16 row tiles at any variant's tile height, B [K, N] 48 KB: over 32 blocks of 1 KiB, one tile of columns
+    // each; with aᵀ too (Bᵀ is not blocked: its columns are contiguous)
+    const cases = [storedShapes(16 * 64 + 5, 40, 300, false, false), storedShapes(16 * 64 + 5, 40, 300, true, false)];
+    try {
+      for (const variant of available.filter((v) => v !== 'packed')) {
+        forceMatmulVariant(variant);
+        for (const c of cases) {
+          const count = async (block: number): Promise<number> => {
+            MATMUL_TUNING.cacheBlockBytes = block;
+            const before = rt().counters.dispatches;
+            await runCase(c, `cache blocks of ${block} bytes, ${variant} ${caseName(c)}`);
+            return rt().counters.dispatches - before;
+          };
+          const whole = await count(0);
+          expect(await count(1024), `${variant} ${caseName(c)}: more dispatches than ${whole}`).toBeGreaterThan(whole);
+        }
+      }
+    } finally {
+      MATMUL_TUNING.cacheBlockBytes = null;
+      forceMatmulVariant(null);
+    }
+  }, SLOW);
+
   it('explains when an operand cannot be split under the limit', () => {
     MATMUL_TUNING.maxBindingBytes = 4096;
     try {
