@@ -380,4 +380,3 @@ function matmulBackward(
   if (gz !== g) gz.dispose();
   return [dA, dB, dBias];
 }
-
