@@ -72,8 +72,9 @@ type Mode = 'bits' | 'uniform' | 'normal' | 'dropout';
 /** `one(t)` writes 4 consecutive outputs (a vec4 store when the size allows), t = 0 .. quads - 1, and an
  * invocation calls it COUNTERS_PER_INVOCATION times. Output element j of quad t is stream position
  * offset + 4t + j: word (first + j) of counter c0 + t when the offset is aligned (first = 0), else it straddles
- * counters c0 + t and c0 + t + 1, and a second Philox call supplies the rest. Values are computed per counter (Box-Muller pairs words (0,1) and (2,3) of one counter) and then
- * shifted into place, so a value depends only on its stream position. */
+ * counters c0 + t and c0 + t + 1, and a second Philox call supplies the rest. Values are computed per counter
+ * (Box-Muller pairs words (0,1) and (2,3) of one counter) and then shifted into place, so a value depends only
+ * on its stream position. */
 function randomCode(mode: Mode, vecOut: boolean): string {
   // per-counter values from the four words w
   const perCounter: Record<Mode, string> = {
