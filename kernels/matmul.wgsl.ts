@@ -8,13 +8,15 @@
 // * `packed`: op(B) is first repacked (a small kernel) into 64 KiB blocks of [k][4S columns], each bound as a
 //   *uniform* buffer; A as in `subgroup`. A uniform-buffer load with per-lane addresses is a plain gather on
 //   lavapipe (~2.5 instructions per element, against ~9 for a storage load with its exec-mask test, descriptor
-//   reload and bounds branch per element), so the main loop runs 2.5 flops per instruction against 1.6 — yet
-//   measured the same wall time (latency, not instruction count, bounds the gathers), and slower on small or
-//   batched products (a pack and several dispatches per B): an autotune candidate, not the default. One
-//   dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows; later K chunks write
-//   partial sums to scratch copies of C that a light second pass adds up, with bias and activation (fusing
-//   them tripled LLVM's compile time for ~1% of run time). Its kernels: matmul-packed.wgsl.ts; dispatch:
-//   matmul-packed.ts.
+//   reload and bounds branch per element), so the main loop runs 2.5 flops per instruction against 1.6. A load
+//   whose index depends on the K loop's counter is gathered lane by lane too, even when every lane reads the
+//   same element (Mesa 25.0 loads once and broadcasts only where the offset is a constant or a parameter), so
+//   B cannot reach the lanes through a broadcast from inside the loop. The fixed choice for many-row x·W and
+//   x·Wᵀ on a CPU adapter (matmul.ts packedSuits); slower on small or batched products (a pack and several
+//   dispatches per B). One dispatch covers CV column blocks and one K chunk (16384 / 4S rows) for all rows;
+//   later K chunks write partial sums to scratch copies of C that a light second pass adds up, with bias and
+//   activation (fusing them tripled LLVM's compile time for ~1% of run time). Its kernels:
+//   matmul-packed.wgsl.ts; dispatch: matmul-packed.ts.
 // * `gemv`: products of a few rows (decoding): lanes split K to load A, each weight element is loaded once and
 //   feeds only the rows that exist. Its kernel: matmul-gemv.wgsl.ts.
 // * `regblock`: register blocking without shared memory or subgroups: each invocation loads its own rows of A
