@@ -10,13 +10,24 @@ import { forceMatmulVariant } from '../kernels/matmul-autotune.ts';
 import { eligibleMatmulVariants } from '../kernels/matmul-spec.ts';
 import { softmax } from '../kernels/softmax.ts';
 import { add } from '../kernels/elementwise.ts';
-import { captureDispatches, classify, MIN_REPLAY_MS, moreReplayReps, replayTimes } from '../train/profile.ts';
+import { captureDispatches, classify, describeProfile, MIN_REPLAY_MS, moreReplayReps, replayTimes, type ProfileReport } from '../train/profile.ts';
 
 await initGpu(); // before describe: skipIf asks which matmul variants this adapter has
 
 const b = (what: string) => ({ buffer: null as unknown as GPUBuffer, write: false, what });
 
 describe('profile', () => {
+  it('names the ten most expensive kernels and sums the rest', () => {
+    const top = Array.from({ length: 10 }, (_, i) => ({ name: `k${i}`, ms: 20 - i, count: 1 }));
+    const report: ProfileReport = {
+      ms: { matmul: 150, attention: 0, other: 12.5 }, dispatches: { matmul: 10, attention: 0, other: 3 }, distinct: 13, stepMs: 170,
+      top, rest: { names: 3, ms: 12.5 }, sites: [],
+    };
+    const text = describeProfile(report);
+    expect(text).toMatch(/most expensive: k0 20\.0 ms \(1x\), .*k9 11\.0 ms \(1x\); 3 more kernels 12\.5 ms$/m);
+    expect(describeProfile({ ...report, top: top.slice(0, 1), rest: { names: 0, ms: 0 } })).not.toMatch(/more kernel/);
+  });
+
   it('classes kernels by name and operand rank', () => {
     expect(classify({ name: 'matmul subgroup', bindings: [b('a f32[8, 64]'), b('b f32[64, 64]')] })).toBe('matmul');
     expect(classify({ name: 'matmul subgroup', bindings: [b('a f32[2, 4, 7, 16]'), b('b f32[2, 4, 7, 16]')] })).toBe('attention');
@@ -57,6 +68,10 @@ describe('profile', () => {
     // one matmul call site: its shapes, two calls, 2 * 6 * 3 * 5 FLOPs each
     expect(p.sites.map((s) => [s.site, s.count])).toEqual([['matmul([6, 5], [5, 3])', 2]]);
     expect(p.sites[0]!.flops).toBe(2 * 2 * 6 * 3 * 5);
+    // the named kernels and the rest add up to every kernel's time
+    const named = p.top.reduce((sum, t) => sum + t.ms, 0);
+    expect(named + p.rest.ms).toBeCloseTo(p.ms.matmul + p.ms.attention + p.ms.other, 6);
+    expect(p.top.length + p.rest.names).toBe(new Set(launches.map((l) => l.launch.name)).size);
     for (const t of [x, w, y]) t.dispose();
   });
 

@@ -190,7 +190,7 @@ describe('training loop', () => {
   it('engine-cli train --profile: the summary carries the profile when --quiet hid the log, or says none was taken', async () => {
     const report: ProfileReport = {
       ms: { matmul: 80, attention: 15, other: 5 }, dispatches: { matmul: 8, attention: 2, other: 6 }, distinct: 9, stepMs: 110,
-      top: [{ name: 'matmul subgroup', ms: 80, count: 8 }], sites: [],
+      top: [{ name: 'matmul subgroup', ms: 80, count: 8 }], rest: { names: 0, ms: 0 }, sites: [],
     };
     expect(profileSummary(true, true, report)).toBe(`${describeProfile(report)}\n`);
     expect(profileSummary(true, false, report)).toBe(''); // logged when it was taken

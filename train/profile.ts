@@ -17,6 +17,10 @@ import { AUTOTUNE_LAUNCH_NAME, matmulAutotuneSettled } from '../kernels/matmul-a
 
 export type OpClass = 'matmul' | 'attention' | 'other';
 
+/** Kernels named in the summary, most expensive first. Five hid a train step's dropout, AdamW and gradient
+ * accumulation (2-3% each) behind the matmul and attention kernels. */
+const TOP_KERNELS = 10;
+
 /** a replay's timed difference lasts at least this long, or runs MAX_REPLAY_REPS launches */
 export const MIN_REPLAY_MS = 25;
 const MAX_REPLAY_REPS = 2048;
@@ -88,8 +92,10 @@ export interface ProfileReport {
   distinct: number;
   /** the step's wall time, for the overhead line */
   stepMs: number;
-  /** the five most expensive kernels by name */
+  /** the TOP_KERNELS most expensive kernels by name */
   top: Array<{ name: string; ms: number; count: number }>;
+  /** the kernels after those: how many names and their summed milliseconds */
+  rest: { names: number; ms: number };
   /** matmul call sites (operand shapes and transposes) by time, with their effective GFLOP/s */
   sites: Array<{ site: string; ms: number; count: number; flops: number; gflops: number }>;
 }
@@ -161,11 +167,13 @@ export async function replayTimes(captured: Captured[], stepMs: number, minRepla
   } finally {
     for (const list of scratch.values()) for (const b of list) b.destroy();
   }
-  const top = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+  const ranked = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms);
+  const top = ranked.slice(0, TOP_KERNELS);
+  const rest = { names: ranked.length - top.length, ms: ranked.slice(TOP_KERNELS).reduce((sum, t) => sum + t.ms, 0) };
   const sites = [...bySite]
     .map(([site, v]) => ({ site, ms: v.ms, count: v.count, flops: v.flops, gflops: v.ms > 0 ? v.flops / v.ms / 1e6 : 0 }))
     .sort((a, b) => b.ms - a.ms);
-  return { ms, dispatches, distinct: captured.length, stepMs, top, sites };
+  return { ms, dispatches, distinct: captured.length, stepMs, top, rest, sites };
 }
 
 export function describeProfile(p: ProfileReport): string {
@@ -175,7 +183,8 @@ export function describeProfile(p: ProfileReport): string {
     `profile of one step (${p.distinct} distinct kernels, each replayed alone on scratch buffers and timed to GPU completion):`,
     ...(['matmul', 'attention', 'other'] as const).map((k) => `  ${k.padEnd(9)} ${pct(p.ms[k]).padStart(6)}  ${p.ms[k].toFixed(1).padStart(9)} ms  ${p.dispatches[k]} dispatches`),
     `  kernels total ${total.toFixed(1)} ms; step wall time ${p.stepMs.toFixed(1)} ms (the rest is recording, submits and readback)`,
-    `  most expensive: ${p.top.map((t) => `${t.name} ${t.ms.toFixed(1)} ms (${t.count}x)`).join(', ')}`,
+    `  most expensive: ${p.top.map((t) => `${t.name} ${t.ms.toFixed(1)} ms (${t.count}x)`).join(', ')}` +
+      (p.rest.names > 0 ? `; ${p.rest.names} more ${p.rest.names === 1 ? 'kernel' : 'kernels'} ${p.rest.ms.toFixed(1)} ms` : ''),
     ...(p.sites.length ? ['  matmul call sites (operand shapes; ᵀ transposed; Nx = kernel launches), slowest first:'] : []),
     ...p.sites.slice(0, 12).map((s) => `    ${s.ms.toFixed(1).padStart(9)} ms  ${s.gflops.toFixed(1).padStart(6)} GFLOP/s  ${String(s.count).padStart(4)}x  ${s.site}`),
   ];
