@@ -8,6 +8,7 @@ import { memory, tensor } from '../engine/tensor.ts';
 import { decodeAttention, decodeAttentionRef, type DecodeAttentionRefInput } from '../kernels/attention-decode.ts';
 import { usePoisonedGpu } from './helpers/gpu-setup.ts';
 import { mulberry32 } from './helpers/random-data.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 
 usePoisonedGpu();
 
@@ -74,15 +75,7 @@ async function check(c: Case, seed: number, stacked = false): Promise<void> {
   const out = noGrad(() => decodeAttention({ q, k, v, src, bias }));
   expect(out.shape).toEqual([rows, heads, dk]);
   const got = await out.toArray();
-  const want = decodeAttentionRef(x);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i]! - want[i]!);
-    err = Number.isNaN(e) ? Infinity : Math.max(err, e);
-    scale = Math.max(scale, Math.abs(want[i]!));
-  }
-  expect(err / scale).toBeLessThan(TOL);
+  expect(relMaxErr(got, decodeAttentionRef(x))).toBeLessThan(TOL);
   for (const t of [q, k, v, src, bias, out]) t.dispose();
 }
 

@@ -17,6 +17,7 @@ import {
   type AttentionPath,
   type AttentionRefInput,
 } from '../kernels/attention.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 
 const F32_MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min, HF's mask value
 
@@ -147,14 +148,7 @@ function disposeAll(x: Built): void {
  * where the kernels' f32 rounding of the two cancelling terms leaves ~1e-8; a real error is O(0.1) there. */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0.01;
-  for (let i = 0; i < b.length; i++) {
-    const e = Math.abs(a[i]! - b[i]!);
-    num = Number.isNaN(e) ? Infinity : Math.max(num, e);
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return num / den;
+  return relMaxErr(a, b, 0.01);
 }
 
 // Forward and gradients are f32 dot products of length D and Lk with an online softmax: errors of a few

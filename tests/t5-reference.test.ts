@@ -28,6 +28,7 @@ import { storedParameters } from '../model/parameters.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../model/t5.ts';
 import { refParameterShapes, t5ReferenceForward, type RefBatch, type RefConfig, type RefParams } from '../model/t5-float64.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -162,17 +163,6 @@ function gpuModel(cfg: T5Config, params: RefParams): T5ForConditionalGeneration 
     map.set(name, tensor(Float32Array.from(params.get(name)!), shape, { name, requiresGrad: true }).keep());
   }
   return new T5ForConditionalGeneration(cfg, map);
-}
-
-function relMaxErr(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let diff = 0;
-  let max = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(got[i]! - ref[i]!);
-    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
-    max = Math.max(max, Math.abs(ref[i]!));
-  }
-  return diff / max;
 }
 
 describe('T5 against an independent float64 reference (random configs)', () => {
