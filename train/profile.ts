@@ -169,7 +169,8 @@ export async function replayTimes(captured: Captured[], stepMs: number, minRepla
   }
   const ranked = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms);
   const top = ranked.slice(0, TOP_KERNELS);
-  const rest = { names: ranked.length - top.length, ms: ranked.slice(TOP_KERNELS).reduce((sum, t) => sum + t.ms, 0) };
+  const others = ranked.slice(TOP_KERNELS);
+  const rest = { names: others.length, ms: others.reduce((sum, t) => sum + t.ms, 0) };
   const sites = [...bySite]
     .map(([site, v]) => ({ site, ms: v.ms, count: v.count, flops: v.flops, gflops: v.ms > 0 ? v.flops / v.ms / 1e6 : 0 }))
     .sort((a, b) => b.ms - a.ms);
