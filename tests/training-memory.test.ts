@@ -1,6 +1,7 @@
 // A training loop must not grow memory: 1,000 AdamW steps of a small MLP (matmul with fused bias and relu,
 // cross-entropy, backward, clipping, optimizer) end with exactly the live bytes and buffer count they had
-// after the first steps, and create no new GPU buffers once the pool is warm.
+// after the first steps, and create no new GPU buffers and no new bind groups once the pool is warm (every step
+// binds the same pooled buffers: buffer-pool.ts hands out the oldest free buffer of a class).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { backward, noGrad } from '../engine/autograd.ts';
@@ -11,6 +12,11 @@ import { memory, tensor } from '../engine/tensor.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { crossEntropy } from '../kernels/cross-entropy.ts';
 import { clipGradNorm } from '../kernels/grad-norm.ts';
+import { parseT5Config } from '../model/config.ts';
+import { initT5Weights } from '../model/init-weights.ts';
+import { storedParameters } from '../model/parameters.ts';
+import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import type { ParamMap, Seq2SeqBatch } from '../model/t5.ts';
 
 const STEPS = 1000;
 const WARMUP = 20;
@@ -35,6 +41,7 @@ describe('memory across training steps', () => {
     let first = NaN;
     let last = NaN;
     let baseline: ReturnType<typeof memory> | null = null;
+    let bindGroups = NaN;
     for (let step = 0; step < STEPS; step++) {
       const loss = tidy(() => crossEntropy(matmul(matmul(x, w1, { bias: b1, activation: 'relu' }), w2), labels));
       backward(loss);
@@ -47,6 +54,7 @@ describe('memory across training steps', () => {
       if (step === WARMUP) {
         await rt().sync();
         baseline = memory();
+        bindGroups = rt().counters.bindGroupsCreated;
       }
     }
     await rt().sync();
@@ -54,8 +62,44 @@ describe('memory across training steps', () => {
     expect(end.bytesLive).toBe(baseline!.bytesLive);
     expect(end.buffersLive).toBe(baseline!.buffersLive);
     expect(end.buffersCreated).toBe(baseline!.buffersCreated);
+    expect(rt().counters.bindGroupsCreated).toBe(bindGroups);
     expect(last).toBeLessThan(first); // it did train
     opt.dispose();
     for (const t of [w1, b1, w2, x]) t.dispose();
+  });
+
+  // Dozens of activations share a size class here, and their order of release differs from their order of
+  // request: a pool that handed out the buffer freed last bound other buffers at every step (t5-small: 2,100 new
+  // bind groups a step), where a warm step should find every bind group in the runtime's cache.
+  it('binds the same buffers at every step of a small T5: no bind group is made once warm', async () => {
+    const cfg = parseT5Config({
+      model_type: 't5', vocab_size: 97, d_model: 24, d_kv: 8, num_heads: 3, d_ff: 40, num_layers: 3, num_decoder_layers: 2,
+      relative_attention_num_buckets: 8, relative_attention_max_distance: 20, feed_forward_proj: 'relu',
+      dropout_rate: 0.1, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+    }, 'test config');
+    const weights = initT5Weights(cfg, { seed: 5 });
+    const params: ParamMap = new Map();
+    for (const { name, shape } of storedParameters(cfg)) params.set(name, tensor(weights.get(name)!, shape, { name, requiresGrad: true }).keep());
+    const model = new T5ForConditionalGeneration(cfg, params);
+    const opt = new AdamW(params.values(), { lr: 1e-3 });
+    const [b, ls, lt] = [3, 11, 5];
+    const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => 2 + ((i * 37 + 11) % (cfg.vocab_size - 2)));
+    const batch: Seq2SeqBatch = {
+      batchSize: b, sourceLength: ls, targetLength: lt, inputIds: ids(b * ls), attentionMask: new Int32Array(b * ls).fill(1), labels: ids(b * lt),
+    };
+    const made: number[] = [];
+    for (let step = 0; step < 6; step++) {
+      const loss = tidy(() => model.forward(batch, { training: true, dropoutSeed: step }).loss!);
+      backward(loss);
+      opt.step();
+      opt.zeroGrad();
+      await loss.item();
+      loss.dispose();
+      made.push(rt().counters.bindGroupsCreated);
+    }
+    expect(made[1]! - made[0]!).toBeGreaterThan(0); // the count moves: warm-up steps make some
+    expect(made[5]! - made[2]!).toBe(0);
+    opt.dispose();
+    model.dispose();
   });
 });
