@@ -2,7 +2,7 @@
 # Our t5-small rows against PyTorch's in one period, as issue 10 asks for: PyTorch, then ours
 # (`engine-cli bench --json t5 generate`), then PyTorch again, and a table of ours / PyTorch against both.
 #
-#   bash bench/peers/compare-t5.sh              # about 10 minutes on 2 cores
+#   bash bench/peers/compare-t5.sh              # 5-10 minutes on 2 cores
 #   OUT=/tmp/p1 bash bench/peers/compare-t5.sh  # keep the JSON lines in /tmp/p1.{torch1,ours,torch2}.jsonl
 #
 # Needs Debian's python3-torch (bash bench/peers/run-torch-peers.sh --tiny installs it) and a built CLI
