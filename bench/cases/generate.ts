@@ -3,7 +3,9 @@
 // bench/peers/torch_t5.py). `</s>` is banned until the last token (min_new_tokens = max_new_tokens), so random
 // weights cannot stop early, as the peer ignores EOS.
 //   generate greedy          greedy search through generateIds (KV cache: encoder once, cross-attention K/V
-//                            once, one decoder position per step)
+//                            once, one decoder position per step). The min_new_tokens processor keeps it on the
+//                            host path (logits read back, argmax on the CPU), not greedy-on-device.ts; the two
+//                            measured the same when interleaved in one process (bench/peers/README.md)
 //   generate beam4           4-beam search, same cache, reordered by beam every step
 //   generate greedy-nocache  greedy without a cache: the encoder once, then every step re-runs the decoder over
 //                            the whole prefix (cross-attention K/V re-projected and the LM head computed at every
