@@ -106,6 +106,14 @@ function residualApart(variant: MatmulVariant, p: Problem): boolean {
   return variant === 'subgroup' && p.M <= 16;
 }
 
+/** residual + the product without it, as two kernels. */
+function addResidualApart(a: Tensor, b: Tensor, opts: MatmulOptions, residual: Tensor): Tensor {
+  const product = matmul(a, b, { ...opts, residual: undefined });
+  const sum = add(residual, product);
+  product.dispose();
+  return sum;
+}
+
 function checkF32(desc: string, t: Tensor, what: string): void {
   if (t.dtype !== 'f32') throw new TypeError(`${desc}: ${what} must be f32, got ${t.describe()}`);
 }
@@ -295,13 +303,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   const inputs = bias ? [a, b, bias] : [a, b];
   const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  // autograd records the residual's add (the variant is chosen by the product's own call)
+  if (residual && (needsGrad || (isGradEnabled() && residual.requiresGrad))) return addResidualApart(a, b, opts, residual);
   const choice = choose(p, true);
-  if (residual && (needsGrad || (isGradEnabled() && residual.requiresGrad) || residualApart(choice.variant, p))) {
-    const product = matmul(a, b, { ...opts, residual: undefined });
-    const sum = add(residual, product);
-    product.dispose();
-    return sum;
-  }
+  if (residual && residualApart(choice.variant, p)) return addResidualApart(a, b, opts, residual);
   const writePre = needsGrad && activation === 'gelu';
   const spec = specFor(choice.variant, p, !!bias, activation, writePre, !!residual);
   const out = empty(p.outShape);
