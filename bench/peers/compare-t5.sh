@@ -3,7 +3,7 @@
 # (`engine-cli bench --json t5 generate`), then PyTorch again, and a table of ours / PyTorch against both.
 #
 #   bash bench/peers/compare-t5.sh              # 5-10 minutes on 2 cores
-#   OUT=/tmp/p1 bash bench/peers/compare-t5.sh  # keep the JSON lines in /tmp/p1.{torch1,ours,torch2}.jsonl
+#   OUT=./p1 bash bench/peers/compare-t5.sh    # keep the JSON lines in ./p1.{torch1,ours,torch2}.jsonl
 #
 # Needs Debian's python3-torch (bash bench/peers/run-torch-peers.sh --tiny installs it) and a built CLI
 # (npm run build). PyTorch decodes from 128 source tokens, like our generate rows. Autotune is off unless
