@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
+import { memory } from '../engine/tensor.ts';
 import { initModelFolder } from '../hf/init-model.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
@@ -49,7 +50,11 @@ async function weights(dir: string): Promise<Map<string, Float32Array>> {
 describe('training loop', () => {
   it('lowers the loss on a fixed batch over 20 steps', async () => {
     // 4 rows, batch 4, no validation: every step sees the same batch
+    const liveBefore = memory().bytesLive;
     const r = await train(opts('fixed', { limit: 4, validSplit: 0, maxSteps: 20, epochs: 20 }));
+    // the run frees what it made and gives the pool's buffers back (Lightning empties the cache after fit)
+    expect(memory().bytesLive).toBe(liveBefore);
+    expect(memory().bytesPooled).toBe(0);
     const lines = parseMetrics(readFileSync(r.metricsFile, 'utf8')).filter((l) => l.type === 'train');
     expect(lines.map((l) => l.step)).toEqual([...Array(20).keys()].map((i) => i + 1));
     const first = lines[0]!.loss;
