@@ -123,13 +123,15 @@ describe.skipIf(!canRun)('web page in headless Chromium (engine-cli serve)', () 
 
   it(`${STEPS} training steps: losses equal to Node's (rel <= 1e-5), and the download loads in Node with Node's weights`, async () => {
     const csvText = readFileSync(CSV, 'utf8');
-    const pageLosses: { losses: number[]; ms: number } = await page.evaluate(async ([text, o]) => {
+    const pageLosses: { losses: number[]; ms: number; pooledAfter: number } = await page.evaluate(async ([text, o]) => {
       const p = window.t5page;
       const { examples } = p.examplesFrom(text, 'qa_tiny.csv');
       const t0 = performance.now();
       const losses = await p.train(examples, o);
-      return { losses, ms: performance.now() - t0 };
+      return { losses, ms: performance.now() - t0, pooledAfter: p.memory().bytesPooled };
     }, [csvText, TRAIN] as const);
+    // the fine-tune gives its freed buffers back to the browser
+    expect(pageLosses.pooledAfter).toBe(0);
 
     const trained = await fromPretrained(GOLDEN, { requiresGrad: true });
     const { examples } = tokenizeRows(qaRowsFromText(csvText, 'qa_tiny.csv').rows, tokenizer, { maxSourceLength: 512, maxTargetLength: 128 });

@@ -107,14 +107,20 @@ function examplesFrom(csvText, fileName) {
 async function train(examples, { steps, batchSize = 8, lr = 1e-4, seed = 100, onStep } = {}) {
   state.opt ??= new t5.AdamW(state.model.parameters().map(([, p]) => p), { lr, eps: 1e-6, weightDecay: 0, variant: 'hf' });
   const losses = [];
-  for (let s = 0; s < steps; s++) {
-    const batch = Array.from({ length: Math.min(batchSize, examples.length) }, (_, i) => examples[(s * batchSize + i) % examples.length]);
-    const t0 = performance.now();
-    const r = await t5.trainStep(state.model, state.opt, [t5.collate(batch)], { seed, firstMicro: state.step, lr, dropout: 0 });
-    state.step++;
-    losses.push(r.loss);
-    onStep?.(r.loss, s, performance.now() - t0, r.tokens);
-    if (!r.finite) throw new Error(`the loss became ${r.loss} at step ${s + 1}; try a smaller learning rate`);
+  try {
+    for (let s = 0; s < steps; s++) {
+      const batch = Array.from({ length: Math.min(batchSize, examples.length) }, (_, i) => examples[(s * batchSize + i) % examples.length]);
+      const t0 = performance.now();
+      const r = await t5.trainStep(state.model, state.opt, [t5.collate(batch)], { seed, firstMicro: state.step, lr, dropout: 0 });
+      state.step++;
+      losses.push(r.loss);
+      onStep?.(r.loss, s, performance.now() - t0, r.tokens);
+      if (!r.finite) throw new Error(`the loss became ${r.loss} at step ${s + 1}; try a smaller learning rate`);
+    }
+  } finally {
+    // the steps' activation buffers go back to the browser (the AdamW moments stay for the next fine-tune), as
+    // the library's train() empties the cache when it returns
+    t5.emptyCache();
   }
   return losses;
 }
@@ -216,4 +222,4 @@ const ready = (async () => {
 })();
 ready.catch(() => {}); // shown on the page; tests read it from t5page.ready
 
-window.t5page = { ready, answer, examplesFrom, train, folderZip, timings, state };
+window.t5page = { ready, answer, examplesFrom, train, folderZip, timings, state, memory: t5.memory };
