@@ -1,7 +1,7 @@
 // The flag tables (cli/flags.ts). The CLI is bundled as scripts/build.mjs does and run as a user runs it, for
 // the exit codes and where the text goes; none of these runs opens a device.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +53,19 @@ describe('engine-cli <command> --help', () => {
     expect(train).toMatch(/--lr X .*\(default: 1e-4\)/);
     expect(help.get('init')).toMatch(/--seed N .*\(default: 0\)/);
     expect(help.get('eval')).toMatch(/--model DIR\|HUB_ID .*\(required\)/);
+  });
+
+  it("the README's command table names every flag of every command", () => {
+    // --help, --quiet, --backend and --adapter are described once, under the table
+    const everywhere = new Set(['--help', '--quiet', '--backend', '--adapter']);
+    const readme = readFileSync('README.md', 'utf8');
+    for (const cmd of COMMANDS) {
+      const row = readme.split('\n').find((l) => l.startsWith(`| \`${cmd} `) || l.startsWith(`| \`${cmd}\``));
+      expect(row, `README: no table row for ${cmd}`).toBeDefined();
+      const flags = new Set(help.get(cmd)!.match(/--[a-z][a-z0-9-]*/g));
+      const missing = [...flags].filter((f) => !everywhere.has(f) && !new RegExp(`${f}(?![a-z0-9-])`).test(row!));
+      expect(missing, `README's ${cmd} row`).toEqual([]);
+    }
   });
 });
 
