@@ -10,12 +10,14 @@ import {
   DEFAULT_BATCH_SIZE,
   DEFAULT_MAX_INPUT_LENGTH,
   TUTORIAL_GENERATION_DEFAULTS as TUTORIAL,
+  checkOutputPath,
+  outputFormatOf,
   predictFile,
   predictOne,
   type PredictFileOptions,
   type PredictInput,
 } from '../tasks/predict.ts';
-import { describeBadRows } from '../tasks/csv-data.ts';
+import { checkReadable, describeBadRows } from '../tasks/csv-data.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 
@@ -93,6 +95,12 @@ export async function predictCommand(argv: string[]): Promise<void> {
     if (!quiet) process.stderr.write(`${withFlagNames(new Error(`warning: ${m}`)).message}\n`);
   };
 
+  // before the model, which may be a download from the Hub: a mistyped path should not wait for it
+  if (values.data !== undefined) {
+    await checkReadable(values.data);
+    outputFormatOf(values.output!);
+    await checkOutputPath(values.output!);
+  }
   await openDevice(values);
   let loaded;
   try {

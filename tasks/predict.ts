@@ -213,7 +213,9 @@ function checkPositive(name: string, v: number | undefined): void {
   if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new Error(`predict: ${name} must be a positive integer, got ${v}`);
 }
 
-async function checkOutputPath(output: string): Promise<void> {
+/** --output's folder exists and the name is not a folder (checked again by predictFile; the CLI checks first, so that a
+ * mistyped path does not wait for the model). */
+export async function checkOutputPath(output: string): Promise<void> {
   const dir = dirname(output);
   const d = await stat(dir).catch(() => undefined);
   if (!d?.isDirectory()) throw new Error(`predict: --output ${output}: the folder ${dir} does not exist`);

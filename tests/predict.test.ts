@@ -293,6 +293,16 @@ describe('engine-cli predict (in process)', () => {
       .rejects.toThrow(/--num-return-sequences has to be smaller or equal to --num-beams \(4\)/);
   });
 
+  it('checks --data and --output before the model (a Hub download should not come first)', async () => {
+    const nowhere = join(tmp, 'no-such-model');
+    await expect(predictCommand(['--model', nowhere, '--data', join(tmp, 'missing.csv'), '--output', join(tmp, 'x.csv')]))
+      .rejects.toThrow(/missing\.csv: cannot read: no such file/);
+    await expect(predictCommand(['--model', nowhere, '--data', csvFile, '--output', join(tmp, 'nope', 'x.csv')]))
+      .rejects.toThrow(/--output .*the folder .*nope does not exist/);
+    await expect(predictCommand(['--model', nowhere, '--data', csvFile, '--output', join(tmp, 'x.txt')]))
+      .rejects.toThrow(/--output .*must end in \.csv or \.jsonl/);
+  });
+
   it('refuses a model folder without a tokenizer (spiece.model), naming --model', async () => {
     const copy = freshDir('notok');
     for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) copyFileSync(join(dir, f), join(copy, f));

@@ -18,6 +18,7 @@ import { train, TrainingDivergedError, type TrainOptions } from '../train/traine
 import { readTrainerState, findResumeFolder } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
 import { evalCommand } from '../cli/eval.ts';
+import { evaluateFile } from '../train/evaluate.ts';
 import { reportCommand } from '../cli/report.ts';
 import { profileSummary, trainCommand } from '../cli/train.ts';
 import { describeProfile, type ProfileReport } from '../train/profile.ts';
@@ -190,6 +191,8 @@ describe('training loop', () => {
     await expect(train(opts('missing', { data: missing, model: 'nobody/no-such-model' }))).rejects.toThrow(`${missing}: cannot read: no such file`);
     await expect(train(opts('missing2', { valid: missing, validSplit: 0 }))).rejects.toThrow(`${missing}: cannot read: no such file`);
     expect(existsSync(join(root, 'missing'))).toBe(false);
+    // and eval
+    await expect(evaluateFile({ model: 'nobody/no-such-model', data: missing })).rejects.toThrow(`${missing}: cannot read: no such file`);
   });
 
   it('engine-cli train --profile: the summary carries the profile when --quiet hid the log, or says none was taken', async () => {

@@ -11,7 +11,7 @@ import { readGenerationConfigFile } from '../generate/generation-config-file.ts'
 import { loadModelForCli } from '../hf/load-model.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
-import { describeBadRows, readQaCsv } from '../tasks/csv-data.ts';
+import { checkReadable, describeBadRows, readQaCsv } from '../tasks/csv-data.ts';
 import { DataError } from '../util/data-error.ts';
 import { collate, tokenizeRows, type Example } from './dataset.ts';
 import { squadScores } from './squad-metrics.ts';
@@ -116,6 +116,8 @@ export interface EvaluateFileOptions {
  */
 export async function evaluateFile(o: EvaluateFileOptions): Promise<EvalResult> {
   const log = o.log ?? (() => {});
+  // before the model, which may be a download from the Hub: a mistyped CSV path should not wait for it
+  await checkReadable(o.data);
   const loaded = await loadModelForCli(o.model);
   try {
     const clean = loaded.preprocess ?? { fillNa: false, collapseWhitespace: false, lowercase: false };
