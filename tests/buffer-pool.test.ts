@@ -27,6 +27,31 @@ describe('buffer pool', () => {
     expect(memory().buffersCreated).toBe(created + 1);
   });
 
+  it('a request with none of its class takes a free buffer up to two classes above, the smallest first', () => {
+    emptyCache();
+    const KB4 = 1024; // elements per 4 KiB
+    // classes of 512, 640, 768 and 896 KiB: a request of 512 KiB may take the 640 or 768 KiB buffers, not 896
+    const [c768, c640, c896] = [192, 160, 224].map((n) => zeros([n * KB4]));
+    for (const t of [c768, c640, c896]) t.dispose();
+    const created = memory().buffersCreated;
+    const first = zeros([128 * KB4]);
+    expect(first.buffer.size).toBe(640 * KIB);
+    const second = zeros([128 * KB4]);
+    expect(second.buffer.size).toBe(768 * KIB);
+    expect(memory().buffersCreated).toBe(created);
+    expect(memory().bytesLive).toBeGreaterThanOrEqual((640 + 768) * KIB); // live counts the buffers' sizes
+    const third = zeros([128 * KB4]); // only 896 KiB is left: three classes up, so a new buffer
+    expect(third.buffer.size).toBe(512 * KIB);
+    expect(memory().buffersCreated).toBe(created + 1);
+    // its own class first: a freed 512 KiB buffer serves the next request though a 640 is free too
+    third.dispose();
+    first.dispose();
+    const fourth = zeros([128 * KB4]);
+    expect(fourth.buffer.size).toBe(512 * KIB);
+    for (const t of [second, fourth]) t.dispose();
+    expect(sizeClass(640 * KIB + 1)).toBe(768 * KIB);
+  });
+
   it('a limit keeps the buffers freed last and gives back the oldest', () => {
     emptyCache();
     const elems = 128 * KIB; // 512 KiB, a size class of its own

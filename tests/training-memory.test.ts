@@ -8,7 +8,7 @@ import { backward, noGrad } from '../engine/autograd.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { rt } from '../engine/runtime.ts';
 import { tidy } from '../engine/scope.ts';
-import { memory, tensor } from '../engine/tensor.ts';
+import { emptyCache, memory, tensor } from '../engine/tensor.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { crossEntropy } from '../kernels/cross-entropy.ts';
 import { clipGradNorm } from '../kernels/grad-norm.ts';
@@ -99,6 +99,42 @@ describe('memory across training steps', () => {
     }
     expect(made[1]! - made[0]!).toBeGreaterThan(0); // the count moves: warm-up steps make some
     expect(made[5]! - made[2]!).toBe(0);
+    opt.dispose();
+    model.dispose();
+  });
+
+  it('reuses the longest batch\'s buffers for shorter ones: a pool that does not grow with every length', async () => {
+    emptyCache(); // this test counts the buffers it makes
+    const cfg = parseT5Config({
+      model_type: 't5', vocab_size: 211, d_model: 64, d_kv: 16, num_heads: 4, d_ff: 96, num_layers: 2, num_decoder_layers: 2,
+      relative_attention_num_buckets: 8, relative_attention_max_distance: 20, feed_forward_proj: 'relu',
+      dropout_rate: 0.1, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+    }, 'test config');
+    const weights = initT5Weights(cfg, { seed: 6 });
+    const params: ParamMap = new Map();
+    for (const { name, shape } of storedParameters(cfg)) params.set(name, tensor(weights.get(name)!, shape, { name, requiresGrad: true }).keep());
+    const model = new T5ForConditionalGeneration(cfg, params);
+    const opt = new AdamW(params.values(), { lr: 1e-3 });
+    const ids = (n: number) => Int32Array.from({ length: n }, (_, i) => 2 + ((i * 37 + 11) % (cfg.vocab_size - 2)));
+    const b = 4;
+    // the tutorial's batches: another padded source length every step, here the longest first
+    const lengths = [[96, 12], [83, 9], [91, 11], [85, 12], [94, 10], [88, 9], [82, 11], [90, 12]];
+    const created: number[] = [];
+    for (const [step, [ls, lt]] of lengths.entries()) {
+      const batch: Seq2SeqBatch = {
+        batchSize: b, sourceLength: ls!, targetLength: lt!, inputIds: ids(b * ls!), attentionMask: new Int32Array(b * ls!).fill(1), labels: ids(b * lt!),
+      };
+      const loss = tidy(() => model.forward(batch, { training: true, dropoutSeed: step }).loss!);
+      backward(loss);
+      opt.step();
+      opt.zeroGrad();
+      await loss.item();
+      loss.dispose();
+      created.push(memory().buffersCreated);
+    }
+    // the shorter batches found buffers of the longest one's classes or up to two above: 13 new buffers here
+    // after the first step (93 when a request took only its own class)
+    expect(created.at(-1)! - created[0]!).toBeLessThanOrEqual(20);
     opt.dispose();
     model.dispose();
   });
