@@ -208,9 +208,15 @@ function gemvRowLimit(): number {
   return gemvMaxRows(gpu().limits.subgroupMinSize ?? 8);
 }
 
-/** Rows from which the packed kernel is the fixed choice for a plain `x W` or `x Wᵀ` on a CPU adapter (at 1,024
- * rows it went either way by shape: 1024³ 49.8 / 46.7, 1024x512x512ᵀ 45.8 / 50.3, 1024x3072x768 39.2 / 49.1). */
+/** Rows from which the packed kernel is the fixed choice for a plain `x W` on a CPU adapter (at 1,024 rows it went
+ * either way by shape: 1024³ 49.8 / 46.7, 1024x2048x512 51.6 / 49.4, 1024x512x2048 51.5 / 51.8; 768x2048x512
+ * 51.0 / 48.2). */
 const PACKED_MIN_ROWS = 1536;
+/** The same for `x Wᵀ` (a Linear layer's forward), where packed led from 640 rows on the Zen 4 (interleaved
+ * medians, subgroup / packed): 640x512x512ᵀ 43.6 / 48.2, 768x512x512ᵀ 45.9 / 50.0, 768x512x2048ᵀ 47.4 / 52.1,
+ * 1024x512x512ᵀ 44.8 / 51.8, 1024x512x2048ᵀ 47.9 / 53.5, 1280x512x2048ᵀ 48.2 / 54.9; at 512 rows they were
+ * even (42.4 / 45.3, 47.2 / 48.3, 47.4 / 46.7). */
+const PACKED_MIN_ROWS_WT = 768;
 /** Output columns up to which it is (the LM head's 32,128 stay with subgroup: 256x512x32128ᵀ 35 / 47 GFLOP/s). */
 const PACKED_MAX_COLS = 4096;
 
@@ -222,7 +228,8 @@ const PACKED_MAX_COLS = 4096;
  * alternating runs: forward 2,740 -> 2,454 ms, train step 8,935 -> 8,531 ms (medians).
  */
 function packedSuits(p: Problem): boolean {
-  return p.M >= PACKED_MIN_ROWS && p.N <= PACKED_MAX_COLS && !p.transA && p.nb === 1 && p.outer.length === 1;
+  const minRows = p.transB ? PACKED_MIN_ROWS_WT : PACKED_MIN_ROWS;
+  return p.M >= minRows && p.N <= PACKED_MAX_COLS && !p.transA && p.nb === 1 && p.outer.length === 1;
 }
 
 /**

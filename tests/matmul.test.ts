@@ -476,6 +476,8 @@ describe('matmul autotune', () => {
     const tokens = matmulVariantFor([8, 256, 512], [512, 512], { transB: true }); // an encoder projection
     const head = matmulVariantFor([2048, 512], [32128, 512], { transB: true }); // an LM head
     const gradW = matmulVariantFor([2048, 512], [2048, 512], { transA: true }); // a weight gradient
+    const shortWt = matmulVariantFor([4, 256, 512], [2048, 512], { transB: true }); // 1,024 rows through a Linear
+    const shortW = matmulVariantFor([1024, 2048], [2048, 512]); // its input gradient, x·W
     expect(big).toMatch(/\((autotune off)\)$/);
     forceMatmulVariant('tiled');
     expect(matmulVariantFor([512, 512], [512, 512])).toBe('tiled (forced)');
@@ -489,6 +491,8 @@ describe('matmul autotune', () => {
       expect(head).toBe('subgroup (autotune off)');
       expect(gradW).toBe('subgroup (autotune off)');
       expect(tokens).toBe(available.includes('packed') ? 'packed (autotune off)' : 'subgroup (autotune off)');
+      expect(shortWt).toBe(available.includes('packed') ? 'packed (autotune off)' : 'subgroup (autotune off)');
+      expect(shortW).toBe('subgroup (autotune off)');
     }
   });
 
