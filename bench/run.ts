@@ -1,5 +1,6 @@
 // Times benchmark cases by GPU completion: warm up (pipeline compile; matmul autotuning jobs the warm-up started
-// are awaited, and the case warmed again, so tuning never overlaps a timed run), then batches of runs sized to take
+// are awaited, and the case warmed again until none is left, so tuning never overlaps a timed run), then batches
+// of runs sized to take
 // at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the share of the
 // device's measured ceiling, and the max relative error against the CPU reference on the same data.
 // A row's peakBytes counts the timed runs only: the pool is emptied after the warm-up, so the autotuner's scratch
@@ -37,14 +38,19 @@ function startPeak(): void {
   rt().pool.resetPeak();
 }
 
+/** Warm-ups after tuning jobs: a class is tuned, then its winner verified, then nothing is left to run. */
+const SETTLE_ROUNDS = 3;
+
 export async function timeCase(c: BenchCase, repeat: number, check: boolean, ceilings: Ceilings): Promise<BenchRow> {
   const inst = c.setup();
   try {
     if (inst.runAsync) return await timeAsyncInstance(c, inst, repeat, check);
     inst.run();
     await rt().sync();
-    if (await matmulAutotuneSettled()) {
-      inst.run(); // warm again: the winners' pipelines compile now, not in a timed run
+    // warm again while jobs ran: the winners' pipelines compile now, and a winner just tuned is verified at its
+    // next use (matmul-autotune.ts), not in a timed run
+    for (let round = 0; round < SETTLE_ROUNDS && (await matmulAutotuneSettled()); round++) {
+      inst.run();
       await rt().sync();
     }
     startPeak();
@@ -88,7 +94,7 @@ export async function timeCase(c: BenchCase, repeat: number, check: boolean, cei
 /** A case that reads back as it runs (generation): one untimed warm-up run, then `repeat` timed runs. */
 async function timeAsyncInstance(c: BenchCase, inst: BenchInstance, repeat: number, check: boolean): Promise<BenchRow> {
   await inst.runAsync!();
-  if (await matmulAutotuneSettled()) await inst.runAsync!();
+  for (let round = 0; round < SETTLE_ROUNDS && (await matmulAutotuneSettled()); round++) await inst.runAsync!();
   await rt().sync();
   startPeak();
   const times: number[] = [];

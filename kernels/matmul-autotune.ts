@@ -19,6 +19,10 @@
 //    slower is dropped from memory and from the file. To stay it need only not lose (to be adopted it had to win
 //    by WIN_MARGIN): with one bar for both, a winner near the margin flipped on the machine's noise, dropped with
 //    a warning in one process (seen here on ties, 1.73 against 1.73 ms) and tuned again in a later one;
+//  * a winner just tuned, other than the heuristic's choice, is verified the same way at its next use in the
+//    process that tuned it: on lavapipe one tuning of 280x512x2048 (x·W) gave packed 15.8 ms against subgroup
+//    20.9 and the next process's 17.7 against 14.2, where interleaved timings alone favour subgroup (45.9
+//    against 40.3 GFLOP/s): one timing past the margin can be luck;
 //  * a timing counts only if nothing else was recorded on the device while it ran (jobs run one at a time; a
 //    decoding loop that records a step while a candidate runs would otherwise be timed with it: seen here as
 //    1x2048x512 at 222 ms for 'subgroup' against 2.6 ms alone). A job that cannot time alone after a few
@@ -205,10 +209,12 @@ function pickWinner(ms: Partial<Record<MatmulVariant, number>>, heuristic: Matmu
   return best;
 }
 
-async function record(p: TuneProblem, rec: TuneRecord): Promise<void> {
+/** Keeps `rec` for the problem's class; unconfirmed, it is verified again at the class's next use. */
+async function record(p: TuneProblem, rec: TuneRecord, confirmed = true): Promise<void> {
   const key = shapeClass(p);
   table().set(key, rec);
-  verified.add(classKey(key));
+  if (confirmed) verified.add(classKey(key));
+  else verified.delete(classKey(key));
   try {
     await persist(measurementKey(), key, rec);
   } catch (e) {
@@ -231,7 +237,7 @@ export async function tuneClass(
   const variant = pickWinner(ms, heuristic);
   if (variant === null) return null;
   const rec: TuneRecord = { variant, ms, shape, tunedAt: new Date().toISOString() };
-  await record(p, rec);
+  await record(p, rec, variant === heuristic);
   return rec;
 }
 
@@ -244,7 +250,7 @@ async function verifyRecord(p: TuneProblem, rec: TuneRecord, heuristic: MatmulVa
   const variant = keep ? rec.variant : heuristic;
   if (!keep) {
     console.warn(
-      `matmul autotune: the cached winner '${rec.variant}' for ${shapeClass(p)} is now slower than '${heuristic}' ` +
+      `matmul autotune: the tuned winner '${rec.variant}' for ${shapeClass(p)} is now slower than '${heuristic}' ` +
         `(${ms[rec.variant]?.toFixed(2) ?? 'failed'} ms against ${ms[heuristic]?.toFixed(2)} ms); dropped`,
     );
   }

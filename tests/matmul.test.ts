@@ -569,6 +569,44 @@ describe('matmul autotune', () => {
     });
   });
 
+  it('a winner just tuned, other than the heuristic\'s choice, runs only once a second timing confirms it', async () => {
+    await withTuning(async () => {
+      const heuristic = 'subgroup' as const;
+      let lucky = true; // the first timing favours regblock by luck
+      const measured: MatmulVariant[] = [];
+      const measure = async (v: MatmulVariant) => {
+        measured.push(v);
+        return v === 'regblock' ? (lucky ? 1 : 4) : 3;
+      };
+      const p2 = { ...problem, K: 24 };
+      // unknown class: the heuristic runs while it is tuned
+      expect(chooseMatmulVariant(p2, MATMUL_VARIANTS, measure, heuristic)).toEqual({ variant: heuristic, source: 'heuristic' });
+      await matmulAutotuneSettled();
+      lucky = false;
+      // tuned: regblock won, but the next use still runs the heuristic and times the two again
+      measured.length = 0;
+      expect(chooseMatmulVariant(p2, MATMUL_VARIANTS, measure, heuristic)).toEqual({ variant: heuristic, source: 'heuristic' });
+      await matmulAutotuneSettled();
+      expect(new Set(measured)).toEqual(new Set(['regblock', heuristic]));
+      // the second timing did not confirm it: dropped
+      expect(chooseMatmulVariant(p2, MATMUL_VARIANTS, measure, heuristic)).toEqual({ variant: heuristic, source: 'autotuned' });
+      // a winner that holds up runs from its confirmation on
+      const p3 = { ...problem, K: 40 };
+      const steady = async (v: MatmulVariant) => (v === 'regblock' ? 1 : 3);
+      chooseMatmulVariant(p3, MATMUL_VARIANTS, steady, heuristic);
+      await matmulAutotuneSettled();
+      expect(chooseMatmulVariant(p3, MATMUL_VARIANTS, steady, heuristic).source).toBe('heuristic');
+      await matmulAutotuneSettled();
+      expect(chooseMatmulVariant(p3, MATMUL_VARIANTS, steady, heuristic)).toEqual({ variant: 'regblock', source: 'autotuned' });
+      // a winner equal to the heuristic's choice needs no second timing
+      const p4 = { ...problem, K: 72 };
+      const plain = async (v: MatmulVariant) => (v === heuristic ? 1 : 3);
+      chooseMatmulVariant(p4, MATMUL_VARIANTS, plain, heuristic);
+      await matmulAutotuneSettled();
+      expect(chooseMatmulVariant(p4, MATMUL_VARIANTS, plain, heuristic)).toEqual({ variant: heuristic, source: 'autotuned' });
+    });
+  });
+
   it('a slow winner planted in the cache file is re-timed on first use, dropped and replaced', async () => {
     await withTuning(async () => {
       const slow = 'regblock' as const;
@@ -611,6 +649,10 @@ describe('matmul autotune', () => {
       chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup');
       chooseMatmulVariant({ ...problem, K: 8 }, MATMUL_VARIANTS, measure, 'subgroup');
       await matmulAutotuneSettled();
+      // the winners are verified at their next use, again one job at a time
+      chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup');
+      chooseMatmulVariant({ ...problem, K: 8 }, MATMUL_VARIANTS, measure, 'subgroup');
+      await matmulAutotuneSettled();
       expect(overlapped).toBe(false);
       expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup')).toEqual({ variant: 'regblock', source: 'autotuned' });
       // the device stays busy with other work: nothing is recorded, the heuristic stays, no job is retried
@@ -645,7 +687,7 @@ describe('matmul autotune', () => {
         const want = kept ? 'regblock' : 'subgroup';
         expect(chooseMatmulVariant(problem, MATMUL_VARIANTS, measure, 'subgroup'), `regblock at ${now} ms`).toEqual({ variant: want, source: 'autotuned' });
         expect(warn.mock.calls.length, `warnings at ${now} ms`).toBe(kept ? 0 : 1);
-        if (!kept) expect(String(warn.mock.calls[0]![0])).toMatch(/cached winner 'regblock' .* is now slower than 'subgroup' \(3\.15 ms against 3\.00 ms\); dropped/);
+        if (!kept) expect(String(warn.mock.calls[0]![0])).toMatch(/tuned winner 'regblock' .* is now slower than 'subgroup' \(3\.15 ms against 3\.00 ms\); dropped/);
       }
     });
   });
