@@ -1,8 +1,7 @@
 // Times benchmark cases by GPU completion: warm up (pipeline compile; matmul autotuning jobs the warm-up started
 // are awaited, and the case warmed again until none is left, so tuning never overlaps a timed run), then batches
-// of runs sized to take
-// at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the share of the
-// device's measured ceiling, and the max relative error against the CPU reference on the same data.
+// of runs sized to take at least MIN_BATCH_MS each, median over `repeat` batches. Rows carry GFLOP/s or GB/s, the
+// share of the device's measured ceiling, and the max relative error against the CPU reference on the same data.
 // A row's peakBytes counts the timed runs only: the pool is emptied after the warm-up, so the autotuner's scratch
 // tensors (a 65 MB copy of the LM head's weight, for one) and the warm-up's leftovers are not the row's memory.
 import { deviceCeilings, type Ceilings } from '../engine/ceilings.ts';
