@@ -14,7 +14,7 @@ import { tidy } from '../engine/scope.ts';
 import { decodeAttention } from '../kernels/attention-decode.ts';
 import { idsTensor } from '../kernels/embedding.ts';
 import {
-  crossAttentionKeyValues, lmHead, paddingMask, param, T5Encoder, T5Stack,
+  crossAttentionKeyValues, encodeBatch, lmHead, param, T5Stack,
   type ForwardContext, type KeyValue, type SelfAttentionCache,
 } from './t5.ts';
 
@@ -146,10 +146,9 @@ export class T5DecoderCache {
     this.rows = batch * beams;
     const made = noGrad(() =>
       tidy(() => {
-        const ids = idsTensor(inputIds, [batch, sourceLength]);
-        const mask = paddingMask(attentionMask, batch, sourceLength);
-        const enc = T5Encoder(ctx, { inputIds: ids, mask });
-        return { mask, cross: crossAttentionKeyValues(ctx, enc) };
+        // the encoder output is only read through the cross-attention keys/values: padding rows can be skipped
+        const enc = encodeBatch(ctx, inputIds, attentionMask, batch, sourceLength, true);
+        return { mask: enc.mask, cross: crossAttentionKeyValues(ctx, enc.hidden, enc.rows) };
       }),
     );
     for (const kv of made.cross) kv.k.keep(), kv.v.keep();

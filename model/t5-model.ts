@@ -13,6 +13,9 @@ export interface ForwardOptions {
   dropoutSeed?: number;
   /** recompute each block's activations in the backward instead of keeping them (HF's gradient_checkpointing) */
   gradientCheckpointing?: boolean;
+  /** run the encoder on a padded batch's real tokens only (model/token-rows.ts): the same loss and logits, less
+   * work; `encoderHidden` then holds zeros at padded positions where Hugging Face has values. Default false. */
+  skipPadding?: boolean;
 }
 
 
@@ -35,6 +38,7 @@ export class T5ForConditionalGeneration {
       params: this.params,
       dropout: new DropoutState(rate, opts.dropoutSeed ?? 0, opts.training ?? false),
       gradientCheckpointing: opts.gradientCheckpointing ?? false,
+      skipPadding: opts.skipPadding ?? false,
     };
   }
 

@@ -25,6 +25,7 @@ import { permute } from '../kernels/layout.ts';
 import { dropout } from '../kernels/random.ts';
 import type { T5Config } from './config.ts';
 import { relativePositionBuckets } from './relative-position.ts';
+import { TokenRows } from './token-rows.ts';
 
 /** torch.finfo(torch.float32).min: what Hugging Face adds at masked key positions */
 export const MASK_MIN = -3.4028234663852886e38;
@@ -62,6 +63,9 @@ export interface ForwardContext {
   dropout: DropoutState;
   /** Hugging Face's gradient_checkpointing: each block's activations are recomputed in the backward */
   gradientCheckpointing?: boolean;
+  /** t5Forward runs the encoder on a padded batch's real tokens only (model/token-rows.ts): the same loss and
+   * logits, zeros in encoderHidden at padded positions */
+  skipPadding?: boolean;
 }
 
 export function param(ctx: ForwardContext, name: string): Tensor {
@@ -151,14 +155,18 @@ export interface AttentionInputs {
   /** incremental decoding (Hugging Face's past_key_value with use_cache): x's keys/values join the cached ones
    * and the cache attends the queries over all of them (with `bias`) */
   past?: SelfAttentionCache;
+  /** encoder self-attention on a padded batch's real tokens: x is [1, T, D] and attention runs padded */
+  rows?: TokenRows;
 }
 
-export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor): KeyValue {
+/** Keys and values projected from x; when x holds a padded batch's real tokens (`rows`), in the padded layout. */
+export function projectKeyValue(ctx: ForwardContext, prefix: string, x: Tensor, rows?: TokenRows): KeyValue {
   const { num_heads: h, d_kv: dk } = ctx.config;
-  return {
-    k: splitHeads(linear(x, param(ctx, `${prefix}.k.weight`)), h, dk),
-    v: splitHeads(linear(x, param(ctx, `${prefix}.v.weight`)), h, dk),
+  const project = (name: string) => {
+    const y = linear(x, param(ctx, `${prefix}.${name}.weight`));
+    return splitHeads(rows ? rows.pad(y) : y, h, dk);
   };
+  return { k: project('k'), v: project('v') };
 }
 
 /** The attention output projected by `o`; `residual`, when given, is added to it (the caller's residual
@@ -173,19 +181,22 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
     const qkv = matmul(x.reshape([1, b, d]), inputs.past.qkvWeight, { transB: true }).reshape([3, b, h, dk]);
     out = inputs.past.attend(qkv, inputs.bias!).reshape([b, 1, h, dk]);
   } else {
-    const q = splitHeads(linear(x, param(ctx, `${prefix}.q.weight`)), h, dk);
-    const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x);
+    const rows = inputs.rows;
+    const qRows = linear(x, param(ctx, `${prefix}.q.weight`));
+    const q = splitHeads(rows ? rows.pad(qRows) : qRows, h, dk);
+    const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x, rows);
     const [b, lq] = q.shape as [number, number];
     // dropout on the [B, H, Lq, Lk] probabilities, drawn inside the kernels as dropout(softmax(...)) would
     const dropout = ctx.dropout.draw(b * h * lq * kv.k.shape[1]!);
     out = attention(q, kv.k, kv.v, { bias: inputs.bias, mask: inputs.mask, causal: inputs.causal, dropout, layout: 'BLHD' });
+    if (rows) out = rows.unpad(out);
   }
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`), 'none', residual);
 }
 
 /** `past`: the layer's cache during incremental decoding, extended by this step's keys/values. */
 export function T5LayerSelfAttention(
-  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: Pick<AttentionInputs, 'bias' | 'mask' | 'causal'>,
+  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: Pick<AttentionInputs, 'bias' | 'mask' | 'causal' | 'rows'>,
   past?: SelfAttentionCache,
 ): Tensor {
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
@@ -201,11 +212,13 @@ export interface EncoderOutput {
   hidden?: Tensor;
   /** additive padding mask [B, 1, 1, Ls] (B inputs, as the cached keys/values) */
   mask: Tensor;
+  /** `hidden` is [1, T, D], the real tokens of a padded [B, Ls] batch */
+  rows?: TokenRows;
 }
 
 /** Cross-attention's keys/values from the encoder output; they depend on no decoder position. */
-function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tensor): KeyValue {
-  return projectKeyValue(ctx, `${prefix}.EncDecAttention`, encoderHidden);
+function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tensor, rows?: TokenRows): KeyValue {
+  return projectKeyValue(ctx, `${prefix}.EncDecAttention`, encoderHidden, rows);
 }
 
 /** Attends over the encoder output, or over its keys/values projected before (`past`, reused at every step).
@@ -214,7 +227,7 @@ function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tenso
 export function T5LayerCrossAttention(
   ctx: ForwardContext, prefix: string, hidden: Tensor, encoder: EncoderOutput, past?: KeyValue,
 ): Tensor {
-  const keyValue = past ?? (encoder.hidden && crossKeyValue(ctx, prefix, encoder.hidden));
+  const keyValue = past ?? (encoder.hidden && crossKeyValue(ctx, prefix, encoder.hidden, encoder.rows));
   if (!keyValue) throw new Error(`${prefix}: cross-attention needs the encoder output or its cached keys/values`);
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
   const byInput = normed.reshape([keyValue.k.shape[0]!, -1, normed.shape[2]!]);
@@ -247,6 +260,8 @@ export interface BlockInputs {
   bias: Tensor;
   /** self-attention padding mask (encoder) */
   mask?: Tensor;
+  /** encoder: `hidden` is [1, T, D], the real tokens of the padded batch `mask` describes */
+  rows?: TokenRows;
   /** decoder blocks only: causal self-attention, then cross-attention over the encoder output */
   encoder?: EncoderOutput;
 }
@@ -256,7 +271,7 @@ export function T5Block(
   ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: BlockInputs, past?: BlockCache,
 ): Tensor {
   const isDecoder = inputs.encoder !== undefined;
-  const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder };
+  const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder, rows: inputs.rows };
   let h = T5LayerSelfAttention(ctx, `${prefix}.layer.0`, hidden, selfInputs, past?.self);
   if (inputs.encoder) h = T5LayerCrossAttention(ctx, `${prefix}.layer.1`, h, inputs.encoder, past?.cross);
   return T5LayerFF(ctx, `${prefix}.layer.${isDecoder ? 2 : 1}`, h);
@@ -279,7 +294,7 @@ function checkpointedBlock(ctx: ForwardContext, prefix: string, hidden: Tensor, 
     ctx.dropout.offset = start;
     try {
       return T5Block(ctx, prefix, h!, {
-        bias: bias!, mask, encoder: enc ? { hidden: encHidden, mask: encMask! } : undefined,
+        bias: bias!, mask, rows: inputs.rows, encoder: enc ? { hidden: encHidden, mask: encMask!, rows: enc.rows } : undefined,
       });
     } finally {
       if (before !== start) ctx.dropout.offset = before; // a recomputation leaves the offset where it found it
@@ -288,9 +303,11 @@ function checkpointedBlock(ctx: ForwardContext, prefix: string, hidden: Tensor, 
 }
 
 export interface StackInputs {
-  inputIds: Tensor; // i32 [B, L]
+  inputIds: Tensor; // i32 [B, L], or [1, T] with `rows`
   /** encoder: additive padding mask [B, 1, 1, L] */
   mask?: Tensor;
+  /** encoder: `inputIds` are the real tokens of the padded batch `mask` describes (model/token-rows.ts) */
+  rows?: TokenRows;
   /** decoder: the encoder output its cross-attention attends over */
   encoder?: EncoderOutput;
   /** decoder, incremental: every block's past keys/values (Hugging Face's past_key_values); `inputIds` are
@@ -303,7 +320,7 @@ export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
   const c = ctx.config;
   const stack = inputs.encoder ? 'decoder' : 'encoder';
   const layers = inputs.encoder ? c.num_decoder_layers : c.num_layers;
-  const [, length] = inputs.inputIds.shape as [number, number];
+  const length = inputs.rows?.length ?? inputs.inputIds.shape[1]!;
   const pastLength = inputs.past?.[0]?.self.length ?? 0;
   let h = ctx.dropout.apply(embedding(param(ctx, 'shared.weight'), inputs.inputIds));
   // Hugging Face computes the bias for all past + new positions and keeps the last `length` query rows
@@ -311,7 +328,7 @@ export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
     ctx, `${stack}.block.0.layer.0.SelfAttention`, length, pastLength + length, !inputs.encoder, pastLength,
   );
   for (let i = 0; i < layers; i++) {
-    const blockInputs = { bias, mask: inputs.mask, encoder: inputs.encoder };
+    const blockInputs = { bias, mask: inputs.mask, rows: inputs.rows, encoder: inputs.encoder };
     h = ctx.gradientCheckpointing && !inputs.past
       ? checkpointedBlock(ctx, `${stack}.block.${i}`, h, blockInputs)
       : T5Block(ctx, `${stack}.block.${i}`, h, blockInputs, inputs.past?.[i]);
@@ -321,9 +338,9 @@ export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
 
 /** Every decoder block's cross-attention keys/values: what Hugging Face's first cached step computes and the
  * later steps reuse. */
-export function crossAttentionKeyValues(ctx: ForwardContext, encoderHidden: Tensor): KeyValue[] {
+export function crossAttentionKeyValues(ctx: ForwardContext, encoderHidden: Tensor, rows?: TokenRows): KeyValue[] {
   return Array.from({ length: ctx.config.num_decoder_layers }, (_, i) =>
-    crossKeyValue(ctx, `decoder.block.${i}.layer.1`, encoderHidden),
+    crossKeyValue(ctx, `decoder.block.${i}.layer.1`, encoderHidden, rows),
   );
 }
 
@@ -335,24 +352,40 @@ export function paddingMask(attentionMask: ArrayLike<number>, batch: number, len
 }
 
 export interface EncoderInputs {
-  inputIds: Tensor; // i32 [B, Ls]
+  inputIds: Tensor; // i32 [B, Ls], or [1, T] with `rows`
   mask: Tensor; // additive [B, 1, 1, Ls]
+  /** `inputIds` are the real tokens of the padded batch; the output is then [1, T, D] */
+  rows?: TokenRows;
 }
 
 export function T5Encoder(ctx: ForwardContext, inp: EncoderInputs): Tensor {
-  return T5Stack(ctx, { inputIds: inp.inputIds, mask: inp.mask });
+  return T5Stack(ctx, { inputIds: inp.inputIds, mask: inp.mask, rows: inp.rows });
+}
+
+/** The encoder over a padded [batch, length] batch; with `skipPadding`, over its real tokens only (the output,
+ * [1, T, D], comes with the `rows` that say where they sit). */
+export function encodeBatch(
+  ctx: ForwardContext, inputIds: ArrayLike<number>, attentionMask: ArrayLike<number>, batch: number, length: number, skipPadding: boolean,
+): { hidden: Tensor; mask: Tensor; rows?: TokenRows } {
+  const mask = paddingMask(attentionMask, batch, length);
+  const rows = skipPadding ? TokenRows.of(attentionMask, batch, length) : undefined;
+  const ids = rows ? idsTensor(rows.select(inputIds), [1, rows.tokens]) : idsTensor(inputIds, [batch, length]);
+  return { hidden: T5Encoder(ctx, { inputIds: ids, mask, rows }), mask, rows };
 }
 
 export interface DecoderInputs {
   decoderInputIds: Tensor; // i32 [B, Lt]
-  encoderHidden: Tensor; // [B, Ls, D]
+  encoderHidden: Tensor; // [B, Ls, D], or [1, T, D] with `encoderRows`
   encoderMask: Tensor; // additive [B, 1, 1, Ls]
+  encoderRows?: TokenRows;
 }
 
 /** The decoder over a whole target sequence (training, scoring); generation feeds it one position at a time
  * with a cache (t5-decoder-cache.ts). */
 export function T5Decoder(ctx: ForwardContext, inp: DecoderInputs): Tensor {
-  return T5Stack(ctx, { inputIds: inp.decoderInputIds, encoder: { hidden: inp.encoderHidden, mask: inp.encoderMask } });
+  return T5Stack(ctx, {
+    inputIds: inp.decoderInputIds, encoder: { hidden: inp.encoderHidden, mask: inp.encoderMask, rows: inp.encoderRows },
+  });
 }
 
 /** Decoder output -> vocabulary logits [B, Lt, V]. */
@@ -389,24 +422,23 @@ export interface Seq2SeqBatch {
 
 export interface Seq2SeqOutput {
   logits: Tensor; // [B, Lt, V]
+  /** [B, Ls, D]; with skipPadding, zeros at padded positions */
   encoderHidden: Tensor;
   loss?: Tensor; // scalar, mean over label tokens != -100
 }
 
 export function t5Forward(ctx: ForwardContext, batch: Seq2SeqBatch): Seq2SeqOutput {
   const { batchSize: b, sourceLength: ls, targetLength: lt } = batch;
-  const inputIds = idsTensor(batch.inputIds, [b, ls]);
-  const mask = paddingMask(batch.attentionMask, b, ls);
-  const encoderHidden = T5Encoder(ctx, { inputIds, mask });
+  const enc = encodeBatch(ctx, batch.inputIds, batch.attentionMask, b, ls, ctx.skipPadding ?? false);
   const decIds = batch.decoderInputIds ?? (batch.labels ? shiftRight(batch.labels, b, lt, ctx.config) : undefined);
   if (!decIds) throw new Error('t5Forward: give labels or decoderInputIds');
   const decoderInputIds = idsTensor(decIds, [b, lt]);
-  const out = T5Decoder(ctx, { decoderInputIds, encoderHidden, encoderMask: mask });
+  const out = T5Decoder(ctx, { decoderInputIds, encoderHidden: enc.hidden, encoderMask: enc.mask, encoderRows: enc.rows });
   const logits = lmHead(ctx, out);
   let loss: Tensor | undefined;
   if (batch.labels) {
     loss = crossEntropy(logits.reshape([b * lt, -1]), batch.labels, { ignoreIndex: -100 });
   }
-  return { logits, encoderHidden, loss };
+  return { logits, encoderHidden: enc.rows ? enc.rows.pad(enc.hidden) : enc.hidden, loss };
 }
 

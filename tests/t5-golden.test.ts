@@ -78,16 +78,36 @@ describe('T5 forward matches Hugging Face', () => {
       expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
     });
   }
+
+  // batch0 is the padded case (rows of 140, 180, 134 and 98 tokens): the encoder then runs on 552 rows, not 720
+  it('batch0 with skipPadding: the same logits, loss and real encoder states; zeros at padded positions', async () => {
+    const c = golden.find((g) => g.name === 'batch0')!;
+    const out = tidy(() => model.forward(batchOf(c), { skipPadding: true }));
+    const enc = await out.encoderHidden.toFloat32();
+    const logits = await out.logits.toFloat32();
+    const loss = await out.loss!.item();
+    for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
+    const ref = outputs.get(c.tensors.encoder_last_hidden_state)!.data;
+    const mask = c.attention_mask.flat();
+    const d = ref.length / mask.length;
+    expect(enc.length).toBe(ref.length);
+    const real = (data: ArrayLike<number>) => Array.from(data).filter((_, i) => mask[Math.floor(i / d)] === 1);
+    expect(mask.filter((m) => m === 0).length).toBeGreaterThan(0);
+    expect(tensorError(real(enc), real(ref))).toBeLessThanOrEqual(1e-5);
+    expect(Array.from(enc).filter((_, i) => mask[Math.floor(i / d)] === 0).every((v) => v === 0)).toBe(true);
+    expect(tensorError(logits, outputs.get(c.tensors.logits)!.data)).toBeLessThanOrEqual(1e-5);
+    expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
+  });
 });
 
 describe('T5 training step matches Hugging Face', () => {
-  it('gradients of every parameter, then one torch AdamW step', async () => {
+  /** Loss and every gradient of the training case (batch0, padded) against Hugging Face's. */
+  async function expectGoldenGradients(skipPadding: boolean): Promise<void> {
     const train = cases.train;
     const c = golden.find((g) => g.name === train.case)!;
     const grads = await readSafetensors(`${dir}${train.grads_file}`);
-    const after = await readSafetensors(`${dir}${train.params_after_step_file}`);
     model.setRequiresGrad(true);
-    const loss = tidy(() => model.forward(batchOf(c), { training: true, dropoutRate: 0 }).loss!);
+    const loss = tidy(() => model.forward(batchOf(c), { training: true, dropoutRate: 0, skipPadding }).loss!);
     expect(Math.abs((await loss.item()) - train.loss) / train.loss).toBeLessThanOrEqual(1e-5);
     backward(loss);
     loss.dispose();
@@ -97,6 +117,18 @@ describe('T5 training step matches Hugging Face', () => {
       const err = tensorError(g, grads.get(name)!.data);
       expect(err, name).toBeLessThanOrEqual(1e-4);
     }
+  }
+
+  it('gradients of every parameter with skipPadding (the encoder on the real tokens only)', async () => {
+    await expectGoldenGradients(true);
+    zeroGrad(model.params.values());
+  });
+
+  it('gradients of every parameter, then one torch AdamW step', async () => {
+    const train = cases.train;
+    const after = await readSafetensors(`${dir}${train.params_after_step_file}`);
+    const grads = await readSafetensors(`${dir}${train.grads_file}`);
+    await expectGoldenGradients(false);
     const o = train.optimizer;
     const opt = new AdamW(model.parameters().map(([, p]) => p), {
       lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weight_decay, variant: 'torch',

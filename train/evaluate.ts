@@ -54,7 +54,7 @@ export async function evaluate(
   const order = byLength(examples, examples.length);
   for (let s = 0; s < order.length; s += o.batchSize) {
     const b = collate(order.slice(s, s + o.batchSize).map((i) => examples[i]!), tok.padTokenId);
-    const loss = noGrad(() => tidy(() => model.forward(b, { training: false }).loss!));
+    const loss = noGrad(() => tidy(() => model.forward(b, { training: false, skipPadding: true }).loss!));
     const v = await loss.item();
     loss.dispose();
     lossSum += v * b.labelTokens;

@@ -1,0 +1,120 @@
+// skipPadding: TokenRows (a padded batch's real tokens as rows, through gatherRows), and the two places that run
+// the encoder on real tokens only, a training step and generation's encoder, doing less matmul work on a padded
+// batch than on the same shape without padding. The numerics are the golden tests' (t5-golden.test.ts: batch0's
+// logits, loss and gradients with skipPadding; gradient-checkpointing.test.ts: the recomputation with it).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initGpu } from '../engine/gpu.ts';
+import { tensor } from '../engine/tensor.ts';
+import { rt } from '../engine/runtime.ts';
+import { AdamW } from '../optim/adamw.ts';
+import { parseT5Config } from '../model/config.ts';
+import { initT5Weights } from '../model/init-weights.ts';
+import { storedParameters } from '../model/parameters.ts';
+import { T5ForConditionalGeneration } from '../model/t5-model.ts';
+import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
+import type { ParamMap } from '../model/t5.ts';
+import { TokenRows } from '../model/token-rows.ts';
+import { trainStep } from '../train/train-step.ts';
+import type { Batch } from '../train/dataset.ts';
+
+beforeAll(async () => {
+  await initGpu();
+});
+
+describe('TokenRows', () => {
+  it('is undefined without padding; unpad then pad gives the real positions back and zeros elsewhere', async () => {
+    expect(TokenRows.of([1, 1, 1, 1], 2, 2)).toBeUndefined();
+    // right padding, left padding and a row of padding only
+    const mask = [1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0];
+    const rows = TokenRows.of(mask, 3, 4)!;
+    expect(rows.tokens).toBe(5);
+    expect(Array.from(rows.select([10, 11, 12, 13, 20, 21, 22, 23, 30, 31, 32, 33]))).toEqual([10, 11, 12, 22, 23]);
+    const data = Float32Array.from({ length: 12 * 2 }, (_, i) => i + 1);
+    const x = tensor(data, [3, 4, 2]);
+    const packed = rows.unpad(x);
+    expect(packed.shape).toEqual([1, 5, 2]);
+    expect(Array.from(await packed.toArray())).toEqual([1, 2, 3, 4, 5, 6, 13, 14, 15, 16]);
+    const back = rows.pad(packed);
+    expect(back.shape).toEqual([3, 4, 2]);
+    expect(Array.from(await back.toArray())).toEqual(Array.from(data, (v, i) => (mask[Math.floor(i / 2)] ? v : 0)));
+    for (const t of [x, packed, back]) t.dispose();
+  });
+
+  it('checks the mask length and the shapes it is given', () => {
+    expect(() => TokenRows.of([1, 0, 1], 2, 2)).toThrow(/attention mask of 3 entries for \[2, 2\]/);
+    const rows = TokenRows.of([1, 0, 1, 1], 2, 2)!;
+    const x = tensor(new Float32Array(8), [2, 2, 2]);
+    expect(() => rows.pad(x)).toThrow(/TokenRows.pad: expected \[1, 3, \.\.\.\]/);
+    x.dispose();
+  });
+});
+
+describe('the encoder on real tokens only', () => {
+  const cfg = parseT5Config({
+    model_type: 't5', vocab_size: 97, d_model: 32, d_kv: 8, num_heads: 4, d_ff: 64, num_layers: 2, num_decoder_layers: 2,
+    relative_attention_num_buckets: 8, relative_attention_max_distance: 20, feed_forward_proj: 'relu',
+    dropout_rate: 0.1, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  }, 'test config');
+  const B = 4;
+  const LS = 24;
+  const LT = 5;
+  // one row of 24 tokens, three of 6: 42 real source tokens of 96 positions
+  const padded = Int32Array.from({ length: B * LS }, (_, i) => (i < LS || i % LS < 6 ? 1 : 0));
+  const full = new Int32Array(B * LS).fill(1);
+  const ids = Int32Array.from({ length: B * LS }, (_, i) => 2 + ((i * 37) % 90));
+
+  function model(): T5ForConditionalGeneration {
+    const w = initT5Weights(cfg, { seed: 9 });
+    const params: ParamMap = new Map();
+    for (const { name, shape } of storedParameters(cfg)) params.set(name, tensor(w.get(name)!, shape, { name, requiresGrad: true }).keep());
+    return new T5ForConditionalGeneration(cfg, params);
+  }
+
+  /** multiply-adds of the matmul launches `run` records */
+  async function matmulFlops(run: () => Promise<void>): Promise<number> {
+    const r = rt();
+    const original = r.dispatch;
+    let flops = 0;
+    r.dispatch = function (this: typeof r, k) {
+      if (/matmul/.test(k.name)) flops += k.flops ?? 0;
+      return original.call(this, k);
+    };
+    try {
+      await run();
+    } finally {
+      r.dispatch = original;
+    }
+    return flops;
+  }
+
+  it('a training step', async () => {
+    const m = model();
+    const opt = new AdamW(m.params.values(), { lr: 1e-3 });
+    const batch = (attentionMask: Int32Array): Batch => ({
+      batchSize: B, sourceLength: LS, targetLength: LT, inputIds: ids, attentionMask,
+      labels: Int32Array.from({ length: B * LT }, (_, i) => 2 + i), tokens: 1, labelTokens: B * LT,
+    });
+    const step = (mask: Int32Array) => matmulFlops(async () => void (await trainStep(m, opt, [batch(mask)], { seed: 1, firstMicro: 0, lr: 1e-3 })));
+    const withPadding = await step(padded);
+    const without = await step(full);
+    // the encoder's projections and feed-forward (forward and backward) and the cross-attention keys/values
+    // run on 42 rows instead of 96
+    expect(withPadding).toBeGreaterThan(0);
+    expect(withPadding).toBeLessThan(0.75 * without);
+    opt.dispose();
+    m.dispose();
+  });
+
+  it("generation's encoder and cross-attention keys/values", async () => {
+    const m = model();
+    const encode = (mask: Int32Array) => matmulFlops(async () => {
+      new T5DecoderCache(m.context(), ids, mask, B, LS, 2).dispose();
+      await rt().sync();
+    });
+    const withPadding = await encode(padded);
+    const without = await encode(full);
+    expect(withPadding).toBeGreaterThan(0);
+    expect(withPadding / without).toBeCloseTo(42 / 96, 5);
+    m.dispose();
+  });
+});
