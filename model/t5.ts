@@ -63,8 +63,9 @@ export interface ForwardContext {
   dropout: DropoutState;
   /** Hugging Face's gradient_checkpointing: each block's activations are recomputed in the backward */
   gradientCheckpointing?: boolean;
-  /** t5Forward runs the encoder on a padded batch's real tokens only (model/token-rows.ts): the same loss and
-   * logits, zeros in encoderHidden at padded positions */
+  /** t5Forward skips a padded batch's padding (model/token-rows.ts): the encoder runs on the real source tokens,
+   * the decoder on the target positions that have labels when those lead every row; the same loss, and the same
+   * logits and encoder states at real positions, zeros at the others */
   skipPadding?: boolean;
 }
 
@@ -223,19 +224,21 @@ function crossKeyValue(ctx: ForwardContext, prefix: string, encoderHidden: Tenso
 
 /** Attends over the encoder output, or over its keys/values projected before (`past`, reused at every step).
  * When those are per input and `hidden`'s rows are inputs x beams, each input's rows attend as more query
- * positions of that input: cross-attention has no causal mask, so every query position is independent. */
+ * positions of that input: cross-attention has no causal mask, so every query position is independent.
+ * `rows`: `hidden` is [1, T, D], the real positions of a padded target batch (the queries then attend padded). */
 export function T5LayerCrossAttention(
-  ctx: ForwardContext, prefix: string, hidden: Tensor, encoder: EncoderOutput, past?: KeyValue,
+  ctx: ForwardContext, prefix: string, hidden: Tensor, encoder: EncoderOutput, past?: KeyValue, rows?: TokenRows,
 ): Tensor {
   const keyValue = past ?? (encoder.hidden && crossKeyValue(ctx, prefix, encoder.hidden, encoder.rows));
   if (!keyValue) throw new Error(`${prefix}: cross-attention needs the encoder output or its cached keys/values`);
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
-  const byInput = normed.reshape([keyValue.k.shape[0]!, -1, normed.shape[2]!]);
+  const queries = rows ? normed : normed.reshape([keyValue.k.shape[0]!, -1, normed.shape[2]!]);
+  const inputs = { mask: encoder.mask, keyValue, rows };
   if (!ctx.dropout.active) {
-    const residual = hidden.reshape(byInput.shape);
-    return T5Attention(ctx, `${prefix}.EncDecAttention`, byInput, { mask: encoder.mask, keyValue }, residual).reshape(hidden.shape);
+    const residual = hidden.reshape(queries.shape);
+    return T5Attention(ctx, `${prefix}.EncDecAttention`, queries, inputs, residual).reshape(hidden.shape);
   }
-  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, byInput, { mask: encoder.mask, keyValue });
+  const out = T5Attention(ctx, `${prefix}.EncDecAttention`, queries, inputs);
   return add(hidden, ctx.dropout.apply(out.reshape(hidden.shape)));
 }
 
@@ -260,7 +263,8 @@ export interface BlockInputs {
   bias: Tensor;
   /** self-attention padding mask (encoder) */
   mask?: Tensor;
-  /** encoder: `hidden` is [1, T, D], the real tokens of the padded batch `mask` describes */
+  /** `hidden` is [1, T, D], the real tokens of a padded batch (the encoder's, described by `mask`, or the
+   * decoder's leading target positions) */
   rows?: TokenRows;
   /** decoder blocks only: causal self-attention, then cross-attention over the encoder output */
   encoder?: EncoderOutput;
@@ -273,7 +277,7 @@ export function T5Block(
   const isDecoder = inputs.encoder !== undefined;
   const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder, rows: inputs.rows };
   let h = T5LayerSelfAttention(ctx, `${prefix}.layer.0`, hidden, selfInputs, past?.self);
-  if (inputs.encoder) h = T5LayerCrossAttention(ctx, `${prefix}.layer.1`, h, inputs.encoder, past?.cross);
+  if (inputs.encoder) h = T5LayerCrossAttention(ctx, `${prefix}.layer.1`, h, inputs.encoder, past?.cross, inputs.rows);
   return T5LayerFF(ctx, `${prefix}.layer.${isDecoder ? 2 : 1}`, h);
 }
 
@@ -306,7 +310,9 @@ export interface StackInputs {
   inputIds: Tensor; // i32 [B, L], or [1, T] with `rows`
   /** encoder: additive padding mask [B, 1, 1, L] */
   mask?: Tensor;
-  /** encoder: `inputIds` are the real tokens of the padded batch `mask` describes (model/token-rows.ts) */
+  /** `inputIds` are the real tokens of a padded [B, L] batch (model/token-rows.ts): the encoder's (`mask`
+   * describes them), or the decoder's leading positions, those with a label (causal: the others cannot change
+   * them) */
   rows?: TokenRows;
   /** decoder: the encoder output its cross-attention attends over */
   encoder?: EncoderOutput;
@@ -374,17 +380,20 @@ export function encodeBatch(
 }
 
 export interface DecoderInputs {
-  decoderInputIds: Tensor; // i32 [B, Lt]
+  decoderInputIds: Tensor; // i32 [B, Lt], or [1, Tt] with `rows`
   encoderHidden: Tensor; // [B, Ls, D], or [1, T, D] with `encoderRows`
   encoderMask: Tensor; // additive [B, 1, 1, Ls]
   encoderRows?: TokenRows;
+  /** the decoder positions computed, leading ones of each row (the output is then [1, Tt, D]) */
+  rows?: TokenRows;
 }
 
 /** The decoder over a whole target sequence (training, scoring); generation feeds it one position at a time
  * with a cache (t5-decoder-cache.ts). */
 export function T5Decoder(ctx: ForwardContext, inp: DecoderInputs): Tensor {
   return T5Stack(ctx, {
-    inputIds: inp.decoderInputIds, encoder: { hidden: inp.encoderHidden, mask: inp.encoderMask, rows: inp.encoderRows },
+    inputIds: inp.decoderInputIds, rows: inp.rows,
+    encoder: { hidden: inp.encoderHidden, mask: inp.encoderMask, rows: inp.encoderRows },
   });
 }
 
@@ -421,7 +430,8 @@ export interface Seq2SeqBatch {
 }
 
 export interface Seq2SeqOutput {
-  logits: Tensor; // [B, Lt, V]
+  /** [B, Lt, V]; with skipPadding, zeros at positions without a label when the decoder skipped them */
+  logits: Tensor;
   /** [B, Ls, D]; with skipPadding, zeros at padded positions */
   encoderHidden: Tensor;
   loss?: Tensor; // scalar, mean over label tokens != -100
@@ -432,13 +442,22 @@ export function t5Forward(ctx: ForwardContext, batch: Seq2SeqBatch): Seq2SeqOutp
   const enc = encodeBatch(ctx, batch.inputIds, batch.attentionMask, b, ls, ctx.skipPadding ?? false);
   const decIds = batch.decoderInputIds ?? (batch.labels ? shiftRight(batch.labels, b, lt, ctx.config) : undefined);
   if (!decIds) throw new Error('t5Forward: give labels or decoderInputIds');
-  const decoderInputIds = idsTensor(decIds, [b, lt]);
-  const out = T5Decoder(ctx, { decoderInputIds, encoderHidden: enc.hidden, encoderMask: enc.mask, encoderRows: enc.rows });
+  // the decoder skips the positions without a label when they end every row: causal attention keeps them from
+  // changing the others, and the loss does not read their logits
+  const labels = batch.labels;
+  const rows = ctx.skipPadding && labels ? TokenRows.leading(labels.map((v) => (v === -100 ? 0 : 1)), b, lt) : undefined;
+  const decoderInputIds = rows ? idsTensor(rows.select(decIds), [1, rows.tokens]) : idsTensor(decIds, [b, lt]);
+  const out = T5Decoder(ctx, { decoderInputIds, rows, encoderHidden: enc.hidden, encoderMask: enc.mask, encoderRows: enc.rows });
   const logits = lmHead(ctx, out);
   let loss: Tensor | undefined;
-  if (batch.labels) {
-    loss = crossEntropy(logits.reshape([b * lt, -1]), batch.labels, { ignoreIndex: -100 });
+  if (labels) {
+    const targets = rows ? rows.select(labels) : labels;
+    loss = crossEntropy(logits.reshape([targets.length, -1]), targets, { ignoreIndex: -100 });
   }
-  return { logits, encoderHidden: enc.rows ? enc.rows.pad(enc.hidden) : enc.hidden, loss };
+  return {
+    logits: rows ? rows.pad(logits) : logits,
+    encoderHidden: enc.rows ? enc.rows.pad(enc.hidden) : enc.hidden,
+    loss,
+  };
 }
 

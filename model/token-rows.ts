@@ -33,13 +33,24 @@ export class TokenRows {
     this.tokens = positions.length;
   }
 
-  /** The real tokens of a [batch, length] attention mask (1 = token), or undefined when none is padding. */
+  /** The real tokens of a [batch, length] attention mask (1 = token), or undefined when none is padding (or
+   * all of it is: nothing to compute on). */
   static of(attentionMask: ArrayLike<number>, batch: number, length: number): TokenRows | undefined {
     if (attentionMask.length !== batch * length) {
       throw new RangeError(`TokenRows: attention mask of ${attentionMask.length} entries for [${batch}, ${length}]`);
     }
-    for (let p = 0; p < attentionMask.length; p++) if (!attentionMask[p]) return new TokenRows(attentionMask, batch, length);
-    return undefined;
+    let real = 0;
+    for (let p = 0; p < attentionMask.length; p++) if (attentionMask[p]) real++;
+    return real === attentionMask.length || real === 0 ? undefined : new TokenRows(attentionMask, batch, length);
+  }
+
+  /** As `of`, but only when every row's real tokens are its first ones (right padding): what a causal decoder
+   * may skip, since a position it leaves out comes after every position it keeps. Undefined otherwise. */
+  static leading(mask: ArrayLike<number>, batch: number, length: number): TokenRows | undefined {
+    for (let b = 0; b < batch; b++) {
+      for (let l = 1; l < length; l++) if (mask[b * length + l] && !mask[b * length + l - 1]) return undefined;
+    }
+    return TokenRows.of(mask, batch, length);
   }
 
   /** The real tokens' entries of a [batch, length] array (input ids), in row order. */

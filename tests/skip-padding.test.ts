@@ -1,6 +1,6 @@
-// skipPadding: TokenRows (a padded batch's real tokens as rows, through gatherRows), and the two places that run
-// the encoder on real tokens only, a training step and generation's encoder, doing less matmul work on a padded
-// batch than on the same shape without padding. The numerics are the golden tests' (t5-golden.test.ts: batch0's
+// skipPadding: TokenRows (a padded batch's real tokens as rows, through gatherRows), and the places that skip
+// padding doing less matmul work on a padded batch than on the same shape without padding: a training step,
+// the decoder (only when the positions without labels end every row), and generation's encoder. The numerics are the golden tests' (t5-golden.test.ts: batch0's
 // logits, loss and gradients with skipPadding; gradient-checkpointing.test.ts: the recomputation with it).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
@@ -38,6 +38,14 @@ describe('TokenRows', () => {
     expect(back.shape).toEqual([3, 4, 2]);
     expect(Array.from(await back.toArray())).toEqual(Array.from(data, (v, i) => (mask[Math.floor(i / 2)] ? v : 0)));
     for (const t of [x, packed, back]) t.dispose();
+  });
+
+  it('leading(): only when every row\'s real positions come first', () => {
+    expect(TokenRows.leading([1, 1, 0, 1, 0, 0], 2, 3)?.tokens).toBe(3);
+    expect(TokenRows.leading([1, 0, 1, 1, 1, 1], 2, 3)).toBeUndefined(); // a hole in row 0
+    expect(TokenRows.leading([0, 1, 1, 1, 1, 1], 2, 3)).toBeUndefined(); // left padding
+    expect(TokenRows.leading([1, 1, 1, 1, 1, 1], 2, 3)).toBeUndefined(); // nothing to skip
+    expect(TokenRows.of([0, 0, 0, 0], 2, 2)).toBeUndefined(); // nothing to compute on
   });
 
   it('checks the mask length and the shapes it is given', () => {
@@ -102,6 +110,33 @@ describe('the encoder on real tokens only', () => {
     expect(withPadding).toBeGreaterThan(0);
     expect(withPadding).toBeLessThan(0.75 * without);
     opt.dispose();
+    m.dispose();
+  });
+
+  it('the decoder skips the positions without a label only when they end each row; the loss is the same', async () => {
+    const m = model();
+    // row 0 has 5 labels, rows 1-3 two and then -100; with a hole, row 1's second label comes after a -100
+    const suffix = Int32Array.from({ length: B * LT }, (_, i) => (i < LT || i % LT < 2 ? 2 + i : -100));
+    const hole = suffix.slice();
+    hole[LT + 1] = -100;
+    hole[LT + 2] = 7;
+    const run = async (labels: Int32Array, skipPadding: boolean) => {
+      let loss = 0;
+      const flops = await matmulFlops(async () => {
+        const batch = { batchSize: B, sourceLength: LS, targetLength: LT, inputIds: ids, attentionMask: full, labels };
+        const out = m.forward(batch, { skipPadding });
+        loss = await out.loss!.item();
+        for (const t of [out.loss!, out.logits, out.encoderHidden]) t.dispose();
+      });
+      return { loss, flops };
+    };
+    for (const labels of [suffix, hole]) {
+      const plain = await run(labels, false);
+      const skip = await run(labels, true);
+      expect(Math.abs(skip.loss - plain.loss) / Math.abs(plain.loss)).toBeLessThan(1e-5);
+      if (labels === suffix) expect(skip.flops).toBeLessThan(0.95 * plain.flops); // the decoder on 11 of 20 positions
+      else expect(skip.flops).toBe(plain.flops);
+    }
     m.dispose();
   });
 

@@ -79,8 +79,9 @@ describe('T5 forward matches Hugging Face', () => {
     });
   }
 
-  // batch0 is the padded case (rows of 140, 180, 134 and 98 tokens): the encoder then runs on 552 rows, not 720
-  it('batch0 with skipPadding: the same logits, loss and real encoder states; zeros at padded positions', async () => {
+  // batch0 is the padded case: sources of 140, 180, 134 and 98 tokens (the encoder runs on 552 rows, not 720),
+  // targets of 11, 12, 8 and 8 labels (the decoder runs on 39 positions, not 48)
+  it('batch0 with skipPadding: the same loss, logits and encoder states at real positions; zeros at the others', async () => {
     const c = golden.find((g) => g.name === 'batch0')!;
     const out = tidy(() => model.forward(batchOf(c), { skipPadding: true }));
     const enc = await out.encoderHidden.toFloat32();
@@ -89,13 +90,21 @@ describe('T5 forward matches Hugging Face', () => {
     for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
     const ref = outputs.get(c.tensors.encoder_last_hidden_state)!.data;
     const mask = c.attention_mask.flat();
-    const d = ref.length / mask.length;
     expect(enc.length).toBe(ref.length);
-    const real = (data: ArrayLike<number>) => Array.from(data).filter((_, i) => mask[Math.floor(i / d)] === 1);
-    expect(mask.filter((m) => m === 0).length).toBeGreaterThan(0);
-    expect(tensorError(real(enc), real(ref))).toBeLessThanOrEqual(1e-5);
-    expect(Array.from(enc).filter((_, i) => mask[Math.floor(i / d)] === 0).every((v) => v === 0)).toBe(true);
-    expect(tensorError(logits, outputs.get(c.tensors.logits)!.data)).toBeLessThanOrEqual(1e-5);
+    /** the elements of rows where `keep` (one flag per row of `data`) is true, or false */
+    const where = (data: ArrayLike<number>, keep: boolean[], on: boolean) => {
+      const width = data.length / keep.length;
+      return Array.from(data).filter((_, i) => keep[Math.floor(i / width)] === on);
+    };
+    const source = mask.map((m) => m === 1);
+    expect(source.includes(false)).toBe(true);
+    expect(tensorError(where(enc, source, true), where(ref, source, true))).toBeLessThanOrEqual(1e-5);
+    expect(where(enc, source, false).every((v) => v === 0)).toBe(true);
+    const target = c.labels.flat().map((l) => l !== -100);
+    expect(target.includes(false)).toBe(true);
+    const refLogits = outputs.get(c.tensors.logits)!.data;
+    expect(tensorError(where(logits, target, true), where(refLogits, target, true))).toBeLessThanOrEqual(1e-5);
+    expect(where(logits, target, false).every((v) => v === 0)).toBe(true);
     expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
   });
 });
@@ -119,7 +128,7 @@ describe('T5 training step matches Hugging Face', () => {
     }
   }
 
-  it('gradients of every parameter with skipPadding (the encoder on the real tokens only)', async () => {
+  it('gradients of every parameter with skipPadding (encoder and decoder on the real positions only)', async () => {
     await expectGoldenGradients(true);
     zeroGrad(model.params.values());
   });
