@@ -13,8 +13,9 @@ export interface ForwardOptions {
   dropoutSeed?: number;
   /** recompute each block's activations in the backward instead of keeping them (HF's gradient_checkpointing) */
   gradientCheckpointing?: boolean;
-  /** run the encoder on a padded batch's real tokens only (model/token-rows.ts): the same loss and logits, less
-   * work; `encoderHidden` then holds zeros at padded positions where Hugging Face has values. Default false. */
+  /** skip a padded batch's padding (model/token-rows.ts): the same loss, and the same logits and encoder states at
+   * real positions, for less work; `encoderHidden` then holds zeros at padded positions where Hugging Face has values, and `logits` zeros
+   * at target positions without a label (when those end every row, the decoder skips them). Default false. */
   skipPadding?: boolean;
 }
 

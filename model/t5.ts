@@ -13,6 +13,7 @@
 // causal in the decoder; cross-attention has none); masks add finfo(float32).min; dropout after the
 // embedding, on attention probabilities, inside the feed-forward, on each sublayer output and after the
 // final norm; the tied LM head scales the decoder output by d_model ** -0.5.
+// With `skipPadding` (model/token-rows.ts) everything but attention runs on a padded batch's real positions.
 import { tensor, type Tensor } from '../engine/tensor.ts';
 import { checkpoint } from '../engine/autograd.ts';
 import { add, mul, scale } from '../kernels/elementwise.ts';
@@ -156,7 +157,8 @@ export interface AttentionInputs {
   /** incremental decoding (Hugging Face's past_key_value with use_cache): x's keys/values join the cached ones
    * and the cache attends the queries over all of them (with `bias`) */
   past?: SelfAttentionCache;
-  /** encoder self-attention on a padded batch's real tokens: x is [1, T, D] and attention runs padded */
+  /** x is [1, T, D], the real positions of a padded batch (skipPadding): q, and k and v when projected here, go
+   * back to the padded layout for the attention, and its output to the T rows */
   rows?: TokenRows;
 }
 

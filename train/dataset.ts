@@ -221,12 +221,12 @@ export function paddingStats(examples: readonly Example[], batches: readonly num
   return { tokens, paddedPositions: padded, fullPositions: rows * (maxSource + maxTarget) };
 }
 
-/** One log line: how much padding the per-batch lengths leave, against padding everything to the limits. */
+/** One log line: how much padding the per-batch lengths leave, against padding everything to the limits, and
+ * that the training step skips it outside attention (skipPadding, model/token-rows.ts). */
 export function describePadding(s: PaddingStats): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const own = 1 - s.tokens / Math.max(1, s.paddedPositions);
   const full = 1 - s.tokens / Math.max(1, s.fullPositions);
-  const saved = 1 - s.paddedPositions / Math.max(1, s.fullPositions);
-  return `padding: ${pct(own)} of positions with per-batch lengths, ${pct(full)} when padded to the limits; ` +
-    `${pct(saved)} of positions saved`;
+  return `padding: ${pct(own)} of positions with per-batch lengths (${pct(full)} when padded to the limits); ` +
+    'the model skips it outside attention';
 }

@@ -49,7 +49,7 @@ export function dropoutSeedFor(seed: number, micro: number): number {
 async function microStep(
   model: T5ForConditionalGeneration, b: Batch, weight: number | null, o: StepOptions, dropoutSeed: number,
 ): Promise<number> {
-  // skipPadding: the encoder works on the batch's real tokens only (model/token-rows.ts)
+  // skipPadding: the encoder and decoder work on the batch's real positions only (model/token-rows.ts)
   const forward = { training: true, dropoutRate: o.dropout, dropoutSeed, gradientCheckpointing: o.gradientCheckpointing, skipPadding: true };
   const loss = tidy(() => model.forward(b, forward).loss!);
   const scaled: Tensor = weight === null ? loss : tidy(() => scale(loss, weight));
