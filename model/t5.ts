@@ -26,7 +26,7 @@ import { permute } from '../kernels/layout.ts';
 import { dropout } from '../kernels/random.ts';
 import type { T5Config } from './config.ts';
 import { relativePositionBuckets } from './relative-position.ts';
-import { TokenRows } from './token-rows.ts';
+import { TokenRows, type RowGroup } from './token-rows.ts';
 
 /** torch.finfo(torch.float32).min: what Hugging Face adds at masked key positions */
 export const MASK_MIN = -3.4028234663852886e38;
@@ -160,6 +160,17 @@ export interface AttentionInputs {
   /** x is [1, T, D], the real positions of a padded batch (skipPadding): q, and k and v when projected here, go
    * back to the padded layout for the attention, and its output to the T rows */
   rows?: TokenRows;
+  /** with `rows`, self-attention: the rows attend in these groups, each with its own bias and mask, instead */
+  groups?: GroupAttention[];
+}
+
+/** One group of rows attending separately (TokenRows.attentionGroups), with its position bias and mask. */
+export interface GroupAttention {
+  group: RowGroup;
+  /** [1, H, length, length] */
+  bias: Tensor;
+  /** additive [rows, 1, 1, length] */
+  mask: Tensor;
 }
 
 /** Keys and values projected from x; when x holds a padded batch's real tokens (`rows`), in the padded layout. */
@@ -186,6 +197,9 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
   } else {
     const rows = inputs.rows;
     const qRows = linear(x, param(ctx, `${prefix}.q.weight`));
+    if (inputs.groups) {
+      return linear(mergeHeads(groupedSelfAttention(ctx, prefix, x, qRows, inputs.groups)), param(ctx, `${prefix}.o.weight`), 'none', residual);
+    }
     const q = splitHeads(rows ? rows.pad(qRows) : qRows, h, dk);
     const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x, rows);
     const [b, lq] = q.shape as [number, number];
@@ -197,9 +211,25 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`), 'none', residual);
 }
 
+/** Self-attention of a padded batch's real tokens x [1, T, D] (queries `qRows` projected already) in groups of
+ * rows, each padded to its own length: [1, T, H, dk], each token's output from its group. */
+function groupedSelfAttention(ctx: ForwardContext, prefix: string, x: Tensor, qRows: Tensor, groups: GroupAttention[]): Tensor {
+  const { num_heads: h, d_kv: dk } = ctx.config;
+  const kRows = linear(x, param(ctx, `${prefix}.k.weight`));
+  const vRows = linear(x, param(ctx, `${prefix}.v.weight`));
+  let out: Tensor | undefined;
+  for (const { group, bias, mask } of groups) {
+    const [q, k, v] = [qRows, kRows, vRows].map((t) => splitHeads(group.pad(t), h, dk)) as [Tensor, Tensor, Tensor];
+    const dropout = ctx.dropout.draw(group.rows.length * h * group.length * group.length);
+    const part = group.unpad(attention(q, k, v, { bias, mask, dropout, layout: 'BLHD' }));
+    out = out ? add(out, part) : part;
+  }
+  return out!;
+}
+
 /** `past`: the layer's cache during incremental decoding, extended by this step's keys/values. */
 export function T5LayerSelfAttention(
-  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: Pick<AttentionInputs, 'bias' | 'mask' | 'causal' | 'rows'>,
+  ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: Pick<AttentionInputs, 'bias' | 'mask' | 'causal' | 'rows' | 'groups'>,
   past?: SelfAttentionCache,
 ): Tensor {
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
@@ -268,6 +298,8 @@ export interface BlockInputs {
   /** `hidden` is [1, T, D], the real tokens of a padded batch (the encoder's, described by `mask`, or the
    * decoder's leading target positions) */
   rows?: TokenRows;
+  /** encoder with `rows`: self-attention in these groups of rows (TokenRows.attentionGroups) */
+  groups?: GroupAttention[];
   /** decoder blocks only: causal self-attention, then cross-attention over the encoder output */
   encoder?: EncoderOutput;
 }
@@ -277,7 +309,7 @@ export function T5Block(
   ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: BlockInputs, past?: BlockCache,
 ): Tensor {
   const isDecoder = inputs.encoder !== undefined;
-  const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder, rows: inputs.rows };
+  const selfInputs = { bias: inputs.bias, mask: inputs.mask, causal: isDecoder, rows: inputs.rows, groups: inputs.groups };
   let h = T5LayerSelfAttention(ctx, `${prefix}.layer.0`, hidden, selfInputs, past?.self);
   if (inputs.encoder) h = T5LayerCrossAttention(ctx, `${prefix}.layer.1`, h, inputs.encoder, past?.cross, inputs.rows);
   return T5LayerFF(ctx, `${prefix}.layer.${isDecoder ? 2 : 1}`, h);
@@ -291,16 +323,18 @@ export function T5Block(
 function checkpointedBlock(ctx: ForwardContext, prefix: string, hidden: Tensor, inputs: BlockInputs): Tensor {
   const start = ctx.dropout.offset;
   const enc = inputs.encoder;
-  const ts = [hidden, inputs.bias, inputs.mask ?? null, enc?.hidden ?? null, enc?.mask ?? null];
+  const groups = inputs.groups ?? [];
+  const ts = [hidden, inputs.bias, inputs.mask ?? null, enc?.hidden ?? null, enc?.mask ?? null, ...groups.flatMap((g) => [g.bias, g.mask])];
   const present = ts.filter((t): t is Tensor => t !== null);
   return checkpoint(`${prefix} (checkpointed)`, present, (args) => {
     const it = args[Symbol.iterator]();
-    const [h, bias, mask, encHidden, encMask] = ts.map((t) => (t ? it.next().value! : undefined));
+    const [h, bias, mask, encHidden, encMask, ...groupTensors] = ts.map((t) => (t ? it.next().value! : undefined));
     const before = ctx.dropout.offset;
     ctx.dropout.offset = start;
     try {
       return T5Block(ctx, prefix, h!, {
         bias: bias!, mask, rows: inputs.rows, encoder: enc ? { hidden: encHidden, mask: encMask!, rows: enc.rows } : undefined,
+        groups: inputs.groups?.map((g, i) => ({ group: g.group, bias: groupTensors[2 * i]!, mask: groupTensors[2 * i + 1]! })),
       });
     } finally {
       if (before !== start) ctx.dropout.offset = before; // a recomputation leaves the offset where it found it
@@ -335,8 +369,14 @@ export function T5Stack(ctx: ForwardContext, inputs: StackInputs): Tensor {
   const bias = computePositionBias(
     ctx, `${stack}.block.0.layer.0.SelfAttention`, length, pastLength + length, !inputs.encoder, pastLength,
   );
+  // the encoder's self-attention in groups of rows when that skips enough of the padding
+  const groups = !inputs.encoder && inputs.rows ? inputs.rows.attentionGroups()?.map((group) => ({
+    group,
+    bias: group.length === length ? bias : computePositionBias(ctx, `${stack}.block.0.layer.0.SelfAttention`, group.length, group.length, true),
+    mask: paddingMask(group.attentionMask, group.rows.length, group.length),
+  })) : undefined;
   for (let i = 0; i < layers; i++) {
-    const blockInputs = { bias, mask: inputs.mask, rows: inputs.rows, encoder: inputs.encoder };
+    const blockInputs = { bias, mask: inputs.mask, rows: inputs.rows, groups, encoder: inputs.encoder };
     h = ctx.gradientCheckpointing && !inputs.past
       ? checkpointedBlock(ctx, `${stack}.block.${i}`, h, blockInputs)
       : T5Block(ctx, `${stack}.block.${i}`, h, blockInputs, inputs.past?.[i]);

@@ -15,6 +15,7 @@ import { initT5Weights } from '../model/init-weights.ts';
 import { storedParameters } from '../model/parameters.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../model/t5.ts';
+import { TokenRows } from '../model/token-rows.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -27,10 +28,11 @@ function model(cfg: T5Config): T5ForConditionalGeneration {
   return new T5ForConditionalGeneration(cfg, params);
 }
 
-function batch(b: number, ls: number, lt: number, vocab: number): Seq2SeqBatch {
+/** Row 0 has ls tokens, the others `others` (default ls - 3), then padding. */
+function batch(b: number, ls: number, lt: number, vocab: number, others = ls - 3): Seq2SeqBatch {
   let s = 7;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), 2 + (s % (vocab - 2)));
-  const attentionMask = Int32Array.from({ length: b * ls }, (_, i) => (i % ls < ls - (i < ls ? 0 : 3) ? 1 : 0));
+  const attentionMask = Int32Array.from({ length: b * ls }, (_, i) => (i < ls || i % ls < others ? 1 : 0));
   return {
     batchSize: b, sourceLength: ls, targetLength: lt,
     inputIds: Int32Array.from({ length: b * ls }, next),
@@ -61,11 +63,13 @@ describe('gradient checkpointing', () => {
     dropout_rate: 0.2, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1, tie_word_embeddings: false,
   }, 'test config');
 
-  // the batch is padded: with skipPadding the recomputed encoder blocks work on its real tokens too
+  // the batch is padded: with skipPadding the recomputed encoder blocks work on its real tokens too, and with
+  // one long row and three short ones their self-attention runs in two groups of rows
   for (const [training, skipPadding] of [[false, false], [true, false], [true, true]]) {
-    it(`loss and every gradient equal the plain backward (dropout ${training ? 'on' : 'off'}${skipPadding ? ', skipPadding' : ''})`, async () => {
+    it(`loss and every gradient equal the plain backward (dropout ${training ? 'on' : 'off'}${skipPadding ? ', skipPadding, attention in groups' : ''})`, async () => {
       const m = model(cfg);
-      const bt = batch(3, 13, 7, cfg.vocab_size);
+      const bt = skipPadding ? batch(4, 24, 7, cfg.vocab_size, 4) : batch(3, 13, 7, cfg.vocab_size);
+      if (skipPadding) expect(TokenRows.of(bt.attentionMask, 4, 24)!.attentionGroups()?.length).toBe(2);
       const plain = await step(m, bt, { training: training!, gradientCheckpointing: false, skipPadding: skipPadding! });
       const ckpt = await step(m, bt, { training: training!, gradientCheckpointing: true, skipPadding: skipPadding! });
       expect(ckpt.value).toBe(plain.value);

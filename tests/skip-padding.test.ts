@@ -13,7 +13,7 @@ import { storedParameters } from '../model/parameters.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { ParamMap } from '../model/t5.ts';
-import { TokenRows } from '../model/token-rows.ts';
+import { RowGroup, TokenRows } from '../model/token-rows.ts';
 import { trainStep } from '../train/train-step.ts';
 import type { Batch } from '../train/dataset.ts';
 
@@ -46,6 +46,36 @@ describe('TokenRows', () => {
     expect(TokenRows.leading([0, 1, 1, 1, 1, 1], 2, 3)).toBeUndefined(); // left padding
     expect(TokenRows.leading([1, 1, 1, 1, 1, 1], 2, 3)).toBeUndefined(); // nothing to skip
     expect(TokenRows.of([0, 0, 0, 0], 2, 2)).toBeUndefined(); // nothing to compute on
+  });
+
+  it('attentionGroups(): the long rows apart when that saves more attention than the gathers cost', async () => {
+    const mask = (lengths: number[], L: number) => lengths.flatMap((n) => Array.from({ length: L }, (_, l) => (l < n ? 1 : 0)));
+    const rowsOf = (lengths: number[], L: number) => TokenRows.of(mask(lengths, L), lengths.length, L)!;
+    // golden batch0's sources: 4 x 180² = 129,600 position pairs, or 180² + 3 x 140² = 91,200 plus 24 x 552
+    expect(rowsOf([140, 180, 134, 98], 180).attentionGroups()?.map((g) => [g.rows, g.length])).toEqual([[[1], 180], [[0, 2, 3], 140]]);
+    // one long row and seven short ones: three groups
+    const groups = rowsOf([512, 150, 300, 140, 145, 310, 130, 160], 512).attentionGroups()!;
+    expect(groups.map((g) => [g.rows, g.length])).toEqual([[[0], 512], [[2, 5], 310], [[1, 3, 4, 6, 7], 160]]);
+    expect(Array.from(groups[1]!.attentionMask).filter((m) => m === 1).length).toBe(610);
+    // close lengths: one padded batch
+    expect(rowsOf([100, 96, 98, 90], 100).attentionGroups()).toBeUndefined();
+
+    // every token goes to one group and comes back from it: summing the groups' unpad(pad(x)) gives x
+    // rows of 5, 1 and 3 tokens (9): row 0 alone, rows 1 and 2 padded to 3
+    const m = mask([5, 1, 3], 5);
+    let next = 0;
+    const rowOf = Int32Array.from(m, (v) => (v ? next++ : -1));
+    const split = [new RowGroup([0], 5, rowOf, 5, 9), new RowGroup([1, 2], 3, rowOf, 5, 9)];
+    const data = Float32Array.from({ length: 9 * 2 }, (_, i) => i + 1);
+    const x = tensor(data, [1, 9, 2]);
+    const padded = split.map((g) => g.pad(x));
+    expect(padded.map((p) => p.shape)).toEqual([[1, 5, 2], [2, 3, 2]]);
+    expect(Array.from(await padded[1]!.toArray())).toEqual([11, 12, 0, 0, 0, 0, 13, 14, 15, 16, 17, 18]);
+    const back = split.map((g, i) => g.unpad(padded[i]!));
+    const [first, second] = [await back[0]!.toArray(), await back[1]!.toArray()];
+    expect(Array.from(first, (v, i) => v + second[i]!)).toEqual(Array.from(data));
+    expect(Array.from(first).slice(10)).toEqual(Array(8).fill(0)); // the other group's tokens
+    for (const t of [x, ...padded, ...back]) t.dispose();
   });
 
   it('checks the mask length and the shapes it is given', () => {

@@ -14,6 +14,7 @@ import { readSafetensors, type SafeTensor } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { Seq2SeqBatch } from '../model/t5.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
+import { TokenRows } from '../model/token-rows.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
 
@@ -79,10 +80,13 @@ describe('T5 forward matches Hugging Face', () => {
     });
   }
 
-  // batch0 is the padded case: sources of 140, 180, 134 and 98 tokens (the encoder runs on 552 rows, not 720),
-  // targets of 11, 12, 8 and 8 labels (the decoder runs on 39 positions, not 48)
+  // batch0 is the padded case: sources of 140, 180, 134 and 98 tokens (the encoder runs on 552 rows, not 720;
+  // its attention on 180² + 3 x 140² position pairs, not 4 x 180²), targets of 11, 12, 8 and 8 labels (the
+  // decoder runs on 39 positions, not 48)
   it('batch0 with skipPadding: the same loss, logits and encoder states at real positions; zeros at the others', async () => {
     const c = golden.find((g) => g.name === 'batch0')!;
+    // and the encoder's self-attention runs in two groups of rows: [180] and [140, 134, 98]
+    expect(TokenRows.of(c.attention_mask.flat(), 4, 180)!.attentionGroups()?.length).toBe(2);
     const out = tidy(() => model.forward(batchOf(c), { skipPadding: true }));
     const enc = await out.encoderHidden.toFloat32();
     const logits = await out.logits.toFloat32();
