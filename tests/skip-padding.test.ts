@@ -59,6 +59,8 @@ describe('TokenRows', () => {
     expect(Array.from(groups[1]!.attentionMask).filter((m) => m === 1).length).toBe(610);
     // close lengths: one padded batch
     expect(rowsOf([100, 96, 98, 90], 100).attentionGroups()).toBeUndefined();
+    // rows of padding only join a group at length 1 or more, never an empty attention
+    expect(rowsOf([400, 0, 0, 0, 0, 0, 0, 0], 400).attentionGroups()?.map((g) => [g.rows, g.length])).toEqual([[[0], 400], [[1, 2, 3, 4, 5, 6, 7], 1]]);
 
     // every token goes to one group and comes back from it: summing the groups' unpad(pad(x)) gives x
     // rows of 5, 1 and 3 tokens (9): row 0 alone, rows 1 and 2 padded to 3
