@@ -198,7 +198,8 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
     const rows = inputs.rows;
     const qRows = linear(x, param(ctx, `${prefix}.q.weight`));
     if (inputs.groups) {
-      return linear(mergeHeads(groupedSelfAttention(ctx, prefix, x, qRows, inputs.groups)), param(ctx, `${prefix}.o.weight`), 'none', residual);
+      const grouped = groupedSelfAttention(ctx, prefix, x, splitHeads(qRows, h, dk), inputs.groups);
+      return linear(mergeHeads(grouped), param(ctx, `${prefix}.o.weight`), 'none', residual);
     }
     const q = splitHeads(rows ? rows.pad(qRows) : qRows, h, dk);
     const kv = inputs.keyValue ?? projectKeyValue(ctx, prefix, x, rows);
@@ -211,17 +212,15 @@ export function T5Attention(ctx: ForwardContext, prefix: string, x: Tensor, inpu
   return linear(mergeHeads(out), param(ctx, `${prefix}.o.weight`), 'none', residual);
 }
 
-/** Self-attention of a padded batch's real tokens x [1, T, D] (queries `qRows` projected already) in groups of
- * rows, each padded to its own length: [1, T, H, dk], each token's output from its group. */
-function groupedSelfAttention(ctx: ForwardContext, prefix: string, x: Tensor, qRows: Tensor, groups: GroupAttention[]): Tensor {
-  const { num_heads: h, d_kv: dk } = ctx.config;
-  const kRows = linear(x, param(ctx, `${prefix}.k.weight`));
-  const vRows = linear(x, param(ctx, `${prefix}.v.weight`));
+/** Self-attention of a padded batch's real tokens x [1, T, D] (queries q [1, T, H, dk] projected already) in
+ * groups of rows, each padded to its own length: [1, T, H, dk], each token's output from its group. */
+function groupedSelfAttention(ctx: ForwardContext, prefix: string, x: Tensor, q: Tensor, groups: GroupAttention[]): Tensor {
+  const h = ctx.config.num_heads;
+  const { k, v } = projectKeyValue(ctx, prefix, x);
   let out: Tensor | undefined;
   for (const { group, bias, mask } of groups) {
-    const [q, k, v] = [qRows, kRows, vRows].map((t) => splitHeads(group.pad(t), h, dk)) as [Tensor, Tensor, Tensor];
     const dropout = ctx.dropout.draw(group.rows.length * h * group.length * group.length);
-    const part = group.unpad(attention(q, k, v, { bias, mask, dropout, layout: 'BLHD' }));
+    const part = group.unpad(attention(group.pad(q), group.pad(k), group.pad(v), { bias, mask, dropout, layout: 'BLHD' }));
     out = out ? add(out, part) : part;
   }
   return out!;
