@@ -15,6 +15,7 @@ import { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { ParamMap } from '../model/t5.ts';
 import { RowGroup, TokenRows } from '../model/token-rows.ts';
 import { trainStep } from '../train/train-step.ts';
+import { captureDispatches } from '../train/profile.ts';
 import type { Batch } from '../train/dataset.ts';
 
 beforeAll(async () => {
@@ -112,19 +113,14 @@ describe('the encoder on real tokens only', () => {
 
   /** multiply-adds of the matmul launches `run` records */
   async function matmulFlops(run: () => Promise<void>): Promise<number> {
-    const r = rt();
-    const original = r.dispatch;
-    let flops = 0;
-    r.dispatch = function (this: typeof r, k) {
-      if (/matmul/.test(k.name)) flops += k.flops ?? 0;
-      return original.call(this, k);
-    };
+    const capture = captureDispatches();
+    let launches;
     try {
       await run();
     } finally {
-      r.dispatch = original;
+      launches = capture.stop();
     }
-    return flops;
+    return launches.filter((c) => /matmul/.test(c.launch.name)).reduce((sum, c) => sum + (c.launch.flops ?? 0) * c.count, 0);
   }
 
   it('a training step', async () => {
