@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DataError } from '../util/data-error.ts';
-import { Mt19937, mulberry32, numpyPermutation, splitIndices, splitRows } from '../train/split.ts';
+import { Mt19937, numpyPermutation, splitIndices, splitRows } from '../train/split.ts';
+import { mulberry32 } from '../util/mulberry32.ts';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 

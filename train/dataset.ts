@@ -11,7 +11,7 @@ import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { type BadRow, type QaRow } from '../tasks/csv-data.ts';
 import { DataError } from '../util/data-error.ts';
-import { mulberry32 } from './split.ts';
+import { mulberry32 } from '../util/mulberry32.ts';
 
 /** Hugging Face's ignore index: label positions that do not count in the loss. */
 export const IGNORE_INDEX = -100;

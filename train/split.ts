@@ -1,6 +1,7 @@
 // Deterministic train/validation split: the same rows and seed always give the same two parts,
 // on every machine, with no dependence on Math.random.
 import { DataError } from '../util/data-error.ts';
+import { mulberry32 } from '../util/mulberry32.ts';
 
 export interface SplitOptions {
   /** Share of rows held out for validation, in [0, 1). Default 0.2. */
@@ -18,22 +19,6 @@ export interface SplitOptions {
 export interface Split<T> {
   train: T[];
   valid: T[];
-}
-
-/**
- * mulberry32 (Tommy Ettinger, public domain): a 32-bit state advanced by a Weyl step and mixed by two
- * multiply-xorshift rounds. Small, fast and well distributed for shuffling; not for cryptography.
- * Returns a generator of uint32 values.
- */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
 }
 
 /** MT19937 seeded as numpy's legacy `RandomState(seed)` (init_genrand). */

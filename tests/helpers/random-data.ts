@@ -1,9 +1,9 @@
 // Seeded random data for tests: every run, and every failure, sees the same values. Two generators, because
 // the tests' data was drawn from both and must stay what it is:
-// - mulberry32 (train/split.ts's generator, as floats);
+// - mulberry32 (util/mulberry32.ts's generator, as floats);
 // - the C library's LCG x' = x * 1103515245 + 12345 mod 2^32, with the product taken in float64 as the tests
 //   always took it (it exceeds 2^53, so low bits are lost: not the exact 32-bit LCG, but a fixed sequence).
-import { mulberry32 as mulberry32Bits } from '../../train/split.ts';
+import { mulberry32 as mulberry32Bits } from '../../util/mulberry32.ts';
 
 /** mulberry32 as uniform floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
