@@ -46,7 +46,12 @@ const PREDICT_FLAGS = {
     type: 'string', choices: ['true', 'false', 'never'], help: 'when beam search stops; bare: true', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.early_stopping} with beams`,
     to: 'generation.early_stopping', as: (v) => (v === 'never' ? 'never' : v === 'true'),
   },
-  'num-return-sequences': { type: 'int', min: 1, help: 'answers per input, best first', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'num-return-sequences': { type: 'int', min: 1, help: 'answers per input (beam search: best first; sampling: as drawn)', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (num_beams 1)', to: 'generation.do_sample' },
+  temperature: { type: 'number', help: 'with --do-sample: the logits are divided by X (> 0)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.temperature' },
+  'top-k': { type: 'int', min: 0, help: 'with --do-sample: only the K most likely tokens; 0: no limit', libraryDefault: `${FROM_FOLDER} 50`, to: 'generation.top_k' },
+  'top-p': { type: 'number', help: 'with --do-sample: only the most likely tokens up to probability X (nucleus)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.top_p' },
+  seed: { type: 'int', min: 0, help: 'with --do-sample: seed of the draws, so that a run repeats', libraryDefault: 'a fresh one each run', to: 'seed' },
   'batch-size': { type: 'int', min: 1, help: 'inputs per generate call with --data', libraryDefault: String(DEFAULT_BATCH_SIZE), to: 'batchSize' },
   json: { type: 'boolean', help: 'one JSON object per input: sequences [{text, ids, score}], and line with --data' },
   quiet: { type: 'boolean', short: 'q', help: 'no warnings, no progress bars' },
@@ -56,7 +61,7 @@ const PREDICT_FLAGS = {
 /** The generation flags as HF option names; --num-return-sequences checked against --num-beams here to name both. */
 function generationOptions(opts: Partial<PredictFileOptions>): GenerationOptions {
   const g = opts.generation ?? {};
-  if (g.num_return_sequences !== undefined && g.num_beams !== undefined && g.num_return_sequences > g.num_beams) {
+  if (!g.do_sample && g.num_return_sequences !== undefined && g.num_beams !== undefined && g.num_return_sequences > g.num_beams) {
     throw new Error(`predict: --num-return-sequences ${g.num_return_sequences} is more than --num-beams ${g.num_beams}`);
   }
   return g;
@@ -110,7 +115,7 @@ export async function predictCommand(argv: string[]): Promise<void> {
     throw new Error(msg.startsWith('--model') ? `predict: ${msg}` : `predict: --model ${values.model}: ${msg}`);
   }
   const { model, tokenizer, dir, preprocess } = loaded;
-  const common = { modelDir: dir, generation, preprocess: preprocess ?? null, onWarning: warn };
+  const common = { modelDir: dir, generation, preprocess: preprocess ?? null, onWarning: warn, seed: mapped.seed };
   try {
     if (values.data !== undefined) {
       const result = await predictFile({

@@ -1,8 +1,9 @@
 // `model.generate` for T5: the encoder once, a KV-cached decoder step per token, and Hugging Face's greedy
-// or beam search (generate/greedy-search.ts, generate/beam-search.ts) choosing the tokens; plain greedy search
-// chooses them on the GPU (generate/greedy-on-device.ts).
+// search, beam search or sampling (generate/greedy-search.ts, beam-search.ts, sample-search.ts) choosing the
+// tokens; plain greedy search chooses them on the GPU (generate/greedy-on-device.ts).
 import { beamSearch } from './beam-search.ts';
 import { greedySearch } from './greedy-search.ts';
+import { sampleSearch, type SampleOptions } from './sample-search.ts';
 import { greedyOnDeviceSuits, greedySearchOnDevice } from './greedy-on-device.ts';
 import { greedySequencesScores, logSumExpRows } from './greedy-sequence-scores.ts';
 import type { ResolvedGenerationConfig } from './generation-config.ts';
@@ -21,37 +22,46 @@ export interface EncodedInputs {
   sourceLength: number;
 }
 
+/** Decoder rows per input: the beams, or with sampling the return sequences (HF's `_expand_inputs_for_generation`). */
+export function rowsPerInput(config: ResolvedGenerationConfig): number {
+  return config.doSample ? config.numReturnSequences : config.numBeams;
+}
+
 /**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: greedy search when num_beams is 1,
- * beam search otherwise. The stepper must have been built for `batchSize * config.numBeams` rows.
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: sampling with do_sample, else
+ * greedy search when num_beams is 1, beam search otherwise. The stepper must have been built for
+ * `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to sampling only.
  */
 export function generate(
   stepper: DecoderStepper,
   batchSize: number,
   config: ResolvedGenerationConfig,
+  sampling: SampleOptions = {},
 ): Promise<GenerationOutput> {
+  if (config.doSample) return sampleSearch(stepper, batchSize * rowsPerInput(config), config, sampling);
   return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
 }
 
 /**
- * Generates for a padded batch of encoded inputs. With `sequenceScores`, greedy search's output gets
- * `sequencesScores` too (greedy-sequence-scores.ts; beam search always has them), at the cost of a logsumexp over
- * each step's logits. Greedy search without logits processors or scores chooses its tokens on the GPU
- * (greedy-on-device.ts, the same result); `greedyOnDevice: false` keeps it on the host (tests compare the two).
+ * Generates for a padded batch of encoded inputs. With `sequenceScores`, greedy search's and sampling's output
+ * gets `sequencesScores` too (greedy-sequence-scores.ts, sample-search.ts; beam search always has them), at the
+ * cost of a logsumexp over each step's logits. Greedy search without logits processors or scores chooses its
+ * tokens on the GPU (greedy-on-device.ts, the same result); `greedyOnDevice: false` keeps it on the host (tests
+ * compare the two). `seed` seeds sampling's draws (sample-search.ts; default: a fresh one per call).
  */
 export async function generateIds(
   model: T5ForConditionalGeneration,
   inputs: EncodedInputs,
   config: ResolvedGenerationConfig,
-  options: { sequenceScores?: boolean; greedyOnDevice?: boolean } = {},
+  options: { sequenceScores?: boolean; greedyOnDevice?: boolean; seed?: number } = {},
 ): Promise<GenerationOutput> {
   // the searches feed every token but the last of a max_length sequence (decoder start token included)
   const cache = new T5DecoderCache(
-    model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, config.numBeams,
+    model.context(), inputs.inputIds, inputs.attentionMask, inputs.batchSize, inputs.sourceLength, rowsPerInput(config),
     config.maxLength - 1,
   );
   const vocab = model.config.vocab_size;
-  const greedyScores = options.sequenceScores === true && config.numBeams === 1;
+  const greedyScores = options.sequenceScores === true && config.numBeams === 1 && !config.doSample;
   if (options.greedyOnDevice !== false && greedyOnDeviceSuits(config, greedyScores)) {
     try {
       return await greedySearchOnDevice(cache, inputs.batchSize, config, vocab);
@@ -91,7 +101,7 @@ export async function generateIds(
   };
   let out: GenerationOutput;
   try {
-    out = await generate(stepper, inputs.batchSize, config);
+    out = await generate(stepper, inputs.batchSize, config, { seed: options.seed, sequenceScores: options.sequenceScores });
   } finally {
     cache.dispose();
   }

@@ -99,6 +99,15 @@ export function generationConfigFromModel(cfg: T5Config, options: Readonly<Gener
     if (resolved.earlyStopping !== false) refuse('early_stopping', resolved.earlyStopping);
     if (resolved.lengthPenalty !== 1) refuse('length_penalty', resolved.lengthPenalty);
   }
+  if (!resolved.doSample) {
+    const all: Record<string, unknown> = { ...fromModel, ...options };
+    for (const key of ['temperature', 'top_p']) {
+      const v = all[key];
+      if (v !== undefined && v !== null && v !== 1) {
+        throw new Error(`generate: \`${key}\` is ${JSON.stringify(v)} but \`do_sample\` is false: it only applies to sampling (HF warns and will not save it)`);
+      }
+    }
+  }
   const gen: Record<string, unknown> = { ...fromModel };
   for (const [key, v] of Object.entries(options)) if (v !== undefined) gen[key] = v;
   return gen;

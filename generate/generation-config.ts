@@ -2,6 +2,9 @@
 // what the searches need as HF's `generate` does for an encoder-decoder model whose decoder prompt is the single
 // decoder start token.
 //
+// Searches: greedy (num_beams 1), beam search (num_beams > 1) and sampling (do_sample, num_beams 1, with HF's
+// temperature, top_k and top_p warpers).
+//
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
 // writing the file is generation-config-file.ts's), then the options passed explicitly. Options HF has but we do
@@ -42,8 +45,14 @@ export interface GenerationOptions {
   return_dict_in_generate?: boolean;
   /** Accepted for HF compatibility: the decoder always uses its cache, which gives the same result. */
   use_cache?: boolean;
-  /** Only false: sampling is not implemented. */
+  /** Sample each token from the (warped) distribution instead of taking the best; only with num_beams 1. */
   do_sample?: boolean;
+  /** Sampling: the logits are divided by this (> 0) before drawing; default 1. */
+  temperature?: number;
+  /** Sampling: only the k most likely tokens can be drawn; 0 or null: no limit. Default 50 (HF's). */
+  top_k?: number | null;
+  /** Sampling: only the smallest set of most likely tokens whose probability reaches top_p; default 1 (off). */
+  top_p?: number | null;
   /** Only 1: diverse (group) beam search is not implemented. */
   num_beam_groups?: number;
   /** Only 0: diverse beam search is not implemented. */
@@ -67,6 +76,14 @@ export interface ResolvedGenerationConfig {
   padTokenId: number | null;
   decoderStartTokenId: number;
   outputScores: boolean;
+  /** Sampling instead of greedy search (num_beams is then 1). */
+  doSample: boolean;
+  /** 1: no TemperatureLogitsWarper. */
+  temperature: number;
+  /** 0: no TopKLogitsWarper. */
+  topK: number;
+  /** 1: no TopPLogitsWarper. */
+  topP: number;
   /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
   warnings: string[];
 }
@@ -90,6 +107,9 @@ export const GENERATION_DEFAULTS = {
   return_dict_in_generate: false,
   use_cache: true,
   do_sample: false,
+  temperature: 1.0,
+  top_k: 50,
+  top_p: 1.0,
   num_beam_groups: 1,
   diversity_penalty: 0.0,
 } as const satisfies Required<GenerationOptions>;
@@ -125,13 +145,10 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
 };
 
 /**
- * Sampling-only options. HF ignores them when do_sample is false, so a folder's file may carry them; passed
- * explicitly with another value they are refused, since sampling is not implemented.
+ * Sampling warpers we do not implement. HF ignores them when do_sample is false, so a folder's file may carry
+ * them; another value is refused when passed explicitly, or when sampling would use it.
  */
 const SAMPLING_DEFAULTS: Readonly<Record<string, number>> = {
-  temperature: 1.0,
-  top_k: 50,
-  top_p: 1.0,
   typical_p: 1.0,
   epsilon_cutoff: 0.0,
   eta_cutoff: 0.0,
@@ -190,9 +207,7 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
     return v;
   }
   if (key in SAMPLING_DEFAULTS) {
-    if (explicit && !sameValue(v, SAMPLING_DEFAULTS[key])) {
-      fail(key, `is a sampling option and sampling is not supported (greedy and beam search only), got ${show(v)}`, source);
-    }
+    if (explicit && !sameValue(v, SAMPLING_DEFAULTS[key])) fail(key, samplingUnsupported(v), source);
     return v;
   }
   switch (key) {
@@ -230,7 +245,17 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       if (typeof v !== 'boolean') fail(key, `must be true or false, got ${show(v)}`, source);
       return v;
     case 'do_sample':
-      if (v !== false) fail(key, `is ${show(v)}: sampling is not supported (greedy and beam search only)`, source);
+      if (typeof v !== 'boolean') fail(key, `must be true or false, got ${show(v)}`, source);
+      return v;
+    case 'temperature':
+      // the range (> 0) is checked when sampling uses it (checkSampling): HF ignores it otherwise
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
+      return v;
+    case 'top_k':
+      return v === null ? 0 : checkInt(key, v, 0, source);
+    case 'top_p':
+      if (v === null) return 1.0;
+      if (typeof v !== 'number' || !(v >= 0 && v <= 1)) fail(key, `has to be a float > 0 and < 1, but is ${show(v)}`, source);
       return v;
     case 'num_beam_groups':
       if (v !== 1) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 1`, source);
@@ -260,7 +285,9 @@ export function resolveGenerationConfig(
   const tokens = resolveSpecialTokens(merged, warnings);
   const explicitMaxLength = options.max_length !== undefined && options.max_length !== null;
   const lengths = resolveLengths(merged, explicitMaxLength, fileConfig.max_length !== undefined, warnings);
-  const beams = checkBeamOptions(merged, warnings);
+  const doSample = merged.do_sample as boolean;
+  const beams = checkBeamOptions(merged, doSample, warnings);
+  const sampling = checkSampling(merged, doSample, fileName, warnings);
   return {
     ...lengths,
     numBeams: beams.numBeams,
@@ -270,6 +297,8 @@ export function resolveGenerationConfig(
     earlyStopping: beams.earlyStopping,
     ...tokens,
     outputScores: merged.output_scores as boolean,
+    doSample,
+    ...sampling,
     warnings,
   };
 }
@@ -341,18 +370,23 @@ function resolveLengths(
   return { maxLength, minLength, minNewTokens };
 }
 
-/** Greedy search refuses several sequences and warns about beam-only flags; beam search caps the sequences. */
+/** Greedy search refuses several sequences and warns about beam-only flags; beam search caps the sequences;
+ * sampling takes any number of sequences, and no beams. */
 function checkBeamOptions(
   merged: Record<string, unknown>,
+  doSample: boolean,
   warnings: string[],
 ): Pick<ResolvedGenerationConfig, 'numBeams' | 'numReturnSequences' | 'earlyStopping' | 'lengthPenalty'> {
   const numBeams = merged.num_beams as number;
   const numReturnSequences = merged.num_return_sequences as number;
   const earlyStopping = merged.early_stopping as EarlyStopping;
   const lengthPenalty = merged.length_penalty as number;
+  if (doSample && numBeams > 1) {
+    fail('do_sample', `with \`num_beams\` ${numBeams} (beam sampling) is not supported: sample with num_beams 1, or search with do_sample false`);
+  }
   if (numBeams === 1) {
     // HF raises in greedy mode; GenerationConfig.validate() only warns about the beam-only flags.
-    if (numReturnSequences > 1) {
+    if (numReturnSequences > 1 && !doSample) {
       fail('num_return_sequences', `has to be 1 when doing greedy search (num_beams 1), but is ${numReturnSequences}`);
     }
     if (earlyStopping !== false) warnings.push('`num_beams` is set to 1. However, `early_stopping` is set: it is only used in beam-based generation modes.');
@@ -361,4 +395,36 @@ function checkBeamOptions(
     fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
   }
   return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
+}
+
+function samplingUnsupported(v: unknown): string {
+  return `is not supported (sampling implements temperature, top_k and top_p), got ${show(v)}`;
+}
+
+/**
+ * The warpers' settings. With do_sample false HF ignores them and GenerationConfig.validate() warns about a
+ * temperature or top_p that is set; with do_sample true they are checked as the warpers check them, and a
+ * sampling option we do not implement is refused even when it comes from a file.
+ */
+function checkSampling(
+  merged: Record<string, unknown>,
+  doSample: boolean,
+  fileName: string,
+  warnings: string[],
+): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP'> {
+  const temperature = merged.temperature as number;
+  const topK = merged.top_k as number;
+  const topP = merged.top_p as number;
+  if (!doSample) {
+    const unused = (flag: string, value: unknown) =>
+      warnings.push(`\`do_sample\` is false, but \`${flag}\` is ${value}: it is only used when sampling (HF warns the same). Set \`do_sample\` or unset \`${flag}\`.`);
+    if (temperature !== 1) unused('temperature', temperature);
+    if (topP !== 1) unused('top_p', topP);
+    return { temperature: 1, topK: 0, topP: 1 };
+  }
+  if (!(temperature > 0)) fail('temperature', `(=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
+  for (const [key, off] of Object.entries(SAMPLING_DEFAULTS)) {
+    if (merged[key] !== undefined && !sameValue(merged[key], off)) fail(key, samplingUnsupported(merged[key]), fileName);
+  }
+  return { temperature, topK, topP };
 }

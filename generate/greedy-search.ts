@@ -66,6 +66,7 @@ export function checkTokenIds(config: ResolvedGenerationConfig, vocab: number): 
 export function checkGreedyArgs(batchSize: number, config: ResolvedGenerationConfig, vocab: number): void {
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
   if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
+  if (config.doSample) throw new RangeError('greedySearch: the config samples (do_sample): use generate() or sampleSearch()');
   checkTokenIds(config, vocab);
   if (config.eosTokenIds.length > 0 && config.padTokenId === null) {
     throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');

@@ -46,6 +46,8 @@ export interface PredictOptions {
   maxInputLength?: number;
   /** HF's generation warnings (a beam option with num_beams 1, the default max_length, ...); default dropped. */
   onWarning?: (message: string) => void;
+  /** Seed of the draws when sampling (`do_sample`), so that a run repeats itself; default: a fresh one per call. */
+  seed?: number;
 }
 
 export interface PredictedSequence {
@@ -62,7 +64,7 @@ export interface PredictedSequence {
 }
 
 export interface Prediction {
-  /** Best first; num_return_sequences of them. */
+  /** num_return_sequences of them: best first from a search, in draw order when sampling. */
   sequences: PredictedSequence[];
 }
 
@@ -70,6 +72,8 @@ export interface PredictSettings {
   generation: ResolvedGenerationConfig;
   preprocess?: PreprocessConfig;
   maxInputLength: number;
+  /** Sampling's seed (PredictOptions.seed). */
+  seed?: number;
 }
 
 /** Merges the defaults, the folder's files and the options (see the file comment); throws naming a bad option. */
@@ -91,7 +95,9 @@ export async function resolvePredictSettings(
   const has = (key: keyof typeof TUTORIAL_GENERATION_DEFAULTS): boolean =>
     given[key] !== undefined || fileConfig[key] !== undefined;
   const tutorial: GenerationOptions = {};
-  if (!has('num_beams')) tutorial.num_beams = TUTORIAL_GENERATION_DEFAULTS.num_beams;
+  // sampling draws from one sequence per row: the tutorial's beams only when not sampling
+  const sampling = (given.do_sample ?? fileConfig.do_sample) === true;
+  if (!has('num_beams')) tutorial.num_beams = sampling ? 1 : TUTORIAL_GENERATION_DEFAULTS.num_beams;
   if (!has('no_repeat_ngram_size')) tutorial.no_repeat_ngram_size = TUTORIAL_GENERATION_DEFAULTS.no_repeat_ngram_size;
   // early_stopping only means something to beam search: with num_beams 1 HF would warn about it.
   const beams = given.num_beams ?? (fileConfig.num_beams as number | undefined) ?? tutorial.num_beams;
@@ -102,7 +108,7 @@ export async function resolvePredictSettings(
   let preprocess: PreprocessConfig | undefined;
   if (options.preprocess !== undefined) preprocess = options.preprocess ?? undefined;
   else if (options.modelDir) preprocess = loadT5WebgpuSettings(options.modelDir).preprocess;
-  return { generation, preprocess, maxInputLength };
+  return { generation, preprocess, maxInputLength, ...(options.seed !== undefined ? { seed: options.seed } : {}) };
 }
 
 /** The text the model sees: the stored cleaning, without `fillNa` (an empty input is refused before). */
@@ -133,7 +139,7 @@ export async function predictEncoded(
 ): Promise<Prediction[]> {
   if (sources.length === 0) return [];
   const config = settings.generation;
-  const out = await generateIds(model, padBatch(sources, config.padTokenId ?? 0), config, { sequenceScores: true });
+  const out = await generateIds(model, padBatch(sources, config.padTokenId ?? 0), config, { sequenceScores: true, seed: settings.seed });
   // HF pads the sequences to the longest; a prediction ends at its first </s>.
   const eos = new Set(config.eosTokenIds);
   const k = config.numReturnSequences;

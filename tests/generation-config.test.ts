@@ -81,8 +81,13 @@ describe('generation config', () => {
   it('refuses a file option that would change the result, naming the option and the file', async () => {
     const d = await folder({ 'generation_config.json': { ...T5, repetition_penalty: 1.2 } });
     await expect(loadGenerationConfig(d)).rejects.toThrow(/`repetition_penalty` is not supported.*generation_config\.json/);
-    const s = await folder({ 'generation_config.json': { ...T5, do_sample: true } });
-    await expect(loadGenerationConfig(s)).rejects.toThrow(/`do_sample` is true: sampling is not supported/);
+    // sampling reads typical_p from the file, which we do not implement; without do_sample HF ignores it
+    const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: 0.9 } });
+    await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` is not supported \(sampling implements temperature, top_k and top_p\), got 0.9.*generation_config\.json/);
+    const beamSample = await folder({ 'generation_config.json': { ...T5, do_sample: true, num_beams: 4 } });
+    await expect(loadGenerationConfig(beamSample)).rejects.toThrow(/`do_sample` with `num_beams` 4 \(beam sampling\) is not supported/);
+    const typicalOff = await folder({ 'generation_config.json': { ...T5, do_sample: false, typical_p: 0.9 } });
+    expect((await loadGenerationConfig(typicalOff)).doSample).toBe(false);
     const bad = await folder({ 'generation_config.json': '{"eos_token_id": 1,' });
     await expect(loadGenerationConfig(bad)).rejects.toThrow(/generation_config\.json: not valid JSON/);
     const arr = await folder({ 'generation_config.json': '[1]' });
@@ -116,6 +121,22 @@ describe('generation config', () => {
     expect(c.warnings[1]).toMatch(/length_penalty/);
   });
 
+  it('sampling: HF defaults top_k 50, temperature 1, top_p 1; several sequences per input; no beams', () => {
+    const c = resolveGenerationConfig(T5, { do_sample: true, num_return_sequences: 3, max_length: 20 });
+    expect(c).toMatchObject({ doSample: true, numBeams: 1, numReturnSequences: 3, temperature: 1, topK: 50, topP: 1 });
+    expect(c.warnings).toEqual([]);
+    // null switches a warper off, as in HF
+    expect(resolveGenerationConfig(T5, { do_sample: true, top_k: null, top_p: null, temperature: 0.5, max_length: 20 }))
+      .toMatchObject({ topK: 0, topP: 1, temperature: 0.5 });
+    // without do_sample the warpers are off whatever their values, and HF's validate() warns about two of them
+    const off = resolveGenerationConfig(T5, { temperature: 0.7, top_p: 0.9, top_k: 5, max_length: 20 });
+    expect(off).toMatchObject({ doSample: false, temperature: 1, topK: 0, topP: 1 });
+    expect(off.warnings).toEqual([
+      expect.stringMatching(/^`do_sample` is false, but `temperature` is 0.7: it is only used when sampling/),
+      expect.stringMatching(/^`do_sample` is false, but `top_p` is 0.9: it is only used when sampling/),
+    ]);
+  });
+
   const refused: [GenerationOptions | Record<string, unknown>, RegExp][] = [
     [{ max_length: 0 }, /`max_length` must be an integer >= 1, got 0/],
     [{ max_length: 2.5 }, /`max_length`/],
@@ -132,10 +153,14 @@ describe('generation config', () => {
     [{ eos_token_id: [] }, /`eos_token_id` must not be an empty list/],
     [{ eos_token_id: 'a' }, /`eos_token_id`/],
     [{ pad_token_id: -1 }, /`pad_token_id`/],
-    [{ do_sample: true }, /`do_sample` is true: sampling is not supported/],
-    [{ temperature: 0.7 }, /`temperature` is a sampling option/],
-    [{ top_k: 10 }, /`top_k` is a sampling option/],
-    [{ top_p: 0.9 }, /`top_p`/],
+    [{ do_sample: 'yes' }, /`do_sample` must be true or false, got "yes"/],
+    [{ do_sample: true, num_beams: 2 }, /`do_sample` with `num_beams` 2 \(beam sampling\) is not supported/],
+    [{ do_sample: true, temperature: 0 }, /`temperature` \(=0\) has to be a strictly positive float/],
+    [{ temperature: Number.POSITIVE_INFINITY }, /`temperature` must be a finite number/],
+    [{ top_k: -1 }, /`top_k` must be an integer >= 0, got -1/],
+    [{ top_k: 2.5 }, /`top_k` must be an integer >= 0/],
+    [{ top_p: 1.5 }, /`top_p` has to be a float > 0 and < 1, but is 1.5/],
+    [{ typical_p: 0.9 }, /`typical_p` is not supported \(sampling implements temperature, top_k and top_p\)/],
     [{ num_beam_groups: 2 }, /`num_beam_groups` is 2: diverse \(group\) beam search is not supported/],
     [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
     [{ repetition_penalty: 1.2 }, /`repetition_penalty` is not supported/],
@@ -222,8 +247,13 @@ describe('generation_config.json written (save_pretrained)', () => {
     expect(() => generationConfigFromModel(golden, { length_penalty: 0.8 })).toThrow('`length_penalty` is 0.8 but `num_beams` is 1');
     expect(() => generationConfigFromModel(golden, { num_beams: 2, num_return_sequences: 3 })).toThrow(/`num_return_sequences` has to be smaller or equal to `num_beams` \(2\)/);
     expect(() => generationConfigFromModel(golden, { num_beams: 0 })).toThrow('`num_beams` must be an integer >= 1');
-    expect(() => generationConfigFromModel(golden, { do_sample: true })).toThrow('`do_sample` is true: sampling is not supported');
-    expect(() => generationConfigFromModel(golden, { temperature: 0.7 } as never)).toThrow('`temperature` is a sampling option');
+    expect(() => generationConfigFromModel(golden, { temperature: 0.7 })).toThrow('`temperature` is 0.7 but `do_sample` is false');
+    expect(() => generationConfigFromModel(golden, { top_p: 0.9 })).toThrow('`top_p` is 0.9 but `do_sample` is false');
+    expect(() => generationConfigFromModel(golden, { do_sample: true, num_beams: 3 })).toThrow('(beam sampling) is not supported');
+    // what sampling needs is written as HF writes it (floats as Python floats)
+    const sampling = serializeGenerationConfig(generationConfigFromModel(golden, { do_sample: true, temperature: 2, top_k: 0, top_p: 0.9 }));
+    expect(JSON.parse(sampling)).toMatchObject({ do_sample: true, top_k: 0, top_p: 0.9 });
+    expect(sampling).toContain('"temperature": 2.0');
   });
 
   it('a file read back keeps keys HF does not define or that differ from its defaults, floats as floats', async () => {

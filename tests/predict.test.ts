@@ -142,6 +142,40 @@ describe('predictOne', () => {
     p.sequences.forEach((s, j) => expect(s.ids).toEqual(ref.sequences[j]!.slice(0, s.ids.length)));
   });
 
+  it('sampling on the model: top_k 1 answers as greedy search; k samples per input drawn from one encoder pass', async () => {
+    const src = padBatch([tokenizer.encodePair(context, question, { maxLength: 512 }), tokenizer.encode(`question: ${question}`, { maxLength: 512 })]);
+    const greedy = await generateIds(model, src, await loadGenerationConfig(dir, { max_new_tokens: 10 }), { greedyOnDevice: false });
+    const top1 = await generateIds(model, src, await loadGenerationConfig(dir, { max_new_tokens: 10, do_sample: true, top_k: 1 }), { seed: 9 });
+    expect(top1.sequences).toEqual(greedy.sequences);
+    // 3 samples per input (rows input-major): each input's rows match that input alone, under the same seed's
+    // draws only for the first input (the stream is shared by all rows), and a seed repeats itself
+    const k3 = await loadGenerationConfig(dir, { max_new_tokens: 10, do_sample: true, top_k: 0, temperature: 2, num_return_sequences: 3 });
+    const a = await generateIds(model, src, k3, { seed: 4 });
+    expect(a.sequences).toHaveLength(6);
+    expect((await generateIds(model, src, k3, { seed: 4 })).sequences).toEqual(a.sequences);
+    const first = await generateIds(model, padBatch([tokenizer.encodePair(context, question, { maxLength: 512 })]), k3, { seed: 4 });
+    // one draw per row and step: the first input's three rows take the stream's draws 0-2 of each step alone,
+    // 0-2 of every 6 with the second input, so only the first step's first draws coincide
+    expect(first.sequences.map((q) => q[1])).toEqual(a.sequences.slice(0, 3).map((q) => q[1]));
+    expect(new Set(a.sequences.map((q) => q.join())).size).toBeGreaterThan(2);
+  });
+
+  it('--do-sample with --num-return-sequences and --seed: k answers, the same for the same seed, without beams', async () => {
+    const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '8', '--quiet', '--json',
+      '--do-sample', '--temperature', '1.5', '--top-k', '0', '--top-p', '0.95', '--num-return-sequences', '3'];
+    const a = JSON.parse(await captureStdout(() => predictCommand([...args, '--seed', '17'])));
+    expect(a.sequences).toHaveLength(3);
+    expect(JSON.parse(await captureStdout(() => predictCommand([...args, '--seed', '17'])))).toEqual(a);
+    const p = await predictOne(model, tokenizer, { context, question }, {
+      modelDir: dir, seed: 17, generation: { max_new_tokens: 8, do_sample: true, temperature: 1.5, top_k: 0, top_p: 0.95, num_return_sequences: 3 },
+    });
+    expect(p.sequences).toEqual(a.sequences);
+    await expect(predictCommand(['--model', dir, '--input', 'x', '--do-sample', '--num-beams', '4', '--quiet']))
+      .rejects.toThrow(/--do-sample with --num-beams 4 \(beam sampling\) is not supported/);
+    await expect(predictCommand(['--model', dir, '--input', 'x', '--do-sample', '--temperature', '0', '--quiet']))
+      .rejects.toThrow(/--temperature \(=0\) has to be a strictly positive float/);
+  });
+
   it('overlong inputs are truncated to 512 tokens, context first, never an error', async () => {
     const settings = await resolvePredictSettings(model, { modelDir: dir });
     const long = 'the gabba is a stadium in brisbane. '.repeat(300);

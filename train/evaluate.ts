@@ -127,7 +127,8 @@ export async function evaluateFile(o: EvaluateFileOptions): Promise<EvalResult> 
     if (tok.badRows.length > 0) log(`${o.data}: skipped ${tok.badRows.length} rows too long: ${tok.badRows.slice(0, 5).map((b) => `line ${b.line}`).join(', ')}`);
     if (tok.examples.length === 0) throw new DataError(`${o.data}: no usable rows`, o.data);
     const { config, file } = await readGenerationConfigFile(loaded.dir);
-    const generation = resolveGenerationConfig(config, { num_beams: o.numBeams ?? 1, max_new_tokens: o.maxNewTokens ?? o.maxTargetLength ?? 128 }, file);
+    // exact match and F1 from a search, never from samples, whatever the folder's do_sample: a metric that repeats
+    const generation = resolveGenerationConfig(config, { num_beams: o.numBeams ?? 1, max_new_tokens: o.maxNewTokens ?? o.maxTargetLength ?? 128, do_sample: false }, file);
     return await evaluate(loaded.model, loaded.tokenizer, tok.examples, {
       batchSize: o.batchSize ?? 8, limit: o.generateLimit, generation, onProgress: o.onProgress,
     });

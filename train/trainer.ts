@@ -273,7 +273,8 @@ async function copyRunFiles(o: ResolvedTrainOptions, modelDir: string): Promise<
 
 async function generationFor(modelDir: string, maxNewTokens: number, numBeams = 1): Promise<ResolvedGenerationConfig> {
   const { config, file } = await readGenerationConfigFile(modelDir);
-  return resolveGenerationConfig(config, { max_new_tokens: maxNewTokens, num_beams: numBeams, max_length: undefined }, file);
+  // the run's exact match and F1 come from a search, never from samples (see evaluateFile)
+  return resolveGenerationConfig(config, { max_new_tokens: maxNewTokens, num_beams: numBeams, max_length: undefined, do_sample: false }, file);
 }
 
 function planRun(o: ResolvedTrainOptions, data: PreparedData): RunPlan {

@@ -1,0 +1,107 @@
+// The sampling warpers against references written here the way HF 4.36 writes them (a full sort of each row,
+// float64 cumulative sums), on random rows of awkward lengths, with -inf entries (tokens a processor banned)
+// and ties. The warpers' outputs are compared exactly: they only divide (temperature) or set -inf.
+import { describe, expect, it } from 'vitest';
+import { buildLogitsWarpers, kthLargest, temperatureWarper, topKWarper, topPWarper } from '../generate/logits-warpers.ts';
+import { resolveGenerationConfig } from '../generate/generation-config.ts';
+import { mulberry32 } from './helpers/random-data.ts';
+
+/** rows x vocab random scores in [-4, 4); about a tenth -inf when `banned`. */
+function randomScores(seed: number, rows: number, vocab: number, banned = false): Float32Array {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: rows * vocab }, () => (banned && rand() < 0.1 ? -Infinity : (rand() * 2 - 1) * 4));
+}
+
+const noHistory = (rows: number): number[][] => Array.from({ length: rows }, () => [0]);
+
+/** HF: indices_to_remove = scores < topk(scores, k)[..., -1]. */
+function refTopK(row: number[], k: number): number[] {
+  const kth = [...row].sort((a, b) => b - a)[Math.min(k, row.length) - 1]!;
+  return row.map((x) => (x < kth ? -Infinity : x));
+}
+
+/** HF: ascending sort, cumulative softmax; remove where cumsum <= 1 - top_p, except the last min_tokens_to_keep.
+ * Ties sort by index (the later index counts as larger), as the warper breaks them. */
+function refTopP(row: number[], p: number, minKeep = 1): number[] {
+  const order = row.map((_, i) => i).sort((a, b) => row[a]! - row[b]! || a - b);
+  const max = Math.max(...row);
+  const w = row.map((x) => Math.exp(x - max));
+  const total = w.reduce((a, b) => a + b, 0);
+  const out = [...row];
+  let cum = 0;
+  order.forEach((i, rank) => {
+    cum += w[i]! / total;
+    if (cum <= 1 - p && rank < order.length - minKeep) out[i] = -Infinity;
+  });
+  return out;
+}
+
+describe('logits warpers', () => {
+  it('kthLargest equals the sorted array on random data with repeats (lengths 1, 2, 7, 97, 1000)', () => {
+    const rand = mulberry32(3);
+    for (const n of [1, 2, 7, 97, 1000]) {
+      const a = Float32Array.from({ length: n }, () => Math.floor(rand() * 20) - 10);
+      const sorted = [...a].sort((x, y) => y - x);
+      for (const k of new Set([1, 2, Math.ceil(n / 3), n].filter((k) => k <= n))) expect(kthLargest(a, k)).toBe(sorted[k - 1]);
+    }
+  });
+
+  it('temperature divides in float32', () => {
+    const s = randomScores(1, 3, 13, true);
+    const want = s.map((x) => Math.fround(x / 0.7));
+    temperatureWarper(0.7)(noHistory(3), s, 13);
+    expect(s).toEqual(want);
+    expect(() => temperatureWarper(0)).toThrow(/`temperature` \(=0\) has to be a strictly positive float/);
+  });
+
+  it('top-k keeps the k largest and their ties, over rows with -inf; k >= vocab changes nothing', () => {
+    for (const [vocab, k, seed] of [[1, 1, 1], [7, 3, 2], [97, 50, 3], [1000, 1, 4], [13, 13, 5], [13, 40, 6]] as const) {
+      const s = randomScores(seed, 3, vocab, true);
+      const want = [0, 1, 2].flatMap((r) => refTopK(Array.from(s.subarray(r * vocab, (r + 1) * vocab)), k));
+      topKWarper(k)(noHistory(3), s, vocab);
+      expect(Array.from(s)).toEqual(want);
+    }
+    // ties at the k-th value stay: k = 2 over [3, 5, 5, 5] keeps all three fives
+    const tie = Float32Array.from([3, 5, 5, 5]);
+    topKWarper(2)(noHistory(1), tie, 4);
+    expect(Array.from(tie)).toEqual([-Infinity, 5, 5, 5]);
+    // fewer finite scores than k: the k-th is -inf and nothing more is removed
+    const few = Float32Array.from([-Infinity, 2, -Infinity, 1]);
+    topKWarper(3)(noHistory(1), few, 4);
+    expect(Array.from(few)).toEqual([-Infinity, 2, -Infinity, 1]);
+    expect(() => topKWarper(0)).toThrow(/`top_k` has to be a strictly positive integer, but is 0/);
+  });
+
+  it('top-p keeps the smallest top set reaching p (HF ascending cumulative form), rows with -inf, p = 0 keeps one', () => {
+    for (const [vocab, p, seed] of [[1, 0.5, 1], [2, 0.3, 2], [7, 0.9, 3], [97, 0.5, 4], [1000, 0.95, 5], [1000, 0.1, 6], [13, 0, 7]] as const) {
+      const s = randomScores(seed, 3, vocab, seed % 2 === 0);
+      const want = [0, 1, 2].flatMap((r) => refTopP(Array.from(s.subarray(r * vocab, (r + 1) * vocab)), p));
+      topPWarper(p)(noHistory(3), s, vocab);
+      expect(Array.from(s)).toEqual(want);
+    }
+    // ties: probabilities [0.1, 0.3, 0.3, 0.3] and p 0.5: from the top, the second 0.3 brings the mass to 0.6;
+    // the ascending form removes 0.1 (cum 0.1) and the first 0.3 in sort order (cum 0.4 <= 0.5)
+    const tie = Float32Array.from([Math.log(0.1), Math.log(0.3), Math.log(0.3), Math.log(0.3)]);
+    const want = refTopP(Array.from(tie), 0.5);
+    topPWarper(0.5)(noHistory(1), tie, 4);
+    expect(Array.from(tie)).toEqual(want);
+    expect(want.filter((x) => x > -Infinity).length).toBe(2);
+    expect(() => topPWarper(1.5)).toThrow(/`top_p` has to be a float > 0 and < 1, but is 1.5/);
+  });
+
+  it('builds temperature, top-k, top-p in HF order, only those set, and none without do_sample', () => {
+    const T5 = { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, max_length: 20 };
+    expect(buildLogitsWarpers(resolveGenerationConfig(T5, { temperature: 0.5, top_k: 3 }))).toEqual([]);
+    expect(buildLogitsWarpers(resolveGenerationConfig(T5, { do_sample: true, top_k: 0 }))).toEqual([]);
+    expect(buildLogitsWarpers(resolveGenerationConfig(T5, { do_sample: true })).length).toBe(1); // top_k 50
+    // order: top-k over the temperature-scaled scores, then top-p over what is left
+    const c = resolveGenerationConfig(T5, { do_sample: true, temperature: 0.5, top_k: 4, top_p: 0.6 });
+    const s = randomScores(9, 2, 31);
+    const want = [0, 1].flatMap((r) => {
+      const row = Array.from(s.subarray(r * 31, (r + 1) * 31), (x) => Math.fround(x / 0.5));
+      return refTopP(refTopK(row, 4), 0.6);
+    });
+    for (const w of buildLogitsWarpers(c)) w(noHistory(2), s, 31);
+    expect(Array.from(s)).toEqual(want);
+  });
+});
