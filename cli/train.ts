@@ -46,7 +46,7 @@ const TRAIN_FLAGS = {
   'batch-size': { type: 'int', help: 'examples per micro-batch', libraryDefault: '8', to: 'batchSize' },
   'grad-accum': { type: 'int', help: 'micro-batches per optimizer step', libraryDefault: '1', to: 'gradAccum' },
   lr: { type: 'number', help: 'learning rate', libraryDefault: '1e-4', to: 'lr' },
-  'lr-schedule': { type: 'string', choices: ['constant', 'linear'], help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
+  'lr-schedule': { type: 'string', choices: ['constant', 'linear', 'cosine'], help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
   'warmup-steps': { type: 'int', help: 'linear warm-up steps', libraryDefault: '0', to: 'warmupSteps' },
   'weight-decay': { type: 'number', help: 'AdamW weight decay', libraryDefault: '0', to: 'weightDecay' },
   'adam-eps': { type: 'number', help: 'AdamW epsilon', libraryDefault: '1e-6', to: 'adamEps' },
