@@ -286,8 +286,12 @@ export async function predictFile(opts: PredictFileOptions): Promise<PredictFile
     let headerDone = false;
     let hasText = false;
     let batch: { line: number; context: string; question: string; text?: string; ids: number[] }[] = [];
+    let batches = 0;
     const flush = async (): Promise<Uint8Array> => {
-      const preds = await predictEncoded(opts.model, opts.tokenizer, batch.map((r) => r.ids), settings);
+      // a seeded sampling run gives each batch its own stream (the seed mixed with the batch number), so that
+      // rows in the same place of two batches do not draw the same numbers
+      const seed = settings.seed === undefined ? undefined : (settings.seed ^ Math.imul(++batches, 0x9e3779b1)) >>> 0;
+      const preds = await predictEncoded(opts.model, opts.tokenizer, batch.map((r) => r.ids), { ...settings, seed });
       let out = '';
       batch.forEach((r, i) => {
         const row: PredictedRow = { line: r.line, context: r.context, question: r.question, sequences: preds[i]!.sequences };

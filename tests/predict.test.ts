@@ -268,6 +268,25 @@ describe('predictFile', () => {
     expect(readdirSync(out).sort()).toEqual(['pred.jsonl', 'pred3.jsonl']);
   });
 
+  it('a seeded sampling run over a file repeats itself, and each batch draws its own numbers', async () => {
+    const out = freshDir('sample');
+    const data = join(out, 'same.csv');
+    // one question four times: in batches of one, a shared stream would answer all four alike
+    writeFileSync(data, `context,question\n${`${csvField(context)},${csvField(question)}\n`.repeat(4)}`);
+    const run = async (name: string, seed: number) => {
+      const file = join(out, name);
+      await predictFile({
+        model, tokenizer, data, output: file, modelDir: dir, batchSize: 1, seed,
+        generation: { do_sample: true, top_k: 0, temperature: 3, max_new_tokens: 8 },
+      });
+      return readFileSync(file, 'utf8');
+    };
+    const a = await run('a.jsonl', 21);
+    expect(await run('b.jsonl', 21)).toBe(a);
+    const answers = a.trim().split('\n').map((l) => (JSON.parse(l) as { sequences: { ids: number[] }[] }).sequences[0]!.ids.join());
+    expect(new Set(answers).size).toBeGreaterThan(1);
+  });
+
   it('a CSV without the question column: names it and the columns found; no output, no temp file', async () => {
     const out = freshDir('badcsv');
     const data = join(out, 'in.csv');
