@@ -18,6 +18,7 @@ import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { NEG_MAX, onlineSoftmaxStep } from './attention.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 /** (row, head) pairs per workgroup */
 const WORKGROUP = 64;
@@ -39,10 +40,7 @@ struct Params { rows: u32, heads: u32, length: u32, slots: u32 }
 @group(0) @binding(6) var<uniform> p: Params;
 const NEG_MAX = ${NEG_MAX};
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.rows * p.heads) { return; }
+${flatGridEntry(WORKGROUP, 'i', 'p.rows * p.heads')}
   let r = i / p.heads;
   let h = i % p.heads;
   let qo = i * ${dv}u;

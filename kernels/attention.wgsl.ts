@@ -30,6 +30,7 @@
 // lane-by-lane gathered loads that dominate there (shared/LAVAPIPE.md), and each lane owns several query rows).
 
 import { PHILOX_WGSL } from './random.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 /** Rows (or keys) per workgroup in the plain kernels. */
 export const PLAIN_WORKGROUP = 64;
@@ -175,12 +176,9 @@ ${bindingDecls(forwardBindings())}
 const NEG_MAX = ${NEG_MAX};
 ${dropFns(v)}
 
-@compute @workgroup_size(${PLAIN_WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  // one invocation per (b, h, i) of all B·H·Lq rows: a few queries per head (decoding's cross-attention, one
-  // per beam) still fill whole workgroups
-  let t = gid.x + gid.y * nwg.x * ${PLAIN_WORKGROUP}u;
-  if (t >= p.rows) { return; }
+// one invocation per (b, h, i) of all B·H·Lq rows: a few queries per head (decoding's cross-attention, one
+// per beam) still fill whole workgroups
+${flatGridEntry(PLAIN_WORKGROUP, 't', 'p.rows')}
   let bh = t / p.lq;
   let i = t % p.lq;
   let b = bh / p.heads;
@@ -378,10 +376,7 @@ export function reduceBatchKernel(): string {
 struct Params { n: u32, batch: u32 }
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(${REDUCE_WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${REDUCE_WORKGROUP}u;
-  if (i >= p.n) { return; }
+${flatGridEntry(REDUCE_WORKGROUP, 'i', 'p.n')}
   var s = 0.0;
   for (var b = 0u; b < p.batch; b++) { s += ds[b * p.n + i]; }
   dbias[i] = s;

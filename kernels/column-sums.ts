@@ -4,6 +4,7 @@
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { rowChunks, rowRange, vecType, vecWidth } from './row-kernel.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 /** rows summed by one invocation in the first stage of a column reduction */
 const CHUNK_ROWS = 32;
@@ -36,10 +37,7 @@ ${terms.map((_, k) => `@group(0) @binding(${inputs.length + k}) var<storage, rea
 struct Params { rows: u32, n: u32, chunks: u32, row0: u32 }
 @group(0) @binding(${inputs.length + terms.length}) var<uniform> p: Params;
 
-@compute @workgroup_size(${COLUMN_WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${COLUMN_WORKGROUP}u;
-  if (i >= p.chunks * p.n) { return; }
+${flatGridEntry(COLUMN_WORKGROUP, 'i', 'p.chunks * p.n')}
   let chunk = i / p.n;
   let c = i % p.n;
   ${terms.map((_, k) => `var acc${k} = ${T}(0.0);`).join('\n  ')}
@@ -57,10 +55,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 struct Params { n: u32, chunks: u32 }
 @group(0) @binding(2) var<uniform> p: Params;
 
-@compute @workgroup_size(${COLUMN_WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let c = gid.x + gid.y * nwg.x * ${COLUMN_WORKGROUP}u;
-  if (c >= p.n) { return; }
+${flatGridEntry(COLUMN_WORKGROUP, 'c', 'p.n')}
   var acc = ${T}(0.0);
   for (var k = 0u; k < p.chunks; k++) { acc += part[k * p.n + c]; }
   out[c] = acc;

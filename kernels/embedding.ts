@@ -23,6 +23,7 @@ import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, Storage, tensor, zeros, type Shape, type Tensor } from '../engine/tensor.ts';
 import { rowChunks, rowRange, vecType, vecWidth } from './row-kernel.ts';
 import { memoWgsl } from './wgsl-memo.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 const WORKGROUP = 64;
 /** vectors of one row per invocation in the gather and the gradient accumulation */
@@ -56,10 +57,7 @@ export function hostIds(t: Tensor): Int32Array | undefined {
 
 /** WGSL entry of a grid1D dispatch of WORKGROUP-sized groups: invocation `index` (flattened), none past `p.<bound>`. */
 function gridEntry(index: string, bound: string): string {
-  return /* wgsl */ `@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let ${index} = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (${index} >= p.${bound}) { return; }`;
+  return flatGridEntry(WORKGROUP, index, `p.${bound}`);
 }
 
 /** WGSL: position i's id; the invocation stops for an id outside [0, p.v) (GPU-only ids are not checked). */

@@ -10,6 +10,7 @@ import { grid1D, rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { vecType, vecWidth } from './row-kernel.ts';
 import { memoWgsl } from './wgsl-memo.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 const WORKGROUP = 64;
 
@@ -22,10 +23,7 @@ function gatherCode(w: number): string {
 struct Params { total: u32, d: u32 }
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WORKGROUP}u;
-  if (i >= p.total) { return; }
+${flatGridEntry(WORKGROUP, 'i', 'p.total')}
   let row = i / p.d;
   let src = rowFrom[row];
   if (src < 0) {

@@ -6,7 +6,7 @@ import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding } from '../engine/runtime.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import type { MatmulKernelSpec } from './matmul.wgsl.ts';
-import { combineCode, PACK_BLOCK_FLOATS, packCode, packRows, packRowsPerInvocation } from './matmul-packed.wgsl.ts';
+import { combineCode, PACK_BLOCK_FLOATS, PACK_WORKGROUP, packCode, packRows, packRowsPerInvocation } from './matmul-packed.wgsl.ts';
 import { matmulBindingLimits, windowOf, type Launch, type Window } from './matmul-dispatch.ts';
 import type { Problem } from './matmul-problem.ts';
 import { kernelFor, MATMUL_TUNING } from './matmul-spec.ts';
@@ -157,7 +157,7 @@ function dispatchPack(plan: PackedPlan, code: string, perInvocation: number, bBa
       const w = win(...bRange(plan, bBase, gA, gA + gN, cA, cA + cN));
       const rows = (chunks === 1 ? Math.max(1, Math.min(R, p.K)) : R) / perInvocation;
       const total = gN * cN * rows * S;
-      const [x, y] = grid1D(Math.ceil(total / 64));
+      const [x, y] = grid1D(Math.ceil(total / PACK_WORKGROUP));
       const sOff = gA * chunks * blockBytes;
       rt().dispatch({
         name: `${name} pack`,
@@ -251,7 +251,7 @@ function dispatchCombine({ name, p, spec, t, maxBind }: PackedPlan, slabs: Tenso
       code,
       bindings,
       params: u32s(c.count, p.N, e0 % p.N, c.start),
-      workgroups: grid1D(Math.ceil(c.count / 64)),
+      workgroups: grid1D(Math.ceil(c.count / PACK_WORKGROUP)),
       site: p.desc,
       flops: 0,
     });

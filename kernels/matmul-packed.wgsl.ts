@@ -3,10 +3,13 @@
 import {
   activationFn, kLoops, subgroupASide, type Activation, type MatmulKernel, type MatmulKernelSpec,
 } from './matmul.wgsl.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
 
 const u = (n: number) => `${n}u`;
 const COMP = ['x', 'y', 'z', 'w'];
 
+/** Invocations per workgroup of the pack and combine passes (one vec4, or one output, each). */
+export const PACK_WORKGROUP = 64;
 /** Floats in one packed block (one uniform binding): 64 KiB. */
 export const PACK_BLOCK_FLOATS = 16384;
 /** k rows per packed block for a subgroup of S lanes (each row holds 4S columns). */
@@ -135,10 +138,7 @@ export function packCode(S: number, transB: boolean, vecB: boolean): string {
 @group(0) @binding(1) var<storage, read_write> P4: array<vec4<f32>>;
 struct Params { ${PACK_PARAMS.map((n) => `${n}: u32`).join(', ')} }
 @group(0) @binding(2) var<uniform> p: Params;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 64u;
-  if (i >= p.total) { return; }
+${flatGridEntry(PACK_WORKGROUP, 'i', 'p.total')}
   let N = p.N;
   let K = p.K;
   let bAdd = p.bAdd;
@@ -175,10 +175,7 @@ export function combineCode(slabs: number, activation: Activation, bias: boolean
   if (bias) sum += vec ? ' + bias4[col / 4u]' : ' + bias1[col]';
   return `${lines.join('\n')}
 ${act}
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let j = gid.x + gid.y * nwg.x * 64u;
-  if (j >= p.n) { return; }
+${flatGridEntry(PACK_WORKGROUP, 'j', 'p.n')}
   let i = p.first + j;
   let col = (p.col0 + j${vec ? ' * 4u' : ''}) % p.N;
   var x = ${sum};
