@@ -195,6 +195,20 @@ describe('training loop', () => {
     await expect(evaluateFile({ model: 'nobody/no-such-model', data: missing })).rejects.toThrow(`${missing}: cannot read: no such file`);
   });
 
+  it("eval answers by search even when the folder's generation_config.json samples", async () => {
+    const { cpSync } = await import('node:fs');
+    const sampling = join(root, 'sampling-model');
+    cpSync(base, sampling, { recursive: true });
+    const gen = JSON.parse(readFileSync(join(base, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(sampling, 'generation_config.json'), JSON.stringify({ ...gen, do_sample: true, top_k: 0, temperature: 5 }));
+    const run = async (model: string) =>
+      (await evaluateFile({ model, data, limit: 3, maxSourceLength: 64, maxNewTokens: 6 })).predictions.map((q) => q.prediction);
+    const searched = await run(base);
+    // temperature 5 over 8,192 tokens: two sampled runs would all but surely differ from greedy and each other
+    expect(await run(sampling)).toEqual(searched);
+    expect(await run(sampling)).toEqual(searched);
+  });
+
   it('engine-cli train --profile: the summary carries the profile when --quiet hid the log, or says none was taken', async () => {
     const report: ProfileReport = {
       ms: { matmul: 80, attention: 15, other: 5 }, dispatches: { matmul: 8, attention: 2, other: 6 }, distinct: 9, stepMs: 110,
