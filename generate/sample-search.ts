@@ -12,6 +12,7 @@ import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
 import { buildLogitsWarpers } from './logits-warpers.ts';
 import { checkLogits, checkTokenIds } from './greedy-search.ts';
+import { logSumExpRows } from './greedy-sequence-scores.ts';
 import { mulberry32 } from '../util/mulberry32.ts';
 
 /**
@@ -39,17 +40,6 @@ export function sampleRow(scores: Float32Array, r: number, vocab: number, u: num
     if (run > target) return i;
   }
   return last; // u * total rounded up to the whole sum: the last token with any weight
-}
-
-/** log(sum(exp(row))) of row r, float64. */
-function logSumExp(scores: Float32Array, r: number, vocab: number): number {
-  const base = r * vocab;
-  let max = -Infinity;
-  for (let i = 0; i < vocab; i++) if (scores[base + i]! > max) max = scores[base + i]!;
-  if (max === -Infinity) return -Infinity;
-  let sum = 0;
-  for (let i = 0; i < vocab; i++) sum += Math.exp(scores[base + i]! - max);
-  return max + Math.log(sum);
 }
 
 export interface SampleOptions {
@@ -95,7 +85,7 @@ export async function sampleSearch(
     const processed = scores ? Float32Array.from(logits) : logits;
     applyLogitsProcessors(processors, inputIds, processed, vocab);
     // the model's log-probabilities come from the processed scores, before the warpers change them
-    const lse = logProbs ? Array.from({ length: rows }, (_, r) => logSumExp(processed, r, vocab)) : undefined;
+    const lse = logProbs ? logSumExpRows(processed, rows, vocab) : undefined;
     const unwarped = logProbs && warpers.length > 0 ? Float32Array.from(processed) : processed;
     applyLogitsProcessors(warpers, inputIds, processed, vocab);
     if (scores) scores.push(processed);
