@@ -41,6 +41,7 @@ const PREDICT_FLAGS = {
   'max-new-tokens': { type: 'int', min: 1, help: 'answer tokens generated; overrides --max-length', to: 'generation.max_new_tokens' },
   'min-length': { type: 'int', min: 0, help: '</s> is banned before this length', libraryDefault: `${FROM_FOLDER} 0`, to: 'generation.min_length' },
   'no-repeat-ngram-size': { type: 'int', min: 0, help: 'no n-gram of this size twice; 0: off', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.no_repeat_ngram_size}`, to: 'generation.no_repeat_ngram_size' },
+  'repetition-penalty': { type: 'number', help: 'scores of tokens already in the answer are divided by X (> 1: fewer repeats)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.repetition_penalty' },
   'length-penalty': { type: 'number', help: 'beam scores are divided by length^X', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.length_penalty' },
   'early-stopping': {
     type: 'string', choices: ['true', 'false', 'never'], help: 'when beam search stops; bare: true', libraryDefault: `${FROM_FOLDER} ${TUTORIAL.early_stopping} with beams`,

@@ -33,6 +33,8 @@ export interface GenerationOptions {
   num_beams?: number;
   num_return_sequences?: number;
   no_repeat_ngram_size?: number;
+  /** Scores of tokens already generated are divided by this (multiplied when negative); 1: off. */
+  repetition_penalty?: number;
   length_penalty?: number;
   early_stopping?: EarlyStopping;
   eos_token_id?: number | number[] | null;
@@ -69,6 +71,8 @@ export interface ResolvedGenerationConfig {
   numBeams: number;
   numReturnSequences: number;
   noRepeatNgramSize: number;
+  /** 1: no RepetitionPenaltyLogitsProcessor. */
+  repetitionPenalty: number;
   lengthPenalty: number;
   earlyStopping: EarlyStopping;
   /** Empty: no end-of-sequence token, every row runs to maxLength. */
@@ -97,6 +101,7 @@ export const GENERATION_DEFAULTS = {
   num_beams: 1,
   num_return_sequences: 1,
   no_repeat_ngram_size: 0,
+  repetition_penalty: 1.0,
   length_penalty: 1.0,
   early_stopping: false,
   eos_token_id: null,
@@ -122,7 +127,6 @@ const OPTION_NAMES = new Set(Object.keys(GENERATION_DEFAULTS));
  */
 const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   penalty_alpha: null,
-  repetition_penalty: 1.0,
   encoder_repetition_penalty: 1.0,
   encoder_no_repeat_ngram_size: 0,
   bad_words_ids: null,
@@ -202,7 +206,7 @@ function checkTokenId(option: string, v: unknown, source?: string): number | nul
 function checkOption(key: string, v: unknown, explicit: boolean, source?: string): unknown {
   if (key in UNSUPPORTED_OFF) {
     if (!sameValue(v, UNSUPPORTED_OFF[key])) {
-      fail(key, `is not supported (only greedy and beam search with min_length, min_new_tokens and no_repeat_ngram_size are), got ${show(v)}`, source);
+      fail(key, `is not supported (the logits processors are min_length, min_new_tokens, no_repeat_ngram_size and repetition_penalty), got ${show(v)}`, source);
     }
     return v;
   }
@@ -224,6 +228,9 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       return v === null ? null : checkInt(key, v, 0, source);
     case 'length_penalty':
       if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
+      return v;
+    case 'repetition_penalty':
+      if (typeof v !== 'number' || !Number.isFinite(v) || !(v > 0)) fail(key, `has to be a strictly positive float, but is ${show(v)}`, source);
       return v;
     case 'early_stopping':
       if (typeof v !== 'boolean' && v !== 'never') fail(key, `must be true, false or "never", got ${show(v)}`, source);
@@ -293,6 +300,7 @@ export function resolveGenerationConfig(
     numBeams: beams.numBeams,
     numReturnSequences: beams.numReturnSequences,
     noRepeatNgramSize: merged.no_repeat_ngram_size as number,
+    repetitionPenalty: merged.repetition_penalty as number,
     lengthPenalty: beams.lengthPenalty,
     earlyStopping: beams.earlyStopping,
     ...tokens,

@@ -1,6 +1,6 @@
 // The logits processors HF 4.36's `_get_logits_processor` builds for greedy and beam search from the options we
-// implement, in HF's order (NoRepeatNGram, then MinLength, then MinNewTokensLength), plus the float32
-// log-softmax beam search applies first. Each works in place on scores [rows, vocab] given each row's token
+// implement, in HF's order (RepetitionPenalty, NoRepeatNGram, MinLength, then MinNewTokensLength), plus the
+// float32 log-softmax beam search applies first. Each works in place on scores [rows, vocab] given each row's token
 // history, decoder start token included (HF's `input_ids` of the decoder).
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 
@@ -37,6 +37,28 @@ export function minNewTokensProcessor(promptLength: number, minNewTokens: number
     checkShape('MinNewTokensLengthLogitsProcessor', inputIds, scores, vocab);
     const newTokens = (inputIds[0]?.length ?? 0) - promptLength;
     if (newTokens < minNewTokens) banEos(scores, inputIds.length, vocab, eosTokenIds);
+  };
+}
+
+/**
+ * HF RepetitionPenaltyLogitsProcessor: every token already in the row (the decoder start token included) has its
+ * score divided by `penalty` when positive and multiplied by it when negative (float32), once however often it
+ * occurs (torch's gather, then scatter of the same values). penalty > 1 makes repeats less likely.
+ */
+export function repetitionPenaltyProcessor(penalty: number): LogitsProcessor {
+  if (!(typeof penalty === 'number' && Number.isFinite(penalty) && penalty > 0)) {
+    throw new RangeError(`\`penalty\` has to be a strictly positive float, but is ${penalty}`);
+  }
+  return (inputIds, scores, vocab) => {
+    checkShape('RepetitionPenaltyLogitsProcessor', inputIds, scores, vocab);
+    for (let r = 0; r < inputIds.length; r++) {
+      for (const token of new Set(inputIds[r])) {
+        if (token < 0 || token >= vocab) continue;
+        const at = r * vocab + token;
+        const x = scores[at]!;
+        scores[at] = x < 0 ? x * penalty : x / penalty;
+      }
+    }
   };
 }
 
@@ -85,6 +107,7 @@ export function noRepeatNgramProcessor(ngramSize: number): LogitsProcessor {
  */
 export function buildLogitsProcessors(config: ResolvedGenerationConfig, decoderPromptLength = 1): LogitsProcessor[] {
   const out: LogitsProcessor[] = [];
+  if (config.repetitionPenalty !== 1) out.push(repetitionPenaltyProcessor(config.repetitionPenalty));
   if (config.noRepeatNgramSize > 0) out.push(noRepeatNgramProcessor(config.noRepeatNgramSize));
   if (config.eosTokenIds.length > 0 && config.minLength > 0) out.push(minLengthProcessor(config.minLength, config.eosTokenIds));
   if (config.eosTokenIds.length > 0 && config.minNewTokens !== null && config.minNewTokens > 0) {

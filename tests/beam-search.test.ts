@@ -72,6 +72,8 @@ interface RefOptions {
   ngram: number;
   minLength: number;
   minNewTokens: number;
+  /** HF's repetition_penalty; 1: off */
+  penalty: number;
 }
 
 /** log_softmax in float64 rounded to float32, then the bans: n-gram repeats and eos before the minimum length. */
@@ -80,6 +82,8 @@ function refProcessed(fn: LogitsFn, input: number, history: readonly number[], o
   const max = Math.max(...logits);
   const lse = Math.log(logits.reduce((s, x) => s + Math.exp(x - max), 0));
   const out = logits.map((x) => Math.fround(x - max - lse));
+  // the repetition penalty first (log-probs are negative: multiplied), each token of the row once, float32
+  if (o.penalty !== 1) for (const t of new Set(history)) out[t] = Math.fround(out[t]! < 0 ? out[t]! * o.penalty : out[t]! / o.penalty);
   const n = o.ngram;
   if (n > 0 && history.length >= n - 1) {
     out.forEach((_, v) => {
@@ -191,7 +195,7 @@ function expectSameOutput(got: GenerationOutput, want: GenerationOutput, what: s
 
 const refOptions = (o: Partial<RefOptions>): RefOptions => ({
   numBeams: 3, maxLength: 8, lengthPenalty: 1, earlyStopping: false, eos: [1], pad: 0, start: 0, numReturn: 1, ngram: 0,
-  minLength: 0, minNewTokens: 0, ...o,
+  minLength: 0, minNewTokens: 0, penalty: 1, ...o,
 });
 
 const hfOptions = (o: RefOptions): GenerationOptions => ({
@@ -199,6 +203,7 @@ const hfOptions = (o: RefOptions): GenerationOptions => ({
   eos_token_id: o.eos.length === 1 ? o.eos[0]! : o.eos, pad_token_id: o.pad, decoder_start_token_id: o.start,
   num_return_sequences: o.numReturn, no_repeat_ngram_size: o.ngram, min_length: o.minLength,
   ...(o.minNewTokens ? { min_new_tokens: o.minNewTokens } : {}),
+  ...(o.penalty !== 1 ? { repetition_penalty: o.penalty } : {}),
 });
 
 async function runBeam(fn: LogitsFn, batch: number, vocab: number, o: RefOptions): Promise<{ out: GenerationOutput; stepper: TrackingStepper }> {
@@ -384,6 +389,24 @@ describe('beam search: brute force', () => {
         }
       }
     }
+  });
+});
+
+describe('beam search: repetition_penalty', () => {
+  it('matches the reference with the penalty on the log-probs, before the n-gram bans, and changes the result', async () => {
+    const vocab = 6;
+    const fn = tableLogits(8, 2, vocab, { eosBias: -1 });
+    let changed = 0;
+    for (const penalty of [1.8, 0.7]) {
+      for (const ngram of [0, 2]) {
+        const o = refOptions({ numBeams: 3, maxLength: 10, ngram, penalty, numReturn: 2 });
+        const { out } = await runBeam(fn, 2, vocab, o);
+        const want = refBeamSearch(fn, 2, vocab, o);
+        expectSameOutput(out, want, JSON.stringify(o));
+        if (JSON.stringify(want.sequences) !== JSON.stringify(refBeamSearch(fn, 2, vocab, { ...o, penalty: 1 }).sequences)) changed++;
+      }
+    }
+    expect(changed).toBeGreaterThan(1);
   });
 });
 

@@ -79,8 +79,8 @@ describe('generation config', () => {
   });
 
   it('refuses a file option that would change the result, naming the option and the file', async () => {
-    const d = await folder({ 'generation_config.json': { ...T5, repetition_penalty: 1.2 } });
-    await expect(loadGenerationConfig(d)).rejects.toThrow(/`repetition_penalty` is not supported.*generation_config\.json/);
+    const d = await folder({ 'generation_config.json': { ...T5, encoder_repetition_penalty: 1.2 } });
+    await expect(loadGenerationConfig(d)).rejects.toThrow(/`encoder_repetition_penalty` is not supported.*generation_config\.json/);
     // sampling reads typical_p from the file, which we do not implement; without do_sample HF ignores it
     const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: 0.9 } });
     await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` is not supported \(sampling implements temperature, top_k and top_p\), got 0.9.*generation_config\.json/);
@@ -163,7 +163,8 @@ describe('generation config', () => {
     [{ typical_p: 0.9 }, /`typical_p` is not supported \(sampling implements temperature, top_k and top_p\)/],
     [{ num_beam_groups: 2 }, /`num_beam_groups` is 2: diverse \(group\) beam search is not supported/],
     [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
-    [{ repetition_penalty: 1.2 }, /`repetition_penalty` is not supported/],
+    [{ repetition_penalty: 0 }, /`repetition_penalty` has to be a strictly positive float, but is 0/],
+    [{ encoder_repetition_penalty: 1.2 }, /`encoder_repetition_penalty` is not supported/],
     [{ bad_words_ids: [[5]] }, /`bad_words_ids` is not supported/],
     [{ forced_eos_token_id: 1 }, /`forced_eos_token_id` is not supported/],
     [{ penalty_alpha: 0.6 }, /`penalty_alpha` is not supported/],

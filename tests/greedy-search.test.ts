@@ -29,7 +29,7 @@ class HistoryStepper implements DecoderStepper {
   }
 }
 
-interface Ref { maxLength: number; eos: number[]; pad: number; ngram: number; minLength: number; minNewTokens: number }
+interface Ref { maxLength: number; eos: number[]; pad: number; ngram: number; minLength: number; minNewTokens: number; penalty?: number }
 
 /** One row: ban, argmax, pad after eos; the batch runs until every row ended or max_length. */
 function refGreedy(fn: LogitsFn, batch: number, o: Ref): { sequences: number[][]; transitionScores: number[][] } {
@@ -38,6 +38,8 @@ function refGreedy(fn: LogitsFn, batch: number, o: Ref): { sequences: number[][]
     rows.forEach((row, input) => {
       const s = Array.from(fn(input, row.tokens));
       const h = row.tokens;
+      // HF's RepetitionPenaltyLogitsProcessor, first: each token of the row once, float32
+      if (o.penalty) for (const t of new Set(h)) s[t] = Math.fround(s[t]! < 0 ? s[t]! * o.penalty : s[t]! / o.penalty);
       if (o.ngram > 0 && h.length >= o.ngram - 1) {
         s.forEach((_, v) => {
           const gram = [...h.slice(h.length - (o.ngram - 1)), v];
@@ -58,6 +60,7 @@ const options = (o: Ref): GenerationOptions => ({
   max_length: o.maxLength, eos_token_id: o.eos.length === 0 ? null : o.eos.length === 1 ? o.eos[0]! : o.eos,
   pad_token_id: o.pad, decoder_start_token_id: 0, no_repeat_ngram_size: o.ngram, min_length: o.minLength,
   ...(o.minNewTokens ? { min_new_tokens: o.minNewTokens } : {}),
+  ...(o.penalty ? { repetition_penalty: o.penalty } : {}),
 });
 
 async function run(fn: LogitsFn, batch: number, vocab: number, o: Ref, extra: GenerationOptions = {}) {
@@ -89,6 +92,24 @@ describe('greedy search', () => {
       }
     }
     expect(cases).toBe(27);
+  });
+
+  it('matches the reference with repetition_penalty (2.5 and 0.6), alone and before no_repeat_ngram_size', async () => {
+    const vocab = 7;
+    // spread 5 around 0: positive and negative logits, so both the division and the multiplication happen
+    const fn = tableLogits(5, 3, vocab, { spread: 5, eosBias: -1 });
+    let changed = 0;
+    for (const penalty of [2.5, 0.6]) {
+      for (const ngram of [0, 2]) {
+        const o: Ref = { ...base, maxLength: 14, ngram, penalty };
+        const { out } = await run(fn, 3, vocab, o);
+        const want = refGreedy(fn, 3, o);
+        expect(out.sequences, JSON.stringify(o)).toEqual(want.sequences);
+        expect(out.transitionScores, JSON.stringify(o)).toEqual(want.transitionScores);
+        if (JSON.stringify(want.sequences) !== JSON.stringify(refGreedy(fn, 3, { ...o, penalty: undefined }).sequences)) changed++;
+      }
+    }
+    expect(changed).toBeGreaterThan(1); // the penalty changes what is chosen
   });
 
   it('pads finished rows, keeps feeding them, and reports the pad token processed logit as HF does', async () => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   applyLogitsProcessors, bannedNgramTokens, buildLogitsProcessors, logSoftmaxRows, minLengthProcessor, minNewTokensProcessor,
-  noRepeatNgramProcessor,
+  noRepeatNgramProcessor, repetitionPenaltyProcessor,
 } from '../generate/logits-processors.ts';
 import { resolveGenerationConfig } from '../generate/generation-config.ts';
 import { mulberry32 } from './helpers/random-data.ts';
@@ -54,6 +54,32 @@ describe('no_repeat_ngram_size', () => {
     expect(Array.from(scores)).toEqual(Array.from(want));
     expect(() => noRepeatNgramProcessor(0)).toThrow(/no_repeat_ngram_size/);
     expect(() => noRepeatNgramProcessor(2)([[0]], new Float32Array(5), 6)).toThrow(/NoRepeatNGramLogitsProcessor: scores of length 5 do not match 1 rows x vocab 6/);
+  });
+});
+
+describe('repetition_penalty', () => {
+  it('divides the positive and multiplies the negative scores of the tokens in the row, once each, in float32', () => {
+    const vocab = 6;
+    const scores = Float32Array.from([0.3, -0.7, 2, -4, 0, 5, /* row 1 */ 1, 1, 1, 1, -1, -Infinity]);
+    repetitionPenaltyProcessor(1.3)([[0, 3, 3, 2, 3], [0, 5, 4]], scores, vocab);
+    const f = Math.fround;
+    expect(Array.from(scores)).toEqual([
+      f(f(0.3) / 1.3), f(-0.7), f(2 / 1.3), f(-4 * 1.3), 0, 5, // the decoder start token 0 counts; 3 thrice: once
+      f(1 / 1.3), 1, 1, 1, f(-1 * 1.3), -Infinity,
+    ]);
+    expect(() => repetitionPenaltyProcessor(0)).toThrow(/`penalty` has to be a strictly positive float, but is 0/);
+  });
+
+  it('comes first among the processors, as in _get_logits_processor', () => {
+    const config = resolveGenerationConfig({ decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0 }, {
+      repetition_penalty: 2, no_repeat_ngram_size: 2, min_length: 5, max_length: 20,
+    });
+    const processors = buildLogitsProcessors(config);
+    expect(processors).toHaveLength(3);
+    // a row whose last bigram repeats: the penalty halves token 2's score before the ban sets it to -inf
+    const scores = Float32Array.from([4, 4, 4]);
+    processors[0]!([[0, 2, 0]], scores, 3);
+    expect(Array.from(scores)).toEqual([2, 4, 2]);
   });
 });
 

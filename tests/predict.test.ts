@@ -160,6 +160,15 @@ describe('predictOne', () => {
     expect(new Set(a.sequences.map((q) => q.join())).size).toBeGreaterThan(2);
   });
 
+  it('--repetition-penalty reaches the search: the answer equals predictOne with repetition_penalty', async () => {
+    const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '10', '--quiet', '--json'];
+    const got = JSON.parse(await captureStdout(() => predictCommand([...args, '--repetition-penalty', '3'])));
+    const want = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 10, repetition_penalty: 3 } });
+    expect(got.sequences).toEqual(want.sequences);
+    const plain = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 10 } });
+    expect(want.sequences[0]!.score).not.toBe(plain.sequences[0]!.score);
+  });
+
   it('--do-sample with --num-return-sequences and --seed: k answers, the same for the same seed, without beams', async () => {
     const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '8', '--quiet', '--json',
       '--do-sample', '--temperature', '1.5', '--top-k', '0', '--top-p', '0.95', '--num-return-sequences', '3'];
@@ -331,6 +340,7 @@ describe('engine-cli predict (in process)', () => {
     [['--input', 'x', '--num-beams', '0'], /--num-beams: expected a positive integer/],
     [['--input', 'x', '--early-stopping', 'maybe'], /--early-stopping: expected true, false or never/],
     [['--input', 'x', '--length-penalty', 'abc'], /--length-penalty: expected a number/],
+    [['--input', 'x', '--repetition-penalty', '0'], /--repetition-penalty has to be a strictly positive float, but is 0/],
     [['--input', 'x', '--num-beams', '-1'], /--num-beams: expected a positive integer, got '-1'/],
     [['--data', csvFile], /--output is required with --data/],
     [['--data', csvFile, '--output', 'x.csv', '--batch-size', '0'], /--batch-size: expected a positive integer/],
