@@ -7,7 +7,8 @@ import type { ResolvedGenerationConfig } from './generation-config.ts';
 /** Modifies `scores` ([rows, vocab], row-major) in place; `inputIds[r]` is row r's tokens so far. */
 export type LogitsProcessor = (inputIds: readonly (readonly number[])[], scores: Float32Array, vocab: number) => void;
 
-function checkShape(name: string, inputIds: readonly (readonly number[])[], scores: Float32Array, vocab: number): void {
+/** scores holds one row of `vocab` values per row of inputIds; throws naming the processor otherwise. */
+export function checkShape(name: string, inputIds: readonly (readonly number[])[], scores: Float32Array, vocab: number): void {
   if (!Number.isSafeInteger(vocab) || vocab <= 0 || scores.length !== inputIds.length * vocab) {
     throw new RangeError(`${name}: scores of length ${scores.length} do not match ${inputIds.length} rows x vocab ${vocab}`);
   }

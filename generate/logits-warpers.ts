@@ -3,13 +3,7 @@
 // LogitsProcessor signature), and set every token they remove to -inf; sampling then draws from
 // softmax(scores). HF's `min_tokens_to_keep` is 1 for sampling without beams, the only sampling we implement.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
-import type { LogitsProcessor } from './logits-processors.ts';
-
-function checkShape(name: string, rows: number, scores: Float32Array, vocab: number): void {
-  if (!Number.isSafeInteger(vocab) || vocab <= 0 || scores.length !== rows * vocab) {
-    throw new RangeError(`${name}: scores of length ${scores.length} do not match ${rows} rows x vocab ${vocab}`);
-  }
-}
+import { checkShape, type LogitsProcessor } from './logits-processors.ts';
 
 /** HF TemperatureLogitsWarper: scores / temperature (float32, as torch divides a float32 tensor). */
 export function temperatureWarper(temperature: number): LogitsProcessor {
@@ -17,7 +11,7 @@ export function temperatureWarper(temperature: number): LogitsProcessor {
     throw new RangeError(`\`temperature\` (=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
   }
   return (inputIds, scores, vocab) => {
-    checkShape('TemperatureLogitsWarper', inputIds.length, scores, vocab);
+    checkShape('TemperatureLogitsWarper', inputIds, scores, vocab);
     for (let i = 0; i < scores.length; i++) scores[i] = scores[i]! / temperature;
   };
 }
@@ -56,7 +50,7 @@ export function topKWarper(topK: number, minTokensToKeep = 1): LogitsProcessor {
   if (!Number.isSafeInteger(topK) || topK <= 0) throw new RangeError(`\`top_k\` has to be a strictly positive integer, but is ${topK}`);
   const k0 = Math.max(topK, minTokensToKeep);
   return (inputIds, scores, vocab) => {
-    checkShape('TopKLogitsWarper', inputIds.length, scores, vocab);
+    checkShape('TopKLogitsWarper', inputIds, scores, vocab);
     const k = Math.min(k0, vocab);
     if (k === vocab) return;
     for (let r = 0; r < inputIds.length; r++) {
@@ -78,7 +72,7 @@ export function topKWarper(topK: number, minTokensToKeep = 1): LogitsProcessor {
 export function topPWarper(topP: number, minTokensToKeep = 1): LogitsProcessor {
   if (!(typeof topP === 'number' && topP >= 0 && topP <= 1)) throw new RangeError(`\`top_p\` has to be a float > 0 and < 1, but is ${topP}`);
   return (inputIds, scores, vocab) => {
-    checkShape('TopPLogitsWarper', inputIds.length, scores, vocab);
+    checkShape('TopPLogitsWarper', inputIds, scores, vocab);
     for (let r = 0; r < inputIds.length; r++) keepTopP(scores.subarray(r * vocab, (r + 1) * vocab), topP, minTokensToKeep);
   };
 }

@@ -70,6 +70,7 @@ describe('logits warpers', () => {
     topKWarper(3)(noHistory(1), few, 4);
     expect(Array.from(few)).toEqual([-Infinity, 2, -Infinity, 1]);
     expect(() => topKWarper(0)).toThrow(/`top_k` has to be a strictly positive integer, but is 0/);
+    expect(() => topKWarper(3)([[0]], new Float32Array(5), 6)).toThrow(/TopKLogitsWarper: scores of length 5 do not match 1 rows x vocab 6/);
   });
 
   it('top-p keeps the smallest top set reaching p (HF ascending cumulative form), rows with -inf, p = 0 keeps one', () => {
