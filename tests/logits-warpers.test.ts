@@ -80,6 +80,12 @@ describe('logits warpers', () => {
       topPWarper(p)(noHistory(3), s, vocab);
       expect(Array.from(s)).toEqual(want);
     }
+    // a nearly flat row (an untrained model's): most of the 5,000 tokens are kept
+    const flat = randomScores(10, 2, 5000).map((x) => x / 400);
+    const wantFlat = [0, 1].flatMap((r) => refTopP(Array.from(flat.subarray(r * 5000, (r + 1) * 5000)), 0.9));
+    topPWarper(0.9)(noHistory(2), flat, 5000);
+    expect(Array.from(flat)).toEqual(wantFlat);
+    expect(wantFlat.filter((x) => x > -Infinity).length).toBeGreaterThan(8000);
     // ties: probabilities [0.1, 0.3, 0.3, 0.3] and p 0.5: from the top, the second 0.3 brings the mass to 0.6;
     // the ascending form removes 0.1 (cum 0.1) and the first 0.3 in sort order (cum 0.4 <= 0.5)
     const tie = Float32Array.from([Math.log(0.1), Math.log(0.3), Math.log(0.3), Math.log(0.3)]);
