@@ -390,6 +390,37 @@ describe('waiting for the GPU without a busy loop', () => {
     expect(globalThis.setImmediate).toBe(native);
   });
 
+  it('spaces the ticks more as a wait goes on (1/32 of the time waited, up to 16 ms), and restarts for a newer wait', async () => {
+    /** The ticks of a ticker during `wait` that come after `from` ms of it (past the first ms's spin). */
+    async function lateTicks(wait: () => Promise<unknown>, from: number): Promise<number> {
+      const t0 = performance.now();
+      let late = 0;
+      let done = false;
+      const tick = () => {
+        if (performance.now() - t0 >= from) late++;
+        if (!done) globalThis.setImmediate(tick);
+      };
+      const waited = wait();
+      globalThis.setImmediate(tick);
+      await waited;
+      done = true;
+      return late;
+    }
+    const ms = (n: number) => () => new Promise((r) => setTimeout(r, n));
+    // the last 200 ms of a 600 ms wait: 13-16 ms apart, so about 14 ticks, where 1 ms apart gives ~200
+    const late = await lateTicks(() => platform().gpuWait(ms(600)), 400);
+    expect(late).toBeGreaterThan(5);
+    expect(late).toBeLessThan(40);
+    // a wait that starts while a long one is pending counts from its own start: 40-100 ms into it, 1-3 ms apart
+    // (~30-60 ticks; fewer when other test files load the cores), where the long one's 16 ms would give about 4
+    let inner = 0;
+    await platform().gpuWait(async () => {
+      await ms(600)();
+      inner = await lateTicks(() => platform().gpuWait(ms(100)), 40);
+    });
+    expect(inner).toBeGreaterThan(8);
+  });
+
   it('routes the runtime waits (sync, readback) through it', async () => {
     const spy = vi.spyOn(platform(), 'gpuWait');
     try {
