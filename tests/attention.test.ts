@@ -18,6 +18,7 @@ import {
   type AttentionRefInput,
 } from '../kernels/attention.ts';
 import { relMaxErr } from './helpers/rel-max-err.ts';
+import { mulberry32 } from './helpers/random-data.ts';
 
 const F32_MIN = -3.4028234663852886e38; // torch.finfo(torch.float32).min, HF's mask value
 
@@ -29,14 +30,8 @@ afterAll(() => setPoison(false));
 
 // deterministic uniform(-1, 1) data (mulberry32)
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296 * 2 - 1;
-  };
+  const next = mulberry32(seed);
+  return () => next() * 2 - 1;
 }
 function rand(n: number, r: () => number, amp = 1): Float32Array {
   const a = new Float32Array(n);

@@ -357,12 +357,14 @@ describe('tensors over the binding limit', () => {
 // core from the kernels being waited for. platform-node.ts's gpuWait makes the ticks after its first ms go
 // through setTimeout while one of our waits is pending.
 describe('waiting for the GPU without a busy loop', () => {
-  /** Counts the ticks a Dawn-like ticker gets (each one queues the next via the global setImmediate) during `wait`. */
-  async function ticksDuring(wait: () => Promise<unknown>): Promise<number> {
+  /** Counts the ticks a Dawn-like ticker gets (each one queues the next via the global setImmediate) during `wait`,
+   * from `fromMs` into it on. */
+  async function ticksDuring(wait: () => Promise<unknown>, fromMs = 0): Promise<number> {
+    const t0 = performance.now();
     let ticks = 0;
     let done = false;
     const tick = () => {
-      ticks++;
+      if (performance.now() - t0 >= fromMs) ticks++;
       if (!done) globalThis.setImmediate(tick);
     };
     const waited = wait();
@@ -391,24 +393,9 @@ describe('waiting for the GPU without a busy loop', () => {
   });
 
   it('spaces the ticks more as a wait goes on (1/32 of the time waited, up to 16 ms), and restarts for a newer wait', async () => {
-    /** The ticks of a ticker during `wait` that come after `from` ms of it (past the first ms's spin). */
-    async function lateTicks(wait: () => Promise<unknown>, from: number): Promise<number> {
-      const t0 = performance.now();
-      let late = 0;
-      let done = false;
-      const tick = () => {
-        if (performance.now() - t0 >= from) late++;
-        if (!done) globalThis.setImmediate(tick);
-      };
-      const waited = wait();
-      globalThis.setImmediate(tick);
-      await waited;
-      done = true;
-      return late;
-    }
     const ms = (n: number) => () => new Promise((r) => setTimeout(r, n));
     // the last 200 ms of a 600 ms wait: 13-16 ms apart, so about 14 ticks, where 1 ms apart gives ~200
-    const late = await lateTicks(() => platform().gpuWait(ms(600)), 400);
+    const late = await ticksDuring(() => platform().gpuWait(ms(600)), 400);
     expect(late).toBeGreaterThan(5);
     expect(late).toBeLessThan(40);
     // a wait that starts while a long one is pending counts from its own start: 40-100 ms into it, 1-3 ms apart
@@ -416,7 +403,7 @@ describe('waiting for the GPU without a busy loop', () => {
     let inner = 0;
     await platform().gpuWait(async () => {
       await ms(600)();
-      inner = await lateTicks(() => platform().gpuWait(ms(100)), 40);
+      inner = await ticksDuring(() => platform().gpuWait(ms(100)), 40);
     });
     expect(inner).toBeGreaterThan(8);
   });
