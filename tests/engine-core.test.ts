@@ -396,16 +396,16 @@ describe('waiting for the GPU without a busy loop', () => {
     const ms = (n: number) => () => new Promise((r) => setTimeout(r, n));
     // the last 200 ms of a 600 ms wait: 13-16 ms apart, so about 14 ticks, where 1 ms apart gives ~200
     const late = await ticksDuring(() => platform().gpuWait(ms(600)), 400);
-    expect(late).toBeGreaterThan(5);
+    expect(late).toBeGreaterThan(2);
     expect(late).toBeLessThan(40);
-    // a wait that starts while a long one is pending counts from its own start: 40-100 ms into it, 1-3 ms apart
-    // (~30-60 ticks; fewer when other test files load the cores), where the long one's 16 ms would give about 4
+    // a wait that starts while a long one is pending counts from its own start: 40-160 ms into it, 1-4 ms apart
+    // (~30-120 ticks; the slower when other test files load the cores), where the long one's 16 ms would give ~7
     let inner = 0;
     await platform().gpuWait(async () => {
       await ms(600)();
-      inner = await ticksDuring(() => platform().gpuWait(ms(100)), 40);
+      inner = await ticksDuring(() => platform().gpuWait(ms(160)), 40);
     });
-    expect(inner).toBeGreaterThan(8);
+    expect(inner).toBeGreaterThan(14);
   });
 
   it('routes the runtime waits (sync, readback) through it', async () => {
