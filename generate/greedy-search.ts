@@ -2,6 +2,7 @@
 // the argmax (lowest index among exact ties, as torch.argmax), a row that produced an eos token gets pad tokens
 // from then on (it keeps being fed, so its transition scores there are the processed logits of the pad), and the
 // loop stops when every row has finished or the sequence reaches max_length (decoder start token included).
+// The loop itself (searchRowByRow) is sampling's too (sample-search.ts), with another token choice.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
@@ -62,25 +63,43 @@ export function checkTokenIds(config: ResolvedGenerationConfig, vocab: number): 
   for (const id of config.eosTokenIds) check('eos_token_id', id);
 }
 
-/** What both greedy searches (this one and greedy-on-device.ts) need of their arguments. */
-export function checkGreedyArgs(batchSize: number, config: ResolvedGenerationConfig, vocab: number): void {
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
-  if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
-  if (config.doSample) throw new RangeError('greedySearch: the config samples (do_sample): use generate() or sampleSearch()');
+/** The special tokens a row-by-row search needs: in the vocabulary, and a pad token for rows after their eos. */
+export function checkRowSearchTokens(config: ResolvedGenerationConfig, vocab: number): void {
   checkTokenIds(config, vocab);
   if (config.eosTokenIds.length > 0 && config.padTokenId === null) {
     throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
   }
 }
 
-export async function greedySearch(
+/** What both greedy searches (this one and greedy-on-device.ts) need of their arguments. */
+export function checkGreedyArgs(batchSize: number, config: ResolvedGenerationConfig, vocab: number): void {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`greedySearch: batch size must be >= 1, got ${batchSize}`);
+  if (config.numBeams !== 1) throw new RangeError(`greedySearch: num_beams must be 1, got ${config.numBeams}`);
+  if (config.doSample) throw new RangeError('greedySearch: the config samples (do_sample): use generate() or sampleSearch()');
+  checkRowSearchTokens(config, vocab);
+}
+
+/** How a row-by-row search (greedy search, sampling) picks each row's next token. */
+export interface RowChooser {
+  /** After the logits processors, before the step's scores are kept: sampling's warpers. */
+  prepare?(processed: Float32Array, inputIds: readonly (readonly number[])[], step: number): void;
+  /** The next token of row r while it has not ended (every row when there is no eos token). */
+  choose(processed: Float32Array, r: number, step: number): number;
+}
+
+/**
+ * The loop HF 4.36's `greedy_search` and `sample` share: each step the logits, the processors, then the
+ * chooser's token for every row that has not ended and the pad token for the others; transition scores are the
+ * chosen tokens' scores as kept in `scores`; it stops when every row has ended or the sequence, decoder start
+ * token included, is max_length long (MaxLengthCriteria). Arguments are checked by the caller.
+ */
+export async function searchRowByRow(
   stepper: DecoderStepper,
-  batchSize: number,
+  rows: number,
   config: ResolvedGenerationConfig,
+  chooser: RowChooser,
 ): Promise<GenerationOutput> {
   const vocab = stepper.vocabSize;
-  checkGreedyArgs(batchSize, config, vocab);
-  const rows = batchSize;
   const eos = config.eosTokenIds;
   const pad = config.padTokenId;
   const processors = buildLogitsProcessors(config);
@@ -97,11 +116,12 @@ export async function greedySearch(
     // the processors write into the step's array unless each step's scores are kept (the stepper may reuse it)
     const processed = scores ? Float32Array.from(logits) : logits;
     applyLogitsProcessors(processors, inputIds, processed, vocab);
+    chooser.prepare?.(processed, inputIds, step);
     if (scores) scores.push(processed);
 
     let anyUnfinished = false;
     for (let r = 0; r < rows; r++) {
-      const token = unfinished[r] || eos.length === 0 ? argmaxRow(processed, r, vocab) : pad!;
+      const token = unfinished[r] || eos.length === 0 ? chooser.choose(processed, r, step) : pad!;
       tokens[r] = token;
       inputIds[r]!.push(token);
       transition[r]!.push(processed[r * vocab + token]!);
@@ -109,9 +129,18 @@ export async function greedySearch(
       if (unfinished[r]) anyUnfinished = true;
     }
     if (eos.length > 0 && !anyUnfinished) break;
-    // MaxLengthCriteria: stop once the sequence, decoder start token included, is max_length long.
     if (inputIds[0]!.length >= config.maxLength) break;
   }
 
   return { sequences: inputIds, transitionScores: transition, ...(scores ? { scores } : {}) };
+}
+
+export async function greedySearch(
+  stepper: DecoderStepper,
+  batchSize: number,
+  config: ResolvedGenerationConfig,
+): Promise<GenerationOutput> {
+  const vocab = stepper.vocabSize;
+  checkGreedyArgs(batchSize, config, vocab);
+  return searchRowByRow(stepper, batchSize, config, { choose: (processed, r) => argmaxRow(processed, r, vocab) });
 }

@@ -9,9 +9,9 @@
 // each call draws a fresh one, as successive HF generate() calls differ unless `set_seed` is called.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import type { DecoderStepper, GenerationOutput } from './search-types.ts';
-import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
+import { applyLogitsProcessors } from './logits-processors.ts';
 import { buildLogitsWarpers } from './logits-warpers.ts';
-import { checkLogits, checkTokenIds } from './greedy-search.ts';
+import { checkRowSearchTokens, searchRowByRow } from './greedy-search.ts';
 import { logSumExpRows } from './greedy-sequence-scores.ts';
 import { mulberry32 } from '../util/mulberry32.ts';
 
@@ -62,51 +62,33 @@ export async function sampleSearch(
   const vocab = stepper.vocabSize;
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`sampleSearch: rows must be >= 1, got ${rows}`);
   if (config.numBeams !== 1) throw new RangeError(`sampleSearch: num_beams must be 1, got ${config.numBeams}`);
-  checkTokenIds(config, vocab);
-  const eos = config.eosTokenIds;
-  const pad = config.padTokenId;
-  if (eos.length > 0 && pad === null) throw new Error('generate: If `eos_token_id` is defined, make sure that `pad_token_id` is defined.');
+  checkRowSearchTokens(config, vocab);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`generate: the sampling seed must be an integer in [0, 2^32), got ${seed}`);
   const next = mulberry32(seed);
-  const processors = buildLogitsProcessors(config);
   const warpers = buildLogitsWarpers(config);
-
-  const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
-  const transition: number[][] = Array.from({ length: rows }, () => []);
   const logProbs: number[][] | undefined = options.sequenceScores ? Array.from({ length: rows }, () => []) : undefined;
-  const scores: Float32Array[] | undefined = config.outputScores ? [] : undefined;
-  const unfinished = new Uint8Array(rows).fill(1);
-  const tokens = new Int32Array(rows).fill(config.decoderStartTokenId);
+  // per step: one draw per row, ended or not, so a row's draws do not depend on when the others end; and, for the
+  // sequence scores, the processed scores before the warpers change them and their logsumexp
+  const draws = new Float64Array(rows);
+  let unwarped: Float32Array | undefined;
+  let lse: Float64Array | undefined;
 
-  for (let step = 0; ; step++) {
-    const logits = await stepper.step(tokens);
-    checkLogits(logits, rows, vocab, step);
-    const processed = scores ? Float32Array.from(logits) : logits;
-    applyLogitsProcessors(processors, inputIds, processed, vocab);
-    // the model's log-probabilities come from the processed scores, before the warpers change them
-    const lse = logProbs ? logSumExpRows(processed, rows, vocab) : undefined;
-    const unwarped = logProbs && warpers.length > 0 ? Float32Array.from(processed) : processed;
-    applyLogitsProcessors(warpers, inputIds, processed, vocab);
-    if (scores) scores.push(processed);
-
-    let anyUnfinished = false;
-    for (let r = 0; r < rows; r++) {
-      // one draw per row and step, finished or not, so a row's draws do not depend on when the others end
-      const u = next() / 4294967296;
-      const token = unfinished[r] || eos.length === 0 ? sampleRow(processed, r, vocab, u, step) : pad!;
-      tokens[r] = token;
-      inputIds[r]!.push(token);
-      transition[r]!.push(processed[r * vocab + token]!);
-      if (logProbs && unfinished[r]) logProbs[r]!.push(unwarped[r * vocab + token]! - lse![r]!);
-      if (eos.length > 0 && eos.includes(token)) unfinished[r] = 0;
-      if (unfinished[r]) anyUnfinished = true;
-    }
-    if (eos.length > 0 && !anyUnfinished) break;
-    if (inputIds[0]!.length >= config.maxLength) break;
-  }
-
-  const out: GenerationOutput = { sequences: inputIds, transitionScores: transition, ...(scores ? { scores } : {}) };
+  const out = await searchRowByRow(stepper, rows, config, {
+    prepare(processed, inputIds) {
+      for (let r = 0; r < rows; r++) draws[r] = next() / 4294967296;
+      if (logProbs) {
+        lse = logSumExpRows(processed, rows, vocab);
+        unwarped = warpers.length > 0 ? Float32Array.from(processed) : processed;
+      }
+      applyLogitsProcessors(warpers, inputIds, processed, vocab);
+    },
+    choose(processed, r, step) {
+      const token = sampleRow(processed, r, vocab, draws[r]!, step);
+      if (logProbs) logProbs[r]!.push(unwarped![r * vocab + token]! - lse![r]!);
+      return token;
+    },
+  });
   if (logProbs) {
     out.sequencesScores = logProbs.map((lp) => (lp.length > 0 ? lp.reduce((a, b) => a + b, 0) / lp.length ** config.lengthPenalty : 0));
   }
