@@ -8,6 +8,7 @@ import {
   isGenerationDefault,
   isGenerationKey,
   resolveGenerationConfig,
+  SAMPLING_WARNED,
   type GenerationConfig,
   type GenerationOptions,
   type ResolvedGenerationConfig,
@@ -101,7 +102,7 @@ export function generationConfigFromModel(cfg: T5Config, options: Readonly<Gener
   }
   if (!resolved.doSample) {
     const all: Record<string, unknown> = { ...fromModel, ...options };
-    for (const key of ['temperature', 'top_p']) {
+    for (const key of SAMPLING_WARNED) {
       const v = all[key];
       if (v !== undefined && v !== null && v !== 1) {
         throw new Error(`generate: \`${key}\` is ${JSON.stringify(v)} but \`do_sample\` is false: it only applies to sampling (HF warns and will not save it)`);

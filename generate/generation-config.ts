@@ -405,6 +405,10 @@ function checkBeamOptions(
   return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
 }
 
+/** Sampling options that HF's GenerationConfig.validate() warns about when do_sample is false (and
+ * save_pretrained then refuses): set to anything but 1. */
+export const SAMPLING_WARNED = ['temperature', 'top_p'] as const;
+
 function samplingUnsupported(v: unknown): string {
   return `is not supported (sampling implements temperature, top_k and top_p), got ${show(v)}`;
 }
@@ -426,8 +430,7 @@ function checkSampling(
   if (!doSample) {
     const unused = (flag: string, value: unknown) =>
       warnings.push(`\`do_sample\` is false, but \`${flag}\` is ${value}: it is only used when sampling (HF warns the same). Set \`do_sample\` or unset \`${flag}\`.`);
-    if (temperature !== 1) unused('temperature', temperature);
-    if (topP !== 1) unused('top_p', topP);
+    for (const key of SAMPLING_WARNED) if (merged[key] !== 1) unused(key, merged[key]);
     return { temperature: 1, topK: 0, topP: 1 };
   }
   if (!(temperature > 0)) fail('temperature', `(=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
