@@ -415,9 +415,21 @@ export function encodeBatch(
   ctx: ForwardContext, inputIds: ArrayLike<number>, attentionMask: ArrayLike<number>, batch: number, length: number, skipPadding: boolean,
 ): { hidden: Tensor; mask: Tensor; rows?: TokenRows } {
   const mask = paddingMask(attentionMask, batch, length);
-  const rows = skipPadding ? TokenRows.of(attentionMask, batch, length) : undefined;
+  // a source row of padding only is encoded whole, as HF does: its decoder rows attend (uniformly, every key
+  // masked alike) over its encoder states at padded positions, which a skip would leave as zeros
+  const skip = skipPadding && everyRowHasAToken(attentionMask, batch, length);
+  const rows = skip ? TokenRows.of(attentionMask, batch, length) : undefined;
   const ids = rows ? idsTensor(rows.select(inputIds), [1, rows.tokens]) : idsTensor(inputIds, [batch, length]);
   return { hidden: T5Encoder(ctx, { inputIds: ids, mask, rows }), mask, rows };
+}
+
+function everyRowHasAToken(attentionMask: ArrayLike<number>, batch: number, length: number): boolean {
+  for (let b = 0; b < batch; b++) {
+    let any = false;
+    for (let l = 0; l < length && !any; l++) any = attentionMask[b * length + l] !== 0;
+    if (!any) return false;
+  }
+  return true;
 }
 
 export interface DecoderInputs {
@@ -473,7 +485,7 @@ export interface Seq2SeqBatch {
 export interface Seq2SeqOutput {
   /** [B, Lt, V]; with skipPadding, zeros at positions without a label when the decoder skipped them */
   logits: Tensor;
-  /** [B, Ls, D]; with skipPadding, zeros at padded positions */
+  /** [B, Ls, D]; with skipPadding, zeros at padded positions (unless a source row has no token: then none skip) */
   encoderHidden: Tensor;
   loss?: Tensor; // scalar, mean over label tokens != -100
 }

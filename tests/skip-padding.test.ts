@@ -168,6 +168,27 @@ describe('the encoder on real tokens only', () => {
     m.dispose();
   });
 
+  it("generation's cache encodes a source row of padding only whole, as HF (t5-reference.test.ts: the forward)", async () => {
+    const m = model();
+    // row 2 has no token: HF's decoder still attends over its encoder states at the padded positions
+    const mask = Int32Array.from(padded, (v, i) => (Math.floor(i / LS) === 2 ? 0 : v));
+    const labels = Int32Array.from({ length: B * LT }, (_, i) => 2 + i);
+    const out = m.forward({ batchSize: B, sourceLength: LS, targetLength: LT, inputIds: ids, attentionMask: mask, labels });
+    const plain = await out.logits.toArray();
+    for (const t of [out.loss!, out.logits, out.encoderHidden]) t.dispose();
+    // the cache always skips padding; its first step (the decoder start token) gives position 0's logits
+    const cache = new T5DecoderCache(m.context(), ids, mask, B, LS, 1);
+    const first = cache.step(new Int32Array(B).fill(cfg.decoder_start_token_id));
+    const stepped = await first.toArray();
+    first.dispose();
+    cache.dispose();
+    const V = cfg.vocab_size;
+    for (let b = 0; b < B; b++) {
+      for (let v = 0; v < V; v++) expect(Math.abs(stepped[b * V + v]! - plain[b * LT * V + v]!)).toBeLessThan(1e-4);
+    }
+    m.dispose();
+  });
+
   it("generation's encoder and cross-attention keys/values", async () => {
     const m = model();
     const encode = (mask: Int32Array) => matmulFlops(async () => {

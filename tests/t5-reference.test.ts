@@ -76,14 +76,15 @@ const SPECS: Spec[] = [
     grads: true,
   },
   {
-    name: 'relu, tied, 3 encoder / 1 decoder layer, 5x12 heads on d_model 40, 32 buckets, padded batch',
+    name: 'relu, tied, 3 encoder / 1 decoder layer, 5x12 heads on d_model 40, 32 buckets, padded batch with a row of padding only',
     json: {
       d_model: 40, d_kv: 12, num_heads: 5, d_ff: 56, num_layers: 3, num_decoder_layers: 1, vocab_size: 131,
       feed_forward_proj: 'relu', tie_word_embeddings: true, relative_attention_num_buckets: 32,
       relative_attention_max_distance: 128,
     },
-    sources: [37, 20],
-    targets: [7, 11],
+    // a source of no tokens: HF's cross-attention averages its encoder states at the padded positions
+    sources: [37, 20, 0],
+    targets: [7, 11, 4],
     seed: 12,
     // relu + tied gradients are the golden fixture's (tests/t5-golden.test.ts); keep the file fast
     grads: false,
@@ -195,6 +196,14 @@ describe('T5 against an independent float64 reference (random configs)', () => {
       expect(encErr).toBeLessThanOrEqual(1e-5);
       expect(logitErr).toBeLessThanOrEqual(1e-5);
       expect(lossErr).toBeLessThanOrEqual(1e-5);
+
+      // skipPadding (training's and generation's default) changes only which positions are computed: the
+      // logits at every label are the reference's (the skipped positions' are zeros)
+      const skipped = tidy(() => model.forward(batch, { training: true, dropoutRate: 0, skipPadding: true }));
+      const V = rcfg.vocab_size;
+      const labelled = (x: ArrayLike<number>) => Float64Array.from({ length: x.length }, (_, i) => (batch.labels[Math.floor(i / V)] === -100 ? 0 : x[i]!));
+      expect(relMaxErr(labelled(await skipped.logits.toFloat32()), labelled(ref.logits))).toBeLessThanOrEqual(1e-5);
+      for (const t of [skipped.encoderHidden, skipped.logits, skipped.loss!]) t.dispose();
 
       if (!spec.grads) {
         for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
