@@ -15,7 +15,8 @@ export interface ForwardOptions {
   gradientCheckpointing?: boolean;
   /** skip a padded batch's padding (model/token-rows.ts): the same loss, and the same logits and encoder states at
    * real positions, for less work; `encoderHidden` then holds zeros at padded positions where Hugging Face has values, and `logits` zeros
-   * at target positions without a label (when those end every row, the decoder skips them). Default false. */
+   * at target positions without a label (when those end every row, the decoder skips them). Those two padded
+   * tensors are gathered when first read: a caller of the loss alone never pays for them. Default false. */
   skipPadding?: boolean;
 }
 

@@ -4,7 +4,8 @@
 // logits, loss and gradients with skipPadding; gradient-checkpointing.test.ts: the recomputation with it).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
-import { tensor } from '../engine/tensor.ts';
+import { tensor, type Tensor } from '../engine/tensor.ts';
+import { tidy } from '../engine/scope.ts';
 import { rt } from '../engine/runtime.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { parseT5Config } from '../model/config.ts';
@@ -165,6 +166,35 @@ describe('the encoder on real tokens only', () => {
       if (labels === suffix) expect(skip.flops).toBeLessThan(0.95 * plain.flops); // the decoder on 11 of 20 positions
       else expect(skip.flops).toBe(plain.flops);
     }
+    m.dispose();
+  });
+
+  it('gathers the padded logits and encoder states only when they are read', async () => {
+    const m = model();
+    const labels = Int32Array.from({ length: B * LT }, (_, i) => (i % LT < 2 ? 2 + i : -100));
+    const batch = { batchSize: B, sourceLength: LS, targetLength: LT, inputIds: ids, attentionMask: padded, labels };
+    const padBytes = (read: (out: ReturnType<typeof m.forward>) => Tensor[]) => {
+      const capture = captureDispatches();
+      let launches;
+      try {
+        tidy(() => read(m.forward(batch, { skipPadding: true })));
+      } finally {
+        launches = capture.stop();
+      }
+      const gathers = launches.filter((c) => c.launch.name === 'gather rows');
+      return gathers.flatMap((c) => Array<number>(c.count).fill(Math.max(...c.sizes)));
+    };
+    // the cross-attention's keys and values are gathered to the padded layout either way
+    const lossOnly = padBytes((out) => [out.loss!]);
+    const all = padBytes((out) => [out.logits, out.encoderHidden]);
+    const extra = [...all];
+    for (const bytes of lossOnly) extra.splice(extra.indexOf(bytes), 1);
+    expect(extra.sort((a, b) => a - b)).toEqual([B * LT * cfg.vocab_size * 4, B * LS * cfg.d_model * 4].sort((a, b) => a - b));
+    // returned whole from a tidy, the output's padded tensors are gathered before the scope frees their sources
+    const out = tidy(() => m.forward(batch, { skipPadding: true }));
+    const logits = await out.logits.toArray();
+    expect(logits.subarray(0, 2 * cfg.vocab_size).some((v) => v !== 0)).toBe(true);
+    for (const t of [out.loss!, out.logits, out.encoderHidden]) t.dispose();
     m.dispose();
   });
 
