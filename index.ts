@@ -34,7 +34,7 @@ export { fromPretrained, saveWeights } from './hf/pretrained.ts';
 export { generate, generateIds, padBatch } from './generate/generate.ts';
 export { resolveGenerationConfig, type GenerationOptions } from './generate/generation-config.ts';
 export { loadGenerationConfig } from './generate/generation-config-file.ts';
-export { predictOne, predictFile } from './tasks/predict.ts';
+export { predictOne, predictFile, badWordsIds } from './tasks/predict.ts';
 export { scoreTarget } from './tasks/score.ts';
 export { startServer, type ServeOptions } from './tasks/web-server.ts';
 export { initModelFolder } from './hf/init-model.ts';

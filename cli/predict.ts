@@ -7,6 +7,7 @@
 import type { GenerationOptions } from '../generate/generation-config.ts';
 import { loadModelForCli } from '../hf/load-model.ts';
 import {
+  badWordsIds,
   DEFAULT_BATCH_SIZE,
   DEFAULT_MAX_INPUT_LENGTH,
   TUTORIAL_GENERATION_DEFAULTS as TUTORIAL,
@@ -48,6 +49,7 @@ const PREDICT_FLAGS = {
     to: 'generation.early_stopping', as: (v) => (v === 'never' ? 'never' : v === 'true'),
   },
   'num-return-sequences': { type: 'int', min: 1, help: 'answers per input (beam search: best first; sampling: as drawn)', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'bad-words': { type: 'string', arg: 'W1,W2', help: 'words or phrases never generated, comma separated (HF bad_words_ids; replaces the folder\'s)' },
   'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (num_beams 1)', to: 'generation.do_sample' },
   temperature: { type: 'number', help: 'with --do-sample: the logits are divided by X (> 0)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.temperature' },
   'top-k': { type: 'int', min: 0, help: 'with --do-sample: only the K most likely tokens; 0: no limit', libraryDefault: `${FROM_FOLDER} 50`, to: 'generation.top_k' },
@@ -116,6 +118,14 @@ export async function predictCommand(argv: string[]): Promise<void> {
     throw new Error(msg.startsWith('--model') ? `predict: ${msg}` : `predict: --model ${values.model}: ${msg}`);
   }
   const { model, tokenizer, dir, preprocess } = loaded;
+  if (values['bad-words'] !== undefined) {
+    try {
+      generation.bad_words_ids = badWordsIds(tokenizer, values['bad-words'].split(','), preprocess);
+    } catch (e) {
+      model.dispose();
+      throw new Error(`${(e as Error).message.replace(/^predict: bad word/, 'predict: --bad-words: word')}`);
+    }
+  }
   const common = { modelDir: dir, generation, preprocess: preprocess ?? null, onWarning: warn, seed: mapped.seed };
   try {
     if (values.data !== undefined) {

@@ -55,6 +55,26 @@ export interface GenerationOptions {
   top_k?: number | null;
   /** Sampling: only the smallest set of most likely tokens whose probability reaches top_p; default 1 (off). */
   top_p?: number | null;
+  /** Token sequences never generated (HF's NoBadWordsLogitsProcessor): the last token of each is banned where the
+   * row ends with the rest. A sequence that is just an eos token is ignored, as in HF. */
+  bad_words_ids?: number[][] | null;
+  /** [tokens, bias] pairs (HF's list form): bias is added to the last token's score where the row ends with the
+   * others (always, for one token). */
+  sequence_bias?: Array<[number[], number]> | null;
+  /** The first generated token (HF's ForcedBOSTokenLogitsProcessor). */
+  forced_bos_token_id?: number | null;
+  /** The token(s) allowed at the last position max_length allows (HF's ForcedEOSTokenLogitsProcessor). */
+  forced_eos_token_id?: number | number[] | null;
+  /** nan scores become 0 and ±inf the largest finite float32 (HF's InfNanRemoveLogitsProcessor). */
+  remove_invalid_values?: boolean;
+  /** [start_index, decay_factor]: from start_index generated tokens on, eos scores grow by |score|·(factor^n - 1). */
+  exponential_decay_length_penalty?: [number, number] | null;
+  /** Tokens never generated. */
+  suppress_tokens?: number[] | null;
+  /** Tokens not generated first (second when forced_bos_token_id is set). */
+  begin_suppress_tokens?: number[] | null;
+  /** log_softmax of the processed scores (HF's LogitNormalization, the last processor, and the last warper). */
+  renormalize_logits?: boolean;
   /** Only 1: diverse (group) beam search is not implemented. */
   num_beam_groups?: number;
   /** Only 0: diverse beam search is not implemented. */
@@ -88,6 +108,16 @@ export interface ResolvedGenerationConfig {
   topK: number;
   /** 1: no TopPLogitsWarper. */
   topP: number;
+  /** The processors of HF's that are off by default; null / false: off. */
+  badWordsIds: number[][] | null;
+  sequenceBias: Array<[number[], number]> | null;
+  forcedBosTokenId: number | null;
+  forcedEosTokenIds: number[] | null;
+  removeInvalidValues: boolean;
+  exponentialDecayLengthPenalty: [number, number] | null;
+  suppressTokens: number[] | null;
+  beginSuppressTokens: number[] | null;
+  renormalizeLogits: boolean;
   /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
   warnings: string[];
 }
@@ -115,6 +145,15 @@ export const GENERATION_DEFAULTS = {
   temperature: 1.0,
   top_k: 50,
   top_p: 1.0,
+  bad_words_ids: null,
+  sequence_bias: null,
+  forced_bos_token_id: null,
+  forced_eos_token_id: null,
+  remove_invalid_values: false,
+  exponential_decay_length_penalty: null,
+  suppress_tokens: null,
+  begin_suppress_tokens: null,
+  renormalize_logits: false,
   num_beam_groups: 1,
   diversity_penalty: 0.0,
 } as const satisfies Required<GenerationOptions>;
@@ -129,18 +168,9 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   penalty_alpha: null,
   encoder_repetition_penalty: 1.0,
   encoder_no_repeat_ngram_size: 0,
-  bad_words_ids: null,
   force_words_ids: null,
   constraints: null,
-  renormalize_logits: false,
-  forced_bos_token_id: null,
-  forced_eos_token_id: null,
-  remove_invalid_values: false,
-  exponential_decay_length_penalty: null,
-  suppress_tokens: null,
-  begin_suppress_tokens: null,
   forced_decoder_ids: null,
-  sequence_bias: null,
   guidance_scale: null,
   low_memory: null,
   max_time: null,
@@ -199,6 +229,30 @@ function checkTokenId(option: string, v: unknown, source?: string): number | nul
   return checkInt(option, v, 0, source);
 }
 
+/** HF NoBadWordsLogitsProcessor's checks, and a sequence must have a token (HF fails on an empty one later). */
+function checkTokenLists(key: string, v: unknown, source?: string): number[][] {
+  if (!Array.isArray(v) || v.length === 0) fail(key, `has to be a non-empty list, but is ${show(v)}.`, source);
+  if (v.some((seq) => !Array.isArray(seq))) fail(key, `has to be a list of lists, but is ${show(v)}.`, source);
+  const lists = v as unknown[][];
+  if (lists.some((seq) => seq.length === 0 || seq.some((id) => !Number.isSafeInteger(id) || (id as number) < 0))) {
+    fail(key, `has to be a list of non-empty lists of token ids (integers >= 0), but is ${show(v)}.`, source);
+  }
+  return lists.map((seq) => [...(seq as number[])]);
+}
+
+/** HF's list form of sequence_bias, [[tokens, bias], ...], checked as SequenceBiasLogitsProcessor checks its dict. */
+function checkSequenceBias(v: unknown, source?: string): Array<[number[], number]> {
+  const key = 'sequence_bias';
+  const pairs = Array.isArray(v) && v.length > 0 && v.every((pair) => Array.isArray(pair) && pair.length === 2);
+  if (!pairs) fail(key, `has to be a non-empty list of [tokens, bias] pairs, but is ${show(v)}.`, source);
+  const list = v as Array<[unknown, unknown]>;
+  const tokens = checkTokenLists(key, list.map(([ids]) => ids), source);
+  if (list.some(([, bias]) => typeof bias !== 'number' || Number.isNaN(bias))) {
+    fail(key, `has to pair each token list with a number (its bias), but is ${show(v)}.`, source);
+  }
+  return list.map(([, bias], i) => [tokens[i]!, bias as number]);
+}
+
 /**
  * Check one option's value and return it; throws naming the option. `source` (a file name) goes into the
  * message for values read from a folder.
@@ -206,7 +260,7 @@ function checkTokenId(option: string, v: unknown, source?: string): number | nul
 function checkOption(key: string, v: unknown, explicit: boolean, source?: string): unknown {
   if (key in UNSUPPORTED_OFF) {
     if (!sameValue(v, UNSUPPORTED_OFF[key])) {
-      fail(key, `is not supported (the logits processors are min_length, min_new_tokens, no_repeat_ngram_size and repetition_penalty), got ${show(v)}`, source);
+      fail(key, `is not supported, got ${show(v)}`, source);
     }
     return v;
   }
@@ -264,6 +318,30 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       if (v === null) return 1.0;
       if (typeof v !== 'number' || !(v >= 0 && v <= 1)) fail(key, `has to be a float > 0 and < 1, but is ${show(v)}`, source);
       return v;
+    case 'bad_words_ids':
+      return v === null ? null : checkTokenLists(key, v, source);
+    case 'suppress_tokens':
+    case 'begin_suppress_tokens':
+      if (v === null) return null;
+      if (!Array.isArray(v)) fail(key, `has to be a list of token ids, but is ${show(v)}`, source);
+      return v.map((id) => checkInt(key, id, 0, source));
+    case 'sequence_bias':
+      return v === null ? null : checkSequenceBias(v, source);
+    case 'forced_bos_token_id':
+      return checkTokenId(key, v, source);
+    case 'forced_eos_token_id':
+      if (Array.isArray(v)) return v.map((id) => checkInt(key, id, 0, source));
+      return checkTokenId(key, v, source);
+    case 'remove_invalid_values':
+    case 'renormalize_logits':
+      if (typeof v !== 'boolean') fail(key, `must be true or false, got ${show(v)}`, source);
+      return v;
+    case 'exponential_decay_length_penalty': {
+      if (v === null) return null;
+      const ok = Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && v[0] >= 0 && typeof v[1] === 'number' && Number.isFinite(v[1]);
+      if (!ok) fail(key, `has to be [start_index, decay_factor] (an integer >= 0 and a number), but is ${show(v)}`, source);
+      return [v[0], v[1]];
+    }
     case 'num_beam_groups':
       if (v !== 1) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 1`, source);
       return v;
@@ -295,6 +373,7 @@ export function resolveGenerationConfig(
   const doSample = merged.do_sample as boolean;
   const beams = checkBeamOptions(merged, doSample, warnings);
   const sampling = checkSampling(merged, doSample, fileName, warnings);
+  const forcedEos = merged.forced_eos_token_id as number | number[] | null;
   return {
     ...lengths,
     numBeams: beams.numBeams,
@@ -307,6 +386,15 @@ export function resolveGenerationConfig(
     outputScores: merged.output_scores as boolean,
     doSample,
     ...sampling,
+    badWordsIds: merged.bad_words_ids as number[][] | null,
+    sequenceBias: merged.sequence_bias as Array<[number[], number]> | null,
+    forcedBosTokenId: merged.forced_bos_token_id as number | null,
+    forcedEosTokenIds: forcedEos === null ? null : Array.isArray(forcedEos) ? forcedEos : [forcedEos],
+    removeInvalidValues: merged.remove_invalid_values as boolean,
+    exponentialDecayLengthPenalty: merged.exponential_decay_length_penalty as [number, number] | null,
+    suppressTokens: merged.suppress_tokens as number[] | null,
+    beginSuppressTokens: merged.begin_suppress_tokens as number[] | null,
+    renormalizeLogits: merged.renormalize_logits as boolean,
     warnings,
   };
 }

@@ -1,7 +1,9 @@
 // The logits processors HF 4.36's `_get_logits_processor` builds for greedy and beam search from the options we
-// implement, in HF's order (RepetitionPenalty, NoRepeatNGram, MinLength, then MinNewTokensLength), plus the
-// float32 log-softmax beam search applies first. Each works in place on scores [rows, vocab] given each row's token
-// history, decoder start token included (HF's `input_ids` of the decoder).
+// implement, in HF's order (SequenceBias, RepetitionPenalty, NoRepeatNGram, NoBadWords, MinLength,
+// MinNewTokensLength, ForcedBOSToken, ForcedEOSToken, InfNanRemove, ExponentialDecayLengthPenalty, SuppressTokens,
+// SuppressTokensAtBegin, then LogitNormalization last), plus the float32 log-softmax beam search applies first.
+// Each works in place on scores [rows, vocab] given each row's token history, decoder start token included (HF's
+// `input_ids` of the decoder), in float32 as torch computes it.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 
 /** Modifies `scores` ([rows, vocab], row-major) in place; `inputIds[r]` is row r's tokens so far. */
@@ -102,18 +104,171 @@ export function noRepeatNgramProcessor(ngramSize: number): LogitsProcessor {
   };
 }
 
+/** Whether `row` ends with `suffix`. */
+function endsWith(row: readonly number[], suffix: readonly number[]): boolean {
+  if (suffix.length > row.length) return false;
+  const off = row.length - suffix.length;
+  for (let i = 0; i < suffix.length; i++) if (row[off + i] !== suffix[i]) return false;
+  return true;
+}
+
+/**
+ * HF SequenceBiasLogitsProcessor: a one-token sequence's bias is added to that token's score in every row; a
+ * longer one's to its last token's score in the rows that end with the rest of it (a sequence longer than the
+ * row is skipped). The biases of a row sum in float32 (HF's bias tensor), then add to the scores. `option` names
+ * the generation option in errors: HF checks the token ids against the vocabulary at the first call.
+ */
+export function sequenceBiasProcessor(sequenceBias: ReadonlyArray<readonly [readonly number[], number]>, option = 'sequence_bias'): LogitsProcessor {
+  // HF's dict: a repeated sequence keeps its last bias; one-token biases are assigned, longer ones summed
+  const bySequence = new Map<string, readonly [readonly number[], number]>();
+  for (const [tokens, bias] of sequenceBias) bySequence.set(tokens.join(','), [tokens, bias]);
+  const single = new Map<number, number>();
+  const longer: Array<readonly [readonly number[], number]> = [];
+  for (const [tokens, bias] of bySequence.values()) {
+    if (tokens.length === 1) single.set(tokens[0]!, Math.fround(bias));
+    else longer.push([tokens, Math.fround(bias)]);
+  }
+  let checkedVocab = 0;
+  return (inputIds, scores, vocab) => {
+    checkShape('SequenceBiasLogitsProcessor', inputIds, scores, vocab);
+    if (checkedVocab !== vocab) {
+      const invalid = [...bySequence.values()].flatMap(([tokens]) => tokens.filter((t) => t >= vocab));
+      if (invalid.length > 0) {
+        throw new RangeError(`generate: \`${option}\`: the model vocabulary size is ${vocab}, but the following tokens were being biased: [${invalid.join(', ')}]`);
+      }
+      checkedVocab = vocab;
+    }
+    const bias = new Map<number, number>();
+    for (let r = 0; r < inputIds.length; r++) {
+      bias.clear();
+      for (const [token, b] of single) bias.set(token, b);
+      const row = inputIds[r]!;
+      for (const [tokens, b] of longer) {
+        if (tokens.length > row.length || !endsWith(row, tokens.slice(0, -1))) continue;
+        const last = tokens[tokens.length - 1]!;
+        bias.set(last, Math.fround((bias.get(last) ?? 0) + b));
+      }
+      for (const [token, b] of bias) scores[r * vocab + token] = Math.fround(scores[r * vocab + token]! + b);
+    }
+  };
+}
+
+/** HF NoBadWordsLogitsProcessor: SequenceBias with -inf for each sequence, except one that is just an eos token. */
+export function noBadWordsProcessor(badWordsIds: readonly (readonly number[])[], eosTokenIds: readonly number[]): LogitsProcessor {
+  const kept = badWordsIds.filter((seq) => !(seq.length === 1 && eosTokenIds.includes(seq[0]!)));
+  if (kept.length === 0) return () => {};
+  return sequenceBiasProcessor(kept.map((seq) => [seq, -Infinity] as const), 'bad_words_ids');
+}
+
+/** Every score -inf but `allowed`'s, which become 0 (HF's forced-token processors); ids past the vocabulary throw. */
+function forceTokens(name: string, scores: Float32Array, rows: number, vocab: number, allowed: readonly number[]): void {
+  const outside = allowed.filter((id) => id >= vocab);
+  if (outside.length > 0) throw new RangeError(`${name}: token ${outside.join(', ')} is outside the vocabulary of ${vocab}`);
+  scores.fill(-Infinity);
+  for (let r = 0; r < rows; r++) for (const id of allowed) scores[r * vocab + id] = 0;
+}
+
+/** HF ForcedBOSTokenLogitsProcessor: the first token after the decoder start token is `bosTokenId`. */
+export function forcedBosProcessor(bosTokenId: number): LogitsProcessor {
+  return (inputIds, scores, vocab) => {
+    checkShape('ForcedBOSTokenLogitsProcessor', inputIds, scores, vocab);
+    if ((inputIds[0]?.length ?? 0) === 1) forceTokens('ForcedBOSTokenLogitsProcessor', scores, inputIds.length, vocab, [bosTokenId]);
+  };
+}
+
+/** HF ForcedEOSTokenLogitsProcessor: the token that brings a row to `maxLength` is one of `eosTokenIds`. */
+export function forcedEosProcessor(maxLength: number, eosTokenIds: readonly number[]): LogitsProcessor {
+  return (inputIds, scores, vocab) => {
+    checkShape('ForcedEOSTokenLogitsProcessor', inputIds, scores, vocab);
+    if ((inputIds[0]?.length ?? 0) === maxLength - 1) forceTokens('ForcedEOSTokenLogitsProcessor', scores, inputIds.length, vocab, eosTokenIds);
+  };
+}
+
+/** torch.finfo(torch.float32).max */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** HF InfNanRemoveLogitsProcessor: nan -> 0, +inf -> float32 max, -inf -> float32 min. */
+export function infNanRemoveProcessor(): LogitsProcessor {
+  return (inputIds, scores, vocab) => {
+    checkShape('InfNanRemoveLogitsProcessor', inputIds, scores, vocab);
+    for (let i = 0; i < scores.length; i++) {
+      const x = scores[i]!;
+      if (Number.isNaN(x)) scores[i] = 0;
+      else if (x === Infinity) scores[i] = FLOAT32_MAX;
+      else if (x === -Infinity) scores[i] = -FLOAT32_MAX;
+    }
+  };
+}
+
+/**
+ * HF ExponentialDecayLengthPenalty: once a row is longer than start + the decoder prompt, each eos score s
+ * becomes s + |s|·(factor^n - 1), n the tokens past that point (the factor's power in float64, the rest in
+ * float32, as torch computes a tensor times a Python float).
+ */
+export function exponentialDecayProcessor(penalty: readonly [number, number], eosTokenIds: readonly number[], promptLength: number): LogitsProcessor {
+  const [start, factor] = penalty;
+  const regulationStart = start + promptLength;
+  return (inputIds, scores, vocab) => {
+    checkShape('ExponentialDecayLengthPenalty', inputIds, scores, vocab);
+    const curLen = inputIds[0]?.length ?? 0;
+    if (curLen <= regulationStart) return;
+    const growth = Math.fround(factor ** (curLen - regulationStart) - 1);
+    for (let r = 0; r < inputIds.length; r++) {
+      for (const id of eosTokenIds) {
+        if (id >= vocab) continue;
+        const at = r * vocab + id;
+        scores[at] = Math.fround(scores[at]! + Math.fround(Math.abs(scores[at]!) * growth));
+      }
+    }
+  };
+}
+
+/** HF SuppressTokensLogitsProcessor, or SuppressTokensAtBeginLogitsProcessor when `atLength` is given: the tokens
+ * get -inf (at every step, or when the row has `atLength` tokens). Ids past the vocabulary are ignored. */
+export function suppressTokensProcessor(tokens: readonly number[], atLength?: number): LogitsProcessor {
+  const name = atLength === undefined ? 'SuppressTokensLogitsProcessor' : 'SuppressTokensAtBeginLogitsProcessor';
+  return (inputIds, scores, vocab) => {
+    checkShape(name, inputIds, scores, vocab);
+    if (atLength !== undefined && (inputIds[0]?.length ?? 0) !== atLength) return;
+    for (let r = 0; r < inputIds.length; r++) for (const id of tokens) if (id < vocab) scores[r * vocab + id] = -Infinity;
+  };
+}
+
+/** HF LogitNormalization: scores.log_softmax(-1) (logSoftmaxRows' rounding). */
+export function logitNormalizationProcessor(): LogitsProcessor {
+  return (inputIds, scores, vocab) => {
+    checkShape('LogitNormalization', inputIds, scores, vocab);
+    scores.set(logSoftmaxRows(scores, inputIds.length, vocab));
+  };
+}
+
 /**
  * The processors `_get_logits_processor` (4.36) makes from a resolved config, in its order. HF adds the min
- * length processors only when an eos token is defined and the length is > 0.
+ * length processors only when an eos token is defined and the length is > 0. The decoder prompt (the decoder
+ * start token) is HF's `input_ids_seq_length`.
  */
 export function buildLogitsProcessors(config: ResolvedGenerationConfig, decoderPromptLength = 1): LogitsProcessor[] {
   const out: LogitsProcessor[] = [];
+  const eos = config.eosTokenIds;
+  if (config.sequenceBias) out.push(sequenceBiasProcessor(config.sequenceBias));
   if (config.repetitionPenalty !== 1) out.push(repetitionPenaltyProcessor(config.repetitionPenalty));
   if (config.noRepeatNgramSize > 0) out.push(noRepeatNgramProcessor(config.noRepeatNgramSize));
-  if (config.eosTokenIds.length > 0 && config.minLength > 0) out.push(minLengthProcessor(config.minLength, config.eosTokenIds));
-  if (config.eosTokenIds.length > 0 && config.minNewTokens !== null && config.minNewTokens > 0) {
-    out.push(minNewTokensProcessor(decoderPromptLength, config.minNewTokens, config.eosTokenIds));
+  if (config.badWordsIds) out.push(noBadWordsProcessor(config.badWordsIds, eos));
+  if (eos.length > 0 && config.minLength > 0) out.push(minLengthProcessor(config.minLength, eos));
+  if (eos.length > 0 && config.minNewTokens !== null && config.minNewTokens > 0) {
+    out.push(minNewTokensProcessor(decoderPromptLength, config.minNewTokens, eos));
   }
+  if (config.forcedBosTokenId !== null) out.push(forcedBosProcessor(config.forcedBosTokenId));
+  if (config.forcedEosTokenIds !== null) out.push(forcedEosProcessor(config.maxLength, config.forcedEosTokenIds));
+  if (config.removeInvalidValues) out.push(infNanRemoveProcessor());
+  if (config.exponentialDecayLengthPenalty) out.push(exponentialDecayProcessor(config.exponentialDecayLengthPenalty, eos, decoderPromptLength));
+  if (config.suppressTokens) out.push(suppressTokensProcessor(config.suppressTokens));
+  if (config.beginSuppressTokens) {
+    // HF: the first free position, after the forced bos token when there is one
+    const begin = decoderPromptLength + (decoderPromptLength === 1 && config.forcedBosTokenId !== null ? 1 : 0);
+    out.push(suppressTokensProcessor(config.beginSuppressTokens, begin));
+  }
+  if (config.renormalizeLogits) out.push(logitNormalizationProcessor());
   return out;
 }
 

@@ -3,7 +3,7 @@
 // LogitsProcessor signature), and set every token they remove to -inf; sampling then draws from
 // softmax(scores). HF's `min_tokens_to_keep` is 1 for sampling without beams, the only sampling we implement.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
-import { checkShape, type LogitsProcessor } from './logits-processors.ts';
+import { checkShape, logitNormalizationProcessor, type LogitsProcessor } from './logits-processors.ts';
 
 /** HF TemperatureLogitsWarper: scores / temperature (float32, as torch divides a float32 tensor). */
 export function temperatureWarper(temperature: number): LogitsProcessor {
@@ -150,5 +150,7 @@ export function buildLogitsWarpers(config: ResolvedGenerationConfig): LogitsProc
   if (config.temperature !== 1) out.push(temperatureWarper(config.temperature));
   if (config.topK !== 0) out.push(topKWarper(config.topK));
   if (config.topP < 1) out.push(topPWarper(config.topP));
+  // HF 4.36's `_get_logits_warper` ends with LogitNormalization too (the processors' already did, once)
+  if (config.renormalizeLogits) out.push(logitNormalizationProcessor());
   return out;
 }

@@ -111,6 +111,18 @@ export async function resolvePredictSettings(
   return { generation, preprocess, maxInputLength, ...(options.seed !== undefined ? { seed: options.seed } : {}) };
 }
 
+/**
+ * `bad_words_ids` for words or phrases, as HF's docs make them (`tokenizer(bad_words, add_special_tokens=False)
+ * .input_ids`), after the same cleaning as the inputs (a model trained on lowercased text answers in lowercase).
+ * SentencePiece marks a word's start, so a word is banned where it starts a word, not inside a longer one.
+ */
+export function badWordsIds(tokenizer: T5Tokenizer, words: readonly string[], preprocess?: PreprocessConfig | null): number[][] {
+  return words.map((word, i) => {
+    if (isBlank(word)) throw new Error(`predict: bad word ${i + 1} of ${words.length} is empty`);
+    return tokenizer.textToIds(clean(word.trim(), preprocess ?? undefined));
+  });
+}
+
 /** The text the model sees: the stored cleaning, without `fillNa` (an empty input is refused before). */
 function clean(text: string, preprocess: PreprocessConfig | undefined): string {
   return preprocess ? cleanText(text, { ...preprocess, fillNa: false }) : text;

@@ -137,6 +137,26 @@ describe('generation config', () => {
     ]);
   });
 
+  it('resolves HF\'s optional processors: off by default; an eos id as int or list; from a file as saved', async () => {
+    expect(resolveGenerationConfig(T5, { max_length: 20 })).toMatchObject({
+      badWordsIds: null, sequenceBias: null, forcedBosTokenId: null, forcedEosTokenIds: null, removeInvalidValues: false,
+      exponentialDecayLengthPenalty: null, suppressTokens: null, beginSuppressTokens: null, renormalizeLogits: false,
+    });
+    const options: GenerationOptions = {
+      bad_words_ids: [[5], [6, 7]], sequence_bias: [[[8], -1.5]], forced_bos_token_id: 3, forced_eos_token_id: 1, remove_invalid_values: true,
+      exponential_decay_length_penalty: [4, 1.2], suppress_tokens: [9], begin_suppress_tokens: [1], renormalize_logits: true,
+    };
+    const want = {
+      badWordsIds: [[5], [6, 7]], sequenceBias: [[[8], -1.5]], forcedBosTokenId: 3, forcedEosTokenIds: [1], removeInvalidValues: true,
+      exponentialDecayLengthPenalty: [4, 1.2], suppressTokens: [9], beginSuppressTokens: [1], renormalizeLogits: true,
+    };
+    expect(resolveGenerationConfig(T5, { ...options, max_length: 20 })).toMatchObject(want);
+    expect(resolveGenerationConfig(T5, { forced_eos_token_id: [1, 2], max_length: 20 }).forcedEosTokenIds).toEqual([1, 2]);
+    // save_pretrained writes them under HF's names (the pair lists as JSON lists) and they read back the same
+    const d = await folder({ 'generation_config.json': JSON.parse(serializeGenerationConfig({ ...T5, ...options })) });
+    expect(await loadGenerationConfig(d)).toMatchObject(want);
+  });
+
   const refused: [GenerationOptions | Record<string, unknown>, RegExp][] = [
     [{ max_length: 0 }, /`max_length` must be an integer >= 1, got 0/],
     [{ max_length: 2.5 }, /`max_length`/],
@@ -165,8 +185,23 @@ describe('generation config', () => {
     [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
     [{ repetition_penalty: 0 }, /`repetition_penalty` has to be a strictly positive float, but is 0/],
     [{ encoder_repetition_penalty: 1.2 }, /`encoder_repetition_penalty` is not supported/],
-    [{ bad_words_ids: [[5]] }, /`bad_words_ids` is not supported/],
-    [{ forced_eos_token_id: 1 }, /`forced_eos_token_id` is not supported/],
+    [{ encoder_no_repeat_ngram_size: 3 }, /`encoder_no_repeat_ngram_size` is not supported, got 3/],
+    [{ forced_decoder_ids: [[1, 5]] }, /`forced_decoder_ids` is not supported/],
+    [{ bad_words_ids: [] }, /`bad_words_ids` has to be a non-empty list, but is \[\]/],
+    [{ bad_words_ids: [5] }, /`bad_words_ids` has to be a list of lists, but is \[5\]/],
+    [{ bad_words_ids: [[5], [-1]] }, /`bad_words_ids` has to be a list of non-empty lists of token ids \(integers >= 0\)/],
+    [{ bad_words_ids: [[5], []] }, /`bad_words_ids` has to be a list of non-empty lists/],
+    [{ sequence_bias: { '[5]': 1 } }, /`sequence_bias` has to be a non-empty list of \[tokens, bias\] pairs/],
+    [{ sequence_bias: [[[5], 'big']] }, /`sequence_bias` has to pair each token list with a number/],
+    [{ sequence_bias: [[[5.5], 1]] }, /`sequence_bias` has to be a list of non-empty lists of token ids/],
+    [{ suppress_tokens: 5 }, /`suppress_tokens` has to be a list of token ids, but is 5/],
+    [{ begin_suppress_tokens: [1, -2] }, /`begin_suppress_tokens` must be an integer >= 0, got -2/],
+    [{ forced_bos_token_id: 1.5 }, /`forced_bos_token_id` must be an integer >= 0/],
+    [{ forced_eos_token_id: [1, 'x'] }, /`forced_eos_token_id` must be an integer >= 0, got "x"/],
+    [{ exponential_decay_length_penalty: [5] }, /`exponential_decay_length_penalty` has to be \[start_index, decay_factor\]/],
+    [{ exponential_decay_length_penalty: [-1, 1.5] }, /`exponential_decay_length_penalty` has to be \[start_index, decay_factor\]/],
+    [{ renormalize_logits: 1 }, /`renormalize_logits` must be true or false, got 1/],
+    [{ remove_invalid_values: 'no' }, /`remove_invalid_values` must be true or false/],
     [{ penalty_alpha: 0.6 }, /`penalty_alpha` is not supported/],
     [{ output_scores: 'yes' }, /`output_scores` must be true or false/],
     [{ max_lenght: 10 }, /`max_lenght` is not a generation option we know/],

@@ -111,4 +111,16 @@ describe('logits warpers', () => {
     for (const w of buildLogitsWarpers(c)) w(noHistory(2), s, 31);
     expect(Array.from(s)).toEqual(want);
   });
+
+  it('renormalize_logits ends the warpers with a log_softmax too (HF 4.36 _get_logits_warper), only when sampling', () => {
+    const T5 = { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, max_length: 20 };
+    expect(buildLogitsWarpers(resolveGenerationConfig(T5, { renormalize_logits: true }))).toEqual([]);
+    const warpers = buildLogitsWarpers(resolveGenerationConfig(T5, { do_sample: true, top_k: 3, renormalize_logits: true }));
+    expect(warpers.length).toBe(2);
+    const s = randomScores(4, 1, 11);
+    for (const w of warpers) w(noHistory(1), s, 11);
+    const kept = Array.from(s).filter((x) => x > -Infinity);
+    expect(kept.length).toBe(3);
+    expect(kept.reduce((sum, x) => sum + Math.exp(x), 0)).toBeCloseTo(1, 6);
+  });
 });

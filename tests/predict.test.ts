@@ -20,6 +20,7 @@ import {
   predictEncoded,
   predictFile,
   predictOne,
+  badWordsIds,
   resolvePredictSettings,
   type PredictedRow,
 } from '../tasks/predict.ts';
@@ -167,6 +168,22 @@ describe('predictOne', () => {
     expect(got.sequences).toEqual(want.sequences);
     const plain = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 10 } });
     expect(want.sequences[0]!.score).not.toBe(plain.sequences[0]!.score);
+  });
+
+  it('--bad-words: each word tokenized as HF\'s docs say reaches bad_words_ids, and the answer leaves it out', async () => {
+    const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '10', '--quiet', '--json'];
+    const plain = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 10 } });
+    // a generated token that is a whole word on its own
+    const ids = plain.sequences[0]!.ids.slice(1);
+    const word = ids.map((id) => tokenizer.decode([id]).trim()).find((w, i) => /^[a-z]+$/.test(w) && badWordsIds(tokenizer, [w])[0]!.join() === String(ids[i]));
+    expect(word, `answer ${plain.sequences[0]!.text}`).toBeDefined();
+    const banned = badWordsIds(tokenizer, [word!, 'two words']);
+    expect(banned[1]!.length).toBeGreaterThan(1);
+    const got = JSON.parse(await captureStdout(() => predictCommand([...args, '--bad-words', `${word}, two words`])));
+    const want = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 10, bad_words_ids: banned } });
+    expect(got.sequences).toEqual(want.sequences);
+    expect(want.sequences[0]!.ids).not.toContain(banned[0]![0]);
+    await expect(predictCommand([...args, '--bad-words', 'a,,b'])).rejects.toThrow('predict: --bad-words: word 2 of 3 is empty');
   });
 
   it('--do-sample with --num-return-sequences and --seed: k answers, the same for the same seed, without beams', async () => {
