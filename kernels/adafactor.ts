@@ -1,0 +1,337 @@
+// Adafactor (Shazeer & Stern 2018) exactly as transformers' `Adafactor.step` (optimization.py), one parameter at a
+// time. With t = the parameter's step, β2t = 1 − t^decay_rate and u2 = g² + eps1:
+//   factored (rank 2, [R, C]):  vr ← β2t·vr + (1 − β2t)·mean_c(u2)     (exp_avg_sq_row, [R])
+//                               vc ← β2t·vc + (1 − β2t)·mean_r(u2)     (exp_avg_sq_col, [C])
+//                               u = (rsqrt(vr_r / mean(vr)) · rsqrt(vc_c)) · g          (_approx_sq_grad)
+//   not factored (rank 1):      v ← β2t·v + (1 − β2t)·u2;  u = rsqrt(v) · g
+//   u ← u / max(RMS(u) / clip_threshold, 1);  u ← u · lr           RMS(x) = ‖x‖₂ / sqrt(numel)
+//   with β1:  m ← β1·m + (1 − β1)·u;  u = m
+//   p ← p + (−weight_decay·lr)·p;  p ← p − u
+// lr is the given one, or min(1e-2 | 1e-6·t with warmup_init, 1/sqrt(t)) with relative_step; with
+// scale_parameter it is multiplied by max(eps2, RMS(p)), p taken before this step's update.
+//
+// The reductions (row and column means, ‖u‖², ‖p‖², mean(vr)) stay on the GPU in a fixed order (row kernels and
+// kernels/column-sums.ts): no readback, the same result every run. Five to six small dispatches per parameter.
+import { grid1D, rt, type Param } from '../engine/runtime.ts';
+import { gpu } from '../engine/gpu.ts';
+import { empty, type Tensor } from '../engine/tensor.ts';
+import { columnSums } from './column-sums.ts';
+import { defaultRowImpl, rowKernelCode, rowLeader, rowSum, rowWorkgroups, vecType, vecWidth, type RowImpl } from './row-kernel.ts';
+import { flatGridEntry } from './grid-entry.wgsl.ts';
+import { memoWgsl } from './wgsl-memo.ts';
+
+const WORKGROUP = 64;
+
+export interface AdafactorHyper {
+  /** the external learning rate; null with relativeStep */
+  lr: number | null;
+  /** [eps1 (added to g²), eps2 (floor of the parameter scale)]; HF's default [1e-30, 1e-3] */
+  eps: [number, number];
+  clipThreshold: number;
+  decayRate: number;
+  /** null: no first moment (HF's default) */
+  beta1: number | null;
+  weightDecay: number;
+  scaleParameter: boolean;
+  relativeStep: boolean;
+  warmupInit: boolean;
+}
+
+/** HF's `Adafactor.__init__` defaults (note: HF's Trainer passes scale_parameter and relative_step false). */
+export const ADAFACTOR_DEFAULTS: AdafactorHyper = {
+  lr: null, eps: [1e-30, 1e-3], clipThreshold: 1.0, decayRate: -0.8, beta1: null, weightDecay: 0,
+  scaleParameter: true, relativeStep: true, warmupInit: false,
+};
+
+/** HF's constructor checks, and ranges that keep the update finite. */
+export function checkAdafactorHyper(h: AdafactorHyper): void {
+  const bad = (what: string): never => {
+    throw new RangeError(`adafactor: ${what}`);
+  };
+  if (h.lr !== null && h.relativeStep) bad('Cannot combine manual `lr` and `relative_step=True` options');
+  if (h.warmupInit && !h.relativeStep) bad('`warmup_init=True` requires `relative_step=True`');
+  if (h.lr === null && !h.relativeStep) bad('give a learning rate, or relative_step');
+  if (h.lr !== null && !(Number.isFinite(h.lr) && h.lr >= 0)) bad(`invalid learning rate ${h.lr}`);
+  if (!(h.eps[0] >= 0 && h.eps[1] >= 0)) bad(`invalid eps [${h.eps}]`);
+  if (!(h.clipThreshold > 0)) bad(`invalid clip_threshold ${h.clipThreshold}`);
+  if (!(h.decayRate < 0)) bad(`invalid decay_rate ${h.decayRate} (HF's is -0.8: beta2 grows towards 1)`);
+  if (h.beta1 !== null && !(h.beta1 >= 0 && h.beta1 < 1)) bad(`invalid beta1 ${h.beta1}`);
+  if (!(h.weightDecay >= 0)) bad(`invalid weight decay ${h.weightDecay}`);
+}
+
+/** The step size before the parameter scale (HF's `_get_lr` without scale_parameter), in float64 as Python. */
+export function relativeStepSize(h: AdafactorHyper, step: number): number {
+  if (!h.relativeStep) return h.lr!;
+  const minStep = h.warmupInit ? 1e-6 * step : 1e-2;
+  return Math.min(minStep, 1 / Math.sqrt(step));
+}
+
+/** Whether a parameter of this shape keeps factored second moments (HF: rank >= 2; we take rank 1 and 2). */
+export function isFactored(shape: readonly number[]): boolean {
+  if (shape.length < 1 || shape.length > 2) throw new RangeError(`adafactor: parameters of rank 1 or 2 only, got [${shape.join(', ')}]`);
+  return shape.length === 2;
+}
+
+/** One parameter's Adafactor state on the GPU; `m` only with beta1. */
+export interface AdafactorSlotTensors {
+  /** factored: exp_avg_sq_row [R] and exp_avg_sq_col [C]; else exp_avg_sq (the parameter's shape) */
+  vr?: Tensor;
+  vc?: Tensor;
+  v?: Tensor;
+  m?: Tensor;
+}
+
+/** vr ← β2t·vr + (1 − β2t)·mean(g² + eps1) over each row (rows of C elements). */
+function rowMomentCode(impl: RowImpl, w: number): string {
+  const T = vecType(w);
+  const sq = w === 4 ? 'dot(x, x) + 4.0 * p.eps1' : 'x * x + p.eps1';
+  return rowKernelCode(impl, [['read', 'g', `array<${T}>`], ['read_write', 'vr', 'array<f32>']],
+    'rows: u32, n: u32, cols: f32, eps1: f32, beta2t: f32, oneMinusBeta2t: f32', (h) => /* wgsl */ `var s = 0.0;
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    let x = g[base + j];
+    s += ${sq};
+  }
+  ${rowSum(impl, 's')}
+  if (${rowLeader(impl)}) { vr[r] = vr[r] * p.beta2t + p.oneMinusBeta2t * (s / p.cols); }`);
+}
+
+/** Per row: ‖u_r‖² with u = (rsqrt(vr_r / mean(vr)) · rsqrt(vc)) · g, and ‖p_r‖² (for scale_parameter). */
+function rowNormsCode(impl: RowImpl, w: number): string {
+  const T = vecType(w);
+  const sq = (v: string) => (w === 4 ? `dot(${v}, ${v})` : `${v} * ${v}`);
+  return rowKernelCode(impl, [
+    ['read', 'g', `array<${T}>`], ['read', 'param', `array<${T}>`], ['read', 'vr', 'array<f32>'], ['read', 'vc', `array<${T}>`],
+    ['read', 'vrSum', 'array<f32>'], ['read_write', 'uu', 'array<f32>'], ['read_write', 'pp', 'array<f32>'],
+  ], 'rows: u32, n: u32, R: f32', (h) => /* wgsl */ `let rf = inverseSqrt(vr[r] / (vrSum[0] / p.R));
+  var su = 0.0;
+  var sp = 0.0;
+  for (var j = ${h.first}; j < p.n; j += ${h.step}) {
+    let u = (rf * inverseSqrt(vc[j])) * g[base + j];
+    su += ${sq('u')};
+    let x = param[base + j];
+    sp += ${sq('x')};
+  }
+  ${rowSum(impl, 'su')}
+  ${rowSum(impl, 'sp')}
+  if (${rowLeader(impl)}) { uu[r] = su; pp[r] = sp; }`);
+}
+
+/** v ← β2t·v + (1 − β2t)·x: x = colSum / R (factored vc) or g² + eps1 (the unfactored v). */
+function emaCode(source: 'column-mean' | 'grad-square'): string {
+  const x = source === 'column-mean' ? 'src[i] / p.R' : 'src[i] * src[i] + p.eps1';
+  return /* wgsl */ `
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> v: array<f32>;
+struct Params { n: u32, R: f32, eps1: f32, beta2t: f32, oneMinusBeta2t: f32 }
+@group(0) @binding(2) var<uniform> p: Params;
+
+${flatGridEntry(WORKGROUP, 'i', 'p.n')}
+  v[i] = v[i] * p.beta2t + p.oneMinusBeta2t * (${x});
+}`;
+}
+
+/** The update of every element, from the reduced norms: clip by RMS, the learning rate (scaled by RMS(p) with
+ * scale_parameter), the first moment, decay, p ← p − u. */
+function applyCode(factored: boolean, firstMoment: boolean, scaleParameter: boolean): string {
+  const u = factored
+    ? '(inverseSqrt(vr[i / p.cols] / (vrSum[0] / p.R)) * inverseSqrt(vc[i % p.cols])) * g[i]'
+    : 'inverseSqrt(v[i]) * g[i]';
+  const lr = scaleParameter ? 'max(p.eps2, sqrt(ppSum[0]) / p.rootN) * p.lr' : 'p.lr';
+  const decl = (i: number, access: string, name: string) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  const bindings = factored
+    ? [decl(0, 'read_write', 'param'), decl(1, 'read', 'g'), decl(2, 'read', 'vr'), decl(3, 'read', 'vc'), decl(4, 'read', 'vrSum')]
+    : [decl(0, 'read_write', 'param'), decl(1, 'read', 'g'), decl(2, 'read', 'v')];
+  bindings.push(decl(bindings.length, 'read', 'uuSum'));
+  // bound only when read: a pipeline's layout leaves out what its shader does not use
+  if (scaleParameter) bindings.push(decl(bindings.length, 'read', 'ppSum'));
+  if (firstMoment) bindings.push(decl(bindings.length, 'read_write', 'm'));
+  return /* wgsl */ `
+${bindings.join('\n')}
+struct Params { n: u32, cols: u32, R: f32, rootN: f32, clip: f32, lr: f32, eps2: f32, beta1: f32, oneMinusBeta1: f32, weightDecay: f32 }
+@group(0) @binding(${bindings.length}) var<uniform> p: Params;
+
+${flatGridEntry(WORKGROUP, 'i', 'p.n')}
+  let denom = max((sqrt(uuSum[0]) / p.rootN) / p.clip, 1.0);
+  let lr = ${lr};
+  var u = (${u}) / denom;
+  u = u * lr;
+  ${firstMoment ? 'm[i] = m[i] * p.beta1 + p.oneMinusBeta1 * u;\n  u = m[i];' : ''}
+  var x = param[i];
+  x = x + (-p.weightDecay * lr) * x;
+  param[i] = x - u;
+}`;
+}
+
+const rowMomentMemo = memoWgsl(rowMomentCode);
+const rowNormsMemo = memoWgsl(rowNormsCode);
+const emaMemo = memoWgsl(emaCode);
+const applyMemo = memoWgsl(applyCode);
+
+function checkOperand(what: string, t: Tensor | undefined, shape: readonly number[]): Tensor {
+  if (!t) throw new Error(`adafactor: ${what} is missing`);
+  if (t.disposed) throw new Error(`adafactor: ${what} is disposed`);
+  if (t.dtype !== 'f32' || t.shape.join() !== shape.join()) {
+    throw new RangeError(`adafactor: ${what} ${t.describe()} does not fit [${shape.join(', ')}]`);
+  }
+  return t;
+}
+
+/**
+ * One Adafactor step of one parameter, in place (p and the state tensors); g is read. `step` is the parameter's
+ * step after incrementing (1 on the first update). Records kernels only: no readback, no autograd.
+ */
+export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, step: number, h: AdafactorHyper): void {
+  checkAdafactorHyper(h);
+  if (!Number.isInteger(step) || step < 1) throw new RangeError(`adafactor: step must be an integer >= 1, got ${step}`);
+  const factored = isFactored(p.shape);
+  checkOperand('grad', g, p.shape);
+  if (p.bytes > gpu().limits.maxStorageBufferBindingSize) {
+    throw new RangeError(`adafactor: parameter ${p.describe()} is larger than one storage binding (${gpu().limits.maxStorageBufferBindingSize} bytes)`);
+  }
+  if (h.beta1 !== null) checkOperand('exp_avg', s.m, p.shape);
+  const n = p.size;
+  if (n === 0) return;
+  const beta2t = 1 - step ** h.decayRate;
+  const ema: Param[] = [['f32', beta2t], ['f32', 1 - beta2t]];
+  const [eps1, eps2] = h.eps;
+  const temps: Tensor[] = [];
+  let uuSum: Tensor;
+  let ppSum: Tensor;
+  let stateBindings;
+  if (factored) {
+    const [R, C] = p.shape as [number, number];
+    const vr = checkOperand('exp_avg_sq_row', s.vr, [R]);
+    const vc = checkOperand('exp_avg_sq_col', s.vc, [C]);
+    const impl = defaultRowImpl(C);
+    const w = vecWidth(C);
+    rt().dispatch({
+      name: 'adafactor_row_moments',
+      code: rowMomentMemo(impl, w),
+      bindings: [g.read('adafactor grad'), vr.write('adafactor exp_avg_sq_row')],
+      params: [['u32', R], ['u32', C / w], ['f32', C], ['f32', eps1], ...ema],
+      workgroups: rowWorkgroups(impl, R),
+    });
+    const [colSum] = columnSums('adafactor_col', [{ t: g, kind: 'elem' }], [`e0 * e0 + ${wgslFloat(eps1)}`], R, C);
+    rt().dispatch({
+      name: 'adafactor_col_moments',
+      code: emaMemo('column-mean'),
+      bindings: [colSum!.read('adafactor column sums'), vc.write('adafactor exp_avg_sq_col')],
+      params: [['u32', C], ['f32', R], ['f32', eps1], ...ema],
+      workgroups: grid1D(Math.ceil(C / WORKGROUP)),
+    });
+    const [vrSum] = columnSums('adafactor_row_mean', [{ t: vr, kind: 'elem' }], ['e0'], R, 1);
+    const uu = empty([R]);
+    const pp = empty([R]);
+    rt().dispatch({
+      name: 'adafactor_norms',
+      code: rowNormsMemo(impl, w),
+      bindings: [
+        g.read('adafactor grad'), p.read('adafactor param'), vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'),
+        vrSum!.read('adafactor row mean'), uu.write('adafactor |u|² per row'), pp.write('adafactor |p|² per row'),
+      ],
+      params: [['u32', R], ['u32', C / w], ['f32', R]],
+      workgroups: rowWorkgroups(impl, R),
+    });
+    [uuSum, ppSum] = columnSums('adafactor_norms', [{ t: uu, kind: 'elem' }, { t: pp, kind: 'elem' }], ['e0', 'e1'], R, 1) as [Tensor, Tensor];
+    temps.push(colSum!, vrSum!, uu, pp);
+    stateBindings = [vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'), vrSum!.read('adafactor row mean')];
+  } else {
+    const v = checkOperand('exp_avg_sq', s.v, p.shape);
+    rt().dispatch({
+      name: 'adafactor_moments',
+      code: emaMemo('grad-square'),
+      bindings: [g.read('adafactor grad'), v.write('adafactor exp_avg_sq')],
+      params: [['u32', n], ['f32', 1], ['f32', eps1], ...ema],
+      workgroups: grid1D(Math.ceil(n / WORKGROUP)),
+    });
+    [uuSum, ppSum] = columnSums('adafactor_norms', [{ t: v, kind: 'elem' }, { t: g, kind: 'elem' }, { t: p, kind: 'elem' }],
+      ['(inverseSqrt(e0) * e1) * (inverseSqrt(e0) * e1)', 'e2 * e2'], n, 1) as [Tensor, Tensor];
+    stateBindings = [v.read('adafactor exp_avg_sq')];
+  }
+  temps.push(uuSum, ppSum);
+  const beta1 = h.beta1 ?? 0;
+  rt().dispatch({
+    name: 'adafactor_apply',
+    code: applyMemo(factored, h.beta1 !== null, h.scaleParameter),
+    bindings: [
+      p.write('adafactor param'), g.read('adafactor grad'), ...stateBindings,
+      uuSum.read('adafactor |u|²'), ...(h.scaleParameter ? [ppSum.read('adafactor |p|²')] : []),
+      ...(h.beta1 !== null ? [s.m!.write('adafactor exp_avg')] : []),
+    ],
+    params: [
+      ['u32', n], ['u32', factored ? p.shape[1]! : 1], ['f32', factored ? p.shape[0]! : 1], ['f32', Math.sqrt(n)],
+      ['f32', h.clipThreshold], ['f32', relativeStepSize(h, step)], ['f32', eps2], ['f32', beta1], ['f32', 1 - beta1],
+      ['f32', h.weightDecay],
+    ],
+    workgroups: grid1D(Math.ceil(n / WORKGROUP)),
+  });
+  for (const t of temps) t.dispose();
+}
+
+/** A WGSL f32 literal for x (eps1 goes into column-sums' term as a constant). */
+function wgslFloat(x: number): string {
+  const s = Math.fround(x).toExponential();
+  return s.includes('.') || s.includes('e') ? s : `${s}.0`;
+}
+
+/** Float64 state of one parameter for the reference. */
+export interface AdafactorRefState {
+  step: number;
+  vr?: Float64Array;
+  vc?: Float64Array;
+  v?: Float64Array;
+  m?: Float64Array;
+}
+
+/** Float64 reference of one step, in place (HF's formulas of the header, in exact arithmetic up to float64
+ * rounding); `shape` is [n] or [R, C]. Creates the state on the first step, as HF does. */
+export function adafactorReference(p: Float64Array, g: ArrayLike<number>, shape: readonly number[], s: AdafactorRefState, h: AdafactorHyper): void {
+  const n = p.length;
+  const factored = isFactored(shape);
+  const [R, C] = factored ? (shape as [number, number]) : [1, n];
+  s.step++;
+  if (factored) {
+    s.vr ??= new Float64Array(R);
+    s.vc ??= new Float64Array(C);
+  } else s.v ??= new Float64Array(n);
+  if (h.beta1 !== null) s.m ??= new Float64Array(n);
+  const rms = (x: ArrayLike<number>) => {
+    let sum = 0;
+    for (let i = 0; i < x.length; i++) sum += x[i]! ** 2;
+    return Math.sqrt(sum) / Math.sqrt(n);
+  };
+  const lr = (h.scaleParameter ? Math.max(h.eps[1], rms(p)) : 1) * relativeStepSize(h, s.step);
+  const beta2t = 1 - s.step ** h.decayRate;
+  const u = new Float64Array(n);
+  const eps1 = h.eps[0];
+  if (factored) {
+    for (let r = 0; r < R; r++) {
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += g[r * C + c]! ** 2 + eps1;
+      s.vr![r] = beta2t * s.vr![r]! + (1 - beta2t) * (sum / C);
+    }
+    for (let c = 0; c < C; c++) {
+      let sum = 0;
+      for (let r = 0; r < R; r++) sum += g[r * C + c]! ** 2 + eps1;
+      s.vc![c] = beta2t * s.vc![c]! + (1 - beta2t) * (sum / R);
+    }
+    const meanVr = s.vr!.reduce((a, b) => a + b, 0) / R;
+    for (let r = 0; r < R; r++) {
+      for (let c = 0; c < C; c++) u[r * C + c] = (1 / Math.sqrt(s.vr![r]! / meanVr)) * (1 / Math.sqrt(s.vc![c]!)) * g[r * C + c]!;
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      s.v![i] = beta2t * s.v![i]! + (1 - beta2t) * (g[i]! ** 2 + eps1);
+      u[i] = g[i]! / Math.sqrt(s.v![i]!);
+    }
+  }
+  const denom = Math.max(rms(u) / h.clipThreshold, 1);
+  for (let i = 0; i < n; i++) {
+    let ui = (u[i]! / denom) * lr;
+    if (h.beta1 !== null) {
+      s.m![i] = h.beta1 * s.m![i]! + (1 - h.beta1) * ui;
+      ui = s.m![i]!;
+    }
+    p[i] = p[i]! - h.weightDecay * lr * p[i]! - ui;
+  }
+}
