@@ -10,6 +10,7 @@ import { formatSeconds, ProgressBar, progressText } from '../util/progress.ts';
 import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 import { train, type StepInfo, type TrainOptions } from '../train/trainer.ts';
+import { OPTIMIZERS } from '../train/train-options.ts';
 import { describeAnswerScores } from '../train/evaluate.ts';
 import { describeProfile, type ProfileReport } from '../train/profile.ts';
 
@@ -45,10 +46,11 @@ const TRAIN_FLAGS = {
   'max-steps': { type: 'int', help: 'stop after N optimizer steps (overrides --epochs)', to: 'maxSteps' },
   'batch-size': { type: 'int', help: 'examples per micro-batch', libraryDefault: '8', to: 'batchSize' },
   'grad-accum': { type: 'int', help: 'micro-batches per optimizer step', libraryDefault: '1', to: 'gradAccum' },
+  optim: { type: 'string', choices: OPTIMIZERS, help: "optimizer: transformers' AdamW, or Adafactor as HF Trainer's optim=adafactor (factored moments: far less memory)", libraryDefault: 'adamw', to: 'optim' },
   lr: { type: 'number', help: 'learning rate', libraryDefault: '1e-4', to: 'lr' },
   'lr-schedule': { type: 'string', choices: ['constant', 'linear', 'cosine'], help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
   'warmup-steps': { type: 'int', help: 'linear warm-up steps', libraryDefault: '0', to: 'warmupSteps' },
-  'weight-decay': { type: 'number', help: 'AdamW weight decay', libraryDefault: '0', to: 'weightDecay' },
+  'weight-decay': { type: 'number', help: 'decoupled weight decay', libraryDefault: '0', to: 'weightDecay' },
   'adam-eps': { type: 'number', help: 'AdamW epsilon', libraryDefault: '1e-6', to: 'adamEps' },
   'adam-betas': { type: 'list', of: 'number', length: 2, arg: 'B1,B2', help: 'AdamW betas', libraryDefault: '0.9,0.999', to: 'adamBetas' },
   'clip-grad-norm': { type: 'number', help: 'largest global gradient norm', libraryDefault: 'none', to: 'clipGradNorm' },

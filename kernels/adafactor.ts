@@ -16,7 +16,7 @@ import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { columnSums } from './column-sums.ts';
-import { defaultRowImpl, rowKernelCode, rowLeader, rowSum, rowWorkgroups, vecType, vecWidth, type RowImpl } from './row-kernel.ts';
+import { defaultRowImpl, rowKernelCode, rowLeader, rowSum, rowWorkgroups, vecType, vecWidth, type RowImpl, type StorageDecl } from './row-kernel.ts';
 import { flatGridEntry } from './grid-entry.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
@@ -95,25 +95,27 @@ function rowMomentCode(impl: RowImpl, w: number): string {
   if (${rowLeader(impl)}) { vr[r] = vr[r] * p.beta2t + p.oneMinusBeta2t * (s / p.cols); }`);
 }
 
-/** Per row: ‖u_r‖² with u = (rsqrt(vr_r / mean(vr)) · rsqrt(vc)) · g, and ‖p_r‖² (for scale_parameter). */
-function rowNormsCode(impl: RowImpl, w: number): string {
+/** Per row: ‖u_r‖² with u = (rsqrt(vr_r / mean(vr)) · rsqrt(vc)) · g, and with scale_parameter ‖p_r‖². */
+function rowNormsCode(impl: RowImpl, w: number, paramNorm: boolean): string {
   const T = vecType(w);
   const sq = (v: string) => (w === 4 ? `dot(${v}, ${v})` : `${v} * ${v}`);
-  return rowKernelCode(impl, [
-    ['read', 'g', `array<${T}>`], ['read', 'param', `array<${T}>`], ['read', 'vr', 'array<f32>'], ['read', 'vc', `array<${T}>`],
-    ['read', 'vrSum', 'array<f32>'], ['read_write', 'uu', 'array<f32>'], ['read_write', 'pp', 'array<f32>'],
-  ], 'rows: u32, n: u32, R: f32', (h) => /* wgsl */ `let rf = inverseSqrt(vr[r] / (vrSum[0] / p.R));
+  const storage: StorageDecl[] = [
+    ['read', 'g', `array<${T}>`], ['read', 'vr', 'array<f32>'], ['read', 'vc', `array<${T}>`], ['read', 'vrSum', 'array<f32>'],
+    ['read_write', 'uu', 'array<f32>'],
+  ];
+  if (paramNorm) storage.push(['read', 'param', `array<${T}>`], ['read_write', 'pp', 'array<f32>']);
+  return rowKernelCode(impl, storage, 'rows: u32, n: u32, R: f32', (h) => /* wgsl */ `let rf = inverseSqrt(vr[r] / (vrSum[0] / p.R));
   var su = 0.0;
   var sp = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let u = (rf * inverseSqrt(vc[j])) * g[base + j];
     su += ${sq('u')};
-    let x = param[base + j];
-    sp += ${sq('x')};
+    ${paramNorm ? `let x = param[base + j];
+    sp += ${sq('x')};` : ''}
   }
   ${rowSum(impl, 'su')}
-  ${rowSum(impl, 'sp')}
-  if (${rowLeader(impl)}) { uu[r] = su; pp[r] = sp; }`);
+  ${paramNorm ? rowSum(impl, 'sp') : ''}
+  if (${rowLeader(impl)}) { uu[r] = su;${paramNorm ? ' pp[r] = sp;' : ''} }`);
 }
 
 /** v ← β2t·v + (1 − β2t)·x: x = colSum / R (factored vc) or g² + eps1 (the unfactored v). */
@@ -130,30 +132,32 @@ ${flatGridEntry(WORKGROUP, 'i', 'p.n')}
 }`;
 }
 
-/** The update of every element, from the reduced norms: clip by RMS, the learning rate (scaled by RMS(p) with
- * scale_parameter), the first moment, decay, p ← p − u. */
-function applyCode(factored: boolean, firstMoment: boolean, scaleParameter: boolean): string {
+/** The update of every element (vectors of w along a row), from the reduced norms: clip by RMS, the learning rate
+ * (scaled by RMS(p) with scale_parameter), the first moment, decay, p ← p − u. */
+function applyCode(factored: boolean, firstMoment: boolean, scaleParameter: boolean, w: number): string {
+  const T = vecType(w);
+  // i counts vectors; a factored row holds p.cols / w of them
   const u = factored
-    ? '(inverseSqrt(vr[i / p.cols] / (vrSum[0] / p.R)) * inverseSqrt(vc[i % p.cols])) * g[i]'
+    ? `(inverseSqrt(vr[i / p.rowVecs] / (vrSum[0] / p.R)) * inverseSqrt(vc[i % p.rowVecs])) * g[i]`
     : 'inverseSqrt(v[i]) * g[i]';
   const lr = scaleParameter ? 'max(p.eps2, sqrt(ppSum[0]) / p.rootN) * p.lr' : 'p.lr';
-  const decl = (i: number, access: string, name: string) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  const decl = (i: number, access: string, name: string, type = T) => `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<${type}>;`;
   const bindings = factored
-    ? [decl(0, 'read_write', 'param'), decl(1, 'read', 'g'), decl(2, 'read', 'vr'), decl(3, 'read', 'vc'), decl(4, 'read', 'vrSum')]
+    ? [decl(0, 'read_write', 'param'), decl(1, 'read', 'g'), decl(2, 'read', 'vr', 'f32'), decl(3, 'read', 'vc'), decl(4, 'read', 'vrSum', 'f32')]
     : [decl(0, 'read_write', 'param'), decl(1, 'read', 'g'), decl(2, 'read', 'v')];
-  bindings.push(decl(bindings.length, 'read', 'uuSum'));
+  bindings.push(decl(bindings.length, 'read', 'uuSum', 'f32'));
   // bound only when read: a pipeline's layout leaves out what its shader does not use
-  if (scaleParameter) bindings.push(decl(bindings.length, 'read', 'ppSum'));
+  if (scaleParameter) bindings.push(decl(bindings.length, 'read', 'ppSum', 'f32'));
   if (firstMoment) bindings.push(decl(bindings.length, 'read_write', 'm'));
   return /* wgsl */ `
 ${bindings.join('\n')}
-struct Params { n: u32, cols: u32, R: f32, rootN: f32, clip: f32, lr: f32, eps2: f32, beta1: f32, oneMinusBeta1: f32, weightDecay: f32 }
+struct Params { n: u32, rowVecs: u32, R: f32, rootN: f32, clip: f32, lr: f32, eps2: f32, beta1: f32, oneMinusBeta1: f32, weightDecay: f32 }
 @group(0) @binding(${bindings.length}) var<uniform> p: Params;
 
 ${flatGridEntry(WORKGROUP, 'i', 'p.n')}
   let denom = max((sqrt(uuSum[0]) / p.rootN) / p.clip, 1.0);
   let lr = ${lr};
-  var u = (${u}) / denom;
+  var u: ${T} = (${u}) / denom;
   u = u * lr;
   ${firstMoment ? 'm[i] = m[i] * p.beta1 + p.oneMinusBeta1 * u;\n  u = m[i];' : ''}
   var x = param[i];
@@ -196,14 +200,15 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
   const [eps1, eps2] = h.eps;
   const temps: Tensor[] = [];
   let uuSum: Tensor;
-  let ppSum: Tensor;
+  let ppSum: Tensor | undefined;
+  // the apply kernel's vectors: vec4 along rows (and the unfactored vector) when their lengths allow it
+  const w = vecWidth(factored ? p.shape[1]! : n);
   let stateBindings;
   if (factored) {
     const [R, C] = p.shape as [number, number];
     const vr = checkOperand('exp_avg_sq_row', s.vr, [R]);
     const vc = checkOperand('exp_avg_sq_col', s.vc, [C]);
     const impl = defaultRowImpl(C);
-    const w = vecWidth(C);
     rt().dispatch({
       name: 'adafactor_row_moments',
       code: rowMomentMemo(impl, w),
@@ -221,19 +226,21 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
     });
     const [vrSum] = columnSums('adafactor_row_mean', [{ t: vr, kind: 'elem' }], ['e0'], R, 1);
     const uu = empty([R]);
-    const pp = empty([R]);
+    const pp = h.scaleParameter ? empty([R]) : null;
     rt().dispatch({
       name: 'adafactor_norms',
-      code: rowNormsMemo(impl, w),
+      code: rowNormsMemo(impl, w, pp !== null),
       bindings: [
-        g.read('adafactor grad'), p.read('adafactor param'), vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'),
-        vrSum!.read('adafactor row mean'), uu.write('adafactor |u|² per row'), pp.write('adafactor |p|² per row'),
+        g.read('adafactor grad'), vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'),
+        vrSum!.read('adafactor row mean'), uu.write('adafactor |u|² per row'),
+        ...(pp ? [p.read('adafactor param'), pp.write('adafactor |p|² per row')] : []),
       ],
       params: [['u32', R], ['u32', C / w], ['f32', R]],
       workgroups: rowWorkgroups(impl, R),
     });
-    [uuSum, ppSum] = columnSums('adafactor_norms', [{ t: uu, kind: 'elem' }, { t: pp, kind: 'elem' }], ['e0', 'e1'], R, 1) as [Tensor, Tensor];
-    temps.push(colSum!, vrSum!, uu, pp);
+    const inputs = [{ t: uu, kind: 'elem' as const }, ...(pp ? [{ t: pp, kind: 'elem' as const }] : [])];
+    [uuSum, ppSum] = columnSums('adafactor_norms', inputs, pp ? ['e0', 'e1'] : ['e0'], R, 1) as [Tensor, Tensor | undefined];
+    temps.push(colSum!, vrSum!, uu, ...(pp ? [pp] : []));
     stateBindings = [vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'), vrSum!.read('adafactor row mean')];
   } else {
     const v = checkOperand('exp_avg_sq', s.v, p.shape);
@@ -248,22 +255,22 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
       ['(inverseSqrt(e0) * e1) * (inverseSqrt(e0) * e1)', 'e2 * e2'], n, 1) as [Tensor, Tensor];
     stateBindings = [v.read('adafactor exp_avg_sq')];
   }
-  temps.push(uuSum, ppSum);
+  temps.push(uuSum, ...(ppSum ? [ppSum] : []));
   const beta1 = h.beta1 ?? 0;
   rt().dispatch({
     name: 'adafactor_apply',
-    code: applyMemo(factored, h.beta1 !== null, h.scaleParameter),
+    code: applyMemo(factored, h.beta1 !== null, h.scaleParameter, w),
     bindings: [
       p.write('adafactor param'), g.read('adafactor grad'), ...stateBindings,
-      uuSum.read('adafactor |u|²'), ...(h.scaleParameter ? [ppSum.read('adafactor |p|²')] : []),
+      uuSum.read('adafactor |u|²'), ...(h.scaleParameter ? [ppSum!.read('adafactor |p|²')] : []),
       ...(h.beta1 !== null ? [s.m!.write('adafactor exp_avg')] : []),
     ],
     params: [
-      ['u32', n], ['u32', factored ? p.shape[1]! : 1], ['f32', factored ? p.shape[0]! : 1], ['f32', Math.sqrt(n)],
+      ['u32', n / w], ['u32', factored ? p.shape[1]! / w : 1], ['f32', factored ? p.shape[0]! : 1], ['f32', Math.sqrt(n)],
       ['f32', h.clipThreshold], ['f32', relativeStepSize(h, step)], ['f32', eps2], ['f32', beta1], ['f32', 1 - beta1],
       ['f32', h.weightDecay],
     ],
-    workgroups: grid1D(Math.ceil(n / WORKGROUP)),
+    workgroups: grid1D(Math.ceil(n / w / WORKGROUP)),
   });
   for (const t of temps) t.dispose();
 }

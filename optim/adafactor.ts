@@ -4,7 +4,7 @@
 // kernels per parameter: no readback, no graph.
 //
 // Memory: AdamW keeps two tensors the size of the model; Adafactor without beta1 keeps R + C numbers per [R, C]
-// matrix (t5-base: 1.8 GB of AdamW moments against about 1 MB).
+// matrix (t5-base: 1,873 MiB of AdamW moments against 2 MiB; t5-small 464 MiB against 1 MiB).
 import { noGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adafactorStep, ADAFACTOR_DEFAULTS, checkAdafactorHyper, isFactored, type AdafactorHyper, type AdafactorSlotTensors } from '../kernels/adafactor.ts';

@@ -62,7 +62,8 @@ async function compare(shape: number[], h: AdafactorHyper, steps: number, seed: 
 }
 
 describe('adafactor kernels', () => {
-  const shapes = [[1, 1], [1, 257], [131, 1], [7, 13], [37, 64], [12, 300], [1], [3], [130]];
+  // widths divisible by 4 take the vec4 kernels, the others the scalar ones
+  const shapes = [[1, 1], [1, 257], [131, 1], [7, 13], [37, 64], [12, 300], [1], [3], [130], [128]];
   it.each(shapes.map((s) => [s.join('x'), s] as const))('HF\'s trainer settings, %s, five steps', async (_, shape) => {
     expect(await compare([...shape], TRAINER, 5, shape.reduce((a, b) => a * b, 1))).toBeLessThanOrEqual(1);
   });

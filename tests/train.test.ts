@@ -15,7 +15,7 @@ import { readSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
-import { readTrainerState, findResumeFolder } from '../train/checkpoint.ts';
+import { readTrainerState, findResumeFolder, OPTIMIZER_FILE } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
 import { evalCommand } from '../cli/eval.ts';
 import { evaluateFile } from '../train/evaluate.ts';
@@ -123,6 +123,8 @@ describe('training loop', () => {
     ['no shuffle, dropout 0', { maxSteps: 7 }, 4, [4, 1, 1]],
     // 3 batches per epoch in steps of 2 + 1 micro-batches: stop after step 3 = epoch 2, batch 2
     ['shuffle, dropout 0.1, grad accum 2', { maxSteps: 6, shuffle: true, dropout: 0.1, gradAccum: 2 }, 3, [3, 1, 2]],
+    // Adafactor's factored moments and step counts go through last/ too
+    ['adafactor, shuffle', { maxSteps: 5, shuffle: true, optim: 'adafactor' }, 2, [2, 0, 2]],
   ];
   for (const [name, o, stopAt, position] of resumeCases) {
     it(`an interrupted and resumed run ends with the parameters of an uninterrupted one (${name})`, async () => {
@@ -134,6 +136,17 @@ describe('training loop', () => {
       expect(part.steps).toBe(stopAt);
       const st = await readTrainerState(findResumeFolder(part.out)!);
       expect([st.step, st.epoch, st.batchInEpoch]).toEqual(position);
+      const saved = await readSafetensors(join(findResumeFolder(part.out)!, OPTIMIZER_FILE));
+      if (o.optim === 'adafactor') {
+        expect(st.adam).toBeUndefined();
+        expect(st.adafactor?.hyper).toMatchObject({ relativeStep: false, scaleParameter: false, beta1: null });
+        // a matrix keeps a row and a column vector, a layer norm its full second moment (HF's state names)
+        const [rows, cols] = [saved.get('exp_avg_sq_row.shared.weight'), saved.get('exp_avg_sq_col.shared.weight')];
+        expect(rows!.data.length).toBeGreaterThan(cols!.data.length);
+        expect(saved.has('exp_avg_sq.shared.weight')).toBe(false);
+        expect(saved.get('exp_avg_sq.encoder.final_layer_norm.weight')!.data.length).toBe(cols!.data.length);
+        expect([...saved.keys()].some((k) => k.startsWith('exp_avg.'))).toBe(false);
+      } else expect(saved.has('exp_avg.shared.weight')).toBe(true);
       // the first case also plays a kill between saveLast's two renames: only last.old/ is left
       if (o.shuffle !== true) renameSync(join(part.out, 'last'), join(part.out, 'last.old'));
       const resumed = await train({ out: part.out, resume: true, data: '', model: '' });

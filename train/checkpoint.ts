@@ -3,7 +3,8 @@
 //   OUT/checkpoints/epoch=E-step=S/   the best k by validation loss, each a Hugging Face folder
 //   OUT/checkpoints.json              which of them are kept, with their losses, best first
 //   OUT/last/                         the latest state: a Hugging Face folder plus what resuming needs
-//                                     (optimizer.safetensors: AdamW moments; trainer_state.json: steps, schedule,
+//                                     (optimizer.safetensors: AdamW moments or Adafactor's factored second
+//                                     moments, by HF's state names; trainer_state.json: steps, schedule,
 //                                     RNG seed, position in the data order, options)
 //
 // Crash safety: every file is written under a temporary name and renamed (writeFileAtomic), and a whole folder
@@ -16,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdamW, AdamWState } from '../optim/adamw.ts';
+import { Adafactor, type AdafactorParamState, type AdafactorState } from '../optim/adafactor.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
 import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
@@ -113,7 +115,9 @@ export interface TrainerState {
   seed: number;
   /** the learning rate the next step would use, for display; the schedule recomputes it from `step` */
   lr: number;
-  adam: Omit<AdamWState, 'params'> & { paramSteps: Array<number | null> };
+  /** the optimizer's hyperparameters and per-parameter steps (null: not updated yet): AdamW's, or Adafactor's */
+  adam?: Omit<AdamWState, 'params'> & { paramSteps: Array<number | null> };
+  adafactor?: Omit<AdafactorState, 'params'> & { paramSteps: Array<number | null> };
   best: CheckpointEntry[];
   tokensSeen: number;
   trainSeconds: number;
@@ -121,25 +125,46 @@ export interface TrainerState {
   options: Record<string, unknown>;
 }
 
-/** Saves `OUT/last/` (model, moments, trainer state), replacing the previous one safely. */
-export async function saveLast(
-  out: string, model: T5ForConditionalGeneration, opt: AdamW, files: ModelFolderFiles, state: Omit<TrainerState, 'adam'>,
-): Promise<string> {
-  const adam = await opt.state();
-  const names = model.parameters().map(([n]) => n);
-  const moments = new Map<string, { shape: number[]; data: Float32Array }>();
-  adam.params.forEach((p, i) => {
+/** Adafactor's state tensors under HF's names (`optimizer.state[p]` keys), with the parameter's name. */
+const ADAFACTOR_TENSORS = [['exp_avg_sq_row', 'expAvgSqRow'], ['exp_avg_sq_col', 'expAvgSqCol'], ['exp_avg_sq', 'expAvgSq'], ['exp_avg', 'expAvg']] as const;
+
+/** The optimizer's tensors for optimizer.safetensors and its trainer_state.json entry. */
+async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Promise<{
+  tensors: Map<string, { shape: number[]; data: Float32Array }>; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>;
+}> {
+  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  if (opt instanceof Adafactor) {
+    const { params, ...hyper } = await opt.state();
+    params.forEach((p, i) => {
+      if (!p) return;
+      for (const [hfName, key] of ADAFACTOR_TENSORS) {
+        const data = p[key];
+        if (data) tensors.set(`${hfName}.${names[i]}`, { shape: [data.length], data });
+      }
+    });
+    return { tensors, format: 't5-webgpu-adafactor', entry: { adafactor: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } } };
+  }
+  const { params, ...hyper } = await opt.state();
+  params.forEach((p, i) => {
     if (!p) return;
     const shape = [p.expAvg.length];
-    moments.set(`exp_avg.${names[i]}`, { shape, data: p.expAvg });
-    moments.set(`exp_avg_sq.${names[i]}`, { shape, data: p.expAvgSq });
+    tensors.set(`exp_avg.${names[i]}`, { shape, data: p.expAvg });
+    tensors.set(`exp_avg_sq.${names[i]}`, { shape, data: p.expAvgSq });
   });
-  const { params, ...hyper } = adam;
-  const full: TrainerState = { ...state, adam: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } };
+  return { tensors, format: 't5-webgpu-adamw', entry: { adam: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } } };
+}
+
+/** Saves `OUT/last/` (model, optimizer state, trainer state), replacing the previous one safely. */
+export async function saveLast(
+  out: string, model: T5ForConditionalGeneration, opt: AdamW | Adafactor, files: ModelFolderFiles, state: Omit<TrainerState, 'adam' | 'adafactor'>,
+): Promise<string> {
+  const names = model.parameters().map(([n]) => n);
+  const { tensors: moments, format, entry } = await optimizerCheckpoint(opt, names);
+  const full: TrainerState = { ...state, ...entry };
   const tmpName = `${LAST_DIR}.new`;
   const written = await writeFolderAtomic(out, tmpName, async (dir) => {
     await writeModelFolder(dir, model, files);
-    await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format: 't5-webgpu-adamw' });
+    await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format });
     await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
   });
   const last = join(out, LAST_DIR);
@@ -169,16 +194,38 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
 
 /** The AdamW state saved in `dir` for this model's parameter order. */
 export async function readOptimizerState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdamWState> {
+  if (!s.adam) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no AdamW state (the run used ${s.adafactor ? 'Adafactor' : 'another optimizer'})`);
+  const adam = s.adam;
   const moments = await readSafetensors(join(dir, OPTIMIZER_FILE));
   const params = model.parameters().map(([name], i) => {
-    const step = s.adam.paramSteps[i];
+    const step = adam.paramSteps[i];
     if (step === null || step === undefined) return null;
     const m = moments.get(`exp_avg.${name}`);
     const v = moments.get(`exp_avg_sq.${name}`);
     if (!m || !v) throw new Error(`${dir}/${OPTIMIZER_FILE}: moments of '${name}' are missing`);
     return { step, expAvg: m.data, expAvgSq: v.data };
   });
-  const { paramSteps: _unused, ...hyper } = s.adam;
+  const { paramSteps: _unused, ...hyper } = adam;
+  return { ...hyper, params };
+}
+
+/** The Adafactor state saved in `dir` for this model's parameter order. */
+export async function readAdafactorState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdafactorState> {
+  if (!s.adafactor) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no Adafactor state (the run used ${s.adam ? 'AdamW' : 'another optimizer'})`);
+  const saved = s.adafactor;
+  const tensors = await readSafetensors(join(dir, OPTIMIZER_FILE));
+  const params = model.parameters().map(([name], i): AdafactorParamState | null => {
+    const step = saved.paramSteps[i];
+    if (step === null || step === undefined) return null;
+    const ps: AdafactorParamState = { step };
+    for (const [hfName, key] of ADAFACTOR_TENSORS) {
+      const t = tensors.get(`${hfName}.${name}`);
+      if (t) ps[key] = t.data;
+    }
+    if (!ps.expAvgSq && !(ps.expAvgSqRow && ps.expAvgSqCol)) throw new Error(`${dir}/${OPTIMIZER_FILE}: the second moments of '${name}' are missing`);
+    return ps;
+  });
+  const { paramSteps: _unused, ...hyper } = saved;
   return { ...hyper, params };
 }
 

@@ -33,6 +33,9 @@ export interface TrainOptions {
   batchSize?: number;
   /** default 2 */
   evalBatchSize?: number;
+  /** 'adamw' (default, the tutorial's transformers.AdamW) or 'adafactor' (HF Trainer's optim="adafactor":
+   * transformers' Adafactor at this lr, scale_parameter and relative_step off) */
+  optim?: OptimizerKind;
   /** default 1e-4 */
   lr?: number;
   /** default 0 */
@@ -81,6 +84,9 @@ export interface TrainOptions {
   profile?: boolean;
 }
 
+export const OPTIMIZERS = ['adamw', 'adafactor'] as const;
+export type OptimizerKind = (typeof OPTIMIZERS)[number];
+
 export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'cacheDir' | 'csv'>> &
   Pick<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit'> & { cacheDir: string | null; csv: NonNullable<TrainOptions['csv']> };
 
@@ -89,7 +95,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     data: o.data, model: o.model, out: o.out, valid: o.valid, validSplit: o.validSplit ?? 0.2, splitSeed: o.splitSeed ?? 101,
     limit: o.limit, csv: o.csv ?? {}, onBadRow: o.onBadRow ?? 'skip', maxSourceLength: o.maxSourceLength ?? 512,
     maxTargetLength: o.maxTargetLength ?? 128, epochs: o.epochs ?? 5, maxSteps: o.maxSteps, batchSize: o.batchSize ?? 8,
-    evalBatchSize: o.evalBatchSize ?? 2, lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
+    evalBatchSize: o.evalBatchSize ?? 2, optim: o.optim ?? 'adamw', lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
     adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0,
     gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
@@ -117,6 +123,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (!(r.validSplit >= 0 && r.validSplit < 1)) throw new Error(`valid split must be in [0, 1), got ${r.validSplit}`);
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new Error(`dropout must be in [0, 1), got ${r.dropout}`);
   if (r.clipGradNorm !== undefined && !(r.clipGradNorm > 0)) throw new Error(`clip grad norm must be > 0, got ${r.clipGradNorm}`);
+  if (!OPTIMIZERS.includes(r.optim)) throw new Error(`optim must be one of ${OPTIMIZERS.join(', ')}, got ${String(r.optim)}`);
   if (!(r.weightDecay >= 0)) throw new Error(`weight decay must be >= 0, got ${r.weightDecay}`);
   if (!(r.adamEps > 0)) throw new Error(`adam eps must be > 0, got ${r.adamEps}`);
   if (!r.adamBetas.every((b) => b >= 0 && b < 1)) throw new Error(`adam betas must be in [0, 1), got ${r.adamBetas.join(',')}`);

@@ -1,7 +1,7 @@
 // One optimizer step over gradAccum micro-batches, as the inner loop of nanoGPT's train.py:
 //
 //   for each micro-batch b:  loss_b = model(b, dropout on).loss;  backward(loss_b · labels_b / labels_step)
-//   clip the global gradient norm (optional);  AdamW step with the schedule's lr;  zero the gradients
+//   clip the global gradient norm (optional);  AdamW or Adafactor step with the schedule's lr;  zero the gradients
 //
 // Each micro-batch's loss is a mean over its label tokens; weighting it by its share of the step's label tokens
 // makes the accumulated gradient that of the mean over every label token of the step, however the step is split.
@@ -10,7 +10,7 @@ import { tidy } from '../engine/scope.ts';
 import type { Tensor } from '../engine/tensor.ts';
 import { scale } from '../kernels/elementwise.ts';
 import { clipGradNorm } from '../kernels/grad-norm.ts';
-import type { AdamW } from '../optim/adamw.ts';
+import type { Optimizer } from '../optim/optimizer.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { Batch } from './dataset.ts';
 
@@ -60,9 +60,9 @@ async function microStep(
   return v;
 }
 
-/** Forward and backward over `batches`, then one clipped AdamW update of `opt.params` at `o.lr`. */
+/** Forward and backward over `batches`, then one clipped optimizer update of `opt.params` at `o.lr`. */
 export async function trainStep(
-  model: T5ForConditionalGeneration, opt: AdamW, batches: readonly Batch[], o: StepOptions,
+  model: T5ForConditionalGeneration, opt: Optimizer, batches: readonly Batch[], o: StepOptions,
 ): Promise<StepResult> {
   const labels = batches.reduce((n, b) => n + b.labelTokens, 0);
   let lossSum = 0;

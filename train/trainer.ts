@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { emptyCache, memory } from '../engine/tensor.ts';
 import { AdamW } from '../optim/adamw.ts';
+import { Adafactor } from '../optim/adafactor.ts';
 import { checkSchedule, lrAt, type LrSchedule } from '../optim/lr-schedule.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
@@ -25,7 +26,7 @@ import { checkReadable } from '../tasks/csv-data.ts';
 import type { T5Tokenizer } from '../hf/tokenizer.ts';
 import { preprocessConfig } from '../util/text-clean.ts';
 import {
-  checkpointName, findResumeFolder, readOptimizerState, readTrainerState, saveLast, TopKCheckpoints,
+  checkpointName, findResumeFolder, readAdafactorState, readOptimizerState, readTrainerState, saveLast, TopKCheckpoints,
   type CheckpointEntry, type ModelFolderFiles, type TrainerState,
 } from './checkpoint.ts';
 import { collate, describePadding, epochBatches, paddingStats, type OrderOptions } from './dataset.ts';
@@ -115,7 +116,7 @@ interface Run {
   o: ResolvedTrainOptions;
   model: T5ForConditionalGeneration;
   tokenizer: T5Tokenizer;
-  opt: AdamW;
+  opt: AdamW | Adafactor;
   data: PreparedData;
   files: ModelFolderFiles;
   generation: ResolvedGenerationConfig;
@@ -147,12 +148,15 @@ export async function train(options: TrainOptions & { resume?: boolean }, hooks:
   for (const file of [o.data, o.valid]) if (file) await checkReadable(file);
   await mkdir(o.out, { recursive: true });
   const { model, tokenizer, dir: modelDir } = await loadModelForCli(resume?.dir ?? o.model, { requiresGrad: true });
-  let opt: AdamW | null = null;
+  let opt: AdamW | Adafactor | null = null;
   try {
     const data = await prepareData(o, tokenizer, log);
     const files = await copyRunFiles(o, modelDir);
     const params = model.parameters().map(([, p]) => p);
-    opt = new AdamW(params, { lr: o.lr, betas: o.adamBetas, eps: o.adamEps, weightDecay: o.weightDecay, variant: 'hf' });
+    opt = o.optim === 'adafactor'
+      // HF Trainer's optim="adafactor": the given lr (and schedule), no relative step, no parameter scale
+      ? new Adafactor(params, { lr: o.lr, relativeStep: false, scaleParameter: false, weightDecay: o.weightDecay })
+      : new AdamW(params, { lr: o.lr, betas: o.adamBetas, eps: o.adamEps, weightDecay: o.weightDecay, variant: 'hf' });
     const generation = await generationFor(modelDir, o.evalMaxNewTokens);
     const plan = planRun(o, data);
     const top = new TopKCheckpoints(o.out, o.saveTopK, resume?.state.best ?? []);
@@ -293,7 +297,7 @@ function logPlan({ o, model, data, plan, log }: Run): void {
   log(describePadding(paddingStats(data.train, epochBatches(plan.lengths, 0, plan.orderOptions), o.maxSourceLength, o.maxTargetLength)));
   log(`training: ${model.parameters().reduce((n, [, p]) => n + p.size, 0).toLocaleString('en-US')} parameters, ` +
     `${plan.totalSteps} steps (${plan.stepsPerEpoch} per epoch, batch ${o.batchSize}${o.gradAccum > 1 ? ` x ${o.gradAccum} accumulated` : ''}), ` +
-    `AdamW lr ${o.lr} (${o.lrSchedule}${o.warmupSteps ? `, warmup ${o.warmupSteps}` : ''}), seed ${o.seed}`);
+    `${o.optim === 'adafactor' ? 'Adafactor' : 'AdamW'} lr ${o.lr} (${o.lrSchedule}${o.warmupSteps ? `, warmup ${o.warmupSteps}` : ''}), seed ${o.seed}`);
 }
 
 /** The counters to start from: zeros, or the resumed checkpoint's (its moments loaded, the metrics lines written
@@ -305,7 +309,8 @@ async function startPosition(run: Run, resume: { dir: string; state: TrainerStat
     return { step: 0, epoch: 0, batchInEpoch: 0, microSteps: 0, tokensSeen: 0, trainSeconds: 0 };
   }
   const { state } = resume;
-  run.opt.loadState(await readOptimizerState(resume.dir, run.model, state));
+  if (run.opt instanceof Adafactor) run.opt.loadState(await readAdafactorState(resume.dir, run.model, state));
+  else run.opt.loadState(await readOptimizerState(resume.dir, run.model, state));
   await run.top.sweep();
   await trimMetrics(run.metricsFile, state.step);
   return { step: state.step, epoch: state.epoch, batchInEpoch: state.batchInEpoch, microSteps: state.microSteps, tokensSeen: state.tokensSeen, trainSeconds: state.trainSeconds };
