@@ -56,4 +56,13 @@ describe('bench runner', () => {
     const byDefault = await selectCases({ ops: ['t5'], sizes: ['tiny'] });
     expect(byDefault.map((c) => c.shape)).toEqual(['tiny b8 s256 t32', 'tiny b8 s256 t32']);
   }, 120_000);
+
+  it('adds train-step rows with gradient checkpointing and with Adafactor, and the Adafactor row trains', async () => {
+    const cases = await selectCases({ ops: ['t5'], sizes: ['tiny+ckpt', 'tiny+adafactor', 'tiny+ckpt+adafactor'], batch: 2 });
+    expect(cases.map((c) => `${c.op} ${c.shape}`)).toEqual([
+      't5-train-step tiny+ckpt b2 s256 t32', 't5-train-step tiny+adafactor b2 s256 t32', 't5-train-step tiny+ckpt+adafactor b2 s256 t32',
+    ]);
+    const row = await timeCase(cases[1]!, 1, false, CEILINGS);
+    expect(row.ms).toBeGreaterThan(0);
+  }, 120_000);
 });

@@ -3,17 +3,20 @@
 // bench/peers/torch_t5.py counts them.
 //   t5-forward     eval forward + loss, no gradient recording
 //   t5-train-step  one training step as HF's Trainer takes it: forward with dropout 0.1, loss, backward,
-//                  AdamW step (torch variant), zero the gradients
+//                  AdamW step (torch variant; Adafactor in the +adafactor rows), zero the gradients
 // Shapes: 't5-small b8 s256 t32' (the default, 60.5M parameters), 'tiny b8 s256 t32' (`--sizes tiny`: the
 // peer's --config tiny model, vocab 512, d_model 64, 2+2 layers), for a quick run, and 'base b8 s512 t128'
 // (`--sizes base`: t5-base, 223M parameters, at the tutorial's own settings; one step takes minutes here).
-// `--sizes base+ckpt` (or t5-small+ckpt) is the train step with gradient checkpointing ('base' matches all three).
+// `--sizes base+ckpt` (or t5-small+ckpt) adds the train step with gradient checkpointing, `+adafactor` one with
+// Adafactor (HF Trainer's optim="adafactor") instead of AdamW, and `base+ckpt+adafactor` both ('base' matches
+// every base row).
 // check(): the eval loss on the current parameters against the float64 reference T5 (model/t5-float64.ts) for the
 // tiny model; t5-small is left unchecked (NaN: the reference would take minutes; tests/t5-golden.test.ts and
 // tests/t5-reference.test.ts cover the numerics). the rate is the step's effective GFLOP/s (model/flops.ts) beside tokens/s.
 import type { BenchCase, BenchInstance } from '../types.ts';
 import { backward, noGrad, zeroGrad } from '../../engine/autograd.ts';
 import { AdamW } from '../../optim/adamw.ts';
+import { Adafactor } from '../../optim/adafactor.ts';
 import { rt } from '../../engine/runtime.ts';
 import { tidy } from '../../engine/scope.ts';
 import { memory, tensor } from '../../engine/tensor.ts';
@@ -69,11 +72,12 @@ function randomBatch(vocab: number, BATCH: number, SOURCE: number, TARGET: numbe
   };
 }
 
-function t5Case(size: SizeName, train: boolean, gradientCheckpointing: boolean, BATCH: number): BenchCase {
+function t5Case(size: SizeName, train: boolean, variant: TrainVariant, BATCH: number): BenchCase {
   const { source: SOURCE, target: TARGET } = LENGTHS[size];
+  const gradientCheckpointing = variant.ckpt;
   return {
     op: train ? 't5-train-step' : 't5-forward',
-    shape: `${size}${gradientCheckpointing ? '+ckpt' : ''} b${BATCH} s${SOURCE} t${TARGET}`,
+    shape: `${size}${variant.ckpt ? '+ckpt' : ''}${variant.adafactor ? '+adafactor' : ''} b${BATCH} s${SOURCE} t${TARGET}`,
     dtype: 'f32',
     tokens: BATCH * (SOURCE + TARGET),
     // effective GFLOP/s of the whole step, against the matmul (multiply-add) ceiling
@@ -90,7 +94,10 @@ function t5Case(size: SizeName, train: boolean, gradientCheckpointing: boolean, 
       }
       const model = new T5ForConditionalGeneration(config, params);
       const batch = randomBatch(config.vocab_size, BATCH, SOURCE, TARGET);
-      const opt = train ? new AdamW(model.parameters().map(([, p]) => p), { lr: 1e-4, weightDecay: 0.01, variant: 'torch' }) : undefined;
+      const trained = model.parameters().map(([, p]) => p);
+      const opt = !train ? undefined : variant.adafactor
+        ? new Adafactor(trained, { lr: 1e-4, relativeStep: false, scaleParameter: false })
+        : new AdamW(trained, { lr: 1e-4, weightDecay: 0.01, variant: 'torch' });
       let step = 0;
       return {
         run() {
@@ -137,6 +144,23 @@ export function cases(sizes?: string[], opts: { batch?: number } = {}): BenchCas
   if (sizes?.some((s) => s.startsWith('tiny'))) wanted.push('tiny');
   if (sizes?.some((s) => s.startsWith('base') || s === 't5-base')) wanted.push('base');
   // SIZE+ckpt adds a train-step row with gradient checkpointing (base+ckpt, t5-small+ckpt)
-  const ckpt = (s: SizeName) => sizes?.some((x) => x.endsWith('+ckpt') && (x.startsWith(s) || (s === 'base' && x.startsWith('t5-base'))));
-  return wanted.flatMap((s) => [t5Case(s, false, false, batch), t5Case(s, true, false, batch), ...(ckpt(s) ? [t5Case(s, true, true, batch)] : [])]);
+  // SIZE+ckpt, SIZE+adafactor, SIZE+ckpt+adafactor: extra train-step rows with those settings
+  const variants = (s: SizeName): TrainVariant[] => {
+    const named = (sizes ?? []).filter((x) => x.includes('+') && (x.startsWith(s) || (s === 'base' && x.startsWith('t5-base'))));
+    const out = new Map<string, TrainVariant>();
+    for (const x of named) {
+      const v = { ckpt: x.includes('+ckpt'), adafactor: x.includes('+adafactor') };
+      out.set(JSON.stringify(v), v);
+    }
+    return [...out.values()];
+  };
+  const plain = { ckpt: false, adafactor: false };
+  return wanted.flatMap((s) => [t5Case(s, false, plain, batch), t5Case(s, true, plain, batch), ...variants(s).map((v) => t5Case(s, true, v, batch))]);
+}
+
+interface TrainVariant {
+  /** gradient checkpointing */
+  ckpt: boolean;
+  /** Adafactor instead of AdamW */
+  adafactor: boolean;
 }
