@@ -164,7 +164,7 @@ export async function beamSearch(
   const vocab = stepper.vocabSize;
   const scorer = new BeamSearchScorer(batchSize, config, vocab);
   const rows = batchSize * config.numBeams;
-  const processors = buildLogitsProcessors(config, DECODER_PROMPT_LEN);
+  const processors = buildLogitsProcessors(config, DECODER_PROMPT_LEN, stepper.encoderInputIds);
   const scoresOut: Float32Array[] | undefined = config.outputScores ? [] : undefined;
   let beams = startBeams(rows, config.numBeams, config.decoderStartTokenId);
   let tokens: Int32Array = new Int32Array(rows).fill(config.decoderStartTokenId);

@@ -77,6 +77,8 @@ export async function generateIds(
     config.outputScores ? undefined : host?.length === n ? host : (host = new Float32Array(n));
   const stepper: DecoderStepper = {
     vocabSize: vocab,
+    encoderInputIds: Array.from({ length: inputs.batchSize }, (_, b) =>
+      Array.from(inputs.inputIds.subarray(b * inputs.sourceLength, (b + 1) * inputs.sourceLength))),
     async step(tokens) {
       const logits = cache.step(tokens);
       try {

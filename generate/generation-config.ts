@@ -55,6 +55,12 @@ export interface GenerationOptions {
   top_k?: number | null;
   /** Sampling: only the smallest set of most likely tokens whose probability reaches top_p; default 1 (off). */
   top_p?: number | null;
+  /** Scores of tokens in the source are multiplied by this when positive (divided when negative): > 1 favours
+   * copying from the source. One row per input only (greedy search, or sampling one sequence): HF 4.36 applies it
+   * to the batch's first rows whatever input they belong to when there are more. */
+  encoder_repetition_penalty?: number;
+  /** No n-gram of the source of this size is generated; 0: off. */
+  encoder_no_repeat_ngram_size?: number;
   /** Token sequences never generated (HF's NoBadWordsLogitsProcessor): the last token of each is banned where the
    * row ends with the rest. A sequence that is just an eos token is ignored, as in HF. */
   bad_words_ids?: number[][] | null;
@@ -108,6 +114,10 @@ export interface ResolvedGenerationConfig {
   topK: number;
   /** 1: no TopPLogitsWarper. */
   topP: number;
+  /** 1: off. */
+  encoderRepetitionPenalty: number;
+  /** 0: off. */
+  encoderNoRepeatNgramSize: number;
   /** The processors of HF's that are off by default; null / false: off. */
   badWordsIds: number[][] | null;
   sequenceBias: Array<[number[], number]> | null;
@@ -145,6 +155,8 @@ export const GENERATION_DEFAULTS = {
   temperature: 1.0,
   top_k: 50,
   top_p: 1.0,
+  encoder_repetition_penalty: 1.0,
+  encoder_no_repeat_ngram_size: 0,
   bad_words_ids: null,
   sequence_bias: null,
   forced_bos_token_id: null,
@@ -166,8 +178,6 @@ const OPTION_NAMES = new Set(Object.keys(GENERATION_DEFAULTS));
  */
 const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   penalty_alpha: null,
-  encoder_repetition_penalty: 1.0,
-  encoder_no_repeat_ngram_size: 0,
   force_words_ids: null,
   constraints: null,
   forced_decoder_ids: null,
@@ -275,6 +285,7 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       return checkInt(key, v, 1, source);
     case 'min_length':
     case 'no_repeat_ngram_size':
+    case 'encoder_no_repeat_ngram_size':
       return checkInt(key, v, 0, source);
     case 'max_new_tokens':
       return v === null ? null : checkInt(key, v, 1, source);
@@ -284,6 +295,7 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
       return v;
     case 'repetition_penalty':
+    case 'encoder_repetition_penalty':
       if (typeof v !== 'number' || !Number.isFinite(v) || !(v > 0)) fail(key, `has to be a strictly positive float, but is ${show(v)}`, source);
       return v;
     case 'early_stopping':
@@ -386,6 +398,8 @@ export function resolveGenerationConfig(
     outputScores: merged.output_scores as boolean,
     doSample,
     ...sampling,
+    encoderRepetitionPenalty: checkEncoderPenalty(merged, doSample ? beams.numReturnSequences : beams.numBeams),
+    encoderNoRepeatNgramSize: merged.encoder_no_repeat_ngram_size as number,
     badWordsIds: merged.bad_words_ids as number[][] | null,
     sequenceBias: merged.sequence_bias as Array<[number[], number]> | null,
     forcedBosTokenId: merged.forced_bos_token_id as number | null,
@@ -491,6 +505,16 @@ function checkBeamOptions(
     fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
   }
   return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
+}
+
+/** encoder_repetition_penalty with one decoder row per input only: HF 4.36 gathers the scores of the batch's first
+ * rows with the (unexpanded) source ids, so with beams or several samples per input it penalises the wrong rows. */
+function checkEncoderPenalty(merged: Record<string, unknown>, rowsPerInput: number): number {
+  const penalty = merged.encoder_repetition_penalty as number;
+  if (penalty !== 1 && rowsPerInput > 1) {
+    fail('encoder_repetition_penalty', `with ${rowsPerInput} decoder rows per input (beams or samples) is not supported: HF 4.36 applies it to the batch's first rows, not to each input's; use it with greedy search or one sample per input`);
+  }
+  return penalty;
 }
 
 /** Sampling options that HF's GenerationConfig.validate() warns about when do_sample is false (and

@@ -102,7 +102,7 @@ export async function searchRowByRow(
   const vocab = stepper.vocabSize;
   const eos = config.eosTokenIds;
   const pad = config.padTokenId;
-  const processors = buildLogitsProcessors(config);
+  const processors = buildLogitsProcessors(config, 1, stepper.encoderInputIds);
 
   const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
   const transition: number[][] = Array.from({ length: rows }, () => []);

@@ -1,5 +1,6 @@
 // The logits processors HF 4.36's `_get_logits_processor` builds for greedy and beam search from the options we
-// implement, in HF's order (SequenceBias, RepetitionPenalty, NoRepeatNGram, NoBadWords, MinLength,
+// implement, in HF's order (SequenceBias, EncoderRepetitionPenalty, RepetitionPenalty, NoRepeatNGram,
+// EncoderNoRepeatNGram, NoBadWords, MinLength,
 // MinNewTokensLength, ForcedBOSToken, ForcedEOSToken, InfNanRemove, ExponentialDecayLengthPenalty, SuppressTokens,
 // SuppressTokensAtBegin, then LogitNormalization last), plus the float32 log-softmax beam search applies first.
 // Each works in place on scores [rows, vocab] given each row's token history, decoder start token included (HF's
@@ -100,6 +101,61 @@ export function noRepeatNgramProcessor(ngramSize: number): LogitsProcessor {
       for (const token of bannedNgramTokens(inputIds[r]!, ngramSize)) {
         if (token >= 0 && token < vocab) scores[r * vocab + token] = -Infinity;
       }
+    }
+  };
+}
+
+/**
+ * HF EncoderRepetitionPenaltyLogitsProcessor (the "hallucination penalty"): every token of row r's source (its
+ * padded input ids, pads included, as HF gathers them) has its score multiplied by `penalty` when positive and
+ * divided by it when negative (HF stores 1 / penalty and applies it the other way round), once each. One decoder
+ * row per source: generation-config.ts refuses it with beams or several samples.
+ */
+export function encoderRepetitionPenaltyProcessor(penalty: number, encoderInputIds: readonly (readonly number[])[]): LogitsProcessor {
+  if (!(Number.isFinite(penalty) && penalty > 0)) throw new RangeError(`\`penalty\` has to be a strictly positive float, but is ${penalty}`);
+  const inverse = 1 / penalty;
+  const sources = encoderInputIds.map((ids) => [...new Set(ids)]);
+  return (inputIds, scores, vocab) => {
+    checkShape('EncoderRepetitionPenaltyLogitsProcessor', inputIds, scores, vocab);
+    if (inputIds.length !== sources.length) {
+      throw new RangeError(`EncoderRepetitionPenaltyLogitsProcessor: ${inputIds.length} rows for ${sources.length} sources (one row per source only)`);
+    }
+    sources.forEach((tokens, r) => {
+      for (const token of tokens) {
+        if (token < 0 || token >= vocab) continue;
+        const at = r * vocab + token;
+        const x = scores[at]!;
+        scores[at] = x < 0 ? x * inverse : x / inverse;
+      }
+    });
+  };
+}
+
+/**
+ * HF EncoderNoRepeatNGramLogitsProcessor: row r (of input floor(r / rowsPerInput)) may not complete an n-gram of
+ * its source: the tokens that followed the row's last n-1 tokens anywhere in the padded source ids are banned.
+ */
+export function encoderNoRepeatNgramProcessor(ngramSize: number, encoderInputIds: readonly (readonly number[])[]): LogitsProcessor {
+  if (!Number.isSafeInteger(ngramSize) || ngramSize <= 0) {
+    throw new RangeError(`\`encoder_ngram_size\` has to be a strictly positive integer, but is ${ngramSize}`);
+  }
+  // HF's _get_ngrams over each source: prefix of n-1 tokens -> the tokens that followed it
+  const followers = encoderInputIds.map((ids) => {
+    const map = new Map<string, number[]>();
+    for (let i = 0; i + ngramSize <= ids.length; i++) {
+      const key = ids.slice(i, i + ngramSize - 1).join(',');
+      map.set(key, [...(map.get(key) ?? []), ids[i + ngramSize - 1]!]);
+    }
+    return map;
+  });
+  return (inputIds, scores, vocab) => {
+    checkShape('EncoderNoRepeatNGramLogitsProcessor', inputIds, scores, vocab);
+    const perInput = Math.floor(inputIds.length / followers.length);
+    for (let r = 0; r < inputIds.length; r++) {
+      const row = inputIds[r]!;
+      if (row.length + 1 < ngramSize) continue;
+      const banned = followers[Math.floor(r / perInput)]!.get(row.slice(row.length - (ngramSize - 1)).join(',')) ?? [];
+      for (const token of banned) if (token >= 0 && token < vocab) scores[r * vocab + token] = -Infinity;
     }
   };
 }
@@ -245,14 +301,27 @@ export function logitNormalizationProcessor(): LogitsProcessor {
 /**
  * The processors `_get_logits_processor` (4.36) makes from a resolved config, in its order. HF adds the min
  * length processors only when an eos token is defined and the length is > 0. The decoder prompt (the decoder
- * start token) is HF's `input_ids_seq_length`.
+ * start token) is HF's `input_ids_seq_length`; `encoderInputIds` (the padded source ids, one row per input) are
+ * needed by the encoder-side processors only.
  */
-export function buildLogitsProcessors(config: ResolvedGenerationConfig, decoderPromptLength = 1): LogitsProcessor[] {
+export function buildLogitsProcessors(
+  config: ResolvedGenerationConfig, decoderPromptLength = 1, encoderInputIds?: readonly (readonly number[])[],
+): LogitsProcessor[] {
   const out: LogitsProcessor[] = [];
   const eos = config.eosTokenIds;
+  const sources = (option: string) => {
+    if (!encoderInputIds) throw new Error(`generate: \`${option}\` needs the source's input ids, which this decoder stepper does not give`);
+    return encoderInputIds;
+  };
   if (config.sequenceBias) out.push(sequenceBiasProcessor(config.sequenceBias));
+  if (config.encoderRepetitionPenalty !== 1) {
+    out.push(encoderRepetitionPenaltyProcessor(config.encoderRepetitionPenalty, sources('encoder_repetition_penalty')));
+  }
   if (config.repetitionPenalty !== 1) out.push(repetitionPenaltyProcessor(config.repetitionPenalty));
   if (config.noRepeatNgramSize > 0) out.push(noRepeatNgramProcessor(config.noRepeatNgramSize));
+  if (config.encoderNoRepeatNgramSize > 0) {
+    out.push(encoderNoRepeatNgramProcessor(config.encoderNoRepeatNgramSize, sources('encoder_no_repeat_ngram_size')));
+  }
   if (config.badWordsIds) out.push(noBadWordsProcessor(config.badWordsIds, eos));
   if (eos.length > 0 && config.minLength > 0) out.push(minLengthProcessor(config.minLength, eos));
   if (eos.length > 0 && config.minNewTokens !== null && config.minNewTokens > 0) {

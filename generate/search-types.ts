@@ -17,6 +17,9 @@ export interface DecoderStepper {
   /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
   reorder(beamIdx: Int32Array): void;
   readonly vocabSize: number;
+  /** The source's input ids, one padded row per input (HF's `inputs_tensor`), for the encoder-side logits
+   * processors (encoder_repetition_penalty, encoder_no_repeat_ngram_size); steppers without them refuse those. */
+  readonly encoderInputIds?: readonly (readonly number[])[];
 }
 
 /** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */

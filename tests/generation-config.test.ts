@@ -79,8 +79,8 @@ describe('generation config', () => {
   });
 
   it('refuses a file option that would change the result, naming the option and the file', async () => {
-    const d = await folder({ 'generation_config.json': { ...T5, encoder_repetition_penalty: 1.2 } });
-    await expect(loadGenerationConfig(d)).rejects.toThrow(/`encoder_repetition_penalty` is not supported.*generation_config\.json/);
+    const d = await folder({ 'generation_config.json': { ...T5, forced_decoder_ids: [[1, 5]] } });
+    await expect(loadGenerationConfig(d)).rejects.toThrow(/`forced_decoder_ids` is not supported.*generation_config\.json/);
     // sampling reads typical_p from the file, which we do not implement; without do_sample HF ignores it
     const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: 0.9 } });
     await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` is not supported \(sampling implements temperature, top_k and top_p\), got 0.9.*generation_config\.json/);
@@ -139,15 +139,15 @@ describe('generation config', () => {
 
   it('resolves HF\'s optional processors: off by default; an eos id as int or list; from a file as saved', async () => {
     expect(resolveGenerationConfig(T5, { max_length: 20 })).toMatchObject({
-      badWordsIds: null, sequenceBias: null, forcedBosTokenId: null, forcedEosTokenIds: null, removeInvalidValues: false,
+      encoderRepetitionPenalty: 1, encoderNoRepeatNgramSize: 0, badWordsIds: null, sequenceBias: null, forcedBosTokenId: null, forcedEosTokenIds: null, removeInvalidValues: false,
       exponentialDecayLengthPenalty: null, suppressTokens: null, beginSuppressTokens: null, renormalizeLogits: false,
     });
     const options: GenerationOptions = {
-      bad_words_ids: [[5], [6, 7]], sequence_bias: [[[8], -1.5]], forced_bos_token_id: 3, forced_eos_token_id: 1, remove_invalid_values: true,
+      encoder_repetition_penalty: 1.5, encoder_no_repeat_ngram_size: 3, bad_words_ids: [[5], [6, 7]], sequence_bias: [[[8], -1.5]], forced_bos_token_id: 3, forced_eos_token_id: 1, remove_invalid_values: true,
       exponential_decay_length_penalty: [4, 1.2], suppress_tokens: [9], begin_suppress_tokens: [1], renormalize_logits: true,
     };
     const want = {
-      badWordsIds: [[5], [6, 7]], sequenceBias: [[[8], -1.5]], forcedBosTokenId: 3, forcedEosTokenIds: [1], removeInvalidValues: true,
+      encoderRepetitionPenalty: 1.5, encoderNoRepeatNgramSize: 3, badWordsIds: [[5], [6, 7]], sequenceBias: [[[8], -1.5]], forcedBosTokenId: 3, forcedEosTokenIds: [1], removeInvalidValues: true,
       exponentialDecayLengthPenalty: [4, 1.2], suppressTokens: [9], beginSuppressTokens: [1], renormalizeLogits: true,
     };
     expect(resolveGenerationConfig(T5, { ...options, max_length: 20 })).toMatchObject(want);
@@ -184,8 +184,11 @@ describe('generation config', () => {
     [{ num_beam_groups: 2 }, /`num_beam_groups` is 2: diverse \(group\) beam search is not supported/],
     [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
     [{ repetition_penalty: 0 }, /`repetition_penalty` has to be a strictly positive float, but is 0/],
-    [{ encoder_repetition_penalty: 1.2 }, /`encoder_repetition_penalty` is not supported/],
-    [{ encoder_no_repeat_ngram_size: 3 }, /`encoder_no_repeat_ngram_size` is not supported, got 3/],
+    [{ encoder_repetition_penalty: 0 }, /`encoder_repetition_penalty` has to be a strictly positive float, but is 0/],
+    [{ encoder_repetition_penalty: 1.2, num_beams: 2 }, /`encoder_repetition_penalty` with 2 decoder rows per input \(beams or samples\) is not supported: HF 4.36 applies it to the batch's first rows/],
+    [{ encoder_repetition_penalty: 1.2, do_sample: true, num_return_sequences: 3 }, /`encoder_repetition_penalty` with 3 decoder rows per input/],
+    [{ encoder_no_repeat_ngram_size: -3 }, /`encoder_no_repeat_ngram_size` must be an integer >= 0, got -3/],
+    [{ penalty_alpha: 0.6, top_k: 4 }, /`penalty_alpha` is not supported, got 0.6/],
     [{ forced_decoder_ids: [[1, 5]] }, /`forced_decoder_ids` is not supported/],
     [{ bad_words_ids: [] }, /`bad_words_ids` has to be a non-empty list, but is \[\]/],
     [{ bad_words_ids: [5] }, /`bad_words_ids` has to be a list of lists, but is \[5\]/],

@@ -4,7 +4,8 @@
 // relative to max(1, |value|).
 import { describe, expect, it } from 'vitest';
 import {
-  applyLogitsProcessors, bannedNgramTokens, buildLogitsProcessors, exponentialDecayProcessor, forcedBosProcessor, forcedEosProcessor,
+  applyLogitsProcessors, bannedNgramTokens, buildLogitsProcessors, encoderNoRepeatNgramProcessor, encoderRepetitionPenaltyProcessor,
+  exponentialDecayProcessor, forcedBosProcessor, forcedEosProcessor,
   infNanRemoveProcessor, logitNormalizationProcessor, logSoftmaxRows, minLengthProcessor, minNewTokensProcessor, noBadWordsProcessor,
   noRepeatNgramProcessor, repetitionPenaltyProcessor, sequenceBiasProcessor, suppressTokensProcessor,
 } from '../generate/logits-processors.ts';
@@ -146,6 +147,67 @@ describe('logSoftmaxRows', () => {
     expect(Array.from(y)).toEqual([Math.fround(-Math.LN2), -Infinity, Math.fround(-Math.LN2), -Infinity, -Infinity]);
     expect(Number.isNaN(logSoftmaxRows(Float32Array.from([-Infinity, -Infinity]), 1, 2)[0])).toBe(true);
     expect(() => logSoftmaxRows(new Float32Array(5), 2, 3)).toThrow(/5 values for 2 x 3/);
+  });
+});
+
+/** Python's seq[start:end] for a possibly negative start (HF's _get_generated_ngrams slices so). */
+function pySlice<T>(a: readonly T[], start: number, end: number): T[] {
+  const s = start < 0 ? Math.max(0, a.length + start) : start;
+  return a.slice(s, end);
+}
+
+/** EncoderNoRepeatNGramLogitsProcessor as HF writes it: _get_ngrams over each source, then per hypothesis the
+ * followers of tuple(input_ids[cur_len + 1 - n : cur_len]), with no guard for short rows. */
+function hfEncoderNgramBans(sources: number[][], rows: number[][], n: number): number[][] {
+  const dicts = sources.map((src) => {
+    const d = new Map<string, number[]>();
+    const grams = src.length - n + 1;
+    for (let i = 0; i < grams; i++) {
+      const key = src.slice(i, i + n - 1).join(',');
+      d.set(key, [...(d.get(key) ?? []), src[i + n - 1]!]);
+    }
+    return d;
+  });
+  const beams = Math.floor(rows.length / sources.length);
+  return rows.map((row, h) => {
+    const curLen = row.length;
+    const key = pySlice(row, curLen + 1 - n, curLen);
+    // a tuple of another length than n - 1 matches no key of the dict
+    return key.length === n - 1 ? dicts[Math.floor(h / beams)]!.get(key.join(',')) ?? [] : [];
+  });
+}
+
+describe('encoder_no_repeat_ngram_size and encoder_repetition_penalty', () => {
+  it('the encoder n-gram bans equal HF\'s on random sources and rows, several rows per input, n = 1..4', () => {
+    const rand = mulberry32(8);
+    const vocab = 4;
+    let banned = 0;
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 1 + (trial % 4);
+      const inputs = 1 + Math.floor(rand() * 2);
+      const perInput = 1 + Math.floor(rand() * 3);
+      const sources = Array.from({ length: inputs }, () => Array.from({ length: 1 + Math.floor(rand() * 9) }, () => Math.floor(rand() * vocab)));
+      const len = 1 + Math.floor(rand() * 6);
+      const rows = Array.from({ length: inputs * perInput }, () => Array.from({ length: len }, () => Math.floor(rand() * vocab)));
+      const scores = new Float32Array(rows.length * vocab).fill(0.5);
+      encoderNoRepeatNgramProcessor(n, sources)(rows, scores, vocab);
+      const want = new Float32Array(rows.length * vocab).fill(0.5);
+      hfEncoderNgramBans(sources, rows, n).forEach((tokens, r) => tokens.forEach((t) => (want[r * vocab + t] = -Infinity)));
+      expect(Array.from(scores), JSON.stringify({ n, sources, rows })).toEqual(Array.from(want));
+      banned += want.filter((x) => x === -Infinity).length;
+    }
+    expect(banned).toBeGreaterThan(200);
+  });
+
+  it('the encoder repetition penalty multiplies the positive and divides the negative scores of source tokens, once each', () => {
+    const f = Math.fround;
+    const scores = Float32Array.from([0.5, -2, 3, 1, /* row 1 */ 1, 1, -1, 1]);
+    // the source of row 0 holds tokens 1 and 2 (2 twice), row 1's token 2 and a pad 0 (pads count, as in HF)
+    encoderRepetitionPenaltyProcessor(2, [[1, 2, 2], [2, 0]])([[0], [0]], scores, 4);
+    expect(Array.from(scores)).toEqual([0.5, -1, 6, 1, 2, 1, f(-0.5), 1]);
+    expect(() => encoderRepetitionPenaltyProcessor(2, [[1]])([[0], [0]], new Float32Array(8), 4)).toThrow(/2 rows for 1 sources/);
+    expect(() => buildLogitsProcessors(resolveGenerationConfig({}, { decoder_start_token_id: 0, encoder_no_repeat_ngram_size: 2 })))
+      .toThrow("generate: `encoder_no_repeat_ngram_size` needs the source's input ids, which this decoder stepper does not give");
   });
 });
 
@@ -303,10 +365,11 @@ describe('forced tokens, inf/nan removal, length penalty, suppression, renormali
 });
 
 /** Each row's logits from its own history; reorder() moves the histories as a cache reorder moves rows. */
-function historyStepper(fn: LogitsFn, vocab: number, inputs: number, rowsPerInput: number): DecoderStepper {
+function historyStepper(fn: LogitsFn, vocab: number, inputs: number, rowsPerInput: number, sources?: number[][]): DecoderStepper {
   let rows = Array.from({ length: inputs * rowsPerInput }, (_, r) => ({ input: Math.floor(r / rowsPerInput), history: [] as number[] }));
   return {
     vocabSize: vocab,
+    encoderInputIds: sources,
     async step(tokens) {
       const out = new Float32Array(rows.length * vocab);
       rows.forEach((row, r) => {
@@ -324,10 +387,11 @@ function historyStepper(fn: LogitsFn, vocab: number, inputs: number, rowsPerInpu
 describe('the optional processors in greedy search, beam search and sampling', () => {
   const vocab = 7;
   const fn = tableLogits(21, 2, vocab, { eosBias: -1.5 });
+  const SOURCES = [[3, 4, 5, 6, 3, 1], [2, 2, 5, 1, 0, 0]];
   const run = (o: GenerationOptions) => {
     const config = resolveGenerationConfig({}, { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, max_new_tokens: 6, ...o });
     const perInput = config.doSample ? config.numReturnSequences : config.numBeams;
-    return generate(historyStepper(fn, vocab, 2, perInput), 2, config, { seed: 5 });
+    return generate(historyStepper(fn, vocab, 2, perInput, SOURCES), 2, config, { seed: 5 });
   };
   const modes: GenerationOptions[] = [{}, { num_beams: 3, num_return_sequences: 2 }, { do_sample: true, top_k: 0, num_return_sequences: 2 }];
 
@@ -341,6 +405,25 @@ describe('the optional processors in greedy search, beam search and sampling', (
       expect(banned.sequences.flat(), JSON.stringify(mode)).not.toContain(common);
     }
     expect(greedyOnDeviceSuits(resolveGenerationConfig({}, { decoder_start_token_id: 0, bad_words_ids: [[3]] }), false)).toBe(false);
+  });
+
+  it('encoder_no_repeat_ngram_size: no generated bigram is one of the source\'s; the encoder penalty changes greedy answers', async () => {
+    let changed = 0;
+    for (const mode of modes) {
+      const free = await run(mode);
+      const out = await run({ ...mode, encoder_no_repeat_ngram_size: 2 });
+      out.sequences.forEach((seq, r) => {
+        const src = SOURCES[Math.floor(r / (out.sequences.length / 2))]!;
+        const grams = new Set(src.slice(1).map((t, i) => `${src[i]},${t}`));
+        // up to the first eos: a finished row is padded, not searched
+        const end = seq.indexOf(1, 1) === -1 ? seq.length : seq.indexOf(1, 1) + 1;
+        for (let i = 1; i < end; i++) expect(grams.has(`${seq[i - 1]},${seq[i]}`), JSON.stringify({ mode, seq })).toBe(false);
+      });
+      if (JSON.stringify(out.sequences) !== JSON.stringify(free.sequences)) changed++;
+    }
+    expect(changed).toBeGreaterThan(1);
+    const greedy = await run({ encoder_repetition_penalty: 3 });
+    expect(greedy.sequences).not.toEqual((await run({})).sequences);
   });
 
   it('forced_bos_token_id and forced_eos_token_id fix the first token and end every sequence at max_length', async () => {

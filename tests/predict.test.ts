@@ -186,6 +186,22 @@ describe('predictOne', () => {
     await expect(predictCommand([...args, '--bad-words', 'a,,b'])).rejects.toThrow('predict: --bad-words: word 2 of 3 is empty');
   });
 
+  it('the encoder-side processors see each input\'s padded source ids (HF\'s inputs_tensor), beams included', async () => {
+    const sources = [tokenizer.encodePair(context, question), tokenizer.encode('a short one')];
+    const batch = padBatch(sources);
+    const config = await loadGenerationConfig(dir, { max_new_tokens: 2, num_beams: 2, encoder_no_repeat_ngram_size: 1, output_scores: true });
+    const out = await generateIds(model, batch, config);
+    const vocab = model.config.vocab_size;
+    const first = out.scores![0]!;
+    for (let r = 0; r < 4; r++) {
+      const b = Math.floor(r / 2);
+      // the shorter source is padded with 0, which HF's n-grams count too
+      const banned = new Set(b === 1 ? [...sources[1]!, 0] : sources[0]);
+      const got = [...first.subarray(r * vocab, (r + 1) * vocab).keys()].filter((t) => first[r * vocab + t] === -Infinity);
+      expect(got, `row ${r}`).toEqual([...banned].sort((x, y) => x - y));
+    }
+  });
+
   it('--do-sample with --num-return-sequences and --seed: k answers, the same for the same seed, without beams', async () => {
     const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '8', '--quiet', '--json',
       '--do-sample', '--temperature', '1.5', '--top-k', '0', '--top-p', '0.95', '--num-return-sequences', '3'];
