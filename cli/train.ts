@@ -54,6 +54,7 @@ const TRAIN_FLAGS = {
   'adam-eps': { type: 'number', help: 'AdamW epsilon', libraryDefault: '1e-6', to: 'adamEps' },
   'adam-betas': { type: 'list', of: 'number', length: 2, arg: 'B1,B2', help: 'AdamW betas', libraryDefault: '0.9,0.999', to: 'adamBetas' },
   'clip-grad-norm': { type: 'number', help: 'largest global gradient norm', libraryDefault: 'none', to: 'clipGradNorm' },
+  'label-smoothing': { type: 'number', help: "label smoothing of the training and validation loss (HF's label_smoothing_factor)", libraryDefault: '0', to: 'labelSmoothing' },
   dropout: { type: 'number', help: 'dropout rate while training', libraryDefault: "the config's", to: 'dropout' },
   'gradient-checkpointing': { type: 'boolean', help: 'recompute activations in the backward: less memory, ~1/3 more time', to: 'gradientCheckpointing' },
   seed: { type: 'int', help: 'seed of the shuffle and dropout', libraryDefault: '100', to: 'seed' },

@@ -6,6 +6,11 @@
 // softmax is never materialised; the per-row logsumexp is saved. Backward recomputes the softmax from it:
 // dlogits = (exp(logits − lse) − onehot(label)) ⋅ gradOut / count for non-ignored rows, 0 for ignored ones.
 //
+// Label smoothing ε (torch's CrossEntropyLoss(label_smoothing=ε), the same as HF Trainer's LabelSmoother for one
+// label per row): the target is (1 − ε)·onehot + ε/V, so loss_r = lse_r − (1 − ε)·logits_r[label_r] − ε·mean(logits_r)
+// and dlogits = softmax − (1 − ε)·onehot − ε/V. The row mean needs one more sum in the forward pass; without
+// smoothing the kernels are the plain ones.
+//
 // Labels out of [0, V) other than the ignore index: labels given as host data (an Int32Array, or a tensor made
 // by `idsTensor`) are checked on the CPU and throw, naming the op, the row and the label. A labels tensor that
 // only lives on the GPU cannot be checked without a readback; there the kernels clamp the label into [0, V)
@@ -15,8 +20,8 @@ import { rt } from '../engine/runtime.ts';
 import { empty, tensor, type Tensor } from '../engine/tensor.ts';
 import { hostIds } from './embedding.ts';
 import {
-  defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowWorkgroups, shaderPrelude,
-  vecType, vecWidth, type RowImpl,
+  defaultRowImpl, MERGE_FN, rowChunks, rowHeader, rowRange, rowLeader, rowMergeScratch, rowMergeMaxSum, rowScratch, rowSum, rowWorkgroups,
+  shaderPrelude, vecType, vecWidth, type RowImpl,
 } from './row-kernel.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
@@ -28,6 +33,8 @@ export type Reduction = 'mean' | 'sum' | 'none';
 export interface CrossEntropyOptions {
   ignoreIndex?: number;
   reduction?: Reduction;
+  /** ε in [0, 1): the target mixes the label with the uniform distribution (torch's label_smoothing); default 0 */
+  labelSmoothing?: number;
   /** row-kernel layout; default by adapter and vocabulary size */
   impl?: RowImpl;
 }
@@ -40,21 +47,25 @@ fn labelOf(r: u32) -> i32 {
   return clamp(l, 0, i32(p.v) - 1);
 }`;
 
-function forwardCode(impl: RowImpl, w: number): string {
+function forwardCode(impl: RowImpl, w: number, smoothing: boolean): string {
   const T = vecType(w);
   const h = rowHeader(impl);
   const pre = shaderPrelude(impl);
   const cmax = w === 4 ? 'max(max(v.x, v.y), max(v.z, v.w))' : 'v';
   const esum = w === 4 ? 'dot(exp(v - vec4<f32>(m)), vec4<f32>(1.0))' : 'exp(v - m)';
+  const rowLoss = smoothing
+    ? 'z - p.keep * flat[r * p.v + u32(l)] - p.eps * (sx / f32(p.v))'
+    : 'z - flat[r * p.v + u32(l)]';
   return /* wgsl */ `${pre.enable}
 @group(0) @binding(0) var<storage, read> logits: array<${T}>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read> flat: array<f32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-struct Params { rows: u32, n: u32, ninf: f32, v: u32, ignore: i32, row0: u32 }
+struct Params { rows: u32, n: u32, ninf: f32, v: u32, ignore: i32, row0: u32, eps: f32, keep: f32 }
 @group(0) @binding(5) var<uniform> p: Params;
 ${rowMergeScratch(impl)}
+${smoothing ? rowScratch(impl) : ''}
 ${MERGE_FN}
 ${LABEL_FN}
 
@@ -64,8 +75,10 @@ fn main(${pre.builtins}) {
   let base = r * p.n;
   var m = p.ninf;
   var s = 0.0;
+  var sx = 0.0;
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
     let v = logits[base + j];
+    ${smoothing ? `sx += ${w === 4 ? 'dot(v, vec4<f32>(1.0))' : 'v'};` : ''}
     let c = ${cmax};
     if (c > m) {
       s *= rescale(m, c);
@@ -76,11 +89,12 @@ fn main(${pre.builtins}) {
     }
   }
   ${rowMergeMaxSum(impl)}
+  ${smoothing ? rowSum(impl, 'sx') : ''}
   if (${rowLeader(impl)}) {
     let z = m + log(s);
     lse[p.row0 + r] = z;
     let l = labelOf(p.row0 + r);
-    loss[p.row0 + r] = select(z - flat[r * p.v + u32(l)], 0.0, l == p.ignore);
+    loss[p.row0 + r] = select(${rowLoss}, 0.0, l == p.ignore);
   }
   ${h.tail}
 }`;
@@ -126,7 +140,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }`;
 }
 
-function backwardCode(impl: RowImpl, w: number, perRowGrad: boolean): string {
+function backwardCode(impl: RowImpl, w: number, perRowGrad: boolean, smoothing: boolean): string {
   const T = vecType(w);
   const h = rowHeader(impl);
   const pre = shaderPrelude(impl);
@@ -139,7 +153,7 @@ function backwardCode(impl: RowImpl, w: number, perRowGrad: boolean): string {
 @group(0) @binding(3) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(4) var<storage, read> count: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dlogits: array<${T}>;
-struct Params { rows: u32, n: u32, v: u32, ignore: i32, mean: u32, row0: u32 }
+struct Params { rows: u32, n: u32, v: u32, ignore: i32, mean: u32, row0: u32, eps: f32, keep: f32 }
 @group(0) @binding(6) var<uniform> p: Params;
 ${LABEL_FN}
 
@@ -153,7 +167,7 @@ fn main(${pre.builtins}) {
   if (l == p.ignore) { g = 0.0; }
   let z = lse[p.row0 + r];
   for (var j = ${h.first}; j < p.n; j += ${h.step}) {
-    dlogits[base + j] = (exp(logits[base + j] - ${T}(z)) - ${onehot}) * g;
+    dlogits[base + j] = (exp(logits[base + j] - ${T}(z)) - ${smoothing ? `p.keep * ${onehot} - ${T}(p.eps / f32(p.v))` : onehot}) * g;
   }
   ${h.tail}
 }`;
@@ -179,6 +193,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
   const [N, V] = logits.shape as [number, number];
   if (!['mean', 'sum', 'none'].includes(reduction)) throw new RangeError(`crossEntropy: unknown reduction '${reduction}'`);
   if (!Number.isInteger(ignoreIndex)) throw new RangeError(`crossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
+  const eps = opts.labelSmoothing ?? 0;
+  if (!(eps >= 0 && eps < 1)) throw new RangeError(`crossEntropy: label smoothing must be in [0, 1), got ${eps}`);
   let labelsT: Tensor;
   let ownLabels = false;
   if (labels instanceof Int32Array) {
@@ -204,13 +220,13 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
   for (const [r0, n] of rowChunks('crossEntropy', N, rowBytes)) {
     rt().dispatch({
       name: 'cross_entropy',
-      code: forwardCodeMemo(impl, w),
+      code: forwardCodeMemo(impl, w, eps > 0),
       bindings: [
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits'), labelsT.read('crossEntropy labels'),
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits (label gather)'),
         rowLoss.write('crossEntropy row losses'), lse.write('crossEntropy logsumexp'),
       ],
-      params: [['u32', n], ['u32', V / w], ['f32', -Infinity], ['u32', V], ['i32', ignoreIndex], ['u32', r0]],
+      params: [['u32', n], ['u32', V / w], ['f32', -Infinity], ['u32', V], ['i32', ignoreIndex], ['u32', r0], ['f32', eps], ['f32', 1 - eps]],
       workgroups: rowWorkgroups(impl, n),
     });
   }
@@ -230,7 +246,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array, opts: 
     rowLoss.dispose();
   }
   out = recordOp('crossEntropy', [logits], out, [logits, labelsT, lse, count], (g, [x, lab, z, cnt]) => [
-    crossEntropyBackward(g, x!, lab!, z!, cnt!, { ignoreIndex, reduction, impl }),
+    crossEntropyBackward(g, x!, lab!, z!, cnt!, { ignoreIndex, reduction, impl, labelSmoothing: eps }),
   ]);
   lse.dispose();
   count.dispose();
@@ -250,27 +266,32 @@ function crossEntropyBackward(
   }
   const impl = opts.impl ?? defaultRowImpl(V);
   const w = vecWidth(V);
+  const eps = opts.labelSmoothing ?? 0;
   const dlogits = empty([N, V]);
   const rowBytes = V * 4;
   for (const [r0, n] of rowChunks('crossEntropyBackward', N, rowBytes)) {
     rt().dispatch({
       name: 'cross_entropy_backward',
-      code: backwardCodeMemo(impl, w, perRow),
+      code: backwardCodeMemo(impl, w, perRow, eps > 0),
       bindings: [
         rowRange(logits, r0, n, rowBytes, false, 'crossEntropy logits'), labels.read('crossEntropy labels'),
         lse.read('crossEntropy logsumexp'), gradOut.read('crossEntropy gradOut'), count.read('crossEntropy count'),
         rowRange(dlogits, r0, n, rowBytes, true, 'crossEntropy dlogits'),
       ],
-      params: [['u32', n], ['u32', V / w], ['u32', V], ['i32', opts.ignoreIndex ?? -100], ['u32', reduction === 'mean' ? 1 : 0], ['u32', r0]],
+      params: [
+        ['u32', n], ['u32', V / w], ['u32', V], ['i32', opts.ignoreIndex ?? -100], ['u32', reduction === 'mean' ? 1 : 0], ['u32', r0],
+        ['f32', eps], ['f32', 1 - eps],
+      ],
       workgroups: rowWorkgroups(impl, n),
     });
   }
   return dlogits;
 }
 
-/** Float64 reference: per-row losses (0 for ignored rows) and the reduced loss. */
+/** Float64 reference: per-row losses (0 for ignored rows) and the reduced loss; with label smoothing ε, HF's
+ * LabelSmoother term by term: (1 − ε)·nll + ε·(Σ_v −log p_v) / V. */
 export function crossEntropyReference(
-  logits: ArrayLike<number>, labels: ArrayLike<number>, V: number, ignoreIndex = -100,
+  logits: ArrayLike<number>, labels: ArrayLike<number>, V: number, ignoreIndex = -100, labelSmoothing = 0,
 ): { rows: Float64Array; sum: number; count: number; mean: number } {
   const N = labels.length;
   const rows = new Float64Array(N);
@@ -283,7 +304,10 @@ export function crossEntropyReference(
     for (let j = 0; j < V; j++) m = Math.max(m, logits[r * V + j]!);
     let s = 0;
     for (let j = 0; j < V; j++) s += Math.exp(logits[r * V + j]! - m);
-    rows[r] = m + Math.log(s) - logits[r * V + l]!;
+    const lse = m + Math.log(s);
+    let smooth = 0;
+    for (let j = 0; j < V; j++) smooth += lse - logits[r * V + j]!;
+    rows[r] = (1 - labelSmoothing) * (lse - logits[r * V + l]!) + labelSmoothing * (smooth / V);
     sum += rows[r]!;
     count++;
   }

@@ -194,7 +194,7 @@ export function rowRange(t: Tensor, first: number, count: number, rowBytes: numb
 }
 
 /** WGSL scratch for `rowSum` in the workgroup layout. */
-function rowScratch(impl: RowImpl): string {
+export function rowScratch(impl: RowImpl): string {
   return impl === 'workgroup' ? `var<workgroup> rsum: array<f32, ${ROW_WORKGROUP}>;` : '';
 }
 

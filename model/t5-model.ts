@@ -18,6 +18,9 @@ export interface ForwardOptions {
    * at target positions without a label (when those end every row, the decoder skips them). Those two padded
    * tensors are gathered when first read: a caller of the loss alone never pays for them. Default false. */
   skipPadding?: boolean;
+  /** The loss with label smoothing ε in [0, 1), as HF's Trainer computes it with `label_smoothing_factor` (its
+   * LabelSmoother; HF's model itself has none). Default 0. */
+  labelSmoothing?: number;
 }
 
 
@@ -41,6 +44,7 @@ export class T5ForConditionalGeneration {
       dropout: new DropoutState(rate, opts.dropoutSeed ?? 0, opts.training ?? false),
       gradientCheckpointing: opts.gradientCheckpointing ?? false,
       skipPadding: opts.skipPadding ?? false,
+      labelSmoothing: opts.labelSmoothing ?? 0,
     };
   }
 

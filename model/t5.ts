@@ -68,6 +68,8 @@ export interface ForwardContext {
    * the decoder on the target positions that have labels when those lead every row; the same loss, and the same
    * logits and encoder states at real positions, zeros at the others */
   skipPadding?: boolean;
+  /** t5Forward's loss with label smoothing ε (kernels/cross-entropy.ts); 0 or undefined: the plain loss */
+  labelSmoothing?: number;
 }
 
 export function param(ctx: ForwardContext, name: string): Tensor {
@@ -505,7 +507,7 @@ export function t5Forward(ctx: ForwardContext, batch: Seq2SeqBatch): Seq2SeqOutp
   let loss: Tensor | undefined;
   if (labels) {
     const targets = rows ? rows.select(labels) : labels;
-    loss = crossEntropy(logits.reshape([targets.length, -1]), targets, { ignoreIndex: -100 });
+    loss = crossEntropy(logits.reshape([targets.length, -1]), targets, { ignoreIndex: -100, labelSmoothing: ctx.labelSmoothing });
   }
   // with skipPadding the padded layouts are gathered only when read: a training or evaluation step reads the loss
   // alone (t5-base at the tutorial's batch 8 x 128 targets: 131 MB of logits a step). Getters of a plain object,

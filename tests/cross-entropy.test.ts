@@ -97,6 +97,45 @@ describe.each(IMPLS)('crossEntropy (%s layout)', (impl) => {
   });
 });
 
+describe.each(IMPLS)('crossEntropy with label smoothing (%s layout)', (impl) => {
+  it.each([[1, 1], [3, 7], [5, 64], [7, 1031], [2, 32128]])('forward N=%i V=%i, ε = 0.1 and 0.5, against HF\'s LabelSmoother terms', async (N, V) => {
+    const xh = randn(N * V, 8);
+    const labels = randLabels(N, V);
+    if (labels.every((l) => l === -100)) labels[0] = V - 1;
+    const x = tensor(xh, [N, V]);
+    for (const eps of [0.1, 0.5]) {
+      const ref = crossEntropyReference(xh, labels, V, -100, eps);
+      const rows = crossEntropy(x, labels, { reduction: 'none', impl, labelSmoothing: eps });
+      expect(maxErr(await rows.toArray(), ref.rows)).toBeLessThan(FWD_TOL);
+      const mean = crossEntropy(x, labels, { impl, labelSmoothing: eps });
+      expect(maxErr([await mean.item()], [ref.mean])).toBeLessThan(FWD_TOL);
+      for (const t of [rows, mean]) t.dispose();
+    }
+    // the smoothed loss differs from the plain one (a row mean that is not the label's logit)
+    if (V > 1) expect(Math.abs(crossEntropyReference(xh, labels, V, -100, 0.1).mean - crossEntropyReference(xh, labels, V).mean)).toBeGreaterThan(1e-3);
+    x.dispose();
+  });
+
+  it('backward (mean, ε = 0.2) against finite differences; ignored rows stay exactly zero', async () => {
+    const [N, V] = [6, 13];
+    const xh = randn(N * V, 3);
+    const labels = randLabels(N, V, 0.3);
+    labels[0] = 4;
+    labels[1] = -100;
+    const x = tensor(xh, [N, V], { requiresGrad: true });
+    const loss = crossEntropy(x, idsTensor(labels, [N]), { impl, labelSmoothing: 0.2 });
+    backward(loss, { gradient: tensor(new Float32Array([1.7]), []) });
+    const got = await x.grad!.toArray();
+    const fd = centralDiff(Float64Array.from(xh), (xs) => 1.7 * crossEntropyReference(xs, labels, V, -100, 0.2).mean, 1e-3);
+    let e = 0;
+    for (let i = 0; i < fd.length; i++) e = Math.max(e, Math.abs(got[i]! - fd[i]!));
+    expect(e).toBeLessThan(2e-5);
+    expect([...got.slice(V, 2 * V)].every((v) => v === 0)).toBe(true);
+    x.dispose();
+    loss.dispose();
+  });
+});
+
 describe('crossEntropy labels and large inputs', () => {
   it('host labels out of range throw before the GPU; GPU-only labels are clamped', async () => {
     const x = tensor(randn(12), [3, 4]);

@@ -29,6 +29,7 @@ import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { ParamMap, Seq2SeqBatch } from '../model/t5.ts';
 import { refParameterShapes, t5ReferenceForward, type RefBatch, type RefConfig, type RefParams } from '../model/t5-float64.ts';
 import { relMaxErr } from './helpers/rel-max-err.ts';
+import { crossEntropyReference } from '../kernels/cross-entropy.ts';
 
 beforeAll(async () => {
   await initGpu();
@@ -196,6 +197,13 @@ describe('T5 against an independent float64 reference (random configs)', () => {
       expect(encErr).toBeLessThanOrEqual(1e-5);
       expect(logitErr).toBeLessThanOrEqual(1e-5);
       expect(lossErr).toBeLessThanOrEqual(1e-5);
+
+      // label smoothing (HF Trainer's label_smoothing_factor): the smoothed loss of these logits, padding skipped too
+      const smoothed = tidy(() => model.forward(batch, { training: true, dropoutRate: 0, skipPadding: true, labelSmoothing: 0.1 }).loss!);
+      const wantSmoothed = crossEntropyReference(ref.logits, batch.labels, rcfg.vocab_size, -100, 0.1).mean;
+      expect(Math.abs((await smoothed.item()) - wantSmoothed) / wantSmoothed).toBeLessThanOrEqual(1e-5);
+      expect(Math.abs(wantSmoothed - ref.loss) / ref.loss).toBeGreaterThan(1e-4); // 10x the bound above
+      smoothed.dispose();
 
       // skipPadding (training's and generation's default) changes only which positions are computed: the
       // logits at every label are the reference's (the skipped positions' are zeros)

@@ -67,6 +67,21 @@ describe('training loop', () => {
     expect(readFileSync(r.plotFile, 'utf8')).toContain('<polyline class="series"');
   });
 
+  it('label smoothing reaches the training loss and the validation loss (lr 1e-12: the weights stay the same)', async () => {
+    const losses = async (labelSmoothing: number) => {
+      const r = await train(opts(`smooth-${labelSmoothing}`, { maxSteps: 1, lr: 1e-12, labelSmoothing, evalLimit: 0 }));
+      const lines = parseMetrics(readFileSync(r.metricsFile, 'utf8'));
+      return { train: lines.find((l) => l.type === 'train')!.loss, eval: lines.find((l) => l.type === 'eval')!.loss };
+    };
+    const plain = await losses(0);
+    const smoothed = await losses(0.1);
+    // the smoothed loss adds ε·(mean over the vocabulary of −log p − nll): larger for a model that already
+    // prefers the labels over the other tokens, different in any case
+    expect(Math.abs(smoothed.train - plain.train)).toBeGreaterThan(1e-3 * plain.train);
+    expect(Math.abs(smoothed.eval - plain.eval)).toBeGreaterThan(1e-3 * plain.eval);
+    await expect(train(opts('smooth-bad', { labelSmoothing: 1 }))).rejects.toThrow('label smoothing must be in [0, 1), got 1');
+  });
+
   it('evaluates at epoch ends, keeps the best 2 checkpoints as HF folders, and eval/report read them', async () => {
     // 12 training rows, batch 4: 3 steps per epoch, 3 epochs -> evaluations at steps 3, 6, 9
     const r = await train(opts('topk', { epochs: 3 }));
@@ -249,7 +264,8 @@ describe('training loop', () => {
     try {
       await trainCommand(['--data', data, '--model', base, '--out', out, '--limit', '8', '--valid-split', '0.25', '--max-steps', '2',
         '--batch-size', '3', '--eval-batch-size', '2', '--eval-limit', '1', '--eval-max-new-tokens', '2', '--max-source-length', '48',
-        '--max-target-length', '8', '--no-shuffle', '--dropout', '0', '--lr-schedule', 'linear', '--warmup-steps', '1', '--json', '--quiet']);
+        '--max-target-length', '8', '--no-shuffle', '--dropout', '0', '--lr-schedule', 'linear', '--warmup-steps', '1', '--json', '--quiet',
+        '--optim', 'adafactor', '--label-smoothing', '0.1']);
       const a = JSON.parse(String(write.mock.calls.at(-1)![0])) as Record<string, unknown>;
       expect(a.steps).toBe(2);
       expect(a.interrupted).toBe(false);
@@ -257,6 +273,9 @@ describe('training loop', () => {
       const lrs = parseMetrics(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).filter((l) => l.type === 'train').map((l) => l.lr);
       // linear schedule, warmup 1 over 2 steps: lr 0 at step 0, then 1e-4 * (2 - 1) / (2 - 1)
       expect(lrs).toEqual([0, 1e-4]);
+      const saved = await readTrainerState(join(out, 'last'));
+      expect(saved.options).toMatchObject({ optim: 'adafactor', labelSmoothing: 0.1 });
+      expect(saved.adafactor?.paramSteps.length).toBeGreaterThan(0);
       await trainCommand(['--resume', out, '--max-steps', '3', '--json', '--quiet']);
       const b = JSON.parse(String(write.mock.calls.at(-1)![0])) as Record<string, unknown>;
       expect(b.steps).toBe(3);

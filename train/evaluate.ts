@@ -21,6 +21,8 @@ export interface EvalOptions {
   /** examples answered by generation for exact match / F1 (the first ones); default all; 0 skips generation */
   limit?: number;
   generation: ResolvedGenerationConfig;
+  /** the loss's label smoothing ε, as the run trains with it (HF's Trainer smooths its eval loss too); default 0 */
+  labelSmoothing?: number;
   /** called after each batch with (done, total) examples, loss pass then generation pass */
   onProgress?: (phase: 'loss' | 'generate', done: number, total: number) => void;
 }
@@ -54,7 +56,7 @@ export async function evaluate(
   const order = byLength(examples, examples.length);
   for (let s = 0; s < order.length; s += o.batchSize) {
     const b = collate(order.slice(s, s + o.batchSize).map((i) => examples[i]!), tok.padTokenId);
-    const loss = noGrad(() => tidy(() => model.forward(b, { training: false, skipPadding: true }).loss!));
+    const loss = noGrad(() => tidy(() => model.forward(b, { training: false, skipPadding: true, labelSmoothing: o.labelSmoothing }).loss!));
     const v = await loss.item();
     loss.dispose();
     lossSum += v * b.labelTokens;

@@ -52,6 +52,8 @@ export interface TrainOptions {
   gradAccum?: number;
   /** max global gradient norm; default none (Lightning's default) */
   clipGradNorm?: number;
+  /** label smoothing ε of the training and validation loss (HF TrainingArguments' label_smoothing_factor); default 0 */
+  labelSmoothing?: number;
   /** overrides config.dropout_rate during training */
   dropout?: number;
   /** recompute each block's activations in the backward instead of keeping them (HF's gradient_checkpointing) */
@@ -97,7 +99,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     maxTargetLength: o.maxTargetLength ?? 128, epochs: o.epochs ?? 5, maxSteps: o.maxSteps, batchSize: o.batchSize ?? 8,
     evalBatchSize: o.evalBatchSize ?? 2, optim: o.optim ?? 'adamw', lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
     adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0,
-    gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
+    gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, labelSmoothing: o.labelSmoothing ?? 0, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
     evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
     logEvery: o.logEvery ?? 1, gradientCheckpointing: o.gradientCheckpointing ?? false, cacheDir: o.cacheDir === undefined ? join(o.out, '.cache') : o.cacheDir, profile: o.profile ?? false,
@@ -122,6 +124,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.timeLimit !== undefined && !(r.timeLimit > 0)) throw new Error(`time limit must be > 0 seconds, got ${r.timeLimit}`);
   if (!(r.validSplit >= 0 && r.validSplit < 1)) throw new Error(`valid split must be in [0, 1), got ${r.validSplit}`);
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new Error(`dropout must be in [0, 1), got ${r.dropout}`);
+  if (!(r.labelSmoothing >= 0 && r.labelSmoothing < 1)) throw new Error(`label smoothing must be in [0, 1), got ${r.labelSmoothing}`);
   if (r.clipGradNorm !== undefined && !(r.clipGradNorm > 0)) throw new Error(`clip grad norm must be > 0, got ${r.clipGradNorm}`);
   if (!OPTIMIZERS.includes(r.optim)) throw new Error(`optim must be one of ${OPTIMIZERS.join(', ')}, got ${String(r.optim)}`);
   if (!(r.weightDecay >= 0)) throw new Error(`weight decay must be >= 0, got ${r.weightDecay}`);

@@ -24,6 +24,8 @@ export interface StepOptions {
   gradientCheckpointing?: boolean;
   /** max global gradient norm; undefined: no clipping */
   clipGradNorm?: number;
+  /** the loss's label smoothing ε (HF's label_smoothing_factor); default 0 */
+  labelSmoothing?: number;
   lr: number;
 }
 
@@ -50,7 +52,10 @@ async function microStep(
   model: T5ForConditionalGeneration, b: Batch, weight: number | null, o: StepOptions, dropoutSeed: number,
 ): Promise<number> {
   // skipPadding: the encoder and decoder work on the batch's real positions only (model/token-rows.ts)
-  const forward = { training: true, dropoutRate: o.dropout, dropoutSeed, gradientCheckpointing: o.gradientCheckpointing, skipPadding: true };
+  const forward = {
+    training: true, dropoutRate: o.dropout, dropoutSeed, gradientCheckpointing: o.gradientCheckpointing, skipPadding: true,
+    labelSmoothing: o.labelSmoothing,
+  };
   const loss = tidy(() => model.forward(b, forward).loss!);
   const scaled: Tensor = weight === null ? loss : tidy(() => scale(loss, weight));
   backward(scaled);

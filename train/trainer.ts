@@ -206,7 +206,7 @@ async function trainLoop(run: Run, pos: Position, resumedDir: string | null): Pr
     const batches = order.slice(pos.batchInEpoch, pos.batchInEpoch + o.gradAccum)
       .map((idx) => collate(idx.map((i) => run.data.train[i]!), run.tokenizer.padTokenId));
     const lr = lrAt(plan.schedule, pos.step);
-    const r = await trainStep(run.model, run.opt, batches, { seed: o.seed, firstMicro: pos.microSteps, dropout: o.dropout, gradientCheckpointing: o.gradientCheckpointing, clipGradNorm: o.clipGradNorm, lr });
+    const r = await trainStep(run.model, run.opt, batches, { seed: o.seed, firstMicro: pos.microSteps, dropout: o.dropout, gradientCheckpointing: o.gradientCheckpointing, clipGradNorm: o.clipGradNorm, labelSmoothing: o.labelSmoothing, lr });
     if (!r.finite) {
       // nothing was stepped or saved: the checkpoints on disk are the last good ones
       capture?.stop();
@@ -356,7 +356,7 @@ async function evaluateAndSave(run: Run, pos: Position, done: Outcome, epochLabe
 async function validate({ o, model, tokenizer, data, files, generation, top, metricsFile, hooks, log }: Run, step: number, epochLabel: number): Promise<EvalResult> {
   const t0 = performance.now();
   const r = await evaluate(model, tokenizer, data.valid, {
-    batchSize: o.evalBatchSize, limit: o.evalLimit, generation, onProgress: hooks.evalProgress,
+    batchSize: o.evalBatchSize, limit: o.evalLimit, generation, labelSmoothing: o.labelSmoothing, onProgress: hooks.evalProgress,
   });
   await appendMetric(metricsFile, { type: 'eval', step, epoch: epochLabel, loss: r.loss, exactMatch: r.exactMatch, f1: r.f1, examples: r.examples, generated: r.generated, seconds: Number(((performance.now() - t0) / 1000).toFixed(3)) });
   const entry: CheckpointEntry = { name: checkpointName(epochLabel, step), step, epoch: epochLabel, valLoss: r.loss };
