@@ -67,6 +67,8 @@ const TRAIN_FLAGS = {
   'eval-max-new-tokens': { type: 'int', help: 'tokens generated per answer', libraryDefault: '--max-target-length', to: 'evalMaxNewTokens' },
   'time-limit': { type: 'number', arg: 'SECONDS', help: 'then evaluate and save as at the end', to: 'timeLimit' },
   // saving and output
+  'early-stopping-patience': { type: 'int', help: "stop after N evaluations without a better validation loss (HF's EarlyStoppingCallback)", libraryDefault: 'never', to: 'earlyStoppingPatience' },
+  'early-stopping-threshold': { type: 'number', help: 'the improvement of the validation loss that counts', libraryDefault: '0', to: 'earlyStoppingThreshold' },
   'save-top-k': { type: 'int', help: 'best checkpoints kept', libraryDefault: '2', to: 'saveTopK' },
   'save-every': { type: 'int', help: 'save last/ every N steps', libraryDefault: 'at evaluations and the end', to: 'saveEvery' },
   'log-every': { type: 'int', help: 'a train line in metrics.jsonl every N steps', libraryDefault: '1', to: 'logEvery' },
@@ -133,7 +135,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     bar.clear();
     if (values.json) {
       process.stdout.write(`${JSON.stringify({
-        out: r.out, steps: r.steps, interrupted: r.interrupted, best: r.bestDir, bestValLoss: r.best?.valLoss ?? null, last: r.lastDir,
+        out: r.out, steps: r.steps, interrupted: r.interrupted, stoppedEarly: r.stoppedEarly, best: r.bestDir, bestValLoss: r.best?.valLoss ?? null, last: r.lastDir,
         metrics: r.metricsFile, plot: r.plotFile, loss: r.lastEval?.loss ?? null, exactMatch: r.lastEval?.exactMatch ?? null,
         f1: r.lastEval?.f1 ?? null, tokensPerSecond: r.tokensPerSecond, secondsPerStep: r.secondsPerStep, peakBytes: r.peakBytes,
         profile: r.profile ?? null,
@@ -142,7 +144,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     }
     const e = r.lastEval;
     process.stdout.write(
-      `${r.interrupted ? 'interrupted' : 'finished'} after ${r.steps} steps: ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, ` +
+      `${r.interrupted ? 'interrupted' : r.stoppedEarly ? 'stopped early' : 'finished'} after ${r.steps} steps: ${r.tokensPerSecond.toFixed(0)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, ` +
         `peak GPU memory ${(r.peakBytes / 2 ** 20).toFixed(1)} MiB\n` +
         (e ? `validation: loss ${e.loss.toFixed(4)}, ${describeAnswerScores(e)} (${e.examples} examples, ${e.generated} answered)\n` : '') +
         (r.bestDir ? `best model:   ${r.bestDir} (val_loss ${r.best!.valLoss.toFixed(4)})\n` : '') +

@@ -82,6 +82,20 @@ describe('training loop', () => {
     await expect(train(opts('smooth-bad', { labelSmoothing: 1 }))).rejects.toThrow('label smoothing must be in [0, 1), got 1');
   });
 
+  it('early stopping: stops after `patience` evaluations without an improvement above the threshold, and saves the count', async () => {
+    // lr 1e-12: the validation loss moves by far less than the threshold, so only the first evaluation improves
+    const base = { maxSteps: 8, lr: 1e-12, evalEvery: 1, evalLimit: 0, earlyStoppingThreshold: 1e-4 };
+    const r = await train(opts('early', { ...base, earlyStoppingPatience: 2 }));
+    expect([r.stoppedEarly, r.steps]).toEqual([true, 3]);
+    const st = await readTrainerState(findResumeFolder(r.out)!);
+    expect(st.earlyStopping?.evalsWithoutImprovement).toBe(2);
+    const evals = parseMetrics(readFileSync(r.metricsFile, 'utf8')).filter((l) => l.type === 'eval');
+    expect(evals.map((e) => e.step)).toEqual([1, 2, 3]);
+    expect(st.earlyStopping?.bestValLoss).toBe(Math.min(...evals.map((e) => e.loss)));
+    const patient = await train(opts('early-patient', { ...base, maxSteps: 3, earlyStoppingPatience: 3 }));
+    expect([patient.stoppedEarly, patient.steps]).toEqual([false, 3]);
+  });
+
   it('evaluates at epoch ends, keeps the best 2 checkpoints as HF folders, and eval/report read them', async () => {
     // 12 training rows, batch 4: 3 steps per epoch, 3 epochs -> evaluations at steps 3, 6, 9
     const r = await train(opts('topk', { epochs: 3 }));

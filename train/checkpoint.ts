@@ -119,6 +119,9 @@ export interface TrainerState {
   adam?: Omit<AdamWState, 'params'> & { paramSteps: Array<number | null> };
   adafactor?: Omit<AdafactorState, 'params'> & { paramSteps: Array<number | null> };
   best: CheckpointEntry[];
+  /** early stopping (HF's EarlyStoppingCallback): the best validation loss so far and the evaluations since it
+   * last improved by more than the threshold; absent in runs saved before it existed */
+  earlyStopping?: { bestValLoss: number | null; evalsWithoutImprovement: number };
   tokensSeen: number;
   trainSeconds: number;
   /** the resolved training options, so `--resume` needs nothing else */

@@ -72,6 +72,11 @@ export interface TrainOptions {
   validLimit?: number;
   /** tokens generated per answer at evaluation; default maxTargetLength */
   evalMaxNewTokens?: number;
+  /** stop when the validation loss has not improved (by more than earlyStoppingThreshold) for this many
+   * evaluations in a row: HF's EarlyStoppingCallback(early_stopping_patience); default: never */
+  earlyStoppingPatience?: number;
+  /** default 0 (HF's early_stopping_threshold) */
+  earlyStoppingThreshold?: number;
   /** default 2 */
   saveTopK?: number;
   /** stop training (then evaluate and save as at the end) after this many seconds of this process's loop */
@@ -89,8 +94,8 @@ export interface TrainOptions {
 export const OPTIMIZERS = ['adamw', 'adafactor'] as const;
 export type OptimizerKind = (typeof OPTIMIZERS)[number];
 
-export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'cacheDir' | 'csv'>> &
-  Pick<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit'> & { cacheDir: string | null; csv: NonNullable<TrainOptions['csv']> };
+export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'cacheDir' | 'csv' | 'earlyStoppingPatience'>> &
+  Pick<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'earlyStoppingPatience'> & { cacheDir: string | null; csv: NonNullable<TrainOptions['csv']> };
 
 export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   const r: ResolvedTrainOptions = {
@@ -101,7 +106,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0,
     gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, labelSmoothing: o.labelSmoothing ?? 0, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
-    evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
+    evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, earlyStoppingPatience: o.earlyStoppingPatience, earlyStoppingThreshold: o.earlyStoppingThreshold ?? 0, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
     logEvery: o.logEvery ?? 1, gradientCheckpointing: o.gradientCheckpointing ?? false, cacheDir: o.cacheDir === undefined ? join(o.out, '.cache') : o.cacheDir, profile: o.profile ?? false,
   };
   const int = (name: string, v: number | undefined, min: number) => {
@@ -117,6 +122,8 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   int('valid limit', r.validLimit, 1);
   int('eval max new tokens', r.evalMaxNewTokens, 1);
   int('save top k', r.saveTopK, 0);
+  int('early stopping patience', r.earlyStoppingPatience, 1);
+  if (!(r.earlyStoppingThreshold >= 0)) throw new Error(`early stopping threshold must be >= 0, got ${r.earlyStoppingThreshold}`);
   int('save every', r.saveEvery, 1);
   int('log every', r.logEvery, 1);
   int('limit', r.limit, 1);

@@ -86,6 +86,8 @@ export interface TrainResult {
   steps: number;
   epochsDone: number;
   interrupted: boolean;
+  /** the validation loss stopped improving (earlyStoppingPatience) */
+  stoppedEarly: boolean;
   lastDir: string;
   best: CheckpointEntry | null;
   bestDir: string | null;
@@ -128,11 +130,14 @@ interface Run {
 }
 
 /** The counters `last/trainer_state.json` stores: where the run is and what it has done. */
-type Position = Pick<TrainerState, 'step' | 'epoch' | 'batchInEpoch' | 'microSteps' | 'tokensSeen' | 'trainSeconds'>;
+type Position = Pick<TrainerState, 'step' | 'epoch' | 'batchInEpoch' | 'microSteps' | 'tokensSeen' | 'trainSeconds'> &
+  { earlyStopping: NonNullable<TrainerState['earlyStopping']> };
 
 /** What the loop leaves for the result besides the position. */
 interface Outcome {
   interrupted: boolean;
+  /** the validation loss stopped improving (--early-stopping-patience) */
+  stoppedEarly: boolean;
   /** the last/ folder saved (or resumed from), the last good checkpoint if the loss diverges */
   lastDir: string | null;
   lastEval: EvalResult | null;
@@ -180,10 +185,10 @@ async function trainLoop(run: Run, pos: Position, resumedDir: string | null): Pr
   const { o, plan, hooks, log } = run;
   const startTrainSeconds = pos.trainSeconds;
   const meter = new Throughput(pos.step, o.timeLimit);
-  const done: Outcome = { interrupted: false, lastDir: resumedDir, lastEval: null, lastEvalStep: -1 };
+  const done: Outcome = { interrupted: false, stoppedEarly: false, lastDir: resumedDir, lastEval: null, lastEvalStep: -1 };
   let order: number[][] = [];
   let orderEpoch = -1;
-  while (pos.step < plan.totalSteps && pos.epoch < plan.epochs) {
+  while (pos.step < plan.totalSteps && pos.epoch < plan.epochs && !done.stoppedEarly) {
     if (orderEpoch !== pos.epoch) {
       order = epochBatches(plan.lengths, pos.epoch, plan.orderOptions);
       orderEpoch = pos.epoch;
@@ -306,14 +311,17 @@ async function startPosition(run: Run, resume: { dir: string; state: TrainerStat
   if (!resume) {
     await rm(run.metricsFile, { force: true });
     await run.top.sweep();
-    return { step: 0, epoch: 0, batchInEpoch: 0, microSteps: 0, tokensSeen: 0, trainSeconds: 0 };
+    return { step: 0, epoch: 0, batchInEpoch: 0, microSteps: 0, tokensSeen: 0, trainSeconds: 0, earlyStopping: { bestValLoss: null, evalsWithoutImprovement: 0 } };
   }
   const { state } = resume;
   if (run.opt instanceof Adafactor) run.opt.loadState(await readAdafactorState(resume.dir, run.model, state));
   else run.opt.loadState(await readOptimizerState(resume.dir, run.model, state));
   await run.top.sweep();
   await trimMetrics(run.metricsFile, state.step);
-  return { step: state.step, epoch: state.epoch, batchInEpoch: state.batchInEpoch, microSteps: state.microSteps, tokensSeen: state.tokensSeen, trainSeconds: state.trainSeconds };
+  return {
+    step: state.step, epoch: state.epoch, batchInEpoch: state.batchInEpoch, microSteps: state.microSteps, tokensSeen: state.tokensSeen,
+    trainSeconds: state.trainSeconds, earlyStopping: state.earlyStopping ?? { bestValLoss: null, evalsWithoutImprovement: 0 },
+  };
 }
 
 /** --profile: times the captured step's kernels. The replay is not training time: it stays out of tokens/s and
@@ -348,8 +356,26 @@ async function logStep(
  * belongs to (the one just finished at an epoch end). */
 async function evaluateAndSave(run: Run, pos: Position, done: Outcome, epochLabel: number): Promise<void> {
   done.lastEvalStep = pos.step;
-  if (run.data.valid.length > 0) done.lastEval = await validate(run, pos.step, epochLabel);
+  if (run.data.valid.length > 0) {
+    done.lastEval = await validate(run, pos.step, epochLabel);
+    done.stoppedEarly = checkEarlyStopping(run, pos.earlyStopping, done.lastEval.loss);
+  }
   done.lastDir = await saveLastCheckpoint(run, pos);
+}
+
+/**
+ * HF's EarlyStoppingCallback on one evaluation: the count of evaluations without improvement restarts when the loss
+ * beats the best so far by more than the threshold (or is the first), and training stops once it reaches the
+ * patience. As HF's Trainer, the best loss follows every improvement, however small. True: stop now.
+ */
+function checkEarlyStopping({ o, log }: Run, s: Position['earlyStopping'], loss: number): boolean {
+  const improved = s.bestValLoss === null || (loss < s.bestValLoss && Math.abs(loss - s.bestValLoss) > o.earlyStoppingThreshold);
+  s.evalsWithoutImprovement = improved ? 0 : s.evalsWithoutImprovement + 1;
+  if (s.bestValLoss === null || loss < s.bestValLoss) s.bestValLoss = loss;
+  if (o.earlyStoppingPatience === undefined || s.evalsWithoutImprovement < o.earlyStoppingPatience) return false;
+  log(`early stopping: val_loss has not improved${o.earlyStoppingThreshold > 0 ? ` by more than ${o.earlyStoppingThreshold}` : ''} ` +
+    `for ${s.evalsWithoutImprovement} evaluation${s.evalsWithoutImprovement === 1 ? '' : 's'} (best ${s.bestValLoss.toFixed(4)})`);
+  return true;
 }
 
 /** Validation loss, exact match and F1: their eval line in metrics.jsonl, a top-k checkpoint when the loss ranks. */
@@ -371,6 +397,7 @@ async function validate({ o, model, tokenizer, data, files, generation, top, met
 function saveLastCheckpoint({ o, model, opt, files, plan, top }: Run, pos: Position): Promise<string> {
   return saveLast(o.out, model, opt, files, {
     version: 1, step: pos.step, epoch: pos.epoch, batchInEpoch: pos.batchInEpoch, microSteps: pos.microSteps, seed: o.seed,
+    earlyStopping: pos.earlyStopping,
     lr: lrAt(plan.schedule, pos.step), best: top.kept, tokensSeen: pos.tokensSeen, trainSeconds: pos.trainSeconds,
     options: { ...o, profile: false } as unknown as Record<string, unknown>,
   });
@@ -379,7 +406,7 @@ function saveLastCheckpoint({ o, model, opt, files, plan, top }: Run, pos: Posit
 function summarize({ o, data, plan, top, metricsFile }: Run, pos: Position, done: Outcome, meter: Throughput, startTrainSeconds: number): TrainResult {
   const wall = pos.trainSeconds - startTrainSeconds;
   return {
-    out: o.out, steps: pos.step, epochsDone: Math.min(pos.epoch, plan.epochs), interrupted: done.interrupted,
+    out: o.out, steps: pos.step, epochsDone: Math.min(pos.epoch, plan.epochs), interrupted: done.interrupted, stoppedEarly: done.stoppedEarly,
     lastDir: done.lastDir ?? join(o.out, 'last'), best: top.best, bestDir: top.best ? top.dirOf(top.best) : null,
     lastEval: done.lastEval, metricsFile, plotFile: join(o.out, 'loss.svg'),
     trainExamples: data.train.length, validExamples: data.valid.length,
