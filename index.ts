@@ -5,6 +5,8 @@ export { Tensor, tensor, empty, zeros, ones, full, reshape, memory, emptyCache, 
 export { tidy } from './engine/scope.ts';
 export { backward, noGrad, zeroGrad, isGradEnabled, recordOp, checkpoint } from './engine/autograd.ts';
 export { AdamW, type AdamWOptions, type AdamWState } from './optim/adamw.ts';
+export { Adafactor, type AdafactorOptions, type AdafactorState } from './optim/adafactor.ts';
+export type { Optimizer } from './optim/optimizer.ts';
 export { rt } from './engine/runtime.ts';
 export { deviceCeilings, measureCeilings, type Ceilings } from './engine/ceilings.ts';
 // Kernels (one op per file)
