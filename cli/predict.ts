@@ -49,6 +49,7 @@ const PREDICT_FLAGS = {
     to: 'generation.early_stopping', as: (v) => (v === 'never' ? 'never' : v === 'true'),
   },
   'num-return-sequences': { type: 'int', min: 1, help: 'answers per input (beam search: best first; sampling: as drawn)', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'max-time': { type: 'number', arg: 'SECONDS', help: "seconds each generate call may search (HF's max_time); answers end where they are", to: 'generation.max_time' },
   'bad-words': { type: 'string', arg: 'W1,W2', help: 'words or phrases never generated, comma separated (HF bad_words_ids; replaces the folder\'s)' },
   'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (num_beams 1)', to: 'generation.do_sample' },
   temperature: { type: 'number', help: 'with --do-sample: the logits are divided by X (> 0)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.temperature' },

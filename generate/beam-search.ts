@@ -17,7 +17,7 @@
 //   in eos and pads the rest with pad_token_id.
 // Scores are float32 where HF holds them in tensors and float64 where HF takes `.item()` into Python floats.
 import type { EarlyStopping, ResolvedGenerationConfig } from './generation-config.ts';
-import type { DecoderStepper, GenerationOutput } from './search-types.ts';
+import { timeIsUp, type DecoderStepper, type GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors, logSoftmaxRows } from './logits-processors.ts';
 import { checkLogits, checkLogitsShape, checkNoNaN, checkTokenIds, nanLogitsError } from './greedy-search.ts';
 
@@ -169,6 +169,7 @@ export async function beamSearch(
   let beams = startBeams(rows, config.numBeams, config.decoderStartTokenId);
   let tokens: Int32Array = new Int32Array(rows).fill(config.decoderStartTokenId);
   let curLen = DECODER_PROMPT_LEN;
+  const start = performance.now();
 
   for (let step = 0; ; step++) {
     let processed: Float32Array;
@@ -189,7 +190,7 @@ export async function beamSearch(
     beams = advanceBeams(beams, next, processed, vocab);
     curLen++;
     // HF reorders the cache before this check; after the last step the cache is not used again.
-    if (scorer.allDone() || curLen >= config.maxLength) break;
+    if (scorer.allDone() || curLen >= config.maxLength || timeIsUp(config.maxTime, start)) break;
     stepper.reorder(next.indices);
     tokens = next.tokens;
   }

@@ -61,6 +61,9 @@ export interface GenerationOptions {
   encoder_repetition_penalty?: number;
   /** No n-gram of the source of this size is generated; 0: off. */
   encoder_no_repeat_ngram_size?: number;
+  /** Seconds the search may take (HF's MaxTimeCriteria: checked after each step, the encoder not counted); the
+   * sequences end where they are. Results then depend on the machine's speed. null: no limit. */
+  max_time?: number | null;
   /** Token sequences never generated (HF's NoBadWordsLogitsProcessor): the last token of each is banned where the
    * row ends with the rest. A sequence that is just an eos token is ignored, as in HF. */
   bad_words_ids?: number[][] | null;
@@ -114,6 +117,8 @@ export interface ResolvedGenerationConfig {
   topK: number;
   /** 1: no TopPLogitsWarper. */
   topP: number;
+  /** Seconds after which the search stops (after the step in progress); null: no limit. */
+  maxTime: number | null;
   /** 1: off. */
   encoderRepetitionPenalty: number;
   /** 0: off. */
@@ -157,6 +162,7 @@ export const GENERATION_DEFAULTS = {
   top_p: 1.0,
   encoder_repetition_penalty: 1.0,
   encoder_no_repeat_ngram_size: 0,
+  max_time: null,
   bad_words_ids: null,
   sequence_bias: null,
   forced_bos_token_id: null,
@@ -183,7 +189,6 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   forced_decoder_ids: null,
   guidance_scale: null,
   low_memory: null,
-  max_time: null,
   output_attentions: false,
   output_hidden_states: false,
 };
@@ -339,6 +344,10 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       return v.map((id) => checkInt(key, id, 0, source));
     case 'sequence_bias':
       return v === null ? null : checkSequenceBias(v, source);
+    case 'max_time':
+      if (v === null) return null;
+      if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) fail(key, `must be a number of seconds >= 0, got ${show(v)}`, source);
+      return v;
     case 'forced_bos_token_id':
       return checkTokenId(key, v, source);
     case 'forced_eos_token_id':
@@ -400,6 +409,7 @@ export function resolveGenerationConfig(
     ...sampling,
     encoderRepetitionPenalty: checkEncoderPenalty(merged, doSample ? beams.numReturnSequences : beams.numBeams),
     encoderNoRepeatNgramSize: merged.encoder_no_repeat_ngram_size as number,
+    maxTime: merged.max_time as number | null,
     badWordsIds: merged.bad_words_ids as number[][] | null,
     sequenceBias: merged.sequence_bias as Array<[number[], number]> | null,
     forcedBosTokenId: merged.forced_bos_token_id as number | null,

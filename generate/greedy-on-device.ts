@@ -13,7 +13,7 @@ import type { T5DecoderCache } from '../model/t5-decoder-cache.ts';
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import { checkGreedyArgs, nanLogitsError } from './greedy-search.ts';
 import { buildLogitsProcessors } from './logits-processors.ts';
-import type { GenerationOutput } from './search-types.ts';
+import { timeIsUp, type GenerationOutput } from './search-types.ts';
 
 /** Whether greedySearchOnDevice gives this config's result: greedy, and nothing that needs the logits on the host. */
 export function greedyOnDeviceSuits(config: ResolvedGenerationConfig, sequenceScores: boolean): boolean {
@@ -94,6 +94,7 @@ export async function greedySearchOnDevice(
   // with lookahead, step t+1 is recorded (and submitted by its read) before the wait for step t; once every row
   // has finished, that step is dropped unread
   const ahead = lookahead();
+  const start = performance.now();
   let pending: Recorded | null = null;
   try {
     let stopped = false;
@@ -102,10 +103,10 @@ export async function greedySearchOnDevice(
       input.dispose();
       input = rec.next;
       if (!ahead) {
-        stopped = !take(step, await rec.values);
+        stopped = !take(step, await rec.values) || timeIsUp(config.maxTime, start);
         continue;
       }
-      if (pending) stopped = !take(step - 1, await pending.values);
+      if (pending) stopped = !take(step - 1, await pending.values) || timeIsUp(config.maxTime, start);
       pending = rec;
     }
     if (ahead && !stopped) take(steps - 1, await pending!.values);

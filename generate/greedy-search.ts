@@ -4,7 +4,7 @@
 // loop stops when every row has finished or the sequence reaches max_length (decoder start token included).
 // The loop itself (searchRowByRow) is sampling's too (sample-search.ts), with another token choice.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
-import type { DecoderStepper, GenerationOutput } from './search-types.ts';
+import { timeIsUp, type DecoderStepper, type GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors } from './logits-processors.ts';
 
 /** Index of the largest value of row `r`; the first one among equal values; NaN counts as largest (torch). */
@@ -103,6 +103,7 @@ export async function searchRowByRow(
   const eos = config.eosTokenIds;
   const pad = config.padTokenId;
   const processors = buildLogitsProcessors(config, 1, stepper.encoderInputIds);
+  const start = performance.now();
 
   const inputIds: number[][] = Array.from({ length: rows }, () => [config.decoderStartTokenId]);
   const transition: number[][] = Array.from({ length: rows }, () => []);
@@ -129,7 +130,7 @@ export async function searchRowByRow(
       if (unfinished[r]) anyUnfinished = true;
     }
     if (eos.length > 0 && !anyUnfinished) break;
-    if (inputIds[0]!.length >= config.maxLength) break;
+    if (inputIds[0]!.length >= config.maxLength || timeIsUp(config.maxTime, start)) break;
   }
 
   return { sequences: inputIds, transitionScores: transition, ...(scores ? { scores } : {}) };

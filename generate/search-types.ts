@@ -1,4 +1,5 @@
-// The two sides of a search (greedy-search.ts, beam-search.ts): the model it steps, and what it returns.
+// The two sides of a search (greedy-search.ts, beam-search.ts): the model it steps, and what it returns; and
+// the time limit every search checks after a step.
 
 /** The model side of generation: an encoder run once, a decoder with a key/value cache. */
 export interface DecoderStepper {
@@ -20,6 +21,11 @@ export interface DecoderStepper {
   /** The source's input ids, one padded row per input (HF's `inputs_tensor`), for the encoder-side logits
    * processors (encoder_repetition_penalty, encoder_no_repeat_ngram_size); steppers without them refuse those. */
   readonly encoderInputIds?: readonly (readonly number[])[];
+}
+
+/** HF's MaxTimeCriteria: true once `maxTime` seconds have passed since `start` (performance.now() ms). */
+export function timeIsUp(maxTime: number | null, start: number): boolean {
+  return maxTime !== null && (performance.now() - start) / 1000 > maxTime;
 }
 
 /** What a search returns, rows in HF's order (input-major, `num_return_sequences` rows per input, best first). */

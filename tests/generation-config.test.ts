@@ -187,6 +187,7 @@ describe('generation config', () => {
     [{ encoder_repetition_penalty: 0 }, /`encoder_repetition_penalty` has to be a strictly positive float, but is 0/],
     [{ encoder_repetition_penalty: 1.2, num_beams: 2 }, /`encoder_repetition_penalty` with 2 decoder rows per input \(beams or samples\) is not supported: HF 4.36 applies it to the batch's first rows/],
     [{ encoder_repetition_penalty: 1.2, do_sample: true, num_return_sequences: 3 }, /`encoder_repetition_penalty` with 3 decoder rows per input/],
+    [{ max_time: -1 }, /`max_time` must be a number of seconds >= 0, got -1/],
     [{ encoder_no_repeat_ngram_size: -3 }, /`encoder_no_repeat_ngram_size` must be an integer >= 0, got -3/],
     [{ penalty_alpha: 0.6, top_k: 4 }, /`penalty_alpha` is not supported, got 0.6/],
     [{ forced_decoder_ids: [[1, 5]] }, /`forced_decoder_ids` is not supported/],

@@ -426,6 +426,16 @@ describe('the optional processors in greedy search, beam search and sampling', (
     expect(greedy.sequences).not.toEqual((await run({})).sequences);
   });
 
+  it('max_time (HF\'s MaxTimeCriteria): 0 stops every search after its first step; a long one changes nothing', async () => {
+    for (const mode of modes) {
+      const cut = await run({ ...mode, max_time: 0 });
+      // beam search's finalize appends eos to a hypothesis that max_length did not end (HF's BeamSearchScorer)
+      const want = mode.num_beams ? cut.sequences.map((q) => [0, q[1], 1]) : cut.sequences.map((q) => [0, q[1]]);
+      expect(cut.sequences, JSON.stringify(mode)).toEqual(want);
+      expect((await run({ ...mode, max_time: 3600 })).sequences).toEqual((await run(mode)).sequences);
+    }
+  });
+
   it('forced_bos_token_id and forced_eos_token_id fix the first token and end every sequence at max_length', async () => {
     let forced = 0;
     for (const mode of modes) {

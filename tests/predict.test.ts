@@ -186,6 +186,13 @@ describe('predictOne', () => {
     await expect(predictCommand([...args, '--bad-words', 'a,,b'])).rejects.toThrow('predict: --bad-words: word 2 of 3 is empty');
   });
 
+  it('max_time 0 stops greedy search on the GPU after one token, as the host searches', async () => {
+    const cut = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 8, num_beams: 1, max_time: 0 } });
+    expect(cut.sequences[0]!.ids.length).toBe(2);
+    const full = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 8, num_beams: 1 } });
+    expect(full.sequences[0]!.ids.length).toBeGreaterThan(2);
+  });
+
   it('the encoder-side processors see each input\'s padded source ids (HF\'s inputs_tensor), beams included', async () => {
     const sources = [tokenizer.encodePair(context, question), tokenizer.encode('a short one')];
     const batch = padBatch(sources);
