@@ -102,9 +102,9 @@ export function generationConfigFromModel(cfg: T5Config, options: Readonly<Gener
   }
   if (!resolved.doSample) {
     const all: Record<string, unknown> = { ...fromModel, ...options };
-    for (const key of SAMPLING_WARNED) {
+    for (const [key, off] of Object.entries(SAMPLING_WARNED)) {
       const v = all[key];
-      if (v !== undefined && v !== null && v !== 1) {
+      if (v !== undefined && v !== null && v !== off) {
         throw new Error(`generate: \`${key}\` is ${JSON.stringify(v)} but \`do_sample\` is false: it only applies to sampling (HF warns and will not save it)`);
       }
     }

@@ -55,6 +55,12 @@ export interface GenerationOptions {
   top_k?: number | null;
   /** Sampling: only the smallest set of most likely tokens whose probability reaches top_p; default 1 (off). */
   top_p?: number | null;
+  /** Sampling: locally typical sampling's mass (HF's TypicalLogitsWarper) below 1; default 1 (off). */
+  typical_p?: number | null;
+  /** Sampling: tokens less likely than this are dropped (HF's EpsilonLogitsWarper) when in (0, 1); default 0. */
+  epsilon_cutoff?: number | null;
+  /** Sampling: eta sampling's cutoff (HF's EtaLogitsWarper) when in (0, 1); default 0. */
+  eta_cutoff?: number | null;
   /** Scores of tokens in the source are multiplied by this when positive (divided when negative): > 1 favours
    * copying from the source. One row per input only (greedy search, or sampling one sequence): HF 4.36 applies it
    * to the batch's first rows whatever input they belong to when there are more. */
@@ -117,6 +123,12 @@ export interface ResolvedGenerationConfig {
   topK: number;
   /** 1: no TopPLogitsWarper. */
   topP: number;
+  /** 1: no TypicalLogitsWarper. */
+  typicalP: number;
+  /** 0: no EpsilonLogitsWarper. */
+  epsilonCutoff: number;
+  /** 0: no EtaLogitsWarper. */
+  etaCutoff: number;
   /** Seconds after which the search stops (after the step in progress); null: no limit. */
   maxTime: number | null;
   /** 1: off. */
@@ -160,6 +172,9 @@ export const GENERATION_DEFAULTS = {
   temperature: 1.0,
   top_k: 50,
   top_p: 1.0,
+  typical_p: 1.0,
+  epsilon_cutoff: 0.0,
+  eta_cutoff: 0.0,
   encoder_repetition_penalty: 1.0,
   encoder_no_repeat_ngram_size: 0,
   max_time: null,
@@ -193,16 +208,6 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   output_hidden_states: false,
 };
 
-/**
- * Sampling warpers we do not implement. HF ignores them when do_sample is false, so a folder's file may carry
- * them; another value is refused when passed explicitly, or when sampling would use it.
- */
-const SAMPLING_DEFAULTS: Readonly<Record<string, number>> = {
-  typical_p: 1.0,
-  epsilon_cutoff: 0.0,
-  eta_cutoff: 0.0,
-};
-
 /** Keys of HF's own bookkeeping or of assisted generation, harmless in a file. */
 const IGNORED_FILE_KEYS = new Set([
   '_from_model_config', 'transformers_version', '_commit_hash', 'num_assistant_tokens',
@@ -211,14 +216,13 @@ const IGNORED_FILE_KEYS = new Set([
 
 /** A GenerationConfig attribute of HF's that we know (implemented, sampling-only, or refused unless off). */
 export function isGenerationKey(key: string): boolean {
-  return OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF || key in SAMPLING_DEFAULTS;
+  return OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF;
 }
 
 /** Whether `value` is HF's default for `key` (false for a key isGenerationKey refuses). */
 export function isGenerationDefault(key: string, value: unknown): boolean {
   if (OPTION_NAMES.has(key)) return sameValue(value, GENERATION_DEFAULTS[key as keyof typeof GENERATION_DEFAULTS]);
-  if (key in UNSUPPORTED_OFF) return sameValue(value, UNSUPPORTED_OFF[key]);
-  return key in SAMPLING_DEFAULTS && sameValue(value, SAMPLING_DEFAULTS[key]);
+  return key in UNSUPPORTED_OFF && sameValue(value, UNSUPPORTED_OFF[key]);
 }
 
 const sameValue = (a: unknown, b: unknown): boolean =>
@@ -279,10 +283,6 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
     }
     return v;
   }
-  if (key in SAMPLING_DEFAULTS) {
-    if (explicit && !sameValue(v, SAMPLING_DEFAULTS[key])) fail(key, samplingUnsupported(v), source);
-    return v;
-  }
   switch (key) {
     case 'max_length':
     case 'num_beams':
@@ -331,6 +331,17 @@ function checkOption(key: string, v: unknown, explicit: boolean, source?: string
       return v;
     case 'top_k':
       return v === null ? 0 : checkInt(key, v, 0, source);
+    case 'typical_p':
+      // the warper's range (0, 1) is checked when sampling uses it (checkSampling)
+      if (v === null) return 1.0;
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
+      return v;
+    case 'epsilon_cutoff':
+    case 'eta_cutoff':
+      // HF builds these warpers only for values in (0, 1) and ignores the others
+      if (v === null) return 0.0;
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
+      return v;
     case 'top_p':
       if (v === null) return 1.0;
       if (typeof v !== 'number' || !(v >= 0 && v <= 1)) fail(key, `has to be a float > 0 and < 1, but is ${show(v)}`, source);
@@ -528,12 +539,8 @@ function checkEncoderPenalty(merged: Record<string, unknown>, rowsPerInput: numb
 }
 
 /** Sampling options that HF's GenerationConfig.validate() warns about when do_sample is false (and
- * save_pretrained then refuses): set to anything but 1. */
-export const SAMPLING_WARNED = ['temperature', 'top_p'] as const;
-
-function samplingUnsupported(v: unknown): string {
-  return `is not supported (sampling implements temperature, top_k and top_p), got ${show(v)}`;
-}
+ * save_pretrained then refuses), with the value that leaves each off. */
+export const SAMPLING_WARNED: Readonly<Record<string, number>> = { temperature: 1, top_p: 1, typical_p: 1, epsilon_cutoff: 0, eta_cutoff: 0 };
 
 /**
  * The warpers' settings. With do_sample false HF ignores them and GenerationConfig.validate() warns about a
@@ -545,19 +552,23 @@ function checkSampling(
   doSample: boolean,
   fileName: string,
   warnings: string[],
-): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP'> {
+): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP' | 'typicalP' | 'epsilonCutoff' | 'etaCutoff'> {
   const temperature = merged.temperature as number;
   const topK = merged.top_k as number;
   const topP = merged.top_p as number;
+  const typicalP = merged.typical_p as number;
   if (!doSample) {
     const unused = (flag: string, value: unknown) =>
       warnings.push(`\`do_sample\` is false, but \`${flag}\` is ${value}: it is only used when sampling (HF warns the same). Set \`do_sample\` or unset \`${flag}\`.`);
-    for (const key of SAMPLING_WARNED) if (merged[key] !== 1) unused(key, merged[key]);
-    return { temperature: 1, topK: 0, topP: 1 };
+    for (const [key, off] of Object.entries(SAMPLING_WARNED)) if (merged[key] !== off) unused(key, merged[key]);
+    return { temperature: 1, topK: 0, topP: 1, typicalP: 1, epsilonCutoff: 0, etaCutoff: 0 };
   }
   if (!(temperature > 0)) fail('temperature', `(=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
-  for (const [key, off] of Object.entries(SAMPLING_DEFAULTS)) {
-    if (merged[key] !== undefined && !sameValue(merged[key], off)) fail(key, samplingUnsupported(merged[key]), fileName);
-  }
-  return { temperature, topK, topP };
+  if (typicalP < 1 && !(typicalP > 0)) fail('typical_p', `has to be a float > 0 and < 1, but is ${typicalP}`, fileName);
+  // HF adds the epsilon and eta warpers only for cutoffs in (0, 1)
+  const cutoff = (key: string) => {
+    const v = merged[key] as number;
+    return v > 0 && v < 1 ? v : 0;
+  };
+  return { temperature, topK, topP, typicalP: Math.min(typicalP, 1), epsilonCutoff: cutoff('epsilon_cutoff'), etaCutoff: cutoff('eta_cutoff') };
 }

@@ -1,7 +1,7 @@
 // The logits warpers HF 4.36's `_get_logits_warper` builds for sampling (`do_sample`), in its order: temperature,
-// then top-k, then top-p. They run after the logits processors, in place on scores [rows, vocab] (the
-// LogitsProcessor signature), and set every token they remove to -inf; sampling then draws from
-// softmax(scores). HF's `min_tokens_to_keep` is 1 for sampling without beams, the only sampling we implement.
+// top-k, top-p, typical, epsilon, eta (then LogitNormalization with renormalize_logits). They run after the
+// logits processors, in place on scores [rows, vocab] (the LogitsProcessor signature), and set every token they
+// remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1 for sampling without beams, the only sampling we implement.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import { checkShape, logitNormalizationProcessor, type LogitsProcessor } from './logits-processors.ts';
 
@@ -143,6 +143,84 @@ function keepTopP(row: Float32Array, topP: number): void {
   for (let i = 0; i < n; i++) if (!keep[i]) row[i] = -Infinity;
 }
 
+/** Row r's softmax in float64 (-inf entries 0) and its log: torch's softmax and log_softmax of the row. */
+function softmaxRow(row: Float32Array): { p: Float64Array; logp: Float64Array } {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  const lse = max + Math.log(sum);
+  const logp = Float64Array.from(row, (x) => x - lse);
+  return { p: logp.map(Math.exp), logp };
+}
+
+/**
+ * HF TypicalLogitsWarper (locally typical sampling): tokens ordered by |−log p − H| (H the row's entropy), the
+ * smallest set of the most typical ones whose probability reaches `mass` is kept (at least the most typical one),
+ * the rest get -inf. As HF: the kept set is every token not farther from H than the one at position
+ * count(cumulative < mass) of that order. Ties in the order keep the lower index first (torch's sort is not
+ * stable; exact ties are measure-zero for real logits).
+ */
+export function typicalWarper(mass: number, minTokensToKeep = 1): LogitsProcessor {
+  if (!(typeof mass === 'number' && mass > 0 && mass < 1)) throw new RangeError(`\`typical_p\` has to be a float > 0 and < 1, but is ${mass}`);
+  return (inputIds, scores, vocab) => {
+    checkShape('TypicalLogitsWarper', inputIds, scores, vocab);
+    for (let r = 0; r < inputIds.length; r++) {
+      const row = scores.subarray(r * vocab, (r + 1) * vocab);
+      const { p, logp } = softmaxRow(row);
+      let entropy = 0;
+      for (let i = 0; i < vocab; i++) if (p[i]! > 0) entropy -= logp[i]! * p[i]!; // torch's nansum drops 0·(-inf)
+      const shifted = Float64Array.from(logp, (lp) => Math.abs(-lp - entropy));
+      const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => shifted[a]! - shifted[b]! || a - b);
+      let cumulative = 0;
+      let lastInd = 0;
+      for (const i of order) {
+        cumulative += p[i]!;
+        if (cumulative < mass) lastInd++;
+        else break;
+      }
+      const limit = shifted[order[Math.min(lastInd, vocab - 1)]!]!;
+      order.forEach((i, rank) => {
+        if (rank >= minTokensToKeep && shifted[i]! > limit) row[i] = -Infinity;
+      });
+    }
+  };
+}
+
+/** HF's epsilon and eta warpers: tokens with probability below the row's cutoff get -inf, unless their score is
+ * not below the `minTokensToKeep`-th largest (the top token always stays). */
+function cutoffWarper(name: string, cutoff: (p: Float64Array, logp: Float64Array) => number, minTokensToKeep: number): LogitsProcessor {
+  return (inputIds, scores, vocab) => {
+    checkShape(name, inputIds, scores, vocab);
+    for (let r = 0; r < inputIds.length; r++) {
+      const row = scores.subarray(r * vocab, (r + 1) * vocab);
+      const { p, logp } = softmaxRow(row);
+      const c = cutoff(p, logp);
+      const kth = kthLargest(row, Math.min(minTokensToKeep, vocab));
+      for (let i = 0; i < vocab; i++) if (p[i]! < c && row[i]! < kth) row[i] = -Infinity;
+    }
+  };
+}
+
+/** HF EpsilonLogitsWarper (truncation sampling): drop tokens less likely than epsilon. */
+export function epsilonWarper(epsilon: number, minTokensToKeep = 1): LogitsProcessor {
+  if (!(epsilon > 0 && epsilon < 1)) throw new RangeError(`\`epsilon_cutoff\` has to be a float > 0 and < 1, but is ${epsilon}`);
+  return cutoffWarper('EpsilonLogitsWarper', () => epsilon, minTokensToKeep);
+}
+
+/**
+ * HF EtaLogitsWarper (eta sampling): drop tokens less likely than min(eta, sqrt(eta)·exp(−H)), H the row's entropy
+ * (torch's Categorical entropy: −Σ p log p with -inf logits clamped to the float32 minimum, so they add 0).
+ */
+export function etaWarper(eta: number, minTokensToKeep = 1): LogitsProcessor {
+  if (!(eta > 0 && eta < 1)) throw new RangeError(`\`eta_cutoff\` has to be a float > 0 and < 1, but is ${eta}`);
+  return cutoffWarper('EtaLogitsWarper', (p, logp) => {
+    let entropy = 0;
+    for (let i = 0; i < p.length; i++) if (p[i]! > 0) entropy -= p[i]! * logp[i]!;
+    return Math.min(eta, Math.sqrt(eta) * Math.exp(-entropy));
+  }, minTokensToKeep);
+}
+
 /** The warpers `_get_logits_warper` (4.36) makes from a resolved config, in its order; none without do_sample. */
 export function buildLogitsWarpers(config: ResolvedGenerationConfig): LogitsProcessor[] {
   if (!config.doSample) return [];
@@ -150,6 +228,9 @@ export function buildLogitsWarpers(config: ResolvedGenerationConfig): LogitsProc
   if (config.temperature !== 1) out.push(temperatureWarper(config.temperature));
   if (config.topK !== 0) out.push(topKWarper(config.topK));
   if (config.topP < 1) out.push(topPWarper(config.topP));
+  if (config.typicalP < 1) out.push(typicalWarper(config.typicalP));
+  if (config.epsilonCutoff > 0) out.push(epsilonWarper(config.epsilonCutoff));
+  if (config.etaCutoff > 0) out.push(etaWarper(config.etaCutoff));
   // HF 4.36's `_get_logits_warper` ends with LogitNormalization too (the processors' already did, once)
   if (config.renormalizeLogits) out.push(logitNormalizationProcessor());
   return out;

@@ -81,9 +81,9 @@ describe('generation config', () => {
   it('refuses a file option that would change the result, naming the option and the file', async () => {
     const d = await folder({ 'generation_config.json': { ...T5, forced_decoder_ids: [[1, 5]] } });
     await expect(loadGenerationConfig(d)).rejects.toThrow(/`forced_decoder_ids` is not supported.*generation_config\.json/);
-    // sampling reads typical_p from the file, which we do not implement; without do_sample HF ignores it
-    const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: 0.9 } });
-    await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` is not supported \(sampling implements temperature, top_k and top_p\), got 0.9.*generation_config\.json/);
+    // sampling reads typical_p from the file and checks it as HF's warper does; without do_sample HF ignores it
+    const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: -0.5 } });
+    await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` has to be a float > 0 and < 1, but is -0.5.*generation_config\.json/);
     const beamSample = await folder({ 'generation_config.json': { ...T5, do_sample: true, num_beams: 4 } });
     await expect(loadGenerationConfig(beamSample)).rejects.toThrow(/`do_sample` with `num_beams` 4 \(beam sampling\) is not supported/);
     const typicalOff = await folder({ 'generation_config.json': { ...T5, do_sample: false, typical_p: 0.9 } });
@@ -180,7 +180,9 @@ describe('generation config', () => {
     [{ top_k: -1 }, /`top_k` must be an integer >= 0, got -1/],
     [{ top_k: 2.5 }, /`top_k` must be an integer >= 0/],
     [{ top_p: 1.5 }, /`top_p` has to be a float > 0 and < 1, but is 1.5/],
-    [{ typical_p: 0.9 }, /`typical_p` is not supported \(sampling implements temperature, top_k and top_p\)/],
+    [{ typical_p: 'x' }, /`typical_p` must be a finite number, got "x"/],
+    [{ do_sample: true, typical_p: 0 }, /`typical_p` has to be a float > 0 and < 1, but is 0/],
+    [{ eta_cutoff: Number.NaN }, /`eta_cutoff` must be a finite number/],
     [{ num_beam_groups: 2 }, /`num_beam_groups` is 2: diverse \(group\) beam search is not supported/],
     [{ diversity_penalty: 0.5 }, /`diversity_penalty`/],
     [{ repetition_penalty: 0 }, /`repetition_penalty` has to be a strictly positive float, but is 0/],

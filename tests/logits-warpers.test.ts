@@ -2,7 +2,9 @@
 // float64 cumulative sums), on random rows of awkward lengths, with -inf entries (tokens a processor banned)
 // and ties. The warpers' outputs are compared exactly: they only divide (temperature) or set -inf.
 import { describe, expect, it } from 'vitest';
-import { buildLogitsWarpers, kthLargest, temperatureWarper, topKWarper, topPWarper } from '../generate/logits-warpers.ts';
+import {
+  buildLogitsWarpers, epsilonWarper, etaWarper, kthLargest, temperatureWarper, topKWarper, topPWarper, typicalWarper,
+} from '../generate/logits-warpers.ts';
 import { resolveGenerationConfig } from '../generate/generation-config.ts';
 import { mulberry32 } from './helpers/random-data.ts';
 
@@ -122,5 +124,85 @@ describe('logits warpers', () => {
     const kept = Array.from(s).filter((x) => x > -Infinity);
     expect(kept.length).toBe(3);
     expect(kept.reduce((sum, x) => sum + Math.exp(x), 0)).toBeCloseTo(1, 6);
+  });
+});
+
+/** torch's log_softmax of a row in float64 (-inf stays -inf). */
+function refLogSoftmax(row: number[]): number[] {
+  const max = Math.max(...row);
+  const lse = max + Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+  return row.map((x) => x - lse);
+}
+
+/** HF TypicalLogitsWarper line by line: sort |−logp − H| ascending, cumulative softmax of the sorted scores,
+ * last_ind = count(cumsum < mass) clamped, remove what lies farther than position last_ind, keep the first. */
+function refTypical(row: number[], mass: number): number[] {
+  const logp = refLogSoftmax(row);
+  const p = logp.map(Math.exp);
+  const ent = -logp.reduce((a, lp, i) => (Number.isNaN(lp * p[i]!) ? a : a + lp * p[i]!), 0);
+  const shifted = logp.map((lp) => Math.abs(-lp - ent));
+  const order = row.map((_, i) => i).sort((a, b) => shifted[a]! - shifted[b]! || a - b);
+  const cum: number[] = [];
+  order.reduce((a, i) => (cum.push(a + p[i]!), a + p[i]!), 0);
+  const lastInd = Math.min(cum.filter((c) => c < mass).length, row.length - 1);
+  const limit = shifted[order[lastInd]!]!;
+  const out = [...row];
+  order.forEach((i, rank) => {
+    if (rank > 0 && shifted[i]! > limit) out[i] = -Infinity;
+  });
+  return out;
+}
+
+/** HF EpsilonLogitsWarper / EtaLogitsWarper: remove p < cutoff where the score is below the top one. */
+function refCutoff(row: number[], cutoff: (p: number[], logp: number[]) => number): number[] {
+  const logp = refLogSoftmax(row);
+  const p = logp.map(Math.exp);
+  const c = cutoff(p, logp);
+  const top = Math.max(...row);
+  return row.map((x, i) => (p[i]! < c && x < top ? -Infinity : x));
+}
+
+describe('typical, epsilon and eta warpers', () => {
+  it('equal HF\'s on random rows with -inf entries, at several settings; each removes something', () => {
+    let removed = 0;
+    for (const [vocab, seed] of [[1, 1], [7, 2], [97, 3], [1000, 4]] as const) {
+      const rows = 3;
+      for (const [make, ref] of [
+        [typicalWarper(0.9), (r: number[]) => refTypical(r, 0.9)],
+        [typicalWarper(0.2), (r: number[]) => refTypical(r, 0.2)],
+        [epsilonWarper(0.02), (r: number[]) => refCutoff(r, () => 0.02)],
+        [etaWarper(0.05), (r: number[]) => refCutoff(r, (p, lp) => Math.min(0.05, Math.sqrt(0.05) * Math.exp(p.reduce((a, x, i) => (x > 0 ? a + x * lp[i]! : a), 0))))],
+      ] as const) {
+        const s = randomScores(seed * 31, rows, vocab, true);
+        const want = [...Array(rows).keys()].flatMap((r) => ref(Array.from(s.subarray(r * vocab, (r + 1) * vocab))));
+        const before = s.filter((x) => x === -Infinity).length;
+        make(noHistory(rows), s, vocab);
+        expect(Array.from(s), `vocab ${vocab}`).toEqual(want);
+        removed += s.filter((x) => x === -Infinity).length - before;
+        // the top token always stays
+        for (let r = 0; r < rows; r++) expect(Math.max(...s.subarray(r * vocab, (r + 1) * vocab))).toBeGreaterThan(-Infinity);
+      }
+    }
+    expect(removed).toBeGreaterThan(1000);
+  });
+
+  it('come after top-p in HF\'s order, only when sampling, and refuse out-of-range values as HF', () => {
+    const T5 = { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, max_length: 20 };
+    const c = resolveGenerationConfig(T5, { do_sample: true, top_k: 0, typical_p: 0.5, epsilon_cutoff: 0.01, eta_cutoff: 0.2 });
+    expect(buildLogitsWarpers(c).length).toBe(3);
+    expect(buildLogitsWarpers(resolveGenerationConfig(T5, { do_sample: true, top_k: 0, epsilon_cutoff: 1, eta_cutoff: -1 })).length).toBe(0);
+    const off = resolveGenerationConfig(T5, { typical_p: 0.5 });
+    expect(buildLogitsWarpers(off)).toEqual([]);
+    expect(off.warnings).toEqual([expect.stringMatching(/`do_sample` is false, but `typical_p` is 0.5/)]);
+    const s = randomScores(9, 2, 50);
+    const want = [0, 1].flatMap((r) => {
+      const row = Array.from(s.subarray(r * 50, (r + 1) * 50));
+      return refCutoff(refCutoff(refTypical(row, 0.5), () => 0.01), (p, lp) => Math.min(0.2, Math.sqrt(0.2) * Math.exp(p.reduce((a, x, i) => (x > 0 ? a + x * lp[i]! : a), 0))));
+    });
+    for (const w of buildLogitsWarpers(c)) w(noHistory(2), s, 50);
+    expect(Array.from(s)).toEqual(want);
+    expect(() => typicalWarper(1)).toThrow('`typical_p` has to be a float > 0 and < 1, but is 1');
+    expect(() => epsilonWarper(0)).toThrow('`epsilon_cutoff` has to be a float > 0 and < 1, but is 0');
+    expect(() => etaWarper(1.5)).toThrow('`eta_cutoff` has to be a float > 0 and < 1, but is 1.5');
   });
 });
