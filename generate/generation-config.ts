@@ -276,7 +276,7 @@ function checkSequenceBias(v: unknown, source?: string): Array<[number[], number
  * Check one option's value and return it; throws naming the option. `source` (a file name) goes into the
  * message for values read from a folder.
  */
-function checkOption(key: string, v: unknown, explicit: boolean, source?: string): unknown {
+function checkOption(key: string, v: unknown, source?: string): unknown {
   if (key in UNSUPPORTED_OFF) {
     if (!sameValue(v, UNSUPPORTED_OFF[key])) {
       fail(key, `is not supported, got ${show(v)}`, source);
@@ -441,11 +441,11 @@ function mergeOptions(fileConfig: GenerationConfig, options: Readonly<Generation
     if (IGNORED_FILE_KEYS.has(key)) continue;
     // HF keeps unknown keys of a file as plain attributes that generate() never reads.
     if (!isGenerationKey(key)) continue;
-    merged[key] = checkOption(key, v, false, fileName);
+    merged[key] = checkOption(key, v, fileName);
   }
   for (const [key, v] of Object.entries(options)) {
     if (v === undefined) continue;
-    merged[key] = checkOption(key, v, true);
+    merged[key] = checkOption(key, v);
   }
   return merged;
 }
