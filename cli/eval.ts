@@ -21,6 +21,7 @@ const EVAL_FLAGS = {
   'max-source-length': { type: 'int', min: 3, help: 'source tokens; the context is cut first', libraryDefault: '512', to: 'maxSourceLength' },
   'max-target-length': { type: 'int', min: 2, help: 'answer tokens; longer answers are cut', libraryDefault: '128', to: 'maxTargetLength' },
   'max-new-tokens': { type: 'int', min: 1, help: 'tokens generated per answer', libraryDefault: '--max-target-length', to: 'maxNewTokens' },
+  'label-smoothing': { type: 'number', help: "the loss's label smoothing, as a run trained with --label-smoothing reports it", libraryDefault: '0', to: 'labelSmoothing' },
   'bad-rows': { type: 'string', choices: ['skip', 'error'], help: 'a malformed CSV row is skipped and counted, or an error', libraryDefault: 'skip', to: 'onBadRow' },
   json: { type: 'boolean', help: 'one JSON object: loss, exactMatch and f1 in percent, examples' },
   quiet: { type: 'boolean', short: 'q', help: 'no log lines, no progress bar' },

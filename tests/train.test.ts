@@ -75,6 +75,11 @@ describe('training loop', () => {
     };
     const plain = await losses(0);
     const smoothed = await losses(0.1);
+    // engine-cli eval reports the smoothed loss on request
+    const evalLoss = async (labelSmoothing: number) =>
+      (await evaluateFile({ model: join(root, 'smooth-0', 'last'), data, limit: 4, generateLimit: 0, maxSourceLength: 64, labelSmoothing })).loss;
+    expect(Math.abs((await evalLoss(0.1)) - (await evalLoss(0)))).toBeGreaterThan(1e-3 * plain.eval);
+    await expect(evalLoss(1)).rejects.toThrow('eval: label smoothing must be in [0, 1), got 1');
     // the smoothed loss adds ε·(mean over the vocabulary of −log p − nll): larger for a model that already
     // prefers the labels over the other tokens, different in any case
     expect(Math.abs(smoothed.train - plain.train)).toBeGreaterThan(1e-3 * plain.train);

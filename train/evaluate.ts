@@ -106,6 +106,8 @@ export interface EvaluateFileOptions {
   maxTargetLength?: number;
   /** tokens generated per answer; default maxTargetLength */
   maxNewTokens?: number;
+  /** the loss's label smoothing ε, to compare with a run that trained with it (HF's eval loss then is smoothed) */
+  labelSmoothing?: number;
   onBadRow?: 'skip' | 'error';
   onProgress?: EvalOptions['onProgress'];
   /** bad-row and data lines */
@@ -128,11 +130,13 @@ export async function evaluateFile(o: EvaluateFileOptions): Promise<EvalResult> 
     const tok = tokenizeRows(rows, loaded.tokenizer, { maxSourceLength: o.maxSourceLength, maxTargetLength: o.maxTargetLength, onBadRow: o.onBadRow }, o.data);
     if (tok.badRows.length > 0) log(`${o.data}: skipped ${tok.badRows.length} rows too long: ${tok.badRows.slice(0, 5).map((b) => `line ${b.line}`).join(', ')}`);
     if (tok.examples.length === 0) throw new DataError(`${o.data}: no usable rows`, o.data);
+    const eps = o.labelSmoothing ?? 0;
+    if (!(eps >= 0 && eps < 1)) throw new Error(`eval: label smoothing must be in [0, 1), got ${eps}`);
     const { config, file } = await readGenerationConfigFile(loaded.dir);
     // exact match and F1 from a search, never from samples, whatever the folder's do_sample: a metric that repeats
     const generation = resolveGenerationConfig(config, { num_beams: o.numBeams ?? 1, max_new_tokens: o.maxNewTokens ?? o.maxTargetLength ?? 128, do_sample: false }, file);
     return await evaluate(loaded.model, loaded.tokenizer, tok.examples, {
-      batchSize: o.batchSize ?? 8, limit: o.generateLimit, generation, onProgress: o.onProgress,
+      batchSize: o.batchSize ?? 8, limit: o.generateLimit, generation, labelSmoothing: eps, onProgress: o.onProgress,
     });
   } finally {
     loaded.model.dispose();
