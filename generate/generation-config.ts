@@ -3,7 +3,8 @@
 // decoder start token.
 //
 // Searches: greedy (num_beams 1), beam search (num_beams > 1) and sampling (do_sample, num_beams 1, with HF's
-// temperature, top_k and top_p warpers).
+// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers); HF's logits processors
+// (logits-processors.ts) and its max_time stop apply to all three.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
@@ -214,7 +215,7 @@ const IGNORED_FILE_KEYS = new Set([
   'num_assistant_tokens_schedule', 'generation_kwargs',
 ]);
 
-/** A GenerationConfig attribute of HF's that we know (implemented, sampling-only, or refused unless off). */
+/** A GenerationConfig attribute of HF's that we know (implemented, or refused unless off). */
 export function isGenerationKey(key: string): boolean {
   return OPTION_NAMES.has(key) || key in UNSUPPORTED_OFF;
 }
@@ -362,7 +363,10 @@ function checkOption(key: string, v: unknown, source?: string): unknown {
     case 'forced_bos_token_id':
       return checkTokenId(key, v, source);
     case 'forced_eos_token_id':
-      if (Array.isArray(v)) return v.map((id) => checkInt(key, id, 0, source));
+      if (Array.isArray(v)) {
+        if (v.length === 0) fail(key, 'must not be an empty list', source);
+        return v.map((id) => checkInt(key, id, 0, source));
+      }
       return checkTokenId(key, v, source);
     case 'remove_invalid_values':
     case 'renormalize_logits':

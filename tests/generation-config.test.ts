@@ -203,6 +203,7 @@ describe('generation config', () => {
     [{ suppress_tokens: 5 }, /`suppress_tokens` has to be a list of token ids, but is 5/],
     [{ begin_suppress_tokens: [1, -2] }, /`begin_suppress_tokens` must be an integer >= 0, got -2/],
     [{ forced_bos_token_id: 1.5 }, /`forced_bos_token_id` must be an integer >= 0/],
+    [{ forced_eos_token_id: [] }, /`forced_eos_token_id` must not be an empty list/],
     [{ forced_eos_token_id: [1, 'x'] }, /`forced_eos_token_id` must be an integer >= 0, got "x"/],
     [{ exponential_decay_length_penalty: [5] }, /`exponential_decay_length_penalty` has to be \[start_index, decay_factor\]/],
     [{ exponential_decay_length_penalty: [-1, 1.5] }, /`exponential_decay_length_penalty` has to be \[start_index, decay_factor\]/],
