@@ -51,7 +51,7 @@ const PREDICT_FLAGS = {
   'num-return-sequences': { type: 'int', min: 1, help: 'answers per input (beam search: best first; sampling: as drawn)', libraryDefault: '1', to: 'generation.num_return_sequences' },
   'max-time': { type: 'number', arg: 'SECONDS', help: "seconds each generate call may search (HF's max_time); answers end where they are", to: 'generation.max_time' },
   'bad-words': { type: 'string', arg: 'W1,W2', help: 'words or phrases never generated, comma separated (HF bad_words_ids; replaces the folder\'s)' },
-  'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (num_beams 1)', to: 'generation.do_sample' },
+  'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (1 beam by default; more: beam sampling)', to: 'generation.do_sample' },
   temperature: { type: 'number', help: 'with --do-sample: the logits are divided by X (> 0)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.temperature' },
   'top-k': { type: 'int', min: 0, help: 'with --do-sample: only the K most likely tokens; 0: no limit', libraryDefault: `${FROM_FOLDER} 50`, to: 'generation.top_k' },
   'top-p': { type: 'number', help: 'with --do-sample: only the most likely tokens up to probability X (nucleus)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.top_p' },

@@ -16,10 +16,19 @@
 //   inputs not done, takes the best num_return_sequences per input, appends eos_token_id[0] to the ones that ended
 //   in eos and pads the rest with pad_token_id.
 // Scores are float32 where HF holds them in tensors and float64 where HF takes `.item()` into Python floats.
+//
+// Beam sampling (do_sample with num_beams > 1) is HF 4.36's `beam_sample` on the same scorer: every beam starts
+// alive (score 0); the warpers (min_tokens_to_keep 2) run on processed + beam score, and each input's candidates
+// are 2·num_beams draws without replacement from the softmax of its flattened [beams x vocab] warped scores,
+// sorted by warped score, best first; those warped scores become the beam scores. The per-step `scores` (and the
+// transition scores) are the warpers applied to the processed scores alone, as HF records them. The draws come
+// from sample-search.ts's seeded stream, not torch's generator.
 import type { EarlyStopping, ResolvedGenerationConfig } from './generation-config.ts';
 import { timeIsUp, type DecoderStepper, type GenerationOutput } from './search-types.ts';
 import { applyLogitsProcessors, buildLogitsProcessors, logSoftmaxRows } from './logits-processors.ts';
 import { checkLogits, checkLogitsShape, checkNoNaN, checkTokenIds, nanLogitsError } from './greedy-search.ts';
+import { buildLogitsWarpers } from './logits-warpers.ts';
+import { samplingStream, type SampleOptions } from './sample-search.ts';
 
 /** HF's initial score of beams 1.. at the first step, so that only beam 0's tokens are considered. */
 export const DEAD_BEAM_SCORE = -1e9;
@@ -137,6 +146,55 @@ export function topKCandidates(
   return { index, value, nanAt: -1 };
 }
 
+/**
+ * Beam sampling's candidates of one input (HF 4.36 beam_sample): `k` draws without replacement from the softmax
+ * of warped[(first + beam) * vocab + token] over the flattened [numBeams x vocab] (torch.multinomial), each draw
+ * from `next()` (uniform in [0, 2^32)) by inverse CDF over the weights left; then sorted by warped score, best
+ * first (draw order among equal scores). Throws, as torch.multinomial does, when fewer than k tokens have a
+ * probability above 0. `nanAt` as in topKCandidates.
+ */
+export function sampleCandidates(
+  warped: Float32Array, first: number, numBeams: number, vocab: number, k: number, next: () => number,
+): { index: Int32Array; value: Float64Array; nanAt: number } {
+  const n = numBeams * vocab;
+  const base = first * vocab;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const s = warped[base + i]!;
+    if (s !== s) return { index: new Int32Array(k), value: new Float64Array(k), nanAt: base + i };
+    if (s > max) max = s;
+  }
+  const w = new Float64Array(n);
+  let alive = 0;
+  for (let i = 0; i < n; i++) {
+    w[i] = Math.exp(warped[base + i]! - max);
+    if (w[i]! > 0) alive++;
+  }
+  if (alive < k) {
+    throw new RangeError(`generate: beam sampling draws ${k} tokens (2 x num_beams) without replacement per input, but only ${alive} have a probability above 0`);
+  }
+  const drawn: Array<{ index: number; value: number }> = [];
+  for (let d = 0; d < k; d++) {
+    let total = 0;
+    for (let i = 0; i < n; i++) total += w[i]!;
+    const target = (next() / 4294967296) * total;
+    let run = 0;
+    let pick = -1;
+    for (let i = 0; i < n && run <= target; i++) {
+      if (w[i] === 0) continue;
+      run += w[i]!;
+      pick = i;
+    }
+    drawn.push({ index: pick, value: warped[base + pick]! });
+    w[pick] = 0;
+  }
+  drawn.sort((a, b) => b.value - a.value);
+  return { index: Int32Array.from(drawn, (c) => c.index), value: Float64Array.from(drawn, (c) => c.value), nanAt: -1 };
+}
+
+/** The candidates of input b's beams starting at row `first`, best first (beam search: the top ones). */
+type CandidateSource = (first: number) => { index: Int32Array; value: Float64Array; nanAt: number };
+
 /** HF's decoder prompt: the decoder start token alone. */
 const DECODER_PROMPT_LEN = 1;
 
@@ -155,18 +213,21 @@ interface NextBeams {
   indices: Int32Array;
 }
 
+/** Beam search, or with do_sample beam sampling (`sampling`: its seed). */
 export async function beamSearch(
   stepper: DecoderStepper,
   batchSize: number,
   config: ResolvedGenerationConfig,
+  sampling: SampleOptions = {},
 ): Promise<GenerationOutput> {
   checkBeamSearchArgs(batchSize, config);
   const vocab = stepper.vocabSize;
   const scorer = new BeamSearchScorer(batchSize, config, vocab);
   const rows = batchSize * config.numBeams;
   const processors = buildLogitsProcessors(config, DECODER_PROMPT_LEN, stepper.encoderInputIds);
+  const sample = config.doSample ? { next: samplingStream(sampling), warpers: buildLogitsWarpers(config) } : null;
   const scoresOut: Float32Array[] | undefined = config.outputScores ? [] : undefined;
-  let beams = startBeams(rows, config.numBeams, config.decoderStartTokenId);
+  let beams = startBeams(rows, config.numBeams, config.decoderStartTokenId, sample === null);
   let tokens: Int32Array = new Int32Array(rows).fill(config.decoderStartTokenId);
   let curLen = DECODER_PROMPT_LEN;
   const start = performance.now();
@@ -184,10 +245,24 @@ export async function beamSearch(
       processed = logSoftmaxRows(logits, rows, vocab);
     }
     applyLogitsProcessors(processors, beams.inputIds, processed, vocab);
-    if (scoresOut) scoresOut.push(processed);
+    // what HF records per step: the processed scores, or for beam sampling the warpers' view of them
+    let stepScores = processed;
+    let candidates: CandidateSource = (first) => topKCandidates(processed, beams.beamScores, first, config.numBeams, vocab, scorer.nCandidates);
+    if (sample) {
+      const warped = new Float32Array(processed.length);
+      for (let r = 0; r < rows; r++) {
+        const add = beams.beamScores[r]!;
+        for (let v = 0; v < vocab; v++) warped[r * vocab + v] = processed[r * vocab + v]! + add;
+      }
+      applyLogitsProcessors(sample.warpers, beams.inputIds, warped, vocab);
+      stepScores = Float32Array.from(processed);
+      applyLogitsProcessors(sample.warpers, beams.inputIds, stepScores, vocab);
+      candidates = (first) => sampleCandidates(warped, first, config.numBeams, vocab, 2 * config.numBeams, sample.next);
+    }
+    if (scoresOut) scoresOut.push(stepScores);
 
-    const next = scorer.process(processed, beams, curLen, step);
-    beams = advanceBeams(beams, next, processed, vocab);
+    const next = scorer.process(processed, stepScores, candidates, beams, curLen, step);
+    beams = advanceBeams(beams, next, stepScores, vocab);
     curLen++;
     // HF reorders the cache before this check; after the last step the cache is not used again.
     if (scorer.allDone() || curLen >= config.maxLength || timeIsUp(config.maxTime, start)) break;
@@ -214,10 +289,11 @@ function checkBeamSearchArgs(batchSize: number, config: ResolvedGenerationConfig
   }
 }
 
-/** Every row starts at the decoder start token; only beam 0 of each input is alive at the first step. */
-function startBeams(rows: number, numBeams: number, decoderStartTokenId: number): RunningBeams {
+/** Every row starts at the decoder start token; only beam 0 of each input is alive at the first step of beam
+ * search (`deadBeams`), every beam at once in beam sampling (HF's beam_sample starts all scores at 0). */
+function startBeams(rows: number, numBeams: number, decoderStartTokenId: number, deadBeams: boolean): RunningBeams {
   const beamScores = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) if (r % numBeams !== 0) beamScores[r] = DEAD_BEAM_SCORE;
+  if (deadBeams) for (let r = 0; r < rows; r++) if (r % numBeams !== 0) beamScores[r] = DEAD_BEAM_SCORE;
   return {
     inputIds: Array.from({ length: rows }, () => [decoderStartTokenId]),
     beamHistory: Array.from({ length: rows }, () => []),
@@ -247,8 +323,8 @@ class BeamSearchScorer {
   private readonly done: boolean[];
   private readonly numBeams: number;
   private readonly eos: number[];
-  /** How many of the best candidates each input looks at per step. */
-  private readonly nCandidates: number;
+  /** How many of the best candidates each input looks at per step (beam search; beam sampling draws 2 x beams). */
+  readonly nCandidates: number;
 
   constructor(
     batchSize: number,
@@ -258,7 +334,7 @@ class BeamSearchScorer {
     checkTokenIds(config, vocab);
     this.numBeams = config.numBeams;
     this.eos = config.eosTokenIds;
-    this.nCandidates = Math.max(2, 1 + this.eos.length) * this.numBeams;
+    this.nCandidates = config.doSample ? 2 * this.numBeams : Math.max(2, 1 + this.eos.length) * this.numBeams;
     if (this.nCandidates > this.numBeams * vocab) {
       throw new RangeError(`generate: beam search takes the top ${this.nCandidates} of num_beams x vocab = ${this.numBeams * vocab} candidates per input`);
     }
@@ -270,8 +346,9 @@ class BeamSearchScorer {
     return this.done.every(Boolean);
   }
 
-  /** The next beams of every input; a done input's rows get pad tokens, score 0 and cache row 0. */
-  process(processed: Float32Array, beams: RunningBeams, curLen: number, step: number): NextBeams {
+  /** The next beams of every input from its candidates; a done input's rows get pad tokens, score 0 and cache row
+   * 0. `stepScores` give the transition score of a finished hypothesis's eos. */
+  process(processed: Float32Array, stepScores: Float32Array, candidates: CandidateSource, beams: RunningBeams, curLen: number, step: number): NextBeams {
     const rows = beams.inputIds.length;
     const next: NextBeams = { scores: new Float32Array(rows), tokens: new Int32Array(rows), indices: new Int32Array(rows) };
     for (let b = 0; b < this.hyps.length; b++) {
@@ -283,7 +360,7 @@ class BeamSearchScorer {
         next.tokens.fill(pad, first, first + this.numBeams);
         continue; // scores 0, cache row 0
       }
-      const bestScore = this.selectInputBeams(b, processed, beams, curLen, next, step);
+      const bestScore = this.selectInputBeams(b, candidates(first), stepScores, beams, curLen, next, step);
       this.done[b] = this.hyps[b]!.isDone(bestScore, curLen + 1, DECODER_PROMPT_LEN);
     }
     return next;
@@ -293,10 +370,11 @@ class BeamSearchScorer {
    * Walks input b's best candidates: an eos candidate ranked below num_beams finishes a hypothesis, any other
    * fills the next free beam. Returns the best candidate score (for is_done).
    */
-  private selectInputBeams(b: number, processed: Float32Array, beams: RunningBeams, curLen: number, next: NextBeams, step: number): number {
+  private selectInputBeams(
+    b: number, top: ReturnType<CandidateSource>, stepScores: Float32Array, beams: RunningBeams, curLen: number, next: NextBeams, step: number,
+  ): number {
     const { numBeams, nCandidates, vocab, eos } = this;
     const first = b * numBeams;
-    const top = topKCandidates(processed, beams.beamScores, first, numBeams, vocab, nCandidates);
     if (top.nanAt >= 0) throw nanLogitsError(step, top.nanAt, vocab);
     let filled = 0;
     for (let rank = 0; rank < nCandidates; rank++) {
@@ -311,7 +389,7 @@ class BeamSearchScorer {
           score,
           [...beams.beamHistory[source]!, source],
           // compute_transition_scores gathers the token in `sequences`, where finalize wrote eos_token_id[0]
-          [...beams.transitionHistory[source]!, processed[source * vocab + eos[0]!]!],
+          [...beams.transitionHistory[source]!, stepScores[source * vocab + eos[0]!]!],
           curLen + 1 - DECODER_PROMPT_LEN,
         );
       } else {

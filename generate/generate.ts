@@ -22,15 +22,17 @@ export interface EncodedInputs {
   sourceLength: number;
 }
 
-/** Decoder rows per input: the beams, or with sampling the return sequences (HF's `_expand_inputs_for_generation`). */
+/** Decoder rows per input: the beams, or when sampling without beams the return sequences (HF's
+ * `_expand_inputs_for_generation`). */
 export function rowsPerInput(config: ResolvedGenerationConfig): number {
-  return config.doSample ? config.numReturnSequences : config.numBeams;
+  return config.doSample && config.numBeams === 1 ? config.numReturnSequences : config.numBeams;
 }
 
 /**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: sampling with do_sample, else
- * greedy search when num_beams is 1, beam search otherwise. The stepper must have been built for
- * `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to sampling only.
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: beam search when num_beams > 1
+ * (beam sampling with do_sample), else sampling with do_sample, else greedy search. The stepper must have been
+ * built for `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to the sampling
+ * searches only (beam sampling takes the seed; its sequence scores are the beam scores).
  */
 export function generate(
   stepper: DecoderStepper,
@@ -38,8 +40,9 @@ export function generate(
   config: ResolvedGenerationConfig,
   sampling: SampleOptions = {},
 ): Promise<GenerationOutput> {
+  if (config.numBeams > 1) return beamSearch(stepper, batchSize, config, sampling);
   if (config.doSample) return sampleSearch(stepper, batchSize * rowsPerInput(config), config, sampling);
-  return config.numBeams === 1 ? greedySearch(stepper, batchSize, config) : beamSearch(stepper, batchSize, config);
+  return greedySearch(stepper, batchSize, config);
 }
 
 /**

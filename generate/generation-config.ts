@@ -2,8 +2,8 @@
 // what the searches need as HF's `generate` does for an encoder-decoder model whose decoder prompt is the single
 // decoder start token.
 //
-// Searches: greedy (num_beams 1), beam search (num_beams > 1) and sampling (do_sample, num_beams 1, with HF's
-// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers); HF's logits processors
+// Searches: greedy (num_beams 1), beam search (num_beams > 1), sampling (do_sample, num_beams 1, with HF's
+// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers) and beam sampling (both); HF's logits processors
 // (logits-processors.ts) and its max_time stop apply to all three.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
@@ -505,8 +505,8 @@ function resolveLengths(
   return { maxLength, minLength, minNewTokens };
 }
 
-/** Greedy search refuses several sequences and warns about beam-only flags; beam search caps the sequences;
- * sampling takes any number of sequences, and no beams. */
+/** Greedy search refuses several sequences and warns about beam-only flags; beam search (and beam sampling) caps
+ * the sequences at the beams; sampling without beams takes any number of sequences. */
 function checkBeamOptions(
   merged: Record<string, unknown>,
   doSample: boolean,
@@ -516,9 +516,6 @@ function checkBeamOptions(
   const numReturnSequences = merged.num_return_sequences as number;
   const earlyStopping = merged.early_stopping as EarlyStopping;
   const lengthPenalty = merged.length_penalty as number;
-  if (doSample && numBeams > 1) {
-    fail('do_sample', `with \`num_beams\` ${numBeams} (beam sampling) is not supported: sample with num_beams 1, or search with do_sample false`);
-  }
   if (numBeams === 1) {
     // HF raises in greedy mode; GenerationConfig.validate() only warns about the beam-only flags.
     if (numReturnSequences > 1 && !doSample) {

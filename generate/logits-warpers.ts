@@ -1,7 +1,7 @@
 // The logits warpers HF 4.36's `_get_logits_warper` builds for sampling (`do_sample`), in its order: temperature,
 // top-k, top-p, typical, epsilon, eta (then LogitNormalization with renormalize_logits). They run after the
 // logits processors, in place on scores [rows, vocab] (the LogitsProcessor signature), and set every token they
-// remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1 for sampling without beams, the only sampling we implement.
+// remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1, or 2 for beam sampling.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import { checkShape, logitNormalizationProcessor, type LogitsProcessor } from './logits-processors.ts';
 
@@ -72,10 +72,10 @@ export function topKWarper(topK: number, minTokensToKeep = 1): LogitsProcessor {
  */
 export function topPWarper(topP: number, minTokensToKeep = 1): LogitsProcessor {
   if (!(typeof topP === 'number' && topP >= 0 && topP <= 1)) throw new RangeError(`\`top_p\` has to be a float > 0 and < 1, but is ${topP}`);
-  if (minTokensToKeep !== 1) throw new RangeError('TopPLogitsWarper: only min_tokens_to_keep 1 (sampling without beams) is implemented');
+  if (!Number.isSafeInteger(minTokensToKeep) || minTokensToKeep < 1) throw new RangeError(`TopPLogitsWarper: min_tokens_to_keep must be >= 1, got ${minTokensToKeep}`);
   return (inputIds, scores, vocab) => {
     checkShape('TopPLogitsWarper', inputIds, scores, vocab);
-    for (let r = 0; r < inputIds.length; r++) keepTopP(scores.subarray(r * vocab, (r + 1) * vocab), topP);
+    for (let r = 0; r < inputIds.length; r++) keepTopP(scores.subarray(r * vocab, (r + 1) * vocab), topP, minTokensToKeep);
   };
 }
 
@@ -86,16 +86,10 @@ export function topPWarper(topP: number, minTokensToKeep = 1): LogitsProcessor {
  * the mass above the pivot already reaches the budget, only the upper part can hold kept tokens; otherwise the
  * upper part and the pivot are kept and the lower part is searched with what is left of the budget.
  */
-function keepTopP(row: Float32Array, topP: number): void {
+function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): void {
   const n = row.length;
   let max = -Infinity;
-  let best = 0;
-  for (let i = 0; i < n; i++) {
-    if (row[i]! > max || (row[i] === max && max > -Infinity)) {
-      max = row[i]!;
-      best = i;
-    }
-  }
+  for (let i = 0; i < n; i++) if (row[i]! > max) max = row[i]!;
   if (max === -Infinity) return; // every token is already out
   // candidates: the tokens with mass (a -inf token has none and stays -inf either way)
   const idx = new Int32Array(n);
@@ -139,8 +133,26 @@ function keepTopP(row: Float32Array, topP: number): void {
       lo = p + 1;
     }
   }
-  keep[best] = 1; // min_tokens_to_keep 1: the top token stays even for top_p 0
+  // min_tokens_to_keep: the top ones stay even for top_p 0 (the last of HF's ascending order)
+  for (const i of topRanked(row, minTokensToKeep)) keep[i] = 1;
   for (let i = 0; i < n; i++) if (!keep[i]) row[i] = -Infinity;
+}
+
+/** The `m` highest-ranked tokens of a row (by score, the higher index first among equal scores). */
+function topRanked(row: Float32Array, m: number): number[] {
+  const top: number[] = [];
+  const above = (a: number, b: number) => row[a]! > row[b]! || (row[a] === row[b] && a > b);
+  for (let i = 0; i < row.length; i++) {
+    if (top.length === m && !above(i, top[m - 1]!)) continue;
+    let pos = top.length === m ? m - 1 : top.length;
+    if (top.length < m) top.push(i);
+    while (pos > 0 && above(i, top[pos - 1]!)) {
+      top[pos] = top[pos - 1]!;
+      pos--;
+    }
+    top[pos] = i;
+  }
+  return top;
 }
 
 /** Row r's softmax in float64 (-inf entries 0) and its log: torch's softmax and log_softmax of the row. */
@@ -225,12 +237,14 @@ export function etaWarper(eta: number, minTokensToKeep = 1): LogitsProcessor {
 export function buildLogitsWarpers(config: ResolvedGenerationConfig): LogitsProcessor[] {
   if (!config.doSample) return [];
   const out: LogitsProcessor[] = [];
+  // beam sampling keeps at least two tokens per row (4.36: `2 if num_beams > 1 else 1`)
+  const keep = config.numBeams > 1 ? 2 : 1;
   if (config.temperature !== 1) out.push(temperatureWarper(config.temperature));
-  if (config.topK !== 0) out.push(topKWarper(config.topK));
-  if (config.topP < 1) out.push(topPWarper(config.topP));
-  if (config.typicalP < 1) out.push(typicalWarper(config.typicalP));
-  if (config.epsilonCutoff > 0) out.push(epsilonWarper(config.epsilonCutoff));
-  if (config.etaCutoff > 0) out.push(etaWarper(config.etaCutoff));
+  if (config.topK !== 0) out.push(topKWarper(config.topK, keep));
+  if (config.topP < 1) out.push(topPWarper(config.topP, keep));
+  if (config.typicalP < 1) out.push(typicalWarper(config.typicalP, keep));
+  if (config.epsilonCutoff > 0) out.push(epsilonWarper(config.epsilonCutoff, keep));
+  if (config.etaCutoff > 0) out.push(etaWarper(config.etaCutoff, keep));
   // HF 4.36's `_get_logits_warper` ends with LogitNormalization too (the processors' already did, once)
   if (config.renormalizeLogits) out.push(logitNormalizationProcessor());
   return out;

@@ -53,6 +53,13 @@ export interface SampleOptions {
   sequenceScores?: boolean;
 }
 
+/** The draws of a sampling search: mulberry32 from the given seed, or a fresh random one; u in [0, 2^32). */
+export function samplingStream(options: SampleOptions): () => number {
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`generate: the sampling seed must be an integer in [0, 2^32), got ${seed}`);
+  return mulberry32(seed);
+}
+
 export async function sampleSearch(
   stepper: DecoderStepper,
   rows: number,
@@ -63,9 +70,7 @@ export async function sampleSearch(
   if (!Number.isSafeInteger(rows) || rows < 1) throw new RangeError(`sampleSearch: rows must be >= 1, got ${rows}`);
   if (config.numBeams !== 1) throw new RangeError(`sampleSearch: num_beams must be 1, got ${config.numBeams}`);
   checkRowSearchTokens(config, vocab);
-  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`generate: the sampling seed must be an integer in [0, 2^32), got ${seed}`);
-  const next = mulberry32(seed);
+  const next = samplingStream(options);
   const warpers = buildLogitsWarpers(config);
   const logProbs: number[][] | undefined = options.sequenceScores ? Array.from({ length: rows }, () => []) : undefined;
   // per step: one draw per row, ended or not, so a row's draws do not depend on when the others end; and, for the

@@ -10,7 +10,8 @@
 // described at the replay stepper (measured ~1.3e-7).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { BeamHypotheses, beamSearch, topKCandidates } from '../generate/beam-search.ts';
+import { BeamHypotheses, beamSearch, sampleCandidates, topKCandidates } from '../generate/beam-search.ts';
+import { mulberry32 } from '../util/mulberry32.ts';
 import { resolveGenerationConfig, type EarlyStopping, type GenerationOptions } from '../generate/generation-config.ts';
 import { generate } from '../generate/generate.ts';
 import { logSoftmaxRows } from '../generate/logits-processors.ts';
@@ -74,6 +75,9 @@ interface RefOptions {
   minNewTokens: number;
   /** HF's repetition_penalty; 1: off */
   penalty: number;
+  /** beam sampling (HF's beam_sample) with a temperature warper and the search's seeded stream; batch 1 only (the
+   * stream is drawn input by input within a step) */
+  sample?: { temperature: number; seed: number };
 }
 
 /** log_softmax in float64 rounded to float32, then the bans: n-gram repeats and eos before the minimum length. */
@@ -101,7 +105,10 @@ interface RefHyp { score: number; tokens: number[]; path: number[]; trans: numbe
 
 function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): RefHyp[] {
   const K = o.numBeams;
-  let beams = Array.from({ length: K }, (_, k) => ({ tokens: [o.start], score: k === 0 ? 0 : -1e9, path: [] as number[], trans: [] as number[] }));
+  // beam sampling starts every beam alive
+  let beams = Array.from({ length: K }, (_, k) => ({ tokens: [o.start], score: k === 0 || o.sample ? 0 : -1e9, path: [] as number[], trans: [] as number[] }));
+  const draws = o.sample ? mulberry32(o.sample.seed) : null;
+  const warp = (x: number) => (o.sample ? Math.fround(x / o.sample.temperature) : x);
   const hyps: RefHyp[] = [];
   let order = 0;
   const add = (tokens: number[], sum: number, genLen: number, path: number[], trans: number[], eos?: number): void => {
@@ -119,18 +126,25 @@ function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): 
   for (;;) {
     const lps = beams.map((b) => refProcessed(fn, input, b.tokens, o));
     const cands: { score: number; k: number; v: number }[] = [];
-    beams.forEach((b, k) => lps[k]!.forEach((x, v) => cands.push({ score: Math.fround(x + b.score), k, v })));
-    cands.sort((a, b) => (a.score > b.score ? -1 : a.score < b.score ? 1 : a.k * vocab + a.v - (b.k * vocab + b.v)));
-    const top = cands.slice(0, Math.max(2, 1 + o.eos.length) * K);
+    beams.forEach((b, k) => lps[k]!.forEach((x, v) => cands.push({ score: warp(Math.fround(x + b.score)), k, v })));
+    let top: typeof cands;
+    if (draws) {
+      // HF: 2 x num_beams draws without replacement from softmax of the warped scores, sorted by score
+      const drawn = sampleCandidates(Float32Array.from(cands, (c) => c.score), 0, K, vocab, 2 * K, draws);
+      top = Array.from(drawn.index, (i) => cands[i]!);
+    } else {
+      cands.sort((a, b) => (a.score > b.score ? -1 : a.score < b.score ? 1 : a.k * vocab + a.v - (b.k * vocab + b.v)));
+      top = cands.slice(0, Math.max(2, 1 + o.eos.length) * K);
+    }
     const next: typeof beams = [];
     for (let rank = 0; rank < top.length && next.length < K; rank++) {
       const c = top[rank]!;
       const src = beams[c.k]!;
       const row = input * K + c.k;
       if (o.eos.includes(c.v)) {
-        if (rank < K) add(src.tokens, c.score, curLen, [...src.path, row], [...src.trans, lps[c.k]![o.eos[0]!]!], c.v);
+        if (rank < K) add(src.tokens, c.score, curLen, [...src.path, row], [...src.trans, warp(lps[c.k]![o.eos[0]!]!)], c.v);
       } else {
-        next.push({ tokens: [...src.tokens, c.v], score: c.score, path: [...src.path, row], trans: [...src.trans, lps[c.k]![c.v]!] });
+        next.push({ tokens: [...src.tokens, c.v], score: c.score, path: [...src.path, row], trans: [...src.trans, warp(lps[c.k]![c.v]!)] });
       }
     }
     if (hyps.length >= K) {
@@ -204,11 +218,12 @@ const hfOptions = (o: RefOptions): GenerationOptions => ({
   num_return_sequences: o.numReturn, no_repeat_ngram_size: o.ngram, min_length: o.minLength,
   ...(o.minNewTokens ? { min_new_tokens: o.minNewTokens } : {}),
   ...(o.penalty !== 1 ? { repetition_penalty: o.penalty } : {}),
+  ...(o.sample ? { do_sample: true, temperature: o.sample.temperature, top_k: 0 } : {}),
 });
 
 async function runBeam(fn: LogitsFn, batch: number, vocab: number, o: RefOptions): Promise<{ out: GenerationOutput; stepper: TrackingStepper }> {
   const stepper = new TrackingStepper(vocab, batch, o.numBeams, fn);
-  const out = await generate(stepper, batch, resolveGenerationConfig({}, hfOptions(o)));
+  const out = await generate(stepper, batch, resolveGenerationConfig({}, hfOptions(o)), { seed: o.sample?.seed });
   return { out, stepper };
 }
 
@@ -363,6 +378,64 @@ describe('beam search: against the reference implementation', () => {
     // beam 0) finishes [0,0,</s>] with -2 ln 6 / 2, the same score; 2 hypotheses, early stopping: done. The
     // later-added one comes first.
     expect(out.sequences).toEqual([[0, 0, 1], [0, 1, 0]]);
+  });
+});
+
+describe('beam sampling (do_sample with num_beams > 1, HF 4.36 beam_sample)', () => {
+  it('sampleCandidates draws without replacement by inverse CDF: the first draw follows softmax, the rest the mass left', () => {
+    // one beam, probabilities 0.1 .. 0.4: 10,000 evenly spaced u give each first draw in proportion
+    const warped = Float32Array.from([0.1, 0.2, 0.3, 0.4].map(Math.log));
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 10000; i++) {
+      const u = Math.floor(((i + 0.5) / 10000) * 4294967296);
+      counts[sampleCandidates(warped, 0, 1, 4, 1, () => u).index[0]!]!++;
+    }
+    counts.forEach((c, t) => expect(Math.abs(c - 1000 * (t + 1))).toBeLessThanOrEqual(1));
+    // two draws: distinct, sorted by score; u = 0.5 picks token 2 (cumulative 0.1, 0.3, 0.6), then u = 0.5 of the
+    // mass left (0.1, 0.2, 0.4 of 0.7) picks token 3 (0.35 falls in [0.3, 0.7))
+    const two = sampleCandidates(warped, 0, 1, 4, 2, () => 2147483648);
+    expect(Array.from(two.index)).toEqual([3, 2]);
+    expect(Array.from(two.value)).toEqual([warped[3], warped[2]]);
+    // over two beams (rows 1-2 of a batch): flat indices beam * vocab + token
+    const rows = Float32Array.from([0, 0, 0, 0, -Infinity, -Infinity, -Infinity, 0, 5, -Infinity, -Infinity, -Infinity]);
+    const picked = sampleCandidates(rows, 1, 2, 4, 2, () => 0);
+    expect(Array.from(picked.index).sort()).toEqual([3, 4]);
+    expect(() => sampleCandidates(rows, 1, 2, 4, 3, () => 0)).toThrow('beam sampling draws 3 tokens (2 x num_beams) without replacement per input, but only 2 have a probability above 0');
+    expect(sampleCandidates(Float32Array.from([0, Number.NaN]), 0, 1, 2, 1, () => 0).nanAt).toBe(1);
+  });
+
+  it('matches the reference beam_sample over seeds, temperatures, beams, length penalties and early stopping', async () => {
+    const vocab = 7;
+    const fn = tableLogits(5, 1, vocab, { eosBias: 0.5 });
+    const outs = new Set<string>();
+    for (const seed of [1, 2, 3]) {
+      for (const temperature of [0.7, 1.3]) {
+        for (const [numBeams, numReturn] of [[2, 1], [3, 2]]) {
+          for (const [lengthPenalty, earlyStopping] of [[1, false], [0.5, true]] as const) {
+            const o = refOptions({ numBeams, numReturn, lengthPenalty, earlyStopping, maxLength: 7, sample: { temperature, seed } });
+            const { out } = await runBeam(fn, 1, vocab, o);
+            expectSameOutput(out, refBeamSearch(fn, 1, vocab, o), JSON.stringify(o));
+            outs.add(JSON.stringify(out.sequences));
+          }
+        }
+      }
+    }
+    // the seeds and settings lead to different answers (and not to beam search's one answer)
+    expect(outs.size).toBeGreaterThan(5);
+  });
+
+  it('with beams keeps two tokens per row through the warpers, records the warped scores, and refuses a bad pool', async () => {
+    const vocab = 6;
+    const fn = tableLogits(9, 2, vocab);
+    const config = resolveGenerationConfig({}, { ...hfOptions(refOptions({ numBeams: 2 })), do_sample: true, top_k: 1, output_scores: true });
+    // top_k 1 keeps min_tokens_to_keep 2 per row: 4 alive tokens per input, enough for 2 x 2 draws
+    const out = await generate(new TrackingStepper(vocab, 2, 2, fn), 2, config, { seed: 4 });
+    for (const step of out.scores!) {
+      for (let r = 0; r < 4; r++) expect(step.subarray(r * vocab, (r + 1) * vocab).filter((x) => x > -Infinity).length).toBe(2);
+    }
+    // a row whose every token but one is banned leaves too few to draw from
+    const narrow: LogitsFn = () => Float32Array.from({ length: vocab }, (_, v) => (v === 3 ? 0 : -Infinity));
+    await expect(generate(new TrackingStepper(vocab, 1, 2, narrow), 1, config, { seed: 4 })).rejects.toThrow(/beam sampling draws 4 tokens/);
   });
 });
 

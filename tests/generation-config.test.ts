@@ -85,7 +85,7 @@ describe('generation config', () => {
     const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: -0.5 } });
     await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` has to be a float > 0 and < 1, but is -0.5.*generation_config\.json/);
     const beamSample = await folder({ 'generation_config.json': { ...T5, do_sample: true, num_beams: 4 } });
-    await expect(loadGenerationConfig(beamSample)).rejects.toThrow(/`do_sample` with `num_beams` 4 \(beam sampling\) is not supported/);
+    expect(await loadGenerationConfig(beamSample)).toMatchObject({ doSample: true, numBeams: 4 });
     const typicalOff = await folder({ 'generation_config.json': { ...T5, do_sample: false, typical_p: 0.9 } });
     expect((await loadGenerationConfig(typicalOff)).doSample).toBe(false);
     const bad = await folder({ 'generation_config.json': '{"eos_token_id": 1,' });
@@ -174,7 +174,7 @@ describe('generation config', () => {
     [{ eos_token_id: 'a' }, /`eos_token_id`/],
     [{ pad_token_id: -1 }, /`pad_token_id`/],
     [{ do_sample: 'yes' }, /`do_sample` must be true or false, got "yes"/],
-    [{ do_sample: true, num_beams: 2 }, /`do_sample` with `num_beams` 2 \(beam sampling\) is not supported/],
+    [{ do_sample: true, num_beams: 2, num_return_sequences: 3 }, /`num_return_sequences` has to be smaller or equal to `num_beams` \(2\), but is 3/],
     [{ do_sample: true, temperature: 0 }, /`temperature` \(=0\) has to be a strictly positive float/],
     [{ temperature: Number.POSITIVE_INFINITY }, /`temperature` must be a finite number/],
     [{ top_k: -1 }, /`top_k` must be an integer >= 0, got -1/],
@@ -292,7 +292,7 @@ describe('generation_config.json written (save_pretrained)', () => {
     expect(() => generationConfigFromModel(golden, { num_beams: 0 })).toThrow('`num_beams` must be an integer >= 1');
     expect(() => generationConfigFromModel(golden, { temperature: 0.7 })).toThrow('`temperature` is 0.7 but `do_sample` is false');
     expect(() => generationConfigFromModel(golden, { top_p: 0.9 })).toThrow('`top_p` is 0.9 but `do_sample` is false');
-    expect(() => generationConfigFromModel(golden, { do_sample: true, num_beams: 3 })).toThrow('(beam sampling) is not supported');
+    expect(generationConfigFromModel(golden, { do_sample: true, num_beams: 3 })).toMatchObject({ do_sample: true, num_beams: 3 });
     // what sampling needs is written as HF writes it (floats as Python floats)
     const sampling = serializeGenerationConfig(generationConfigFromModel(golden, { do_sample: true, temperature: 2, top_k: 0, top_p: 0.9 }));
     expect(JSON.parse(sampling)).toMatchObject({ do_sample: true, top_k: 0, top_p: 0.9 });

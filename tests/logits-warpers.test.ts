@@ -96,6 +96,14 @@ describe('logits warpers', () => {
     expect(Array.from(tie)).toEqual(want);
     expect(want.filter((x) => x > -Infinity).length).toBe(2);
     expect(() => topPWarper(1.5)).toThrow(/`top_p` has to be a float > 0 and < 1, but is 1.5/);
+    // beam sampling keeps at least two tokens (min_tokens_to_keep 2), and at least three with 3
+    for (const [minKeep, p, seed] of [[2, 0, 11], [2, 0.3, 12], [3, 0.05, 13]] as const) {
+      const s = randomScores(seed, 3, 57, true);
+      const wantKeep = [0, 1, 2].flatMap((r) => refTopP(Array.from(s.subarray(r * 57, (r + 1) * 57)), p, minKeep));
+      topPWarper(p, minKeep)(noHistory(3), s, 57);
+      expect(Array.from(s)).toEqual(wantKeep);
+      for (let r = 0; r < 3; r++) expect(s.subarray(r * 57, (r + 1) * 57).filter((x) => x > -Infinity).length).toBeGreaterThanOrEqual(minKeep);
+    }
   });
 
   it('builds temperature, top-k, top-p in HF order, only those set, and none without do_sample', () => {

@@ -219,8 +219,12 @@ describe('predictOne', () => {
       modelDir: dir, seed: 17, generation: { max_new_tokens: 8, do_sample: true, temperature: 1.5, top_k: 0, top_p: 0.95, num_return_sequences: 3 },
     });
     expect(p.sequences).toEqual(a.sequences);
-    await expect(predictCommand(['--model', dir, '--input', 'x', '--do-sample', '--num-beams', '4', '--quiet']))
-      .rejects.toThrow(/--do-sample with --num-beams 4 \(beam sampling\) is not supported/);
+    // beam sampling: the best 2 of 4 sampled beams, repeatable with the seed
+    const beamArgs = ['--model', dir, '--input', 'x', '--do-sample', '--num-beams', '4', '--num-return-sequences', '2', '--max-new-tokens', '6', '--quiet', '--json', '--seed', '5'];
+    const beamSampled = JSON.parse(await captureStdout(() => predictCommand(beamArgs)));
+    expect(beamSampled.sequences).toHaveLength(2);
+    expect(beamSampled.sequences[0].score).toBeGreaterThanOrEqual(beamSampled.sequences[1].score);
+    expect(JSON.parse(await captureStdout(() => predictCommand(beamArgs)))).toEqual(beamSampled);
     await expect(predictCommand(['--model', dir, '--input', 'x', '--do-sample', '--temperature', '0', '--quiet']))
       .rejects.toThrow(/--temperature \(=0\) has to be a strictly positive float/);
   });
