@@ -49,6 +49,8 @@ const PREDICT_FLAGS = {
     to: 'generation.early_stopping', as: (v) => (v === 'never' ? 'never' : v === 'true'),
   },
   'num-return-sequences': { type: 'int', min: 1, help: 'answers per input (beam search: best first; sampling: as drawn)', libraryDefault: '1', to: 'generation.num_return_sequences' },
+  'num-beam-groups': { type: 'int', min: 1, help: 'diverse beam search: the beams in this many groups (needs --diversity-penalty)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.num_beam_groups' },
+  'diversity-penalty': { type: 'number', help: 'diverse beam search: the cost of a token an earlier group chose this step', libraryDefault: `${FROM_FOLDER} 0`, to: 'generation.diversity_penalty' },
   'max-time': { type: 'number', arg: 'SECONDS', help: "seconds each generate call may search (HF's max_time); answers end where they are", to: 'generation.max_time' },
   'bad-words': { type: 'string', arg: 'W1,W2', help: 'words or phrases never generated, comma separated (HF bad_words_ids; replaces the folder\'s)' },
   'do-sample': { type: 'boolean', help: 'draw each token from the distribution instead of searching (1 beam by default; more: beam sampling)', to: 'generation.do_sample' },

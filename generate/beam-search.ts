@@ -193,13 +193,13 @@ export function sampleCandidates(
 }
 
 /** The candidates of input b's beams starting at row `first`, best first (beam search: the top ones). */
-type CandidateSource = (first: number) => { index: Int32Array; value: Float64Array; nanAt: number };
+export type CandidateSource = (first: number) => { index: Int32Array; value: Float64Array; nanAt: number };
 
 /** HF's decoder prompt: the decoder start token alone. */
-const DECODER_PROMPT_LEN = 1;
+export const DECODER_PROMPT_LEN = 1;
 
 /** The running beams, one row per (input, beam): HF's input_ids, beam_indices, per-token scores and beam_scores. */
-interface RunningBeams {
+export interface RunningBeams {
   inputIds: number[][];
   beamHistory: number[][];
   transitionHistory: number[][];
@@ -207,7 +207,7 @@ interface RunningBeams {
 }
 
 /** What one step keeps: HF's next_beam_scores, next_beam_tokens and next_beam_indices. */
-interface NextBeams {
+export interface NextBeams {
   scores: Float32Array;
   tokens: Int32Array;
   indices: Int32Array;
@@ -233,17 +233,7 @@ export async function beamSearch(
   const start = performance.now();
 
   for (let step = 0; ; step++) {
-    let processed: Float32Array;
-    if (stepper.stepLogProbs) {
-      processed = await stepper.stepLogProbs(tokens);
-      // a NaN logit makes its row's log-probs NaN; the scorer's top-k pass finds it (a separate scan of 64 rows x
-      // 32,128 took 2-3 ms a step of beam search at batch 16)
-      checkLogitsShape(processed, rows, vocab, step);
-    } else {
-      const logits = await stepper.step(tokens);
-      checkLogits(logits, rows, vocab, step);
-      processed = logSoftmaxRows(logits, rows, vocab);
-    }
+    const processed = await stepLogSoftmax(stepper, tokens, rows, vocab, step);
     applyLogitsProcessors(processors, beams.inputIds, processed, vocab);
     // what HF records per step: the processed scores, or for beam sampling the warpers' view of them
     let stepScores = processed;
@@ -273,8 +263,22 @@ export async function beamSearch(
   return scorer.finalize(beams, scoresOut);
 }
 
+/** One decoder step's log_softmax [rows, vocab], on the GPU when the stepper offers it. */
+export async function stepLogSoftmax(stepper: DecoderStepper, tokens: Int32Array, rows: number, vocab: number, step: number): Promise<Float32Array> {
+  if (stepper.stepLogProbs) {
+    const logProbs = await stepper.stepLogProbs(tokens);
+    // a NaN logit makes its row's log-probs NaN; the scorer's top-k pass finds it (a separate scan of 64 rows x
+    // 32,128 took 2-3 ms a step of beam search at batch 16)
+    checkLogitsShape(logProbs, rows, vocab, step);
+    return logProbs;
+  }
+  const logits = await stepper.step(tokens);
+  checkLogits(logits, rows, vocab, step);
+  return logSoftmaxRows(logits, rows, vocab);
+}
+
 /** The checks HF makes before a beam search, with its messages. */
-function checkBeamSearchArgs(batchSize: number, config: ResolvedGenerationConfig): void {
+export function checkBeamSearchArgs(batchSize: number, config: ResolvedGenerationConfig): void {
   const numBeams = config.numBeams;
   if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`beamSearch: batch size must be >= 1, got ${batchSize}`);
   if (!Number.isSafeInteger(numBeams) || numBeams < 2) {
@@ -291,7 +295,7 @@ function checkBeamSearchArgs(batchSize: number, config: ResolvedGenerationConfig
 
 /** Every row starts at the decoder start token; only beam 0 of each input is alive at the first step of beam
  * search (`deadBeams`), every beam at once in beam sampling (HF's beam_sample starts all scores at 0). */
-function startBeams(rows: number, numBeams: number, decoderStartTokenId: number, deadBeams: boolean): RunningBeams {
+export function startBeams(rows: number, numBeams: number, decoderStartTokenId: number, deadBeams: boolean): RunningBeams {
   const beamScores = new Float32Array(rows);
   if (deadBeams) for (let r = 0; r < rows; r++) if (r % numBeams !== 0) beamScores[r] = DEAD_BEAM_SCORE;
   return {
@@ -303,7 +307,7 @@ function startBeams(rows: number, numBeams: number, decoderStartTokenId: number,
 }
 
 /** Row r continues row next.indices[r] with next.tokens[r] (HF's torch.cat of input_ids[beam_idx, :]). */
-function advanceBeams(beams: RunningBeams, next: NextBeams, processed: Float32Array, vocab: number): RunningBeams {
+export function advanceBeams(beams: RunningBeams, next: NextBeams, processed: Float32Array, vocab: number): RunningBeams {
   const rows = next.indices.length;
   const { inputIds, beamHistory, transitionHistory } = beams;
   return {
@@ -317,8 +321,9 @@ function advanceBeams(beams: RunningBeams, next: NextBeams, processed: Float32Ar
   };
 }
 
-/** HF's BeamSearchScorer: the finished hypotheses and done flag of every input, process() and finalize(). */
-class BeamSearchScorer {
+/** HF's BeamSearchScorer: the finished hypotheses and done flag of every input, process() and finalize(). Group
+ * beam search (group-beam-search.ts) keeps one per group, each with the group's beams. */
+export class BeamSearchScorer {
   private readonly hyps: BeamHypotheses[];
   private readonly done: boolean[];
   private readonly numBeams: number;
@@ -326,15 +331,17 @@ class BeamSearchScorer {
   /** How many of the best candidates each input looks at per step (beam search; beam sampling draws 2 x beams). */
   readonly nCandidates: number;
 
+  /** `nCandidates`: the candidates walked per input and step (default: beam search's, or beam sampling's draws) */
   constructor(
     batchSize: number,
     private readonly config: ResolvedGenerationConfig,
     private readonly vocab: number,
+    nCandidates?: number,
   ) {
     checkTokenIds(config, vocab);
     this.numBeams = config.numBeams;
     this.eos = config.eosTokenIds;
-    this.nCandidates = config.doSample ? 2 * this.numBeams : Math.max(2, 1 + this.eos.length) * this.numBeams;
+    this.nCandidates = nCandidates ?? (config.doSample ? 2 * config.numBeams : Math.max(2, 1 + this.eos.length) * config.numBeams);
     if (this.nCandidates > this.numBeams * vocab) {
       throw new RangeError(`generate: beam search takes the top ${this.nCandidates} of num_beams x vocab = ${this.numBeams * vocab} candidates per input`);
     }
@@ -406,8 +413,8 @@ class BeamSearchScorer {
     return Math.fround(top.value[0]!);
   }
 
-  /** Adds the running beams of inputs not done, then takes the best num_return_sequences per input. */
-  finalize(beams: RunningBeams, scoresOut: Float32Array[] | undefined): GenerationOutput {
+  /** finalize's first half: the running beams of inputs not done join their hypotheses. */
+  addOpenBeams(beams: RunningBeams): void {
     this.hyps.forEach((hyp, b) => {
       if (this.done[b]) return;
       for (let k = 0; k < this.numBeams; k++) {
@@ -416,18 +423,30 @@ class BeamSearchScorer {
         hyp.add(ids, beams.beamScores[r]!, beams.beamHistory[r]!, beams.transitionHistory[r]!, ids.length - DECODER_PROMPT_LEN);
       }
     });
-    const best: Hypothesis[] = [];
-    for (const hyp of this.hyps) {
-      // Python's sorted() is stable and pop() takes the last: among equal scores the later added one comes first.
-      const sorted = [...hyp.beams].sort((a, b) => a.score - b.score);
-      for (let j = 0; j < this.config.numReturnSequences; j++) best.push(sorted.pop()!);
-    }
+  }
+
+  /** Input b's kept hypotheses, in the order they were added. */
+  hypotheses(b: number): readonly Hypothesis[] {
+    return this.hyps[b]!.beams;
+  }
+
+  /** Adds the running beams of inputs not done, then takes the best num_return_sequences per input. */
+  finalize(beams: RunningBeams, scoresOut: Float32Array[] | undefined): GenerationOutput {
+    this.addOpenBeams(beams);
+    const best = this.hyps.flatMap((hyp) => bestHypotheses(hyp.beams, this.config.numReturnSequences));
     return hypothesesOutput(best, this.config, scoresOut);
   }
 }
 
+/** HF's pick of the best `n`: Python's sorted() is stable and pop() takes the last, so among equal scores the
+ * later added one comes first. */
+export function bestHypotheses(candidates: readonly Hypothesis[], n: number): Hypothesis[] {
+  const sorted = [...candidates].sort((a, b) => a.score - b.score);
+  return Array.from({ length: n }, () => sorted.pop()!);
+}
+
 /** The chosen hypotheses as HF's output: sequences padded to one width, beam indices, transition scores. */
-function hypothesesOutput(best: Hypothesis[], config: ResolvedGenerationConfig, scoresOut: Float32Array[] | undefined): GenerationOutput {
+export function hypothesesOutput(best: Hypothesis[], config: ResolvedGenerationConfig, scoresOut: Float32Array[] | undefined): GenerationOutput {
   const lengths = best.map((h) => h.tokens.length);
   const longest = Math.max(...lengths);
   const width = Math.min(longest + 1, config.maxLength);

@@ -2,6 +2,7 @@
 // search, beam search or sampling (generate/greedy-search.ts, beam-search.ts, sample-search.ts) choosing the
 // tokens; plain greedy search chooses them on the GPU (generate/greedy-on-device.ts).
 import { beamSearch } from './beam-search.ts';
+import { groupBeamSearch } from './group-beam-search.ts';
 import { greedySearch } from './greedy-search.ts';
 import { sampleSearch, type SampleOptions } from './sample-search.ts';
 import { greedyOnDeviceSuits, greedySearchOnDevice } from './greedy-on-device.ts';
@@ -29,8 +30,8 @@ export function rowsPerInput(config: ResolvedGenerationConfig): number {
 }
 
 /**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: beam search when num_beams > 1
- * (beam sampling with do_sample), else sampling with do_sample, else greedy search. The stepper must have been
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: group beam search with
+ * num_beam_groups > 1, beam search when num_beams > 1 (beam sampling with do_sample), else sampling with do_sample, else greedy search. The stepper must have been
  * built for `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to the sampling
  * searches only (beam sampling takes the seed; its sequence scores are the beam scores).
  */
@@ -40,6 +41,7 @@ export function generate(
   config: ResolvedGenerationConfig,
   sampling: SampleOptions = {},
 ): Promise<GenerationOutput> {
+  if (config.numBeamGroups > 1) return groupBeamSearch(stepper, batchSize, config);
   if (config.numBeams > 1) return beamSearch(stepper, batchSize, config, sampling);
   if (config.doSample) return sampleSearch(stepper, batchSize * rowsPerInput(config), config, sampling);
   return greedySearch(stepper, batchSize, config);

@@ -91,9 +91,9 @@ export interface GenerationOptions {
   begin_suppress_tokens?: number[] | null;
   /** log_softmax of the processed scores (HF's LogitNormalization, the last processor, and the last warper). */
   renormalize_logits?: boolean;
-  /** Only 1: diverse (group) beam search is not implemented. */
+  /** Diverse (group) beam search: the beams split into this many groups, searched one after the other each step. */
   num_beam_groups?: number;
-  /** Only 0: diverse beam search is not implemented. */
+  /** Group beam search: a token chosen by an earlier group at this step costs this much (HF's Hamming diversity). */
   diversity_penalty?: number;
 }
 
@@ -132,6 +132,9 @@ export interface ResolvedGenerationConfig {
   etaCutoff: number;
   /** Seconds after which the search stops (after the step in progress); null: no limit. */
   maxTime: number | null;
+  /** Group beam search when > 1 (num_beams divisible by it), with this diversity penalty (> 0). */
+  numBeamGroups: number;
+  diversityPenalty: number;
   /** 1: off. */
   encoderRepetitionPenalty: number;
   /** 0: off. */
@@ -379,10 +382,9 @@ function checkOption(key: string, v: unknown, source?: string): unknown {
       return [v[0], v[1]];
     }
     case 'num_beam_groups':
-      if (v !== 1) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 1`, source);
-      return v;
+      return checkInt(key, v, 1, source);
     case 'diversity_penalty':
-      if (v !== 0) fail(key, `is ${show(v)}: diverse (group) beam search is not supported, only 0`, source);
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number, got ${show(v)}`, source);
       return v;
     default:
       return fail(key, `is not a generation option we know (known: ${[...OPTION_NAMES].join(', ')})`, source);
@@ -422,6 +424,7 @@ export function resolveGenerationConfig(
     outputScores: merged.output_scores as boolean,
     doSample,
     ...sampling,
+    ...checkGroups(merged, doSample),
     encoderRepetitionPenalty: checkEncoderPenalty(merged, doSample ? beams.numReturnSequences : beams.numBeams),
     encoderNoRepeatNgramSize: merged.encoder_no_repeat_ngram_size as number,
     maxTime: merged.max_time as number | null,
@@ -527,6 +530,23 @@ function checkBeamOptions(
     fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
   }
   return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
+}
+
+/** Group beam search's conditions, with HF's messages (validate() and generate()). */
+function checkGroups(merged: Record<string, unknown>, doSample: boolean): Pick<ResolvedGenerationConfig, 'numBeamGroups' | 'diversityPenalty'> {
+  const numBeams = merged.num_beams as number;
+  const numBeamGroups = merged.num_beam_groups as number;
+  const diversityPenalty = merged.diversity_penalty as number;
+  if (numBeamGroups > 1) {
+    if (numBeamGroups > numBeams) fail('num_beam_groups', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numBeamGroups}`);
+    if (numBeams % numBeamGroups !== 0) fail('num_beams', `should be divisible by \`num_beam_groups\` for group beam search (${numBeams} and ${numBeamGroups})`);
+    if (doSample) fail('do_sample', 'Diverse beam search cannot be used in sampling mode. Make sure that `do_sample` is set to `False`.');
+    if (diversityPenalty === 0) fail('diversity_penalty', 'should be greater than `0.0`, otherwise your beam groups will be identical.');
+  } else if (diversityPenalty !== 0) {
+    // HF builds its Hamming processor for any positive penalty, and other searches then fail calling it
+    fail('diversity_penalty', `is ${diversityPenalty} but \`num_beam_groups\` is 1: it only applies to group beam search`);
+  }
+  return { numBeamGroups, diversityPenalty };
 }
 
 /** encoder_repetition_penalty with one decoder row per input only: HF 4.36 gathers the scores of the batch's first

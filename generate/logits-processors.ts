@@ -160,6 +160,26 @@ export function encoderNoRepeatNgramProcessor(ngramSize: number, encoderInputIds
   };
 }
 
+/**
+ * HF HammingDiversityLogitsProcessor for one group of group beam search: each row of input b loses `penalty` times
+ * the number of times the earlier groups chose each token at this step (`earlierTokens(b)`), in float32. Rows are
+ * the group's, `rowsPerInput` per input. Group 0 is left as it is.
+ */
+export function applyHammingDiversity(
+  scores: Float32Array, vocab: number, rowsPerInput: number, penalty: number, earlierTokens: (b: number) => ArrayLike<number>,
+): void {
+  const inputs = scores.length / vocab / rowsPerInput;
+  const frequency = new Map<number, number>();
+  for (let b = 0; b < inputs; b++) {
+    frequency.clear();
+    for (const t of Array.from(earlierTokens(b))) frequency.set(t, (frequency.get(t) ?? 0) + 1);
+    for (let k = 0; k < rowsPerInput; k++) {
+      const base = (b * rowsPerInput + k) * vocab;
+      for (const [t, n] of frequency) if (t >= 0 && t < vocab) scores[base + t] = scores[base + t]! - Math.fround(Math.fround(penalty) * n);
+    }
+  }
+}
+
 /** Whether `row` ends with `suffix`. */
 function endsWith(row: readonly number[], suffix: readonly number[]): boolean {
   if (suffix.length > row.length) return false;

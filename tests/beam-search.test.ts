@@ -80,12 +80,16 @@ interface RefOptions {
   sample?: { temperature: number; seed: number };
 }
 
-/** log_softmax in float64 rounded to float32, then the bans: n-gram repeats and eos before the minimum length. */
-function refProcessed(fn: LogitsFn, input: number, history: readonly number[], o: RefOptions): number[] {
+/** log_softmax in float64 rounded to float32, then the bans: n-gram repeats and eos before the minimum length.
+ * `diversity` (group beam search): HF's Hamming penalty, subtracted first (float32). */
+function refProcessed(fn: LogitsFn, input: number, history: readonly number[], o: RefOptions, diversity?: (v: number) => number): number[] {
   const logits = Array.from(fn(input, history));
   const max = Math.max(...logits);
   const lse = Math.log(logits.reduce((s, x) => s + Math.exp(x - max), 0));
-  const out = logits.map((x) => Math.fround(x - max - lse));
+  const out = logits.map((x, v) => {
+    const lp = Math.fround(x - max - lse);
+    return diversity ? Math.fround(lp - diversity(v)) : lp;
+  });
   // the repetition penalty first (log-probs are negative: multiplied), each token of the row once, float32
   if (o.penalty !== 1) for (const t of new Set(history)) out[t] = Math.fround(out[t]! < 0 ? out[t]! * o.penalty : out[t]! / o.penalty);
   const n = o.ngram;
@@ -378,6 +382,96 @@ describe('beam search: against the reference implementation', () => {
     // beam 0) finishes [0,0,</s>] with -2 ln 6 / 2, the same score; 2 hypotheses, early stopping: done. The
     // later-added one comes first.
     expect(out.sequences).toEqual([[0, 0, 1], [0, 1, 0]]);
+  });
+});
+
+/**
+ * HF's group_beam_search for one input, restated: groups of S beams searched in order within each step, group g's
+ * log-probs lowered by penalty x (times earlier groups chose the token this step), each group walking its top 2S
+ * candidates with its own finished hypotheses and done flag; the best of all groups' hypotheses at the end.
+ */
+function refGroupOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions, groups: number, penalty: number): RefHyp[] {
+  const S = o.numBeams / groups;
+  const state = Array.from({ length: groups }, () => ({
+    beams: Array.from({ length: S }, (_, k) => ({ tokens: [o.start], score: k === 0 ? 0 : -1e9, path: [] as number[], trans: [] as number[] })),
+    hyps: [] as RefHyp[],
+    done: false,
+  }));
+  let order = 0;
+  const add = (hyps: RefHyp[], tokens: number[], sum: number, genLen: number, path: number[], trans: number[]): void => {
+    const score = sum / genLen ** o.lengthPenalty;
+    if (hyps.length < S || score > Math.min(...hyps.map((h) => h.score))) {
+      hyps.push({ score, tokens, path, trans, order: order++ });
+      if (hyps.length > S) hyps.splice(hyps.findIndex((h) => h.score === Math.min(...hyps.map((x) => x.score))), 1);
+    }
+  };
+  let curLen = 1;
+  for (;;) {
+    const chosen: number[] = [];
+    for (const st of state) {
+      const count = (v: number) => chosen.filter((t) => t === v).length;
+      const lps = st.beams.map((b) => refProcessed(fn, input, b.tokens, o, (v) => Math.fround(Math.fround(penalty) * count(v))));
+      const next: typeof st.beams = [];
+      if (st.done) {
+        // a done group's beams get pad tokens, score 0 and the group's first row
+        for (let k = 0; k < S; k++) next.push({ tokens: [...st.beams[0]!.tokens, o.pad], score: 0, path: [...st.beams[0]!.path, input * S], trans: [...st.beams[0]!.trans, lps[0]![o.pad]!] });
+      } else {
+        const cands: { score: number; k: number; v: number }[] = [];
+        st.beams.forEach((b, k) => lps[k]!.forEach((x, v) => cands.push({ score: Math.fround(x + b.score), k, v })));
+        cands.sort((a, b) => (a.score > b.score ? -1 : a.score < b.score ? 1 : a.k * vocab + a.v - (b.k * vocab + b.v)));
+        const top = cands.slice(0, 2 * S);
+        for (let rank = 0; rank < top.length && next.length < S; rank++) {
+          const c = top[rank]!;
+          const src = st.beams[c.k]!;
+          const row = input * S + c.k;
+          if (o.eos.includes(c.v)) {
+            if (rank < S) add(st.hyps, src.tokens, c.score, curLen, [...src.path, row], [...src.trans, lps[c.k]![o.eos[0]!]!]);
+          } else {
+            next.push({ tokens: [...src.tokens, c.v], score: c.score, path: [...src.path, row], trans: [...src.trans, lps[c.k]![c.v]!] });
+          }
+        }
+        if (st.hyps.length >= S) {
+          const worst = Math.min(...st.hyps.map((h) => h.score));
+          const len = o.earlyStopping === 'never' && o.lengthPenalty > 0 ? o.maxLength - 1 : curLen;
+          st.done = o.earlyStopping === true || worst >= top[0]!.score / len ** o.lengthPenalty;
+        }
+      }
+      st.beams = next;
+      chosen.push(...next.map((b) => b.tokens.at(-1)!));
+    }
+    curLen++;
+    if (state.every((st) => st.done) || curLen >= o.maxLength) break;
+  }
+  for (const st of state) if (!st.done) for (const b of st.beams) add(st.hyps, b.tokens, b.score, b.tokens.length - 1, b.path, b.trans);
+  // HF: the groups' hypotheses concatenated, a stable sort ascending, the best popped from the end
+  const all = state.flatMap((st) => st.hyps).map((h, i) => ({ h, i }));
+  all.sort((a, b) => a.h.score - b.h.score || a.i - b.i);
+  return all.reverse().slice(0, o.numReturn).map((x) => x.h);
+}
+
+describe('group (diverse) beam search, HF 4.36 group_beam_search', () => {
+  it('matches the reference over groups, penalties, length penalties and early stopping, batch 2', async () => {
+    const vocab = 7;
+    const fn = tableLogits(13, 2, vocab, { eosBias: 0.8 });
+    let differs = 0;
+    for (const [numBeams, groups] of [[4, 2], [6, 3], [4, 4]]) {
+      for (const penalty of [0.5, 3]) {
+        for (const [lengthPenalty, earlyStopping, repetition, ngram] of [[1, false, 1, 0], [2, true, 1, 0], [1, 'never', 1.5, 2]] as const) {
+          // the repetition penalty scales what the Hamming penalty left: HF's order (diversity first) matters
+          const o = refOptions({ numBeams, lengthPenalty, earlyStopping, maxLength: 7, numReturn: 2, penalty: repetition, ngram });
+          const config = resolveGenerationConfig({}, { ...hfOptions(o), num_beam_groups: groups, diversity_penalty: penalty });
+          const out = await generate(new TrackingStepper(vocab, 2, numBeams, fn), 2, config);
+          const best = [0, 1].flatMap((b) => refGroupOne(fn, b, vocab, o, groups, penalty));
+          const width = Math.min(Math.max(...best.map((h) => h.tokens.length)) + 1, o.maxLength);
+          const what = JSON.stringify({ o, groups, penalty });
+          expect(out.sequences, what).toEqual(best.map((h) => [...h.tokens, ...(h.tokens.length < width ? [o.eos[0]!] : []), ...new Array<number>(Math.max(0, width - h.tokens.length - 1)).fill(o.pad)]));
+          out.sequencesScores!.forEach((sc, i) => expect(Math.abs(sc - Math.fround(best[i]!.score)), what).toBeLessThanOrEqual(1e-6));
+          if (JSON.stringify(out.sequences) !== JSON.stringify((await runBeam(fn, 2, vocab, o)).out.sequences)) differs++;
+        }
+      }
+    }
+    // the groups make a difference to plain beam search somewhere
+    expect(differs).toBeGreaterThan(2);
   });
 });
 

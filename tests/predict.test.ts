@@ -186,6 +186,17 @@ describe('predictOne', () => {
     await expect(predictCommand([...args, '--bad-words', 'a,,b'])).rejects.toThrow('predict: --bad-words: word 2 of 3 is empty');
   });
 
+  it('--num-beam-groups with --diversity-penalty: group beam search on the model, answers from different groups', async () => {
+    const args = ['--model', dir, '--context', context, '--question', question, '--max-new-tokens', '6', '--quiet', '--json', '--num-beams', '4', '--num-return-sequences', '4'];
+    const groups = JSON.parse(await captureStdout(() => predictCommand([...args, '--num-beam-groups', '4', '--diversity-penalty', '2'])));
+    const plain = JSON.parse(await captureStdout(() => predictCommand(args)));
+    expect(groups.sequences).toHaveLength(4);
+    // one beam per group: the four first tokens are told apart by the penalty; plain beam search shares them
+    const firsts = (out: { sequences: { ids: number[] }[] }) => new Set(out.sequences.map((q) => q.ids[1])).size;
+    expect(firsts(groups)).toBeGreaterThan(firsts(plain));
+    await expect(predictCommand([...args, '--num-beam-groups', '2'])).rejects.toThrow(/--diversity-penalty should be greater than/);
+  });
+
   it('max_time 0 stops greedy search on the GPU after one token, as the host searches', async () => {
     const cut = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 8, num_beams: 1, max_time: 0 } });
     expect(cut.sequences[0]!.ids.length).toBe(2);
