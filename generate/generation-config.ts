@@ -89,6 +89,9 @@ export interface GenerationOptions {
   suppress_tokens?: number[] | null;
   /** Tokens not generated first (second when forced_bos_token_id is set). */
   begin_suppress_tokens?: number[] | null;
+  /** [[position, token], ...]: the token forced at that position of the sequence (the decoder start token is
+   * position 0), as HF's ForceTokensLogitsProcessor. */
+  forced_decoder_ids?: Array<[number, number]> | null;
   /** log_softmax of the processed scores (HF's LogitNormalization, the last processor, and the last warper). */
   renormalize_logits?: boolean;
   /** Diverse (group) beam search: the beams split into this many groups, searched one after the other each step. */
@@ -148,6 +151,7 @@ export interface ResolvedGenerationConfig {
   exponentialDecayLengthPenalty: [number, number] | null;
   suppressTokens: number[] | null;
   beginSuppressTokens: number[] | null;
+  forcedDecoderIds: Array<[number, number]> | null;
   renormalizeLogits: boolean;
   /** What HF would log as a warning (beam-only options with num_beams 1, unreachable min_length, ...). */
   warnings: string[];
@@ -190,6 +194,7 @@ export const GENERATION_DEFAULTS = {
   exponential_decay_length_penalty: null,
   suppress_tokens: null,
   begin_suppress_tokens: null,
+  forced_decoder_ids: null,
   renormalize_logits: false,
   num_beam_groups: 1,
   diversity_penalty: 0.0,
@@ -205,7 +210,6 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   penalty_alpha: null,
   force_words_ids: null,
   constraints: null,
-  forced_decoder_ids: null,
   guidance_scale: null,
   low_memory: null,
   output_attentions: false,
@@ -371,6 +375,12 @@ function checkOption(key: string, v: unknown, source?: string): unknown {
         return v.map((id) => checkInt(key, id, 0, source));
       }
       return checkTokenId(key, v, source);
+    case 'forced_decoder_ids': {
+      if (v === null) return null;
+      const ok = Array.isArray(v) && v.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every((x) => Number.isSafeInteger(x) && (x as number) >= 0));
+      if (!ok) fail(key, `has to be a list of [position, token id] pairs of integers >= 0, but is ${show(v)}`, source);
+      return (v as number[][]).map(([i, t]) => [i!, t!]);
+    }
     case 'remove_invalid_values':
     case 'renormalize_logits':
       if (typeof v !== 'boolean') fail(key, `must be true or false, got ${show(v)}`, source);
@@ -436,6 +446,7 @@ export function resolveGenerationConfig(
     exponentialDecayLengthPenalty: merged.exponential_decay_length_penalty as [number, number] | null,
     suppressTokens: merged.suppress_tokens as number[] | null,
     beginSuppressTokens: merged.begin_suppress_tokens as number[] | null,
+    forcedDecoderIds: merged.forced_decoder_ids as Array<[number, number]> | null,
     renormalizeLogits: merged.renormalize_logits as boolean,
     warnings,
   };

@@ -1,9 +1,9 @@
 // The logits processors HF 4.36's `_get_logits_processor` builds for greedy and beam search from the options we
-// implement, in HF's order (SequenceBias, EncoderRepetitionPenalty, RepetitionPenalty, NoRepeatNGram,
-// EncoderNoRepeatNGram, NoBadWords, MinLength,
-// MinNewTokensLength, ForcedBOSToken, ForcedEOSToken, InfNanRemove, ExponentialDecayLengthPenalty, SuppressTokens,
-// SuppressTokensAtBegin, then LogitNormalization last), plus the float32 log-softmax beam search applies first.
-// Each works in place on scores [rows, vocab] given each row's token history, decoder start token included (HF's
+// implement, in HF's order (SequenceBias, [HammingDiversity: group-beam-search.ts], EncoderRepetitionPenalty,
+// RepetitionPenalty, NoRepeatNGram, EncoderNoRepeatNGram, NoBadWords, MinLength, MinNewTokensLength,
+// ForcedBOSToken, ForcedEOSToken, InfNanRemove, ExponentialDecayLengthPenalty, SuppressTokens,
+// SuppressTokensAtBegin, ForceTokens, then LogitNormalization last), plus the float32 log-softmax beam search
+// applies first. Each works in place on scores [rows, vocab] given each row's token history, decoder start token included (HF's
 // `input_ids` of the decoder), in float32 as torch computes it.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 
@@ -310,6 +310,17 @@ export function suppressTokensProcessor(tokens: readonly number[], atLength?: nu
   };
 }
 
+/** HF ForceTokensLogitsProcessor: when the rows have `position` tokens, the token mapped to it is the only one
+ * allowed (score 0, every other -inf); a later pair for the same position wins, as in HF's dict. */
+export function forceTokensProcessor(forcedDecoderIds: ReadonlyArray<readonly [number, number]>): LogitsProcessor {
+  const byPosition = new Map(forcedDecoderIds.map(([position, token]) => [position, token]));
+  return (inputIds, scores, vocab) => {
+    checkShape('ForceTokensLogitsProcessor', inputIds, scores, vocab);
+    const token = byPosition.get(inputIds[0]?.length ?? 0);
+    if (token !== undefined) forceTokens('ForceTokensLogitsProcessor', scores, inputIds.length, vocab, [token]);
+  };
+}
+
 /** HF LogitNormalization: scores.log_softmax(-1) (logSoftmaxRows' rounding). */
 export function logitNormalizationProcessor(): LogitsProcessor {
   return (inputIds, scores, vocab) => {
@@ -353,10 +364,12 @@ export function buildLogitsProcessors(
   if (config.exponentialDecayLengthPenalty) out.push(exponentialDecayProcessor(config.exponentialDecayLengthPenalty, eos, decoderPromptLength));
   if (config.suppressTokens) out.push(suppressTokensProcessor(config.suppressTokens));
   if (config.beginSuppressTokens) {
-    // HF: the first free position, after the forced bos token when there is one
-    const begin = decoderPromptLength + (decoderPromptLength === 1 && config.forcedBosTokenId !== null ? 1 : 0);
+    // HF: the first free position, after the forced bos token when there is one, and after the forced decoder ids
+    let begin = decoderPromptLength + (decoderPromptLength === 1 && config.forcedBosTokenId !== null ? 1 : 0);
+    if (config.forcedDecoderIds && config.forcedDecoderIds.length > 0) begin += config.forcedDecoderIds.at(-1)![0];
     out.push(suppressTokensProcessor(config.beginSuppressTokens, begin));
   }
+  if (config.forcedDecoderIds) out.push(forceTokensProcessor(config.forcedDecoderIds));
   if (config.renormalizeLogits) out.push(logitNormalizationProcessor());
   return out;
 }

@@ -79,8 +79,8 @@ describe('generation config', () => {
   });
 
   it('refuses a file option that would change the result, naming the option and the file', async () => {
-    const d = await folder({ 'generation_config.json': { ...T5, forced_decoder_ids: [[1, 5]] } });
-    await expect(loadGenerationConfig(d)).rejects.toThrow(/`forced_decoder_ids` is not supported.*generation_config\.json/);
+    const d = await folder({ 'generation_config.json': { ...T5, constraints: [[1, 5]] } });
+    await expect(loadGenerationConfig(d)).rejects.toThrow(/`constraints` is not supported.*generation_config\.json/);
     // sampling reads typical_p from the file and checks it as HF's warper does; without do_sample HF ignores it
     const s = await folder({ 'generation_config.json': { ...T5, do_sample: true, typical_p: -0.5 } });
     await expect(loadGenerationConfig(s)).rejects.toThrow(/`typical_p` has to be a float > 0 and < 1, but is -0.5.*generation_config\.json/);
@@ -196,7 +196,8 @@ describe('generation config', () => {
     [{ max_time: -1 }, /`max_time` must be a number of seconds >= 0, got -1/],
     [{ encoder_no_repeat_ngram_size: -3 }, /`encoder_no_repeat_ngram_size` must be an integer >= 0, got -3/],
     [{ penalty_alpha: 0.6, top_k: 4 }, /`penalty_alpha` is not supported, got 0.6/],
-    [{ forced_decoder_ids: [[1, 5]] }, /`forced_decoder_ids` is not supported/],
+    [{ forced_decoder_ids: [[1]] }, /`forced_decoder_ids` has to be a list of \[position, token id\] pairs/],
+    [{ force_words_ids: [[5]] }, /`force_words_ids` is not supported/],
     [{ bad_words_ids: [] }, /`bad_words_ids` has to be a non-empty list, but is \[\]/],
     [{ bad_words_ids: [5] }, /`bad_words_ids` has to be a list of lists, but is \[5\]/],
     [{ bad_words_ids: [[5], [-1]] }, /`bad_words_ids` has to be a list of non-empty lists of token ids \(integers >= 0\)/],

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   applyLogitsProcessors, bannedNgramTokens, buildLogitsProcessors, encoderNoRepeatNgramProcessor, encoderRepetitionPenaltyProcessor,
   exponentialDecayProcessor, forcedBosProcessor, forcedEosProcessor,
-  infNanRemoveProcessor, logitNormalizationProcessor, logSoftmaxRows, minLengthProcessor, minNewTokensProcessor, noBadWordsProcessor,
+  forceTokensProcessor, infNanRemoveProcessor, logitNormalizationProcessor, logSoftmaxRows, minLengthProcessor, minNewTokensProcessor, noBadWordsProcessor,
   noRepeatNgramProcessor, repetitionPenaltyProcessor, sequenceBiasProcessor, suppressTokensProcessor,
 } from '../generate/logits-processors.ts';
 import { resolveGenerationConfig, type GenerationOptions } from '../generate/generation-config.ts';
@@ -297,6 +297,24 @@ describe('forced tokens, inf/nan removal, length penalty, suppression, renormali
     const before = Float32Array.from([5, 6, 7, 8]);
     p([[0, 5]], before, 4);
     expect(Array.from(before)).toEqual([5, 6, 7, 8]);
+  });
+
+  it('forced_decoder_ids: the mapped token only at its position (a later pair wins); begin_suppress_tokens after them', () => {
+    const p = forceTokensProcessor([[1, 3], [2, 0], [2, 2]]);
+    const at = (len: number) => {
+      const s = Float32Array.from([1, 2, 3, 4]);
+      p([new Array(len).fill(0)], s, 4);
+      return Array.from(s);
+    };
+    expect([at(1), at(2), at(3)]).toEqual([[I, I, I, 0], [I, I, 0, I], [1, 2, 3, 4]]);
+    // HF: begin_index = prompt (1) + the last forced position (2): suppression at length 3
+    const config = resolveGenerationConfig({}, { decoder_start_token_id: 0, forced_decoder_ids: [[1, 3], [2, 2]], begin_suppress_tokens: [1] });
+    const eosAt = (len: number) => {
+      const s = Float32Array.from([0.5, 0.5, 0.5, 0.5]);
+      applyLogitsProcessors(buildLogitsProcessors(config), [new Array(len).fill(0)], s, 4);
+      return s[1];
+    };
+    expect([eosAt(3), eosAt(4)]).toEqual([I, 0.5]);
   });
 
   it('remove_invalid_values: nan -> 0, inf -> float32 max, -inf -> float32 min', () => {
