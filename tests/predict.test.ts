@@ -230,6 +230,14 @@ describe('predictOne', () => {
       modelDir: dir, seed: 17, generation: { max_new_tokens: 8, do_sample: true, temperature: 1.5, top_k: 0, top_p: 0.95, num_return_sequences: 3 },
     });
     expect(p.sequences).toEqual(a.sequences);
+    // the typical, epsilon and eta flags reach the warpers: the same answers as through the API
+    const typical = await predictOne(model, tokenizer, { context, question }, {
+      modelDir: dir, seed: 17, generation: { max_new_tokens: 8, do_sample: true, top_k: 0, typical_p: 0.2, epsilon_cutoff: 0.001, eta_cutoff: 0.001, num_return_sequences: 3 },
+    });
+    const typicalCli = JSON.parse(await captureStdout(() => predictCommand(['--model', dir, '--context', context, '--question', question,
+      '--max-new-tokens', '8', '--quiet', '--json', '--do-sample', '--top-k', '0', '--typical-p', '0.2', '--epsilon-cutoff', '0.001',
+      '--eta-cutoff', '0.001', '--num-return-sequences', '3', '--seed', '17'])));
+    expect(typicalCli.sequences).toEqual(typical.sequences);
     // beam sampling: the best 2 of 4 sampled beams, repeatable with the seed
     const beamArgs = ['--model', dir, '--input', 'x', '--do-sample', '--num-beams', '4', '--num-return-sequences', '2', '--max-new-tokens', '6', '--quiet', '--json', '--seed', '5'];
     const beamSampled = JSON.parse(await captureStdout(() => predictCommand(beamArgs)));
