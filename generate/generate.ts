@@ -3,6 +3,7 @@
 // tokens; plain greedy search chooses them on the GPU (generate/greedy-on-device.ts).
 import { beamSearch } from './beam-search.ts';
 import { groupBeamSearch } from './group-beam-search.ts';
+import { contrastiveSearch } from './contrastive-search.ts';
 import { greedySearch } from './greedy-search.ts';
 import { sampleSearch, type SampleOptions } from './sample-search.ts';
 import { greedyOnDeviceSuits, greedySearchOnDevice } from './greedy-on-device.ts';
@@ -26,11 +27,13 @@ export interface EncodedInputs {
 /** Decoder rows per input: the beams, or when sampling without beams the return sequences (HF's
  * `_expand_inputs_for_generation`). */
 export function rowsPerInput(config: ResolvedGenerationConfig): number {
+  if (config.contrastiveTopK > 0) return config.contrastiveTopK; // contrastive search's candidates
   return config.doSample && config.numBeams === 1 ? config.numReturnSequences : config.numBeams;
 }
 
 /**
- * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: group beam search with
+ * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: contrastive search with
+ * penalty_alpha (and top_k > 1, num_beams 1, no sampling), group beam search with
  * num_beam_groups > 1, beam search when num_beams > 1 (beam sampling with do_sample), else sampling with do_sample, else greedy search. The stepper must have been
  * built for `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to the sampling
  * searches only (beam sampling takes the seed; its sequence scores are the beam scores).
@@ -41,6 +44,7 @@ export function generate(
   config: ResolvedGenerationConfig,
   sampling: SampleOptions = {},
 ): Promise<GenerationOutput> {
+  if (config.contrastiveTopK > 0) return contrastiveSearch(stepper, batchSize, config);
   if (config.numBeamGroups > 1) return groupBeamSearch(stepper, batchSize, config);
   if (config.numBeams > 1) return beamSearch(stepper, batchSize, config, sampling);
   if (config.doSample) return sampleSearch(stepper, batchSize * rowsPerInput(config), config, sampling);
@@ -66,7 +70,8 @@ export async function generateIds(
     config.maxLength - 1,
   );
   const vocab = model.config.vocab_size;
-  const greedyScores = options.sequenceScores === true && config.numBeams === 1 && !config.doSample;
+  // contrastive search scores its sequences itself
+  const greedyScores = options.sequenceScores === true && config.numBeams === 1 && !config.doSample && config.contrastiveTopK === 0;
   if (options.greedyOnDevice !== false && greedyOnDeviceSuits(config, greedyScores)) {
     try {
       return await greedySearchOnDevice(cache, inputs.batchSize, config, vocab);
@@ -102,6 +107,15 @@ export async function generateIds(
         return await logProbs.toFloat32(hostFor(logProbs.size));
       } finally {
         logProbs.dispose();
+      }
+    },
+    async stepWithHidden(tokens) {
+      const out = cache.stepWithHidden(tokens);
+      try {
+        return { logits: await out.logits.toFloat32(), hidden: await out.hidden!.toFloat32() };
+      } finally {
+        out.logits.dispose();
+        out.hidden!.dispose();
       }
     },
     reorder: (beamIdx) => cache.reorder(beamIdx),

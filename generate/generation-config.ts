@@ -3,7 +3,8 @@
 // decoder start token.
 //
 // Searches: greedy (num_beams 1), beam search (num_beams > 1), sampling (do_sample, num_beams 1, with HF's
-// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers) and beam sampling (both); HF's logits processors
+// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers), beam sampling (both), group
+// beam search (num_beam_groups) and contrastive search (penalty_alpha with top_k); HF's logits processors
 // (logits-processors.ts) and its max_time stop apply to all three.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
@@ -94,6 +95,9 @@ export interface GenerationOptions {
   forced_decoder_ids?: Array<[number, number]> | null;
   /** log_softmax of the processed scores (HF's LogitNormalization, the last processor, and the last warper). */
   renormalize_logits?: boolean;
+  /** Contrastive search (with top_k > 1, num_beams 1, no sampling): each step's top_k candidates ranked by
+   * (1 − α)·probability − α·(their decoder state's largest cosine similarity with the earlier ones). */
+  penalty_alpha?: number | null;
   /** Diverse (group) beam search: the beams split into this many groups, searched one after the other each step. */
   num_beam_groups?: number;
   /** Group beam search: a token chosen by an earlier group at this step costs this much (HF's Hamming diversity). */
@@ -135,6 +139,9 @@ export interface ResolvedGenerationConfig {
   etaCutoff: number;
   /** Seconds after which the search stops (after the step in progress); null: no limit. */
   maxTime: number | null;
+  /** Contrastive search's α and its candidate count (HF's top_k); 0 and 0 when not contrastive search. */
+  penaltyAlpha: number;
+  contrastiveTopK: number;
   /** Group beam search when > 1 (num_beams divisible by it), with this diversity penalty (> 0). */
   numBeamGroups: number;
   diversityPenalty: number;
@@ -196,6 +203,7 @@ export const GENERATION_DEFAULTS = {
   begin_suppress_tokens: null,
   forced_decoder_ids: null,
   renormalize_logits: false,
+  penalty_alpha: null,
   num_beam_groups: 1,
   diversity_penalty: 0.0,
 } as const satisfies Required<GenerationOptions>;
@@ -207,7 +215,6 @@ const OPTION_NAMES = new Set(Object.keys(GENERATION_DEFAULTS));
  * default). Any other value is refused wherever it comes from.
  */
 const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
-  penalty_alpha: null,
   force_words_ids: null,
   constraints: null,
   guidance_scale: null,
@@ -391,6 +398,10 @@ function checkOption(key: string, v: unknown, source?: string): unknown {
       if (!ok) fail(key, `has to be [start_index, decay_factor] (an integer >= 0 and a number), but is ${show(v)}`, source);
       return [v[0], v[1]];
     }
+    case 'penalty_alpha':
+      if (v === null) return null;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) fail(key, `must be a number in [0, 1], got ${show(v)}`, source);
+      return v;
     case 'num_beam_groups':
       return checkInt(key, v, 1, source);
     case 'diversity_penalty':
@@ -435,6 +446,7 @@ export function resolveGenerationConfig(
     doSample,
     ...sampling,
     ...checkGroups(merged, doSample),
+    ...contrastive(merged, doSample),
     encoderRepetitionPenalty: checkEncoderPenalty(merged, doSample ? beams.numReturnSequences : beams.numBeams),
     encoderNoRepeatNgramSize: merged.encoder_no_repeat_ngram_size as number,
     maxTime: merged.max_time as number | null,
@@ -541,6 +553,14 @@ function checkBeamOptions(
     fail('num_return_sequences', `has to be smaller or equal to \`num_beams\` (${numBeams}), but is ${numReturnSequences}`);
   }
   return { numBeams, numReturnSequences, earlyStopping, lengthPenalty };
+}
+
+/** HF's generation mode rule: contrastive search when num_beams is 1, no sampling, top_k > 1 and penalty_alpha > 0. */
+function contrastive(merged: Record<string, unknown>, doSample: boolean): Pick<ResolvedGenerationConfig, 'penaltyAlpha' | 'contrastiveTopK'> {
+  const alpha = merged.penalty_alpha as number | null;
+  const topK = merged.top_k as number;
+  const on = merged.num_beams === 1 && !doSample && alpha !== null && alpha > 0 && topK > 1;
+  return on ? { penaltyAlpha: alpha, contrastiveTopK: topK } : { penaltyAlpha: 0, contrastiveTopK: 0 };
 }
 
 /** Group beam search's conditions, with HF's messages (validate() and generate()). */

@@ -17,7 +17,8 @@ import { timeIsUp, type GenerationOutput } from './search-types.ts';
 
 /** Whether greedySearchOnDevice gives this config's result: greedy, and nothing that needs the logits on the host. */
 export function greedyOnDeviceSuits(config: ResolvedGenerationConfig, sequenceScores: boolean): boolean {
-  return config.numBeams === 1 && !config.doSample && !config.outputScores && !sequenceScores && buildLogitsProcessors(config, 1, []).length === 0;
+  return config.numBeams === 1 && !config.doSample && config.contrastiveTopK === 0 && !config.outputScores && !sequenceScores &&
+    buildLogitsProcessors(config, 1, []).length === 0;
 }
 
 export type GreedyLookahead = 'auto' | 'on' | 'off';

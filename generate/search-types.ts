@@ -15,6 +15,9 @@ export interface DecoderStepper {
    * that beam search does not run an exp per vocabulary entry and row on the host. Beam search uses it when given.
    */
   stepLogProbs?(tokens: Int32Array): Promise<Float32Array>;
+  /** Optional: the same step also returning each row's decoder output [rows, d_model] (HF's last
+   * decoder_hidden_states), which contrastive search compares; contrastive search needs it. */
+  stepWithHidden?(tokens: Int32Array): Promise<{ logits: Float32Array; hidden: Float32Array }>;
   /** reorders the cache: new row r continues old row beamIdx[r] (HF's `_reorder_cache`) */
   reorder(beamIdx: Int32Array): void;
   readonly vocabSize: number;

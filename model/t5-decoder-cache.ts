@@ -168,21 +168,28 @@ export class T5DecoderCache {
   /** Feeds one token per row (host ids, or i32 ids already on the GPU: greedy search's own choice of the step
    * before); returns next-token logits [rows, vocab] on the GPU. */
   step(tokens: Int32Array | Tensor): Tensor {
+    return this.stepWithHidden(tokens, false).logits;
+  }
+
+  /** As step(), also returning the decoder's output [rows, d_model] (after its final layer norm: HF's last
+   * `decoder_hidden_states`, what contrastive search compares) when `hidden`. */
+  stepWithHidden(tokens: Int32Array | Tensor, hidden = true): { logits: Tensor; hidden?: Tensor } {
     const n = tokens instanceof Tensor ? tokens.size : tokens.length;
     if (n !== this.rows || (tokens instanceof Tensor && tokens.dtype !== 'i32')) {
       throw new RangeError(`decoder step: ${n} tokens for ${this.rows} rows${tokens instanceof Tensor ? ` (${tokens.describe()})` : ''}`);
     }
     const ctx = this.ctx;
-    const logits = noGrad(() =>
+    const out = noGrad(() =>
       tidy(() => {
         const inputIds = tokens instanceof Tensor ? tokens.reshape([this.rows, 1]) : idsTensor(tokens, [this.rows, 1]);
         this.table.beginStep();
-        const out = T5Stack(ctx, { inputIds, encoder: { mask: this.encoderMask }, past: this.blocks });
-        return lmHead(ctx, out).reshape([this.rows, -1]);
+        const states = T5Stack(ctx, { inputIds, encoder: { mask: this.encoderMask }, past: this.blocks });
+        const logits = lmHead(ctx, states).reshape([this.rows, -1]);
+        return hidden ? { logits, hidden: states.reshape([this.rows, -1]) } : { logits };
       }),
     );
     this.table.endStep();
-    return logits;
+    return out;
   }
 
   /** New row r continues old row beamIdx[r] (Hugging Face's `_reorder_cache`): only the table changes. */

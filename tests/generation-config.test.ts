@@ -195,7 +195,7 @@ describe('generation config', () => {
     [{ encoder_repetition_penalty: 1.2, do_sample: true, num_return_sequences: 3 }, /`encoder_repetition_penalty` with 3 decoder rows per input/],
     [{ max_time: -1 }, /`max_time` must be a number of seconds >= 0, got -1/],
     [{ encoder_no_repeat_ngram_size: -3 }, /`encoder_no_repeat_ngram_size` must be an integer >= 0, got -3/],
-    [{ penalty_alpha: 0.6, top_k: 4 }, /`penalty_alpha` is not supported, got 0.6/],
+    [{ penalty_alpha: 1.5, top_k: 4 }, /`penalty_alpha` must be a number in \[0, 1\], got 1.5/],
     [{ forced_decoder_ids: [[1]] }, /`forced_decoder_ids` has to be a list of \[position, token id\] pairs/],
     [{ force_words_ids: [[5]] }, /`force_words_ids` is not supported/],
     [{ bad_words_ids: [] }, /`bad_words_ids` has to be a non-empty list, but is \[\]/],
@@ -214,7 +214,7 @@ describe('generation config', () => {
     [{ exponential_decay_length_penalty: [-1, 1.5] }, /`exponential_decay_length_penalty` has to be \[start_index, decay_factor\]/],
     [{ renormalize_logits: 1 }, /`renormalize_logits` must be true or false, got 1/],
     [{ remove_invalid_values: 'no' }, /`remove_invalid_values` must be true or false/],
-    [{ penalty_alpha: 0.6 }, /`penalty_alpha` is not supported/],
+    [{ guidance_scale: 1.5 }, /`guidance_scale` is not supported/],
     [{ output_scores: 'yes' }, /`output_scores` must be true or false/],
     [{ max_lenght: 10 }, /`max_lenght` is not a generation option we know/],
   ];
