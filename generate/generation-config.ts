@@ -431,7 +431,9 @@ export function resolveGenerationConfig(
   const lengths = resolveLengths(merged, explicitMaxLength, fileConfig.max_length !== undefined, warnings);
   const doSample = merged.do_sample as boolean;
   const beams = checkBeamOptions(merged, doSample, warnings);
-  const sampling = checkSampling(merged, doSample, fileName, warnings);
+  // a value read from the file is named with it in a refusal; an explicit one is the caller's
+  const sourceOf = (key: string) => ((options as Record<string, unknown>)[key] === undefined && fileConfig[key] !== undefined ? fileName : undefined);
+  const sampling = checkSampling(merged, doSample, sourceOf, warnings);
   const forcedEos = merged.forced_eos_token_id as number | number[] | null;
   return {
     ...lengths,
@@ -602,7 +604,7 @@ export const SAMPLING_WARNED: Readonly<Record<string, number>> = { temperature: 
 function checkSampling(
   merged: Record<string, unknown>,
   doSample: boolean,
-  fileName: string,
+  sourceOf: (key: string) => string | undefined,
   warnings: string[],
 ): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP' | 'typicalP' | 'epsilonCutoff' | 'etaCutoff'> {
   const temperature = merged.temperature as number;
@@ -616,7 +618,7 @@ function checkSampling(
     return { temperature: 1, topK: 0, topP: 1, typicalP: 1, epsilonCutoff: 0, etaCutoff: 0 };
   }
   if (!(temperature > 0)) fail('temperature', `(=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
-  if (typicalP < 1 && !(typicalP > 0)) fail('typical_p', `has to be a float > 0 and < 1, but is ${typicalP}`, fileName);
+  if (typicalP < 1 && !(typicalP > 0)) fail('typical_p', `has to be a float > 0 and < 1, but is ${typicalP}`, sourceOf('typical_p'));
   // HF adds the epsilon and eta warpers only for cutoffs in (0, 1)
   const cutoff = (key: string) => {
     const v = merged[key] as number;

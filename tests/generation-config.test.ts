@@ -181,7 +181,7 @@ describe('generation config', () => {
     [{ top_k: 2.5 }, /`top_k` must be an integer >= 0/],
     [{ top_p: 1.5 }, /`top_p` has to be a float > 0 and < 1, but is 1.5/],
     [{ typical_p: 'x' }, /`typical_p` must be a finite number, got "x"/],
-    [{ do_sample: true, typical_p: 0 }, /`typical_p` has to be a float > 0 and < 1, but is 0/],
+    [{ do_sample: true, typical_p: 0 }, /^generate: `typical_p` has to be a float > 0 and < 1, but is 0$/],
     [{ eta_cutoff: Number.NaN }, /`eta_cutoff` must be a finite number/],
     [{ num_beam_groups: 2 }, /`num_beam_groups` has to be smaller or equal to `num_beams` \(1\), but is 2/],
     [{ num_beam_groups: 2, num_beams: 3, diversity_penalty: 1 }, /`num_beams` should be divisible by `num_beam_groups` for group beam search/],
