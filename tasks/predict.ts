@@ -95,9 +95,12 @@ export async function resolvePredictSettings(
   const has = (key: keyof typeof TUTORIAL_GENERATION_DEFAULTS): boolean =>
     given[key] !== undefined || fileConfig[key] !== undefined;
   const tutorial: GenerationOptions = {};
-  // sampling draws from one sequence per row: the tutorial's beams only when not sampling
+  // sampling draws from one sequence per row, and contrastive search (penalty_alpha) is a one-beam mode: the
+  // tutorial's beams only for neither
   const sampling = (given.do_sample ?? fileConfig.do_sample) === true;
-  if (!has('num_beams')) tutorial.num_beams = sampling ? 1 : TUTORIAL_GENERATION_DEFAULTS.num_beams;
+  const alpha = given.penalty_alpha ?? (fileConfig.penalty_alpha as number | null | undefined);
+  const contrastive = typeof alpha === 'number' && alpha > 0;
+  if (!has('num_beams')) tutorial.num_beams = sampling || contrastive ? 1 : TUTORIAL_GENERATION_DEFAULTS.num_beams;
   if (!has('no_repeat_ngram_size')) tutorial.no_repeat_ngram_size = TUTORIAL_GENERATION_DEFAULTS.no_repeat_ngram_size;
   // early_stopping only means something to beam search: with num_beams 1 HF would warn about it.
   const beams = given.num_beams ?? (fileConfig.num_beams as number | undefined) ?? tutorial.num_beams;

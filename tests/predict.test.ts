@@ -197,6 +197,13 @@ describe('predictOne', () => {
     await expect(predictCommand([...args, '--num-beam-groups', '2'])).rejects.toThrow(/--diversity-penalty should be greater than/);
   });
 
+  it('--penalty-alpha without --num-beams is contrastive search (one beam), not the tutorial\'s four beams', async () => {
+    const settings = await resolvePredictSettings(model, { modelDir: dir, generation: { penalty_alpha: 0.6, top_k: 4 } });
+    expect([settings.generation.numBeams, settings.generation.contrastiveTopK]).toEqual([1, 4]);
+    const args = ['--model', dir, '--input', 'x', '--max-new-tokens', '5', '--quiet', '--json', '--penalty-alpha', '0.6', '--top-k', '4'];
+    expect(JSON.parse(await captureStdout(() => predictCommand(args))).sequences).toHaveLength(1);
+  });
+
   it('max_time 0 stops greedy search on the GPU after one token, as the host searches', async () => {
     const cut = await predictOne(model, tokenizer, { context, question }, { modelDir: dir, generation: { max_new_tokens: 8, num_beams: 1, max_time: 0 } });
     expect(cut.sequences[0]!.ids.length).toBe(2);
