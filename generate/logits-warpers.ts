@@ -16,9 +16,23 @@ export function temperatureWarper(temperature: number): LogitsProcessor {
   };
 }
 
+/** Scratch arrays reused from row to row and step to step (a 32,128-token row would allocate ~0.4 MB each time). */
+let scratchF64 = new Float64Array(0);
+let scratchI32 = new Int32Array(0);
+let scratchU8 = new Uint8Array(0);
+function scratch(n: number): { f64: Float64Array; i32: Int32Array; u8: Uint8Array } {
+  if (scratchF64.length < n) {
+    scratchF64 = new Float64Array(n);
+    scratchI32 = new Int32Array(n);
+    scratchU8 = new Uint8Array(n);
+  }
+  return { f64: scratchF64.subarray(0, n), i32: scratchI32.subarray(0, n), u8: scratchU8.subarray(0, n) };
+}
+
 /** The k-th largest of values[0..n) (k >= 1), by quickselect on a copy: O(n) on average. */
 export function kthLargest(values: Float32Array, k: number): number {
-  const a = Float64Array.from(values);
+  const a = scratch(values.length).f64;
+  a.set(values);
   // the (k-1)-th position of a descending order is the (n-k)-th of an ascending one
   const target = a.length - k;
   let lo = 0;
@@ -92,8 +106,8 @@ function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): voi
   for (let i = 0; i < n; i++) if (row[i]! > max) max = row[i]!;
   if (max === -Infinity) return; // every token is already out
   // candidates: the tokens with mass (a -inf token has none and stays -inf either way)
-  const idx = new Int32Array(n);
-  const w = new Float64Array(n);
+  const { i32: idx, f64: w, u8: keep } = scratch(n);
+  keep.fill(0);
   let count = 0;
   let total = 0;
   for (let i = 0; i < n; i++) {
@@ -103,7 +117,6 @@ function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): voi
     total += w[i]!;
   }
   const above = (a: number, b: number) => row[a]! > row[b]! || (row[a] === row[b] && a > b);
-  const keep = new Uint8Array(n);
   let budget = topP * total;
   let lo = 0;
   let hi = count; // the candidates still undecided: idx[lo .. hi)
