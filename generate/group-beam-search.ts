@@ -44,14 +44,23 @@ export async function groupBeamSearch(
     const reorder = new Int32Array(rows);
     const recorded = scoresOut ? new Float32Array(rows * vocab) : undefined;
     for (let g = 0; g < groups; g++) {
+      // the group's rows, compact: row b * size + k is the stepper's rowOf(b, g, k)
       const processed = new Float32Array(batchSize * size * vocab);
+      const rowRange = (b: number, k: number) => [rowOf(b, g, k) * vocab, (rowOf(b, g, k) + 1) * vocab] as const;
       for (let b = 0; b < batchSize; b++) {
-        for (let k = 0; k < size; k++) processed.set(logProbs.subarray(rowOf(b, g, k) * vocab, (rowOf(b, g, k) + 1) * vocab), (b * size + k) * vocab);
+        for (let k = 0; k < size; k++) processed.set(logProbs.subarray(...rowRange(b, k)), (b * size + k) * vocab);
       }
       const group = beams[g]!;
-      if (g > 0) applyHammingDiversity(processed, vocab, size, diversityPenalty, (b) => current.subarray(b * numBeams, b * numBeams + g * size));
+      if (g > 0) {
+        const earlier = (b: number) => current.subarray(b * numBeams, b * numBeams + g * size);
+        applyHammingDiversity(processed, vocab, size, diversityPenalty, earlier);
+      }
       applyLogitsProcessors(processors, group.inputIds, processed, vocab);
-      if (recorded) for (let r = 0; r < batchSize * size; r++) recorded.set(processed.subarray(r * vocab, (r + 1) * vocab), rowOf(Math.floor(r / size), g, r % size) * vocab);
+      if (recorded) {
+        for (let b = 0; b < batchSize; b++) {
+          for (let k = 0; k < size; k++) recorded.set(processed.subarray((b * size + k) * vocab, (b * size + k + 1) * vocab), rowRange(b, k)[0]);
+        }
+      }
       const scorer = scorers[g]!;
       const next = scorer.process(processed, processed, (first) => topKCandidates(processed, group.beamScores, first, size, vocab, 2 * size), group, curLen, step);
       beams[g] = advanceBeams(group, next, processed, vocab);

@@ -473,6 +473,22 @@ describe('group (diverse) beam search, HF 4.36 group_beam_search', () => {
     // the groups make a difference to plain beam search somewhere
     expect(differs).toBeGreaterThan(2);
   });
+
+  it('records each step\'s processed scores in the stepper\'s row order: group 1 lowered where group 0 chose', async () => {
+    const vocab = 7;
+    const fn = tableLogits(13, 1, vocab);
+    const o = refOptions({ numBeams: 4, maxLength: 4 });
+    const config = resolveGenerationConfig({}, { ...hfOptions(o), num_beam_groups: 2, diversity_penalty: 2, output_scores: true });
+    const out = await generate(new TrackingStepper(vocab, 1, 4, fn), 1, config);
+    const first = out.scores![0]!;
+    const plain = logSoftmaxRows(fn(0, [0]), 1, vocab);
+    // rows 0-1 (group 0) are the plain log-probs; rows 2-3 (group 1) lose 2 at the two tokens group 0 kept (its
+    // two best from its one live beam, eos aside), and only there
+    expect(Array.from(first.subarray(0, vocab))).toEqual(Array.from(plain));
+    const kept = [...plain.keys()].filter((t) => t !== 1).sort((a, b) => plain[b]! - plain[a]!).slice(0, 2);
+    const want = Array.from(plain, (x, t) => (kept.includes(t) ? Math.fround(x - 2) : x));
+    expect(Array.from(first.subarray(2 * vocab, 3 * vocab))).toEqual(want);
+  });
 });
 
 describe('beam sampling (do_sample with num_beams > 1, HF 4.36 beam_sample)', () => {
