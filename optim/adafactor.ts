@@ -5,7 +5,7 @@
 //
 // Memory: AdamW keeps two tensors the size of the model; Adafactor without beta1 keeps R + C numbers per [R, C]
 // matrix (t5-base: 1,873 MiB of AdamW moments against 2 MiB; t5-small 464 MiB against 1 MiB).
-import { noGrad } from '../engine/autograd.ts';
+import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adafactorStep, ADAFACTOR_DEFAULTS, checkAdafactorHyper, isFactored, type AdafactorHyper, type AdafactorSlotTensors } from '../kernels/adafactor.ts';
 import type { Optimizer } from './optimizer.ts';
@@ -88,11 +88,9 @@ export class Adafactor implements Optimizer {
     return slot;
   }
 
+  /** Drops every parameter's gradient (set_to_none, PyTorch's default). */
   zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
+    zeroGrad(this.params);
   }
 
   /** Reads the state back for a checkpoint. */

@@ -1,7 +1,7 @@
 // The AdamW optimizer: a parameter list, its moments (exp_avg, exp_avg_sq, created as zeros on a parameter's first
 // update, as PyTorch does), per-parameter step counts, and checkpoint state. Each step records one fused kernel per
 // parameter (kernels/adamw.ts) and nothing else: no readback, no graph.
-import { noGrad } from '../engine/autograd.ts';
+import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adamwStep, checkHyper, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
 
@@ -104,10 +104,7 @@ export class AdamW {
 
   /** Drops every parameter's gradient (set_to_none, PyTorch's default). */
   zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
+    zeroGrad(this.params);
   }
 
   /** Reads the moments back for a checkpoint. */
