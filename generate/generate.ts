@@ -24,8 +24,8 @@ export interface EncodedInputs {
   sourceLength: number;
 }
 
-/** Decoder rows per input: the beams, or when sampling without beams the return sequences (HF's
- * `_expand_inputs_for_generation`). */
+/** Decoder rows per input: contrastive search's top_k candidates, the beams, or when sampling without beams
+ * the return sequences (HF's `_expand_inputs_for_generation`). */
 export function rowsPerInput(config: ResolvedGenerationConfig): number {
   if (config.contrastiveTopK > 0) return config.contrastiveTopK; // contrastive search's candidates
   return config.doSample && config.numBeams === 1 ? config.numReturnSequences : config.numBeams;
@@ -33,10 +33,11 @@ export function rowsPerInput(config: ResolvedGenerationConfig): number {
 
 /**
  * HF's generate() for `batchSize` inputs whose encoder the stepper already ran: contrastive search with
- * penalty_alpha (and top_k > 1, num_beams 1, no sampling), group beam search with
- * num_beam_groups > 1, beam search when num_beams > 1 (beam sampling with do_sample), else sampling with do_sample, else greedy search. The stepper must have been
- * built for `batchSize * rowsPerInput(config)` rows. `sampling` (seed, sequence scores) applies to the sampling
- * searches only (beam sampling takes the seed; its sequence scores are the beam scores).
+ * penalty_alpha (and top_k > 1, num_beams 1, no sampling), group beam search with num_beam_groups > 1,
+ * beam search when num_beams > 1 (beam sampling with do_sample), else sampling with do_sample, else
+ * greedy search. The stepper must have been built for `batchSize * rowsPerInput(config)` rows.
+ * `sampling` (seed, sequence scores) applies to the sampling searches only (beam sampling takes the seed;
+ * its sequence scores are the beam scores).
  */
 export function generate(
   stepper: DecoderStepper,
