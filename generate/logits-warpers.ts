@@ -116,7 +116,6 @@ function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): voi
     w[i] = Math.exp(row[i]! - max);
     total += w[i]!;
   }
-  const above = (a: number, b: number) => row[a]! > row[b]! || (row[a] === row[b] && a > b);
   let budget = topP * total;
   let lo = 0;
   let hi = count; // the candidates still undecided: idx[lo .. hi)
@@ -130,7 +129,7 @@ function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): voi
     let massUp = 0;
     for (let i = lo; i < hi - 1; i++) {
       const t = idx[i]!;
-      if (above(t, pivot)) {
+      if (ranksAbove(row, t, pivot)) {
         idx[i] = idx[p]!;
         idx[p++] = t;
         massUp += w[t]!;
@@ -151,15 +150,19 @@ function keepTopP(row: Float32Array, topP: number, minTokensToKeep: number): voi
   for (let i = 0; i < n; i++) if (!keep[i]) row[i] = -Infinity;
 }
 
+/** Token a ranks above token b: a higher score, or an equal score and a higher index (the last of an ascending sort). */
+function ranksAbove(row: Float32Array, a: number, b: number): boolean {
+  return row[a]! > row[b]! || (row[a] === row[b] && a > b);
+}
+
 /** The `m` highest-ranked tokens of a row (by score, the higher index first among equal scores). */
 function topRanked(row: Float32Array, m: number): number[] {
   const top: number[] = [];
-  const above = (a: number, b: number) => row[a]! > row[b]! || (row[a] === row[b] && a > b);
   for (let i = 0; i < row.length; i++) {
-    if (top.length === m && !above(i, top[m - 1]!)) continue;
+    if (top.length === m && !ranksAbove(row, i, top[m - 1]!)) continue;
     let pos = top.length === m ? m - 1 : top.length;
     if (top.length < m) top.push(i);
-    while (pos > 0 && above(i, top[pos - 1]!)) {
+    while (pos > 0 && ranksAbove(row, i, top[pos - 1]!)) {
       top[pos] = top[pos - 1]!;
       pos--;
     }
@@ -179,6 +182,14 @@ function softmaxRow(row: Float32Array): { p: Float64Array; logp: Float64Array } 
   return { p: logp.map(Math.exp), logp };
 }
 
+/** −Σ p log p over the tokens with mass: a -inf token adds 0 (torch's nansum in the typical warper drops 0·(-inf);
+ * the eta warper's Categorical clamps -inf logits to the float32 minimum, so they add 0 there too). */
+function rowEntropy(p: Float64Array, logp: Float64Array): number {
+  let entropy = 0;
+  for (let i = 0; i < p.length; i++) if (p[i]! > 0) entropy -= p[i]! * logp[i]!;
+  return entropy;
+}
+
 /**
  * HF TypicalLogitsWarper (locally typical sampling): tokens ordered by |−log p − H| (H the row's entropy), the
  * smallest set of the most typical ones whose probability reaches `mass` is kept (at least the most typical one),
@@ -193,8 +204,7 @@ export function typicalWarper(mass: number, minTokensToKeep = 1): LogitsProcesso
     for (let r = 0; r < inputIds.length; r++) {
       const row = scores.subarray(r * vocab, (r + 1) * vocab);
       const { p, logp } = softmaxRow(row);
-      let entropy = 0;
-      for (let i = 0; i < vocab; i++) if (p[i]! > 0) entropy -= logp[i]! * p[i]!; // torch's nansum drops 0·(-inf)
+      const entropy = rowEntropy(p, logp);
       const shifted = Float64Array.from(logp, (lp) => Math.abs(-lp - entropy));
       const order = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => shifted[a]! - shifted[b]! || a - b);
       let cumulative = 0;
@@ -240,9 +250,7 @@ export function epsilonWarper(epsilon: number, minTokensToKeep = 1): LogitsProce
 export function etaWarper(eta: number, minTokensToKeep = 1): LogitsProcessor {
   if (!(eta > 0 && eta < 1)) throw new RangeError(`\`eta_cutoff\` has to be a float > 0 and < 1, but is ${eta}`);
   return cutoffWarper('EtaLogitsWarper', (p, logp) => {
-    let entropy = 0;
-    for (let i = 0; i < p.length; i++) if (p[i]! > 0) entropy -= p[i]! * logp[i]!;
-    return Math.min(eta, Math.sqrt(eta) * Math.exp(-entropy));
+    return Math.min(eta, Math.sqrt(eta) * Math.exp(-rowEntropy(p, logp)));
   }, minTokensToKeep);
 }
 
