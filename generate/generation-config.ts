@@ -5,7 +5,7 @@
 // Searches: greedy (num_beams 1), beam search (num_beams > 1), sampling (do_sample, num_beams 1, with HF's
 // temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers), beam sampling (both), group
 // beam search (num_beam_groups) and contrastive search (penalty_alpha with top_k); HF's logits processors
-// (logits-processors.ts) and its max_time stop apply to all three.
+// (logits-processors.ts) and its max_time stop apply to every one of them.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and
@@ -49,7 +49,7 @@ export interface GenerationOptions {
   return_dict_in_generate?: boolean;
   /** Accepted for HF compatibility: the decoder always uses its cache, which gives the same result. */
   use_cache?: boolean;
-  /** Sample each token from the (warped) distribution instead of taking the best; only with num_beams 1. */
+  /** Sample each token from the (warped) distribution instead of taking the best (beam sampling with num_beams > 1). */
   do_sample?: boolean;
   /** Sampling: the logits are divided by this (> 0) before drawing; default 1. */
   temperature?: number;
@@ -123,7 +123,7 @@ export interface ResolvedGenerationConfig {
   padTokenId: number | null;
   decoderStartTokenId: number;
   outputScores: boolean;
-  /** Sampling instead of greedy search (num_beams is then 1). */
+  /** Sampling instead of greedy search, or beam sampling instead of beam search when numBeams > 1. */
   doSample: boolean;
   /** 1: no TemperatureLogitsWarper. */
   temperature: number;
@@ -597,9 +597,9 @@ function checkEncoderPenalty(merged: Record<string, unknown>, rowsPerInput: numb
 export const SAMPLING_WARNED: Readonly<Record<string, number>> = { temperature: 1, top_p: 1, typical_p: 1, epsilon_cutoff: 0, eta_cutoff: 0 };
 
 /**
- * The warpers' settings. With do_sample false HF ignores them and GenerationConfig.validate() warns about a
- * temperature or top_p that is set; with do_sample true they are checked as the warpers check them, and a
- * sampling option we do not implement is refused even when it comes from a file.
+ * The warpers' settings. With do_sample false HF ignores them and GenerationConfig.validate() warns about each
+ * SAMPLING_WARNED option that is set; with do_sample true they are checked as the warpers check them (a
+ * typical_p out of range names the file it came from).
  */
 function checkSampling(
   merged: Record<string, unknown>,
