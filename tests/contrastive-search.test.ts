@@ -119,6 +119,23 @@ describe('contrastive search', () => {
     expect(seen.size).toBeGreaterThan(3);
   });
 
+  it('candidates with equal scores rank the lower token first, as the reference\'s sort', async () => {
+    // logits on a grid of 0.5: most rows have ties inside their top_k and at its edge
+    const coarse: LogitsFn = (input, history) => fn(input, history).map((x) => Math.round(x * 2) / 2);
+    let ties = 0;
+    for (let input = 0; input < 3; input++) {
+      const row = Array.from(coarse(input, [0]));
+      ties += new Set(row).size < row.length ? 1 : 0;
+    }
+    expect(ties).toBeGreaterThan(0);
+    for (const k of [2, 3, 5]) {
+      const out = await generate(fakeStepper(coarse, hidden, vocab, 3, k), 3, options({ penalty_alpha: 0.4, top_k: k }));
+      const want = [0, 1, 2].map((b) => refContrastive(coarse, hidden, b, { k, alpha: 0.4, maxLength: 9, eos: 1, pad: 0 }));
+      const width = Math.max(...want.map((w) => w.length));
+      expect(out.sequences, `k ${k}`).toEqual(want.map((w) => [...w, ...new Array<number>(width - w.length).fill(0)]));
+    }
+  });
+
   it('with a vanishing α is greedy search; refuses a stepper without decoder outputs and top_k over the vocabulary', async () => {
     const greedy = await generate(fakeStepper(fn, hidden, vocab, 3, 1), 3, options({}));
     const near = await generate(fakeStepper(fn, hidden, vocab, 3, 4), 3, options({ penalty_alpha: 1e-12, top_k: 4 }));
