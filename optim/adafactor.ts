@@ -8,7 +8,7 @@
 import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adafactorStep, ADAFACTOR_DEFAULTS, checkAdafactorHyper, isFactored, type AdafactorHyper, type AdafactorSlotTensors } from '../kernels/adafactor.ts';
-import type { Optimizer } from './optimizer.ts';
+import { checkOptimizerParams, type Optimizer } from './optimizer.ts';
 
 /** HF's constructor arguments (camelCase); left out: HF's defaults. */
 export type AdafactorOptions = Partial<AdafactorHyper>;
@@ -43,14 +43,8 @@ export class Adafactor implements Optimizer {
     this.params = [...params];
     this.hyper = { ...ADAFACTOR_DEFAULTS, ...opts };
     checkAdafactorHyper(this.hyper);
-    const seen = new Map<GPUBuffer, number>();
-    this.params.forEach((p, i) => {
-      if (p.dtype !== 'f32') throw new TypeError(`Adafactor: parameter ${i} ${p.describe()} is not f32`);
-      isFactored(p.shape);
-      const j = seen.get(p.buffer);
-      if (j !== undefined) throw new Error(`Adafactor: parameter ${i} ${p.describe()} shares its storage with parameter ${j}`);
-      seen.set(p.buffer, i);
-    });
+    checkOptimizerParams('Adafactor', this.params);
+    for (const p of this.params) isFactored(p.shape); // rank 1 or 2 only
     this.slots = this.params.map(() => null);
   }
 

@@ -4,6 +4,7 @@
 import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adamwStep, checkHyper, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
+import { checkOptimizerParams } from './optimizer.ts';
 
 export interface AdamWOptions {
   /** learning rate; change it per step with `opt.lr = …` or `step(lr)` (a schedule sets it) */
@@ -61,15 +62,7 @@ export class AdamW {
     this.weightDecay = opts.weightDecay ?? 0.01;
     this.variant = opts.variant ?? 'torch';
     checkHyper(this.hyper());
-    // updates are in place: two entries on one buffer (the same tensor twice, or a view of it) would be
-    // updated twice per step; tied weights are one parameter
-    const seen = new Map<GPUBuffer, number>();
-    this.params.forEach((p, i) => {
-      if (p.dtype !== 'f32') throw new TypeError(`AdamW: parameter ${i} ${p.describe()} is not f32`);
-      const j = seen.get(p.buffer);
-      if (j !== undefined) throw new Error(`AdamW: parameter ${i} ${p.describe()} shares its storage with parameter ${j}`);
-      seen.set(p.buffer, i);
-    });
+    checkOptimizerParams('AdamW', this.params);
     this.slots = this.params.map(() => null);
   }
 

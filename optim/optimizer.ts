@@ -13,3 +13,18 @@ export interface Optimizer {
   /** Frees the optimizer's state (not the parameters). */
   dispose(): void;
 }
+
+/**
+ * The checks both optimizers make of their parameter list: f32 only, and no two entries on one buffer. Updates
+ * are in place, so two entries on one buffer (the same tensor twice, or a view of it) would be updated twice per
+ * step; tied weights are one parameter.
+ */
+export function checkOptimizerParams(optimizer: string, params: readonly Tensor[]): void {
+  const seen = new Map<GPUBuffer, number>();
+  params.forEach((p, i) => {
+    if (p.dtype !== 'f32') throw new TypeError(`${optimizer}: parameter ${i} ${p.describe()} is not f32`);
+    const j = seen.get(p.buffer);
+    if (j !== undefined) throw new Error(`${optimizer}: parameter ${i} ${p.describe()} shares its storage with parameter ${j}`);
+    seen.set(p.buffer, i);
+  });
+}

@@ -146,6 +146,7 @@ describe('Adafactor (optim/adafactor.ts)', () => {
     for (let i = 0; i < params.length; i++) expect(Array.from(await copies[i]!.toFloat32())).toEqual(Array.from(await params[i]!.toFloat32()));
     expect(() => new Adafactor(copies, { lr: 1, relativeStep: false, scaleParameter: false }).loadState(saved)).toThrow(/state was saved with/);
     expect(() => new Adafactor([zeros([2, 2, 2])], { lr: 1, relativeStep: false })).toThrow(/rank 1 or 2 only/);
+    expect(() => new Adafactor([copies[0]!, copies[0]!], { lr: 1, relativeStep: false })).toThrow(/Adafactor: parameter 1 .* shares its storage with parameter 0/);
     for (const o of [opt, resumed]) o.dispose();
     for (const p of [...params, ...copies]) p.dispose();
   });
