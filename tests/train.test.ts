@@ -11,11 +11,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { memory } from '../engine/tensor.ts';
 import { initModelFolder } from '../hf/init-model.ts';
-import { readSafetensors } from '../hf/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
-import { readTrainerState, findResumeFolder, OPTIMIZER_FILE } from '../train/checkpoint.ts';
+import { readAdafactorState, readOptimizerState, readTrainerState, findResumeFolder, OPTIMIZER_FILE } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
 import { evalCommand } from '../cli/eval.ts';
 import { evaluateFile } from '../train/evaluate.ts';
@@ -199,6 +199,21 @@ describe('training loop', () => {
       // the metrics of the resumed run continue the interrupted one's without repeats
       const logged = parseMetrics(readFileSync(resumed.metricsFile, 'utf8')).filter((l) => l.type === 'train').map((l) => l.step);
       expect(logged).toEqual([...Array(full.steps).keys()].map((i) => i + 1));
+      // a state tensor missing from optimizer.safetensors is named; the other optimizer's reader refuses the state
+      const last = resumed.lastDir;
+      const lastState = await readTrainerState(last);
+      const tensors = await readSafetensors(join(last, OPTIMIZER_FILE));
+      const adafactor = o.optim === 'adafactor';
+      tensors.delete(adafactor ? 'exp_avg_sq_col.shared.weight' : 'exp_avg_sq.shared.weight');
+      await writeSafetensors(join(last, OPTIMIZER_FILE), tensors);
+      const model = await fromPretrained(last);
+      try {
+        const [read, other] = adafactor ? [readAdafactorState, readOptimizerState] : [readOptimizerState, readAdafactorState];
+        await expect(read(last, model, lastState)).rejects.toThrow(`${OPTIMIZER_FILE}: ${adafactor ? 'the second moments' : 'moments'} of 'shared.weight' are missing`);
+        await expect(other(last, model, lastState)).rejects.toThrow(adafactor ? 'no AdamW state (the run used Adafactor)' : 'no Adafactor state (the run used AdamW)');
+      } finally {
+        model.dispose();
+      }
     });
   }
 

@@ -16,8 +16,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AdamW, AdamWState } from '../optim/adamw.ts';
-import { Adafactor, type AdafactorParamState, type AdafactorState } from '../optim/adafactor.ts';
+import type { AdamW, AdamWParamState, AdamWState } from '../optim/adamw.ts';
+import { Adafactor, type AdafactorState } from '../optim/adafactor.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
 import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
@@ -128,33 +128,42 @@ export interface TrainerState {
   options: Record<string, unknown>;
 }
 
-/** Adafactor's state tensors under HF's names (`optimizer.state[p]` keys), with the parameter's name. */
+/** Each optimizer's per-parameter state tensors: HF's `optimizer.state[p]` keys, and ours. A tensor is saved as
+ * `<HF key>.<parameter name>`. */
+const ADAMW_TENSORS = [['exp_avg', 'expAvg'], ['exp_avg_sq', 'expAvgSq']] as const;
 const ADAFACTOR_TENSORS = [['exp_avg_sq_row', 'expAvgSqRow'], ['exp_avg_sq_col', 'expAvgSqCol'], ['exp_avg_sq', 'expAvgSq'], ['exp_avg', 'expAvg']] as const;
+
+type StateTensors = Map<string, { shape: number[]; data: Float32Array }>;
+type ParamState<K extends string> = { step: number } & Partial<Record<K, Float32Array>>;
+
+/** Puts each updated parameter's state tensors (those it has) into `tensors`; returns the per-parameter steps
+ * (null: not updated yet). */
+function putParamStates<K extends string>(
+  params: ReadonlyArray<ParamState<K> | null>, table: ReadonlyArray<readonly [string, K]>, names: string[], tensors: StateTensors,
+): Array<number | null> {
+  params.forEach((p, i) => {
+    if (!p) return;
+    for (const [hfKey, key] of table) {
+      const data = p[key];
+      if (data) tensors.set(`${hfKey}.${names[i]}`, { shape: [data.length], data });
+    }
+  });
+  return params.map((p) => (p ? p.step : null));
+}
 
 /** The optimizer's tensors for optimizer.safetensors and its trainer_state.json entry. */
 async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Promise<{
-  tensors: Map<string, { shape: number[]; data: Float32Array }>; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>;
+  tensors: StateTensors; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>;
 }> {
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  const tensors: StateTensors = new Map();
   if (opt instanceof Adafactor) {
     const { params, ...hyper } = await opt.state();
-    params.forEach((p, i) => {
-      if (!p) return;
-      for (const [hfName, key] of ADAFACTOR_TENSORS) {
-        const data = p[key];
-        if (data) tensors.set(`${hfName}.${names[i]}`, { shape: [data.length], data });
-      }
-    });
-    return { tensors, format: 't5-webgpu-adafactor', entry: { adafactor: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } } };
+    const paramSteps = putParamStates(params, ADAFACTOR_TENSORS, names, tensors);
+    return { tensors, format: 't5-webgpu-adafactor', entry: { adafactor: { ...hyper, paramSteps } } };
   }
   const { params, ...hyper } = await opt.state();
-  params.forEach((p, i) => {
-    if (!p) return;
-    const shape = [p.expAvg.length];
-    tensors.set(`exp_avg.${names[i]}`, { shape, data: p.expAvg });
-    tensors.set(`exp_avg_sq.${names[i]}`, { shape, data: p.expAvgSq });
-  });
-  return { tensors, format: 't5-webgpu-adamw', entry: { adam: { ...hyper, paramSteps: params.map((p) => (p ? p.step : null)) } } };
+  const paramSteps = putParamStates(params, ADAMW_TENSORS, names, tensors);
+  return { tensors, format: 't5-webgpu-adamw', entry: { adam: { ...hyper, paramSteps } } };
 }
 
 /** Saves `OUT/last/` (model, optimizer state, trainer state), replacing the previous one safely. */
@@ -195,40 +204,41 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
   return s;
 }
 
+/** The per-parameter states saved in `dir`, in this model's parameter order (null: not updated yet); a state
+ * that is not `complete` throws, naming the parameter and `what` is missing. */
+async function readParamStates<K extends string>(
+  dir: string, model: T5ForConditionalGeneration, paramSteps: ReadonlyArray<number | null>, table: ReadonlyArray<readonly [string, K]>,
+  complete: (ps: ParamState<K>) => boolean, what: string,
+): Promise<Array<ParamState<K> | null>> {
+  const tensors = await readSafetensors(join(dir, OPTIMIZER_FILE));
+  return model.parameters().map(([name], i) => {
+    const step = paramSteps[i];
+    if (step === null || step === undefined) return null;
+    const arrays: Partial<Record<string, Float32Array>> = {};
+    for (const [hfKey, key] of table) {
+      const t = tensors.get(`${hfKey}.${name}`);
+      if (t) arrays[key] = t.data;
+    }
+    const ps = { step, ...arrays } as ParamState<K>;
+    if (!complete(ps)) throw new Error(`${dir}/${OPTIMIZER_FILE}: ${what} of '${name}' are missing`);
+    return ps;
+  });
+}
+
 /** The AdamW state saved in `dir` for this model's parameter order. */
 export async function readOptimizerState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdamWState> {
   if (!s.adam) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no AdamW state (the run used ${s.adafactor ? 'Adafactor' : 'another optimizer'})`);
-  const adam = s.adam;
-  const moments = await readSafetensors(join(dir, OPTIMIZER_FILE));
-  const params = model.parameters().map(([name], i) => {
-    const step = adam.paramSteps[i];
-    if (step === null || step === undefined) return null;
-    const m = moments.get(`exp_avg.${name}`);
-    const v = moments.get(`exp_avg_sq.${name}`);
-    if (!m || !v) throw new Error(`${dir}/${OPTIMIZER_FILE}: moments of '${name}' are missing`);
-    return { step, expAvg: m.data, expAvgSq: v.data };
-  });
-  const { paramSteps: _unused, ...hyper } = adam;
-  return { ...hyper, params };
+  const { paramSteps, ...hyper } = s.adam;
+  const params = await readParamStates(dir, model, paramSteps, ADAMW_TENSORS, (ps) => !!(ps.expAvg && ps.expAvgSq), 'moments');
+  return { ...hyper, params: params as Array<AdamWParamState | null> };
 }
 
 /** The Adafactor state saved in `dir` for this model's parameter order. */
 export async function readAdafactorState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdafactorState> {
   if (!s.adafactor) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no Adafactor state (the run used ${s.adam ? 'AdamW' : 'another optimizer'})`);
-  const saved = s.adafactor;
-  const tensors = await readSafetensors(join(dir, OPTIMIZER_FILE));
-  const params = model.parameters().map(([name], i): AdafactorParamState | null => {
-    const step = saved.paramSteps[i];
-    if (step === null || step === undefined) return null;
-    const ps: AdafactorParamState = { step };
-    for (const [hfName, key] of ADAFACTOR_TENSORS) {
-      const t = tensors.get(`${hfName}.${name}`);
-      if (t) ps[key] = t.data;
-    }
-    if (!ps.expAvgSq && !(ps.expAvgSqRow && ps.expAvgSqCol)) throw new Error(`${dir}/${OPTIMIZER_FILE}: the second moments of '${name}' are missing`);
-    return ps;
-  });
-  const { paramSteps: _unused, ...hyper } = saved;
+  const { paramSteps, ...hyper } = s.adafactor;
+  const params = await readParamStates(dir, model, paramSteps, ADAFACTOR_TENSORS,
+    (ps) => !!(ps.expAvgSq || (ps.expAvgSqRow && ps.expAvgSqCol)), 'the second moments');
   return { ...hyper, params };
 }
 
