@@ -11,6 +11,7 @@ import { DEVICE_FLAGS, openDevice } from './device-flags.ts';
 import { flagOptions, parseFlags, type Flags } from './flags.ts';
 import { train, type StepInfo, type TrainOptions } from '../train/trainer.ts';
 import { OPTIMIZERS } from '../train/train-options.ts';
+import { SCHEDULES } from '../optim/lr-schedule.ts';
 import { describeAnswerScores } from '../train/evaluate.ts';
 import { describeProfile, type ProfileReport } from '../train/profile.ts';
 
@@ -48,7 +49,7 @@ const TRAIN_FLAGS = {
   'grad-accum': { type: 'int', help: 'micro-batches per optimizer step', libraryDefault: '1', to: 'gradAccum' },
   optim: { type: 'string', choices: OPTIMIZERS, help: "optimizer: transformers' AdamW, or Adafactor as HF Trainer's optim=adafactor (factored moments: far less memory)", libraryDefault: 'adamw', to: 'optim' },
   lr: { type: 'number', help: 'learning rate', libraryDefault: '1e-4', to: 'lr' },
-  'lr-schedule': { type: 'string', choices: ['constant', 'linear', 'cosine'], help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
+  'lr-schedule': { type: 'string', choices: SCHEDULES, help: 'after the warm-up', libraryDefault: 'constant', to: 'lrSchedule' },
   'warmup-steps': { type: 'int', help: 'linear warm-up steps', libraryDefault: '0', to: 'warmupSteps' },
   'weight-decay': { type: 'number', help: 'decoupled weight decay', libraryDefault: '0', to: 'weightDecay' },
   'adam-eps': { type: 'number', help: 'AdamW epsilon', libraryDefault: '1e-6', to: 'adamEps' },

@@ -1,8 +1,8 @@
 // Learning rate per optimizer step, as transformers' schedules (LambdaLR factors times the base lr).
 // The tutorial's Lightning module used a constant rate with no warmup; that is the default here.
 
-export type ScheduleKind = 'constant' | 'linear' | 'cosine';
-const KINDS: readonly ScheduleKind[] = ['constant', 'linear', 'cosine'];
+export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
+export type ScheduleKind = (typeof SCHEDULES)[number];
 
 export interface LrSchedule {
   kind: ScheduleKind;
@@ -33,7 +33,7 @@ export function lrAt(s: LrSchedule, step: number): number {
 }
 
 export function checkSchedule(s: LrSchedule): void {
-  if (!KINDS.includes(s.kind)) throw new Error(`unknown learning-rate schedule '${s.kind}' (${KINDS.join(', ')})`);
+  if (!SCHEDULES.includes(s.kind)) throw new Error(`unknown learning-rate schedule '${s.kind}' (${SCHEDULES.join(', ')})`);
   if (!(s.lr > 0) || !Number.isFinite(s.lr)) throw new Error(`learning rate must be a positive number, got ${s.lr}`);
   if (!Number.isInteger(s.warmupSteps) || s.warmupSteps < 0) throw new Error(`warmup steps must be a non-negative integer, got ${s.warmupSteps}`);
   if (!Number.isInteger(s.totalSteps) || s.totalSteps < 0) throw new Error(`total steps must be a non-negative integer, got ${s.totalSteps}`);
