@@ -10,8 +10,13 @@
 // - hypothesis score = sum of log-probs / generated_len ** length_penalty, generated_len counting the tokens after
 //   the decoder start token INCLUDING the eos (4.36: `cur_len + 1 - decoder_prompt_len` for an eos candidate,
 //   `hyp.shape[-1] - decoder_prompt_len` at finalize); at most num_beams kept per input;
-// - an input is done when is_done() says so (early_stopping true / false / "never", 4.36 formulas below); a done
-//   input's rows then get pad tokens, score 0 and cache row 0 (HF's `next_beam_indices[batch_idx, :] = 0`);
+// - an input is done when is_done() says so (early_stopping true / false / "never", 4.36 formulas below) for the
+//   best running beam's score, as transformers' vectorized `_beam_search` (measured with 4.57) has it; 4.36's scorer
+//   passed the best candidate of the step, a finishing eos included. The two differ only when an eos candidate
+//   tops a step after num_beams hypotheses are kept (tests/generate-modes-golden.test.ts: a boosted eos with
+//   exponential_decay_length_penalty); every 4.36 golden case is the same under both. Group beam search keeps
+//   4.36's rule, as the scorer of its Hub code still does, and so does beam sampling (below). A done input's rows then get pad tokens, score 0 and
+//   cache row 0 (HF's `next_beam_indices[batch_idx, :] = 0`);
 // - stop when every input is done or the sequence reaches max_length; finalize() adds the still-running beams of
 //   inputs not done, takes the best num_return_sequences per input, appends eos_token_id[0] to the ones that ended
 //   in eos and pads the rest with pad_token_id.
@@ -77,7 +82,8 @@ export class BeamHypotheses {
 
   /**
    * Whether no running beam can still beat the worst kept hypothesis. `curLen` is the length the scores were
-   * computed for (HF 4.36: `input_ids.shape[-1] + 1`), `bestSumLogprobs` the best candidate score of the step.
+   * computed for (HF 4.36: `input_ids.shape[-1] + 1`), `bestSumLogprobs` the best running beam's score (or the best
+   * candidate's: BeamSearchScorer's `doneFrom`).
    */
   isDone(bestSumLogprobs: number, curLen: number, decoderPromptLen: number): boolean {
     if (this.beams.length < this.numBeams) return false;
@@ -236,7 +242,8 @@ export async function beamSearch(
 ): Promise<GenerationOutput> {
   checkBeamSearchArgs(batchSize, config);
   const vocab = stepper.vocabSize;
-  const scorer = new BeamSearchScorer(batchSize, config, vocab);
+  // beam sampling restates 4.36's beam_sample throughout (4.57 also moved its warpers before the beam score)
+  const scorer = new BeamSearchScorer(batchSize, config, vocab, undefined, config.doSample ? 'best-candidate' : 'best-running-beam');
   const rows = batchSize * config.numBeams;
   const processors = buildLogitsProcessors(config, DECODER_PROMPT_LEN, stepper.encoderInputIds);
   const sample = config.doSample ? { next: samplingStream(sampling), warpers: buildLogitsWarpers(config) } : null;
@@ -345,12 +352,17 @@ export class BeamSearchScorer {
   /** How many of the best candidates each input looks at per step (beam search; beam sampling draws 2 x beams). */
   readonly nCandidates: number;
 
-  /** `nCandidates`: the candidates walked per input and step (default: beam search's, or beam sampling's draws) */
+  /**
+   * `nCandidates`: the candidates walked per input and step (default: beam search's, or beam sampling's draws).
+   * `doneFrom`: the score is_done() weighs, the best running beam's (transformers' `_beam_search`) or the best
+   * candidate's, eos included (4.36's BeamSearchScorer, still group beam search's).
+   */
   constructor(
     batchSize: number,
     private readonly config: ResolvedGenerationConfig,
     private readonly vocab: number,
     nCandidates?: number,
+    private readonly doneFrom: 'best-running-beam' | 'best-candidate' = 'best-running-beam',
   ) {
     checkTokenIds(config, vocab);
     this.numBeams = config.numBeams;
@@ -381,8 +393,9 @@ export class BeamSearchScorer {
         next.tokens.fill(pad, first, first + this.numBeams);
         continue; // scores 0, cache row 0
       }
-      const bestScore = this.selectInputBeams(b, candidates(first), stepScores, beams, curLen, next, step);
-      this.done[b] = this.hyps[b]!.isDone(bestScore, curLen + 1, DECODER_PROMPT_LEN);
+      const bestCandidate = this.selectInputBeams(b, candidates(first), stepScores, beams, curLen, next, step);
+      const best = this.doneFrom === 'best-candidate' ? bestCandidate : next.scores[first]!;
+      this.done[b] = this.hyps[b]!.isDone(best, curLen + 1, DECODER_PROMPT_LEN);
     }
     return next;
   }

@@ -27,7 +27,7 @@ export async function groupBeamSearch(
   const rows = batchSize * numBeams;
   // each group is a beam search of `size` beams over its own rows (rows b*numBeams + g*size + k of the stepper)
   const groupConfig: ResolvedGenerationConfig = { ...config, numBeams: size };
-  const scorers = Array.from({ length: groups }, () => new BeamSearchScorer(batchSize, groupConfig, vocab, 2 * size));
+  const scorers = Array.from({ length: groups }, () => new BeamSearchScorer(batchSize, groupConfig, vocab, 2 * size, 'best-candidate'));
   let beams: RunningBeams[] = Array.from({ length: groups }, () => startBeams(batchSize * size, size, config.decoderStartTokenId, true));
   const encoderInputIds = stepper.encoderInputIds;
   const processors = buildLogitsProcessors(groupConfig, DECODER_PROMPT_LEN, encoderInputIds);

@@ -59,7 +59,8 @@ class TrackingStepper implements DecoderStepper {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reference: HF 4.36 beam search restated over plain arrays, one input at a time (inputs do not interact: a done
-// input only receives pads). Every candidate is scored and the whole list sorted.
+// input only receives pads), with one change of later versions: is_done weighs the best running beam, not the best
+// candidate (generate/beam-search.ts). Every candidate is scored and the whole list sorted.
 
 interface RefOptions {
   numBeams: number;
@@ -154,7 +155,9 @@ function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): 
     if (hyps.length >= K) {
       const worst = Math.min(...hyps.map((h) => h.score));
       const len = o.earlyStopping === 'never' && o.lengthPenalty > 0 ? o.maxLength - 1 : curLen;
-      done = o.earlyStopping === true || worst >= top[0]!.score / len ** o.lengthPenalty;
+      // the best running beam (transformers' vectorized _beam_search); beam sampling: 4.36's best candidate
+      const best = draws ? top[0]!.score : next[0]!.score;
+      done = o.earlyStopping === true || worst >= best / len ** o.lengthPenalty;
     }
     beams = next;
     curLen++;
