@@ -111,6 +111,26 @@ describe('T5 forward matches Hugging Face', () => {
     expect(where(logits, target, false).every((v) => v === 0)).toBe(true);
     expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
   });
+
+  // transformers' LabelSmoother (Trainer's label_smoothing_factor) on HF's logits of each case:
+  // fixtures/golden/label-smoothing.py
+  const smoothed = JSON.parse(readFileSync(`${dir}label-smoothing.json`, 'utf8')).losses as Array<{
+    case: string; label_smoothing_factor: number; loss: number;
+  }>;
+  it('the loss with label smoothing, as HF Trainer\'s LabelSmoother: every case, two factors, with and without skipPadding', async () => {
+    expect(smoothed.length).toBe(2 * golden.length);
+    for (const s of smoothed) {
+      const c = golden.find((g) => g.name === s.case)!;
+      // the factor moves the loss by far more than the tolerance (a smoother that did nothing fails)
+      expect(Math.abs(s.loss - c.loss) / c.loss, s.case).toBeGreaterThan(1e-4);
+      for (const skipPadding of [false, true]) {
+        const loss = tidy(() => model.forward(batchOf(c), { skipPadding, labelSmoothing: s.label_smoothing_factor }).loss!);
+        const got = await loss.item();
+        loss.dispose();
+        expect(Math.abs(got - s.loss) / s.loss, `${s.case} ε ${s.label_smoothing_factor} skipPadding ${skipPadding}`).toBeLessThanOrEqual(1e-5);
+      }
+    }
+  });
 });
 
 describe('T5 training step matches Hugging Face', () => {
