@@ -58,6 +58,7 @@ const PREDICT_FLAGS = {
   temperature: { type: 'number', help: 'with --do-sample: the logits are divided by X (> 0)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.temperature' },
   'top-k': { type: 'int', min: 0, help: 'with --do-sample: only the K most likely tokens; 0: no limit (with --penalty-alpha: the candidates)', libraryDefault: `${FROM_FOLDER} 50`, to: 'generation.top_k' },
   'top-p': { type: 'number', help: 'with --do-sample: only the most likely tokens up to probability X (nucleus)', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.top_p' },
+  'min-p': { type: 'number', help: 'with --do-sample: tokens less likely than X times the most likely one are dropped (0 <= X <= 1)', libraryDefault: `${FROM_FOLDER} off`, to: 'generation.min_p' },
   'typical-p': { type: 'number', help: 'with --do-sample: locally typical sampling, the most typical tokens up to probability X', libraryDefault: `${FROM_FOLDER} 1`, to: 'generation.typical_p' },
   'epsilon-cutoff': { type: 'number', help: 'with --do-sample: tokens less likely than X are dropped (0 < X < 1)', libraryDefault: `${FROM_FOLDER} 0`, to: 'generation.epsilon_cutoff' },
   'eta-cutoff': { type: 'number', help: 'with --do-sample: eta sampling with cutoff X (0 < X < 1)', libraryDefault: `${FROM_FOLDER} 0`, to: 'generation.eta_cutoff' },
@@ -77,10 +78,14 @@ function generationOptions(opts: Partial<PredictFileOptions>): GenerationOptions
   return g;
 }
 
-/** Generation errors use HF's option names (`num_return_sequences`); the user typed --num-return-sequences. */
+/** Generation errors use HF's option names (`num_return_sequences`); the user typed --num-return-sequences. An
+ * option with no flag (`stop_strings` from a generation_config.json) keeps its HF name. */
 function withFlagNames(e: unknown): Error {
   const err = e as Error;
-  const msg = (err.message ?? String(e)).replace(/`([a-z_]+)`/g, (_, name: string) => `--${name.replace(/_/g, '-')}`);
+  const msg = (err.message ?? String(e)).replace(/`([a-z_]+)`/g, (all, name: string) => {
+    const flag = name.replace(/_/g, '-');
+    return flag in PREDICT_FLAGS ? `--${flag}` : all;
+  });
   return new Error(msg.startsWith('predict:') ? msg : `predict: ${msg}`);
 }
 

@@ -19,7 +19,7 @@ export const GENERATION_CONFIG_FILE = 'generation_config.json';
 /** Attributes HF annotates as Python floats: written 2.0, not 2, even when given as an integral number. */
 const FLOAT_KEYS = new Set([
   'length_penalty', 'diversity_penalty', 'repetition_penalty', 'encoder_repetition_penalty', 'temperature', 'top_p',
-  'typical_p', 'epsilon_cutoff', 'eta_cutoff', 'penalty_alpha', 'guidance_scale', 'max_time',
+  'min_p', 'typical_p', 'epsilon_cutoff', 'eta_cutoff', 'penalty_alpha', 'guidance_scale', 'max_time',
 ]);
 
 /** HF's bookkeeping, recomputed on every write rather than carried over. */

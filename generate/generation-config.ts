@@ -3,7 +3,7 @@
 // decoder start token.
 //
 // Searches: greedy (num_beams 1), beam search (num_beams > 1), sampling (do_sample, num_beams 1, with HF's
-// temperature, top_k, top_p, typical_p, epsilon_cutoff and eta_cutoff warpers), beam sampling (both), group
+// temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff and eta_cutoff warpers; min_p is 4.39's), beam sampling (both), group
 // beam search (num_beam_groups) and contrastive search (penalty_alpha with top_k); HF's logits processors
 // (logits-processors.ts) and its max_time stop apply to every one of them.
 //
@@ -57,6 +57,9 @@ export interface GenerationOptions {
   top_k?: number | null;
   /** Sampling: only the smallest set of most likely tokens whose probability reaches top_p; default 1 (off). */
   top_p?: number | null;
+  /** Sampling: tokens less likely than min_p times the most likely one are dropped (HF's MinPLogitsWarper, from
+   * transformers 4.39), in [0, 1]; null: off (the default). */
+  min_p?: number | null;
   /** Sampling: locally typical sampling's mass (HF's TypicalLogitsWarper) below 1; default 1 (off). */
   typical_p?: number | null;
   /** Sampling: tokens less likely than this are dropped (HF's EpsilonLogitsWarper) when in (0, 1); default 0. */
@@ -131,6 +134,8 @@ export interface ResolvedGenerationConfig {
   topK: number;
   /** 1: no TopPLogitsWarper. */
   topP: number;
+  /** null: no MinPLogitsWarper. */
+  minP: number | null;
   /** 1: no TypicalLogitsWarper. */
   typicalP: number;
   /** 0: no EpsilonLogitsWarper. */
@@ -187,6 +192,7 @@ export const GENERATION_DEFAULTS = {
   temperature: 1.0,
   top_k: 50,
   top_p: 1.0,
+  min_p: null,
   typical_p: 1.0,
   epsilon_cutoff: 0.0,
   eta_cutoff: 0.0,
@@ -219,6 +225,13 @@ const UNSUPPORTED_OFF: Readonly<Record<string, unknown>> = {
   constraints: null,
   guidance_scale: null,
   low_memory: null,
+  // later transformers' options that change what generate returns (a generation_config.json saved by a recent
+  // version may hold them): stop strings need the tokenizer inside the search; DoLa and token healing are for
+  // decoder-only models; a watermark changes the scores
+  stop_strings: null,
+  dola_layers: null,
+  token_healing: false,
+  watermarking_config: null,
   output_attentions: false,
   output_hidden_states: false,
 };
@@ -346,6 +359,11 @@ function checkOption(key: string, v: unknown, source?: string): unknown {
       return v;
     case 'top_k':
       return v === null ? 0 : checkInt(key, v, 0, source);
+    case 'min_p':
+      // the warper's range [0, 1] is checked when sampling uses it (checkSampling)
+      if (v === null) return null;
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, `must be a finite number or null, got ${show(v)}`, source);
+      return v;
     case 'typical_p':
       // the warper's range (0, 1) is checked when sampling uses it (checkSampling)
       if (v === null) return 1.0;
@@ -594,7 +612,9 @@ function checkEncoderPenalty(merged: Record<string, unknown>, rowsPerInput: numb
 
 /** Sampling options that HF's GenerationConfig.validate() warns about when do_sample is false (and
  * save_pretrained then refuses), with the value that leaves each off. */
-export const SAMPLING_WARNED: Readonly<Record<string, number>> = { temperature: 1, top_p: 1, typical_p: 1, epsilon_cutoff: 0, eta_cutoff: 0 };
+export const SAMPLING_WARNED: Readonly<Record<string, number | null>> = {
+  temperature: 1, top_p: 1, min_p: null, typical_p: 1, epsilon_cutoff: 0, eta_cutoff: 0,
+};
 
 /**
  * The warpers' settings. With do_sample false HF ignores them and GenerationConfig.validate() warns about each
@@ -606,7 +626,7 @@ function checkSampling(
   doSample: boolean,
   sourceOf: (key: string) => string | undefined,
   warnings: string[],
-): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP' | 'typicalP' | 'epsilonCutoff' | 'etaCutoff'> {
+): Pick<ResolvedGenerationConfig, 'temperature' | 'topK' | 'topP' | 'minP' | 'typicalP' | 'epsilonCutoff' | 'etaCutoff'> {
   const temperature = merged.temperature as number;
   const topK = merged.top_k as number;
   const topP = merged.top_p as number;
@@ -615,14 +635,16 @@ function checkSampling(
     const unused = (flag: string, value: unknown) =>
       warnings.push(`\`do_sample\` is false, but \`${flag}\` is ${value}: it is only used when sampling (HF warns the same). Set \`do_sample\` or unset \`${flag}\`.`);
     for (const [key, off] of Object.entries(SAMPLING_WARNED)) if (merged[key] !== off) unused(key, merged[key]);
-    return { temperature: 1, topK: 0, topP: 1, typicalP: 1, epsilonCutoff: 0, etaCutoff: 0 };
+    return { temperature: 1, topK: 0, topP: 1, minP: null, typicalP: 1, epsilonCutoff: 0, etaCutoff: 0 };
   }
   if (!(temperature > 0)) fail('temperature', `(=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
   if (typicalP < 1 && !(typicalP > 0)) fail('typical_p', `has to be a float > 0 and < 1, but is ${typicalP}`, sourceOf('typical_p'));
+  const minP = merged.min_p as number | null;
+  if (minP !== null && !(minP >= 0 && minP <= 1)) fail('min_p', `has to be a float in the [0, 1] interval, but is ${minP}`, sourceOf('min_p'));
   // HF adds the epsilon and eta warpers only for cutoffs in (0, 1)
   const cutoff = (key: string) => {
     const v = merged[key] as number;
     return v > 0 && v < 1 ? v : 0;
   };
-  return { temperature, topK, topP, typicalP: Math.min(typicalP, 1), epsilonCutoff: cutoff('epsilon_cutoff'), etaCutoff: cutoff('eta_cutoff') };
+  return { temperature, topK, topP, minP, typicalP: Math.min(typicalP, 1), epsilonCutoff: cutoff('epsilon_cutoff'), etaCutoff: cutoff('eta_cutoff') };
 }

@@ -1,18 +1,22 @@
 // The logits warpers HF 4.36's `_get_logits_warper` builds for sampling (`do_sample`), in its order: temperature,
-// top-k, top-p, typical, epsilon, eta (then LogitNormalization with renormalize_logits). They run after the
+// top-k, top-p, min-p (4.39's, placed as later versions place it), typical, epsilon, eta (then LogitNormalization
+// with renormalize_logits). They run after the
 // logits processors, in place on scores [rows, vocab] (the LogitsProcessor signature), and set every token they
 // remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1, or 2 for beam sampling.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import { checkShape, logitNormalizationProcessor, type LogitsProcessor } from './logits-processors.ts';
 
-/** HF TemperatureLogitsWarper: scores / temperature (float32, as torch divides a float32 tensor). */
+/** HF TemperatureLogitsWarper: scores / temperature in float32, the temperature rounded to float32 first, as torch
+ * divides a float32 tensor by a Python float (dividing by the float64 0.7 differs in the last bit for a fifth of
+ * the scores: tests/logits-warpers-golden.test.ts). */
 export function temperatureWarper(temperature: number): LogitsProcessor {
   if (!(typeof temperature === 'number' && Number.isFinite(temperature) && temperature > 0)) {
     throw new RangeError(`\`temperature\` (=${temperature}) has to be a strictly positive float, otherwise your next token scores will be invalid.`);
   }
+  const t = Math.fround(temperature);
   return (inputIds, scores, vocab) => {
     checkShape('TemperatureLogitsWarper', inputIds, scores, vocab);
-    for (let i = 0; i < scores.length; i++) scores[i] = scores[i]! / temperature;
+    for (let i = 0; i < scores.length; i++) scores[i] = scores[i]! / t;
   };
 }
 
@@ -237,6 +241,16 @@ function cutoffWarper(name: string, cutoff: (p: Float64Array, logp: Float64Array
   };
 }
 
+/** HF MinPLogitsWarper (transformers >= 4.39): drop tokens less likely than minP times the row's most likely one. */
+export function minPWarper(minP: number, minTokensToKeep = 1): LogitsProcessor {
+  if (!(minP >= 0 && minP <= 1)) throw new RangeError(`\`min_p\` has to be a float in the [0, 1] interval, but is ${minP}`);
+  return cutoffWarper('MinPLogitsWarper', (p) => {
+    let top = 0;
+    for (let i = 0; i < p.length; i++) if (p[i]! > top) top = p[i]!;
+    return minP * top;
+  }, minTokensToKeep);
+}
+
 /** HF EpsilonLogitsWarper (truncation sampling): drop tokens less likely than epsilon. */
 export function epsilonWarper(epsilon: number, minTokensToKeep = 1): LogitsProcessor {
   if (!(epsilon > 0 && epsilon < 1)) throw new RangeError(`\`epsilon_cutoff\` has to be a float > 0 and < 1, but is ${epsilon}`);
@@ -263,6 +277,7 @@ export function buildLogitsWarpers(config: ResolvedGenerationConfig): LogitsProc
   if (config.temperature !== 1) out.push(temperatureWarper(config.temperature));
   if (config.topK !== 0) out.push(topKWarper(config.topK, keep));
   if (config.topP < 1) out.push(topPWarper(config.topP, keep));
+  if (config.minP !== null) out.push(minPWarper(config.minP, keep));
   if (config.typicalP < 1) out.push(typicalWarper(config.typicalP, keep));
   if (config.epsilonCutoff > 0) out.push(epsilonWarper(config.epsilonCutoff, keep));
   if (config.etaCutoff > 0) out.push(etaWarper(config.etaCutoff, keep));

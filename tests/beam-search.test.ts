@@ -113,7 +113,7 @@ function refBeamOne(fn: LogitsFn, input: number, vocab: number, o: RefOptions): 
   // beam sampling starts every beam alive
   let beams = Array.from({ length: K }, (_, k) => ({ tokens: [o.start], score: k === 0 || o.sample ? 0 : -1e9, path: [] as number[], trans: [] as number[] }));
   const draws = o.sample ? mulberry32(o.sample.seed) : null;
-  const warp = (x: number) => (o.sample ? Math.fround(x / o.sample.temperature) : x);
+  const warp = (x: number) => (o.sample ? Math.fround(x / Math.fround(o.sample.temperature)) : x);
   const hyps: RefHyp[] = [];
   let order = 0;
   const add = (tokens: number[], sum: number, genLen: number, path: number[], trans: number[], eos?: number): void => {

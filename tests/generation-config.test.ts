@@ -88,6 +88,13 @@ describe('generation config', () => {
     expect(await loadGenerationConfig(beamSample)).toMatchObject({ doSample: true, numBeams: 4 });
     const typicalOff = await folder({ 'generation_config.json': { ...T5, do_sample: false, typical_p: 0.9 } });
     expect((await loadGenerationConfig(typicalOff)).doSample).toBe(false);
+    // a recent transformers' file: min_p is read (sampling) and stop strings are refused, not skipped
+    const minP = await folder({ 'generation_config.json': { ...T5, do_sample: true, min_p: 0.05 } });
+    expect((await loadGenerationConfig(minP)).minP).toBe(0.05);
+    const stops = await folder({ 'generation_config.json': { ...T5, stop_strings: ['.'] } });
+    await expect(loadGenerationConfig(stops)).rejects.toThrow(/`stop_strings` is not supported.*generation_config\.json/);
+    const stopsOff = await folder({ 'generation_config.json': { ...T5, stop_strings: null, min_p: null, token_healing: false } });
+    expect((await loadGenerationConfig(stopsOff)).minP).toBeNull();
     const bad = await folder({ 'generation_config.json': '{"eos_token_id": 1,' });
     await expect(loadGenerationConfig(bad)).rejects.toThrow(/generation_config\.json: not valid JSON/);
     const arr = await folder({ 'generation_config.json': '[1]' });
@@ -129,11 +136,13 @@ describe('generation config', () => {
     expect(resolveGenerationConfig(T5, { do_sample: true, top_k: null, top_p: null, temperature: 0.5, max_length: 20 }))
       .toMatchObject({ topK: 0, topP: 1, temperature: 0.5 });
     // without do_sample the warpers are off whatever their values, and HF's validate() warns about two of them
-    const off = resolveGenerationConfig(T5, { temperature: 0.7, top_p: 0.9, top_k: 5, max_length: 20 });
-    expect(off).toMatchObject({ doSample: false, temperature: 1, topK: 0, topP: 1 });
+    const off = resolveGenerationConfig(T5, { temperature: 0.7, top_p: 0.9, top_k: 5, min_p: 0, max_length: 20 });
+    expect(off).toMatchObject({ doSample: false, temperature: 1, topK: 0, topP: 1, minP: null });
     expect(off.warnings).toEqual([
       expect.stringMatching(/^`do_sample` is false, but `temperature` is 0.7: it is only used when sampling/),
       expect.stringMatching(/^`do_sample` is false, but `top_p` is 0.9: it is only used when sampling/),
+      // HF warns about any min_p that is set, 0 included
+      expect.stringMatching(/^`do_sample` is false, but `min_p` is 0: it is only used when sampling/),
     ]);
   });
 
@@ -183,6 +192,11 @@ describe('generation config', () => {
     [{ typical_p: 'x' }, /`typical_p` must be a finite number, got "x"/],
     [{ do_sample: true, typical_p: 0 }, /^generate: `typical_p` has to be a float > 0 and < 1, but is 0$/],
     [{ eta_cutoff: Number.NaN }, /`eta_cutoff` must be a finite number/],
+    [{ min_p: 'x' }, /`min_p` must be a finite number or null, got "x"/],
+    [{ do_sample: true, min_p: 1.5 }, /^generate: `min_p` has to be a float in the \[0, 1\] interval, but is 1.5$/],
+    [{ stop_strings: ['the end'] }, /`stop_strings` is not supported/],
+    [{ dola_layers: 'low' }, /`dola_layers` is not supported/],
+    [{ token_healing: true }, /`token_healing` is not supported/],
     [{ num_beam_groups: 2 }, /`num_beam_groups` has to be smaller or equal to `num_beams` \(1\), but is 2/],
     [{ num_beam_groups: 2, num_beams: 3, diversity_penalty: 1 }, /`num_beams` should be divisible by `num_beam_groups` for group beam search/],
     [{ num_beam_groups: 2, num_beams: 4 }, /`diversity_penalty` should be greater than `0.0`, otherwise your beam groups will be identical/],

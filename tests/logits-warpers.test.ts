@@ -3,7 +3,7 @@
 // and ties. The warpers' outputs are compared exactly: they only divide (temperature) or set -inf.
 import { describe, expect, it } from 'vitest';
 import {
-  buildLogitsWarpers, epsilonWarper, etaWarper, kthLargest, temperatureWarper, topKWarper, topPWarper, typicalWarper,
+  buildLogitsWarpers, epsilonWarper, etaWarper, kthLargest, minPWarper, temperatureWarper, topKWarper, topPWarper, typicalWarper,
 } from '../generate/logits-warpers.ts';
 import { resolveGenerationConfig } from '../generate/generation-config.ts';
 import { mulberry32 } from './helpers/random-data.ts';
@@ -48,9 +48,9 @@ describe('logits warpers', () => {
     }
   });
 
-  it('temperature divides in float32', () => {
+  it('temperature divides in float32, by the float32 temperature (torch)', () => {
     const s = randomScores(1, 3, 13, true);
-    const want = s.map((x) => Math.fround(x / 0.7));
+    const want = s.map((x) => Math.fround(x / Math.fround(0.7)));
     temperatureWarper(0.7)(noHistory(3), s, 13);
     expect(s).toEqual(want);
     expect(() => temperatureWarper(0)).toThrow(/`temperature` \(=0\) has to be a strictly positive float/);
@@ -120,6 +120,25 @@ describe('logits warpers', () => {
     });
     for (const w of buildLogitsWarpers(c)) w(noHistory(2), s, 31);
     expect(Array.from(s)).toEqual(want);
+  });
+
+  it('builds min_p right after top_p (later transformers\' order), with beam sampling\'s two tokens kept', () => {
+    const T5 = { decoder_start_token_id: 0, eos_token_id: 1, pad_token_id: 0, max_length: 20 };
+    const scores = randomScores(5, 2, 37);
+    const run = (o: Record<string, unknown>, rows: number) => {
+      const s = scores.slice(0, rows * 37);
+      for (const w of buildLogitsWarpers(resolveGenerationConfig(T5, { do_sample: true, top_k: 0, ...o }))) w(noHistory(rows), s, 37);
+      return Array.from(s);
+    };
+    // min_p 0.3 after top_p 0.9: min_p's threshold is taken over what top_p left (the same top token)
+    const byHand = Float32Array.from(scores);
+    topPWarper(0.9)(noHistory(2), byHand, 37);
+    minPWarper(0.3)(noHistory(2), byHand, 37);
+    expect(run({ top_p: 0.9, min_p: 0.3 }, 2)).toEqual(Array.from(byHand));
+    expect(run({ min_p: 0.3 }, 2).filter((x) => x > -Infinity).length).toBeGreaterThan(0);
+    // num_beams 2: min_p 1 keeps two tokens per row
+    const kept = run({ min_p: 1, num_beams: 2 }, 2);
+    expect([0, 1].map((r) => kept.slice(r * 37, (r + 1) * 37).filter((x) => x > -Infinity).length)).toEqual([2, 2]);
   });
 
   it('renormalize_logits ends the warpers with a log_softmax too (HF 4.36 _get_logits_warper), only when sampling', () => {

@@ -3,7 +3,7 @@
 // one row per input in file order, the answer column kept, atomic output), batching invariance, the stored
 // preprocessing, and one test per refused option. Ids are compared exactly; scores within 1e-4 absolute (the
 // golden README's beam-score tolerance; a greedy score is a mean of float32 log-probabilities of size ~10).
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -414,6 +414,7 @@ describe('engine-cli predict (in process)', () => {
     [['--input', 'x', '--num-beams', '-1'], /--num-beams: expected a positive integer, got '-1'/],
     [['--data', csvFile], /--output is required with --data/],
     [['--data', csvFile, '--output', 'x.csv', '--batch-size', '0'], /--batch-size: expected a positive integer/],
+    [['--input', 'x', '--do-sample', '--min-p', '1.5'], /--min-p has to be a float in the \[0, 1\] interval, but is 1.5/],
   ];
   for (const [args, re] of bad) {
     it(`refuses ${args.join(' ')}`, async () => {
@@ -424,6 +425,14 @@ describe('engine-cli predict (in process)', () => {
   it('refuses num_return_sequences above the default 4 beams, with the flag names', async () => {
     await expect(predictCommand(['--model', dir, '--input', 'x', '--num-return-sequences', '5', '--quiet']))
       .rejects.toThrow(/--num-return-sequences has to be smaller or equal to --num-beams \(4\)/);
+  });
+
+  it('names an option of the folder\'s generation_config.json that has no flag by its HF name', async () => {
+    const copy = join(tmp, 'stop-strings-model');
+    cpSync(dir, copy, { recursive: true });
+    const file = join(copy, 'generation_config.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), stop_strings: ['.'] }));
+    await expect(predictCommand(['--model', copy, '--input', 'x', '--quiet'])).rejects.toThrow(/`stop_strings` is not supported, got \["\."\] \(from .*generation_config\.json\)/);
   });
 
   it('checks --data and --output before the model (a Hub download should not come first)', async () => {
