@@ -46,7 +46,7 @@ describe('engine-cli <command> --help', () => {
     expect(bench).toMatch(/--sizes A,B /);
     expect(bench).toMatch(/--backend vulkan\|metal\|d3d12/);
     const train = help.get('train')!;
-    for (const flag of ['--lr X', '--adam-betas B1,B2', '--no-fillna', '--eval-max-new-tokens N', '--resume OUT', '-q, --quiet', '--lr-schedule constant|linear|cosine']) {
+    for (const flag of ['--lr X', '--adam-betas B1,B2', '--no-fillna', '--eval-max-new-tokens N', '--resume OUT', '-q, --quiet', '--lr-schedule constant|constant_with_warmup|linear|cosine|cosine_with_restarts|polynomial|inverse_sqrt', '--warmup-ratio X']) {
       expect(train).toContain(flag);
     }
     expect(train).toMatch(/--epochs N .*\(default: 5\)/);

@@ -298,14 +298,14 @@ describe('training loop', () => {
     try {
       await trainCommand(['--data', data, '--model', base, '--out', out, '--limit', '8', '--valid-split', '0.25', '--max-steps', '2',
         '--batch-size', '3', '--eval-batch-size', '2', '--eval-limit', '1', '--eval-max-new-tokens', '2', '--max-source-length', '48',
-        '--max-target-length', '8', '--no-shuffle', '--dropout', '0', '--lr-schedule', 'linear', '--warmup-steps', '1', '--json', '--quiet',
+        '--max-target-length', '8', '--no-shuffle', '--dropout', '0', '--lr-schedule', 'linear', '--warmup-ratio', '0.5', '--json', '--quiet',
         '--optim', 'adafactor', '--label-smoothing', '0.1']);
       const a = JSON.parse(String(write.mock.calls.at(-1)![0])) as Record<string, unknown>;
       expect(a.steps).toBe(2);
       expect(a.interrupted).toBe(false);
       expect(typeof a.loss).toBe('number');
       const lrs = parseMetrics(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).filter((l) => l.type === 'train').map((l) => l.lr);
-      // linear schedule, warmup 1 over 2 steps: lr 0 at step 0, then 1e-4 * (2 - 1) / (2 - 1)
+      // linear schedule, warm-up ratio 0.5 of 2 steps = 1 step: lr 0 at step 0, then 1e-4 * (2 - 1) / (2 - 1)
       expect(lrs).toEqual([0, 1e-4]);
       const saved = await readTrainerState(join(out, 'last'));
       expect(saved.options).toMatchObject({ optim: 'adafactor', labelSmoothing: 0.1 });

@@ -48,6 +48,8 @@ export interface TrainOptions {
   lrSchedule?: ScheduleKind;
   /** default 0 */
   warmupSteps?: number;
+  /** HF's warmup_ratio: with warmupSteps 0, ceil(ratio x total steps) warm-up steps; default 0 */
+  warmupRatio?: number;
   /** micro-batches per optimizer step, default 1 */
   gradAccum?: number;
   /** max global gradient norm; default none (Lightning's default) */
@@ -103,7 +105,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     limit: o.limit, csv: o.csv ?? {}, onBadRow: o.onBadRow ?? 'skip', maxSourceLength: o.maxSourceLength ?? 512,
     maxTargetLength: o.maxTargetLength ?? 128, epochs: o.epochs ?? 5, maxSteps: o.maxSteps, batchSize: o.batchSize ?? 8,
     evalBatchSize: o.evalBatchSize ?? 2, optim: o.optim ?? 'adamw', lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
-    adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0,
+    adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0, warmupRatio: o.warmupRatio ?? 0,
     gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, labelSmoothing: o.labelSmoothing ?? 0, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,
     evalMaxNewTokens: o.evalMaxNewTokens ?? o.maxTargetLength ?? 128, saveTopK: o.saveTopK ?? 2, earlyStoppingPatience: o.earlyStoppingPatience, earlyStoppingThreshold: o.earlyStoppingThreshold ?? 0, saveEvery: o.saveEvery, timeLimit: o.timeLimit,
@@ -131,6 +133,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (r.timeLimit !== undefined && !(r.timeLimit > 0)) throw new Error(`time limit must be > 0 seconds, got ${r.timeLimit}`);
   if (!(r.validSplit >= 0 && r.validSplit < 1)) throw new Error(`valid split must be in [0, 1), got ${r.validSplit}`);
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new Error(`dropout must be in [0, 1), got ${r.dropout}`);
+  if (!(r.warmupRatio >= 0 && r.warmupRatio <= 1)) throw new Error(`warmup ratio must lie in range [0, 1], got ${r.warmupRatio}`);
   if (!(r.labelSmoothing >= 0 && r.labelSmoothing < 1)) throw new Error(`label smoothing must be in [0, 1), got ${r.labelSmoothing}`);
   if (r.clipGradNorm !== undefined && !(r.clipGradNorm > 0)) throw new Error(`clip grad norm must be > 0, got ${r.clipGradNorm}`);
   if (!OPTIMIZERS.includes(r.optim)) throw new Error(`optim must be one of ${OPTIMIZERS.join(', ')}, got ${String(r.optim)}`);
@@ -142,8 +145,10 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
 
 /** `--resume`: the run continues with the options it started with; only how long it runs may change. */
 export function resumedOptions(saved: ResolvedTrainOptions, given: TrainOptions): ResolvedTrainOptions {
+  // runs saved before 'constant_with_warmup' existed warmed up under the name 'constant'
+  const lrSchedule = saved.lrSchedule === 'constant' && saved.warmupSteps > 0 ? 'constant_with_warmup' : saved.lrSchedule;
   return resolveTrainOptions({
-    ...saved, out: given.out,
+    ...saved, lrSchedule, out: given.out,
     ...(given.epochs !== undefined ? { epochs: given.epochs } : {}),
     ...(given.maxSteps !== undefined ? { maxSteps: given.maxSteps } : {}),
     ...(given.timeLimit !== undefined ? { timeLimit: given.timeLimit } : {}),

@@ -293,7 +293,9 @@ function planRun(o: ResolvedTrainOptions, data: PreparedData): RunPlan {
   const stepsPerEpoch = Math.ceil(batchesPerEpoch / o.gradAccum);
   const totalSteps = o.maxSteps ?? stepsPerEpoch * o.epochs;
   const epochs = o.maxSteps !== undefined ? Math.ceil(o.maxSteps / stepsPerEpoch) : o.epochs;
-  const schedule: LrSchedule = { kind: o.lrSchedule, lr: o.lr, warmupSteps: o.warmupSteps, totalSteps };
+  // HF's TrainingArguments.get_warmup_steps: warmup_steps when set, else ceil(total x warmup_ratio)
+  const warmupSteps = o.warmupSteps > 0 ? o.warmupSteps : Math.ceil(totalSteps * o.warmupRatio);
+  const schedule: LrSchedule = { kind: o.lrSchedule, lr: o.lr, warmupSteps, totalSteps };
   checkSchedule(schedule);
   return { orderOptions, lengths, stepsPerEpoch, totalSteps, epochs, schedule };
 }
@@ -302,7 +304,7 @@ function logPlan({ o, model, data, plan, log }: Run): void {
   log(describePadding(paddingStats(data.train, epochBatches(plan.lengths, 0, plan.orderOptions), o.maxSourceLength, o.maxTargetLength)));
   log(`training: ${model.parameters().reduce((n, [, p]) => n + p.size, 0).toLocaleString('en-US')} parameters, ` +
     `${plan.totalSteps} steps (${plan.stepsPerEpoch} per epoch, batch ${o.batchSize}${o.gradAccum > 1 ? ` x ${o.gradAccum} accumulated` : ''}), ` +
-    `${o.optim === 'adafactor' ? 'Adafactor' : 'AdamW'} lr ${o.lr} (${o.lrSchedule}${o.warmupSteps ? `, warmup ${o.warmupSteps}` : ''}), seed ${o.seed}`);
+    `${o.optim === 'adafactor' ? 'Adafactor' : 'AdamW'} lr ${o.lr} (${o.lrSchedule}${plan.schedule.warmupSteps ? `, warmup ${plan.schedule.warmupSteps}` : ''}), seed ${o.seed}`);
 }
 
 /** The counters to start from: zeros, or the resumed checkpoint's (its moments loaded, the metrics lines written
