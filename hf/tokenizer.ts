@@ -26,7 +26,7 @@ export interface EncodeOptions {
 }
 
 export interface DecodeOptions {
-  /** Drop `<pad>`, `</s>` and `<extra_id_N>` (default true). When false they are written out as HF does. */
+  /** Drop `<pad>`, `</s>`, `<unk>` and `<extra_id_N>` (default true). When false they are written out as HF does. */
   skipSpecialTokens?: boolean;
 }
 
@@ -181,14 +181,16 @@ export class T5Tokenizer {
   }
 
   /**
-   * Text of the ids. With skipSpecialTokens (default) pad, eos, sentinels and unused rows are dropped
-   * and the rest is SentencePiece's decoding: `<unk>` comes out as " ⁇ " (HF would drop it), and no
-   * tokenization-space clean-up is done. Without it, specials are written as HF's slow tokenizer does.
+   * Text of the ids. With skipSpecialTokens (default) pad, eos, unk, sentinels and unused rows are dropped, as
+   * HF drops its all_special_ids (SentencePiece alone would write `<unk>` as " ⁇ "), and the rest is
+   * SentencePiece's decoding; no tokenization-space clean-up is done. Without it, specials are written as HF's
+   * slow tokenizer does.
    */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const list = Array.from(ids);
     list.forEach((id, i) => this.checkId(id, `decode: position ${i}`));
-    const textIds = (id: number): boolean => id < this.pieceCount && id !== this.padTokenId && id !== this.eosTokenId;
+    const textIds = (id: number): boolean =>
+      id < this.pieceCount && id !== this.padTokenId && id !== this.eosTokenId && id !== this.unkTokenId;
     if (opts.skipSpecialTokens ?? true) return this.sp.decodeIds(list.filter(textIds));
     return this.decodeWithSpecials(list);
   }
