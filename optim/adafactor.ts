@@ -8,10 +8,13 @@
 import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adafactorStep, ADAFACTOR_DEFAULTS, checkAdafactorHyper, isFactored, type AdafactorHyper, type AdafactorSlotTensors } from '../kernels/adafactor.ts';
-import { checkOptimizerParams, type Optimizer } from './optimizer.ts';
+import { checkOptimizerParams, noDecaySet, type Optimizer } from './optimizer.ts';
 
 /** HF's constructor arguments (camelCase); left out: HF's defaults. */
-export type AdafactorOptions = Partial<AdafactorHyper>;
+export type AdafactorOptions = Partial<AdafactorHyper> & {
+  /** parameters updated without weight decay (a param group with weight_decay 0) */
+  noDecay?: Iterable<Tensor>;
+};
 
 /** One parameter's state as a checkpoint holds it (HF's names): factored or not, with or without exp_avg. */
 export interface AdafactorParamState {
@@ -38,12 +41,15 @@ export class Adafactor implements Optimizer {
   readonly hyper: AdafactorHyper;
   stepCount = 0;
   private slots: Array<Slot | null>;
+  private readonly noDecay: ReadonlySet<Tensor>;
 
   constructor(params: Iterable<Tensor>, opts: AdafactorOptions = {}) {
     this.params = [...params];
-    this.hyper = { ...ADAFACTOR_DEFAULTS, ...opts };
+    const { noDecay, ...hyper } = opts;
+    this.hyper = { ...ADAFACTOR_DEFAULTS, ...hyper };
     checkAdafactorHyper(this.hyper);
     checkOptimizerParams('Adafactor', this.params);
+    this.noDecay = noDecaySet('Adafactor', this.params, noDecay);
     for (const p of this.params) isFactored(p.shape); // rank 1 or 2 only
     this.slots = this.params.map(() => null);
   }
@@ -66,7 +72,7 @@ export class Adafactor implements Optimizer {
         let slot = this.slots[i];
         if (!slot) slot = this.slots[i] = this.newSlot(p);
         slot.step++;
-        adafactorStep(p, g, slot, slot.step, this.hyper);
+        adafactorStep(p, g, slot, slot.step, this.noDecay.has(p) ? { ...this.hyper, weightDecay: 0 } : this.hyper);
       });
     });
     this.stepCount++;

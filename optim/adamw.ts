@@ -4,7 +4,7 @@
 import { noGrad, zeroGrad } from '../engine/autograd.ts';
 import { tensor, zeros, type Tensor } from '../engine/tensor.ts';
 import { adamwStep, checkHyper, type AdamWHyper, type AdamWVariant } from '../kernels/adamw.ts';
-import { checkOptimizerParams } from './optimizer.ts';
+import { checkOptimizerParams, noDecaySet } from './optimizer.ts';
 
 export interface AdamWOptions {
   /** learning rate; change it per step with `opt.lr = …` or `step(lr)` (a schedule sets it) */
@@ -17,6 +17,8 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** 'torch': torch.optim.AdamW (default); 'hf': transformers.AdamW(correct_bias=True) */
   variant?: AdamWVariant;
+  /** parameters updated without weight decay (a param group with weight_decay 0) */
+  noDecay?: Iterable<Tensor>;
 }
 
 /** One parameter's optimizer state, as in PyTorch's `optimizer.state[p]`. */
@@ -53,6 +55,7 @@ export class AdamW {
   /** optimizer steps taken (calls of `step`) */
   stepCount = 0;
   private slots: Array<Slot | null>;
+  private readonly noDecay: ReadonlySet<Tensor>;
 
   constructor(params: Iterable<Tensor>, opts: AdamWOptions) {
     this.params = [...params];
@@ -63,6 +66,7 @@ export class AdamW {
     this.variant = opts.variant ?? 'torch';
     checkHyper(this.hyper());
     checkOptimizerParams('AdamW', this.params);
+    this.noDecay = noDecaySet('AdamW', this.params, opts.noDecay);
     this.slots = this.params.map(() => null);
   }
 
@@ -79,6 +83,7 @@ export class AdamW {
     if (lr !== undefined) this.lr = lr;
     const h = this.hyper();
     checkHyper(h);
+    const hNoDecay = { ...h, weightDecay: 0 };
     noGrad(() => {
       this.params.forEach((p, i) => {
         const g = p.grad;
@@ -89,7 +94,7 @@ export class AdamW {
         let slot = this.slots[i];
         if (!slot) slot = this.slots[i] = { step: 0, m: zeros(p.shape).keep(), v: zeros(p.shape).keep() };
         slot.step++;
-        adamwStep(p, g, slot.m, slot.v, slot.step, h);
+        adamwStep(p, g, slot.m, slot.v, slot.step, this.noDecay.has(p) ? hNoDecay : h);
       });
     });
     this.stepCount++;

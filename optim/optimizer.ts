@@ -15,6 +15,17 @@ export interface Optimizer {
 }
 
 /**
+ * The parameters of `params` that `noDecay` names, as a set to test each parameter against: PyTorch's second
+ * param group with weight_decay 0 (HF's Trainer puts norms and biases there). Each must be one of `params`.
+ */
+export function noDecaySet(optimizer: string, params: readonly Tensor[], noDecay: Iterable<Tensor> | undefined): ReadonlySet<Tensor> {
+  const set = new Set(noDecay ?? []);
+  const known = new Set(params);
+  for (const p of set) if (!known.has(p)) throw new Error(`${optimizer}: a noDecay tensor ${p.describe()} is not one of its parameters`);
+  return set;
+}
+
+/**
  * The checks both optimizers make of their parameter list: f32 only, and no two entries on one buffer. Updates
  * are in place, so two entries on one buffer (the same tensor twice, or a view of it) would be updated twice per
  * step; tied weights are one parameter.

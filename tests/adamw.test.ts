@@ -263,6 +263,9 @@ describe('AdamW optimizer', () => {
     expect(() => new AdamW([p], { lr: -1 })).toThrow(/learning rate/);
     expect(() => new AdamW([p, p], { lr: 1 })).toThrow(/parameter 1 .* shares its storage with parameter 0/);
     expect(() => new AdamW([p, p.reshape([3, 1])], { lr: 1 })).toThrow(/shares its storage/);
+    const stranger = tensor([1], [1]);
+    expect(() => new AdamW([p], { lr: 1, noDecay: [stranger] })).toThrow(/AdamW: a noDecay tensor .*f32\[1\].* is not one of its parameters/);
+    stranger.dispose();
     const opt = new AdamW([p], { lr: 0.1 });
     p.grad = tensor([1, 2], [2]).keep();
     expect(() => opt.step()).toThrow(/gradient \[2\] of parameter 0 does not match \[3\]/);

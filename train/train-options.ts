@@ -33,8 +33,9 @@ export interface TrainOptions {
   batchSize?: number;
   /** default 2 */
   evalBatchSize?: number;
-  /** 'adamw' (default, the tutorial's transformers.AdamW) or 'adafactor' (HF Trainer's optim="adafactor":
-   * transformers' Adafactor at this lr, scale_parameter and relative_step off) */
+  /** 'adamw' (default, the tutorial's transformers.AdamW), 'adamw_torch' (HF Trainer's default: torch's AdamW,
+   * no weight decay for norms and biases) or 'adafactor' (HF Trainer's optim="adafactor": transformers' Adafactor
+   * at this lr, scale_parameter and relative_step off): train/optimizer-setup.ts */
   optim?: OptimizerKind;
   /** default 1e-4 */
   lr?: number;
@@ -93,7 +94,7 @@ export interface TrainOptions {
   profile?: boolean;
 }
 
-export const OPTIMIZERS = ['adamw', 'adafactor'] as const;
+export const OPTIMIZERS = ['adamw', 'adamw_torch', 'adafactor'] as const;
 export type OptimizerKind = (typeof OPTIMIZERS)[number];
 
 export type ResolvedTrainOptions = Required<Omit<TrainOptions, 'valid' | 'limit' | 'maxSteps' | 'clipGradNorm' | 'dropout' | 'evalEvery' | 'validLimit' | 'saveEvery' | 'timeLimit' | 'cacheDir' | 'csv' | 'earlyStoppingPatience'>> &
@@ -104,7 +105,7 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
     data: o.data, model: o.model, out: o.out, valid: o.valid, validSplit: o.validSplit ?? 0.2, splitSeed: o.splitSeed ?? 101,
     limit: o.limit, csv: o.csv ?? {}, onBadRow: o.onBadRow ?? 'skip', maxSourceLength: o.maxSourceLength ?? 512,
     maxTargetLength: o.maxTargetLength ?? 128, epochs: o.epochs ?? 5, maxSteps: o.maxSteps, batchSize: o.batchSize ?? 8,
-    evalBatchSize: o.evalBatchSize ?? 2, optim: o.optim ?? 'adamw', lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? 1e-6,
+    evalBatchSize: o.evalBatchSize ?? 2, optim: o.optim ?? 'adamw', lr: o.lr ?? 1e-4, weightDecay: o.weightDecay ?? 0, adamEps: o.adamEps ?? (o.optim === 'adamw_torch' ? 1e-8 : 1e-6),
     adamBetas: o.adamBetas ?? [0.9, 0.999], lrSchedule: o.lrSchedule ?? 'constant', warmupSteps: o.warmupSteps ?? 0, warmupRatio: o.warmupRatio ?? 0,
     gradAccum: o.gradAccum ?? 1, clipGradNorm: o.clipGradNorm, labelSmoothing: o.labelSmoothing ?? 0, dropout: o.dropout, seed: o.seed ?? 100, shuffle: o.shuffle ?? true,
     groupByLength: o.groupByLength ?? false, evalEvery: o.evalEvery, evalLimit: o.evalLimit ?? 100, validLimit: o.validLimit,

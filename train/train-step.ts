@@ -30,7 +30,8 @@ export interface StepOptions {
 }
 
 export interface StepResult {
-  /** mean loss over the step's label tokens; when not finite, the loss of the micro-batch that showed it */
+  /** the mean of the micro-batches' mean losses (what is trained); when not finite, the loss of the micro-batch
+   * that showed it */
   loss: number;
   /** false: a micro-batch's loss was NaN or ±Inf; the step stopped there, zeroed the gradients, updated nothing */
   finite: boolean;
@@ -65,25 +66,29 @@ async function microStep(
   return v;
 }
 
-/** Forward and backward over `batches`, then one clipped optimizer update of `opt.params` at `o.lr`. */
+/**
+ * Forward and backward over `batches`, then one clipped optimizer update of `opt.params` at `o.lr`. With several
+ * micro-batches each mean loss is divided by their number, as HF's Trainer does for T5 (its forward takes no
+ * num_items_in_batch, so Trainer divides by the accumulation steps) and Lightning's accumulate_grad_batches:
+ * a micro-batch with few label tokens weighs as much as one with many.
+ */
 export async function trainStep(
   model: T5ForConditionalGeneration, opt: Optimizer, batches: readonly Batch[], o: StepOptions,
 ): Promise<StepResult> {
-  const labels = batches.reduce((n, b) => n + b.labelTokens, 0);
   let lossSum = 0;
   let tokens = 0;
   for (const [i, b] of batches.entries()) {
-    const weight = batches.length === 1 ? null : b.labelTokens / labels;
+    const weight = batches.length === 1 ? null : 1 / batches.length;
     const v = await microStep(model, b, weight, o, dropoutSeedFor(o.seed, o.firstMicro + i));
     tokens += b.tokens;
     if (!Number.isFinite(v)) {
       opt.zeroGrad();
       return { loss: v, finite: false, tokens };
     }
-    lossSum += v * b.labelTokens;
+    lossSum += v;
   }
   if (o.clipGradNorm !== undefined) noGrad(() => clipGradNorm(opt.params, o.clipGradNorm!).dispose());
   opt.step(o.lr);
   opt.zeroGrad();
-  return { loss: lossSum / labels, finite: true, tokens };
+  return { loss: lossSum / batches.length, finite: true, tokens };
 }

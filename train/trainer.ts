@@ -14,8 +14,9 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { emptyCache, memory } from '../engine/tensor.ts';
-import { AdamW } from '../optim/adamw.ts';
+import type { AdamW } from '../optim/adamw.ts';
 import { Adafactor } from '../optim/adafactor.ts';
+import { createOptimizer } from './optimizer-setup.ts';
 import { checkSchedule, lrAt, type LrSchedule } from '../optim/lr-schedule.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { resolveGenerationConfig, type ResolvedGenerationConfig } from '../generate/generation-config.ts';
@@ -157,11 +158,7 @@ export async function train(options: TrainOptions & { resume?: boolean }, hooks:
   try {
     const data = await prepareData(o, tokenizer, log);
     const files = await copyRunFiles(o, modelDir);
-    const params = model.parameters().map(([, p]) => p);
-    opt = o.optim === 'adafactor'
-      // HF Trainer's optim="adafactor": the given lr (and schedule), no relative step, no parameter scale
-      ? new Adafactor(params, { lr: o.lr, relativeStep: false, scaleParameter: false, weightDecay: o.weightDecay })
-      : new AdamW(params, { lr: o.lr, betas: o.adamBetas, eps: o.adamEps, weightDecay: o.weightDecay, variant: 'hf' });
+    opt = createOptimizer(model, o);
     const generation = await generationFor(modelDir, o.evalMaxNewTokens);
     const plan = planRun(o, data);
     const top = new TopKCheckpoints(o.out, o.saveTopK, resume?.state.best ?? []);
@@ -304,7 +301,7 @@ function logPlan({ o, model, data, plan, log }: Run): void {
   log(describePadding(paddingStats(data.train, epochBatches(plan.lengths, 0, plan.orderOptions), o.maxSourceLength, o.maxTargetLength)));
   log(`training: ${model.parameters().reduce((n, [, p]) => n + p.size, 0).toLocaleString('en-US')} parameters, ` +
     `${plan.totalSteps} steps (${plan.stepsPerEpoch} per epoch, batch ${o.batchSize}${o.gradAccum > 1 ? ` x ${o.gradAccum} accumulated` : ''}), ` +
-    `${o.optim === 'adafactor' ? 'Adafactor' : 'AdamW'} lr ${o.lr} (${o.lrSchedule}${plan.schedule.warmupSteps ? `, warmup ${plan.schedule.warmupSteps}` : ''}), seed ${o.seed}`);
+    `${o.optim === 'adafactor' ? 'Adafactor' : o.optim === 'adamw_torch' ? 'AdamW (torch)' : 'AdamW'} lr ${o.lr} (${o.lrSchedule}${plan.schedule.warmupSteps ? `, warmup ${plan.schedule.warmupSteps}` : ''}), seed ${o.seed}`);
 }
 
 /** The counters to start from: zeros, or the resumed checkpoint's (its moments loaded, the metrics lines written
