@@ -48,6 +48,13 @@ async function weights(dir: string): Promise<Map<string, Float32Array>> {
   return new Map([...m].map(([k, v]) => [k, v.data]));
 }
 
+/** transformers 4.57's TrainerState dataclass fields (dataclasses.fields(TrainerState)), sorted. */
+const HF_TRAINER_STATE_FIELDS = [
+  'best_global_step', 'best_metric', 'best_model_checkpoint', 'epoch', 'eval_steps', 'global_step', 'is_hyper_param_search',
+  'is_local_process_zero', 'is_world_process_zero', 'log_history', 'logging_steps', 'max_steps', 'num_input_tokens_seen',
+  'num_train_epochs', 'save_steps', 'stateful_callbacks', 'total_flos', 'train_batch_size', 'trial_name', 'trial_params',
+];
+
 describe('training loop', () => {
   it('lowers the loss on a fixed batch over 20 steps', async () => {
     // 4 rows, batch 4, no validation: every step sees the same batch
@@ -310,6 +317,18 @@ describe('training loop', () => {
       const saved = await readTrainerState(join(out, 'last'));
       expect(saved.options).toMatchObject({ optim: 'adafactor', labelSmoothing: 0.1 });
       expect(saved.adafactor?.paramSteps.length).toBeGreaterThan(0);
+      // last/trainer_state.json is HF Trainer's: exactly TrainerState's fields (4.57), which load_from_json needs
+      const hf = JSON.parse(readFileSync(join(out, 'last', 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+      expect(Object.keys(hf).sort()).toEqual(HF_TRAINER_STATE_FIELDS);
+      expect(hf).toMatchObject({ global_step: 2, max_steps: 2, train_batch_size: 3, epoch: 1, best_global_step: 2 });
+      expect(hf.log_history).toEqual([
+        { epoch: 0.5, learning_rate: 0, loss: expect.any(Number), step: 1 },
+        { epoch: 1, learning_rate: 1e-4, loss: expect.any(Number), step: 2 },
+        { epoch: 1, eval_loss: expect.any(Number), eval_exact_match: expect.any(Number), eval_f1: expect.any(Number), eval_runtime: expect.any(Number), step: 2 },
+      ]);
+      expect(existsSync(hf.best_model_checkpoint as string)).toBe(true);
+      // a run saved before t5_webgpu_state.json kept our state in trainer_state.json: it still resumes
+      renameSync(join(out, 'last', 't5_webgpu_state.json'), join(out, 'last', 'trainer_state.json'));
       await trainCommand(['--resume', out, '--max-steps', '3', '--json', '--quiet']);
       const b = JSON.parse(String(write.mock.calls.at(-1)![0])) as Record<string, unknown>;
       expect(b.steps).toBe(3);

@@ -4,8 +4,9 @@
 //   OUT/checkpoints.json              which of them are kept, with their losses, best first
 //   OUT/last/                         the latest state: a Hugging Face folder plus what resuming needs
 //                                     (optimizer.safetensors: AdamW moments or Adafactor's factored second
-//                                     moments, by HF's state names; trainer_state.json: steps, schedule,
-//                                     RNG seed, position in the data order, options)
+//                                     moments, by HF's state names; t5_webgpu_state.json: steps, schedule,
+//                                     RNG seed, position in the data order, options) and HF Trainer's
+//                                     trainer_state.json (hf-trainer-state.ts) for tools that read HF's
 //
 // Crash safety: every file is written under a temporary name and renamed (writeFileAtomic), and a whole folder
 // is written into `OUT/.tmp-*` and renamed into place, so a folder name that exists is complete. `last/` cannot be
@@ -29,6 +30,10 @@ export const CHECKPOINTS_DIR = 'checkpoints';
 export const CHECKPOINTS_INDEX = 'checkpoints.json';
 export const LAST_DIR = 'last';
 export const LAST_OLD_DIR = 'last.old';
+/** Our resume state. Runs saved before it had its name kept it in trainer_state.json (`version` 1), which is
+ * read when this file is missing. */
+export const RESUME_STATE_FILE = 't5_webgpu_state.json';
+/** HF Trainer's checkpoint state (hf-trainer-state.ts), written for HF's tools; resuming does not read it. */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
@@ -151,7 +156,7 @@ function putParamStates<K extends string>(
   return params.map((p) => (p ? p.step : null));
 }
 
-/** The optimizer's tensors for optimizer.safetensors and its trainer_state.json entry. */
+/** The optimizer's tensors for optimizer.safetensors and its t5_webgpu_state.json entry. */
 async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Promise<{
   tensors: StateTensors; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>;
 }> {
@@ -169,6 +174,7 @@ async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Pro
 /** Saves `OUT/last/` (model, optimizer state, trainer state), replacing the previous one safely. */
 export async function saveLast(
   out: string, model: T5ForConditionalGeneration, opt: AdamW | Adafactor, files: ModelFolderFiles, state: Omit<TrainerState, 'adam' | 'adafactor'>,
+  hfTrainerState: Record<string, unknown>,
 ): Promise<string> {
   const names = model.parameters().map(([n]) => n);
   const { tensors: moments, format, entry } = await optimizerCheckpoint(opt, names);
@@ -177,7 +183,8 @@ export async function saveLast(
   const written = await writeFolderAtomic(out, tmpName, async (dir) => {
     await writeModelFolder(dir, model, files);
     await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format });
-    await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
+    await writeFileAtomic(join(dir, RESUME_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
+    await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(hfTrainerState, null, 2)}\n`);
   });
   const last = join(out, LAST_DIR);
   const old = join(out, LAST_OLD_DIR);
@@ -192,15 +199,21 @@ export async function saveLast(
 export function findResumeFolder(out: string): string | null {
   for (const name of [LAST_DIR, LAST_OLD_DIR]) {
     const dir = join(out, name);
-    if (existsSync(join(dir, TRAINER_STATE_FILE)) && existsSync(join(dir, OPTIMIZER_FILE))) return dir;
+    if (existsSync(resumeStateFile(dir)) && existsSync(join(dir, OPTIMIZER_FILE))) return dir;
   }
   return null;
 }
 
+/** The resume state's file in `dir`: t5_webgpu_state.json, or trainer_state.json in a run saved before it. */
+function resumeStateFile(dir: string): string {
+  const file = join(dir, RESUME_STATE_FILE);
+  return existsSync(file) ? file : join(dir, TRAINER_STATE_FILE);
+}
+
 export async function readTrainerState(dir: string): Promise<TrainerState> {
-  const file = join(dir, TRAINER_STATE_FILE);
+  const file = resumeStateFile(dir);
   const s = JSON.parse(await readFile(file, 'utf8')) as TrainerState;
-  if (s.version !== 1) throw new Error(`${file}: unsupported trainer state version ${JSON.stringify(s.version)}`);
+  if (s.version !== 1) throw new Error(`${file}: not a t5-webgpu resume state (version ${JSON.stringify(s.version)})`);
   return s;
 }
 
@@ -227,7 +240,7 @@ async function readParamStates<K extends string>(
 
 /** The AdamW state saved in `dir` for this model's parameter order. */
 export async function readOptimizerState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdamWState> {
-  if (!s.adam) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no AdamW state (the run used ${s.adafactor ? 'Adafactor' : 'another optimizer'})`);
+  if (!s.adam) throw new Error(`${resumeStateFile(dir)}: no AdamW state (the run used ${s.adafactor ? 'Adafactor' : 'another optimizer'})`);
   const { paramSteps, ...hyper } = s.adam;
   const params = await readParamStates(dir, model, paramSteps, ADAMW_TENSORS, (ps) => !!(ps.expAvg && ps.expAvgSq), 'moments');
   return { ...hyper, params: params as Array<AdamWParamState | null> };
@@ -235,7 +248,7 @@ export async function readOptimizerState(dir: string, model: T5ForConditionalGen
 
 /** The Adafactor state saved in `dir` for this model's parameter order. */
 export async function readAdafactorState(dir: string, model: T5ForConditionalGeneration, s: TrainerState): Promise<AdafactorState> {
-  if (!s.adafactor) throw new Error(`${join(dir, TRAINER_STATE_FILE)}: no Adafactor state (the run used ${s.adam ? 'AdamW' : 'another optimizer'})`);
+  if (!s.adafactor) throw new Error(`${resumeStateFile(dir)}: no Adafactor state (the run used ${s.adam ? 'AdamW' : 'another optimizer'})`);
   const { paramSteps, ...hyper } = s.adafactor;
   const params = await readParamStates(dir, model, paramSteps, ADAFACTOR_TENSORS,
     (ps) => !!(ps.expAvgSq || (ps.expAvgSqRow && ps.expAvgSqCol)), 'the second moments');

@@ -32,7 +32,8 @@ import {
 } from './checkpoint.ts';
 import { collate, describePadding, epochBatches, paddingStats, type OrderOptions } from './dataset.ts';
 import { describeAnswerScores, evaluate, type EvalResult } from './evaluate.ts';
-import { writeLossPlot } from './loss-plot.ts';
+import { hfTrainerState } from './hf-trainer-state.ts';
+import { parseMetrics, writeLossPlot } from './loss-plot.ts';
 import { appendMetric, trimMetrics } from './metrics-file.ts';
 import { prepareData, type PreparedData } from './prepare-data.ts';
 import { captureDispatches, describeProfile, replayTimes, type DispatchCapture, type ProfileReport } from './profile.ts';
@@ -393,13 +394,19 @@ async function validate({ o, model, tokenizer, data, files, generation, top, met
 }
 
 /** OUT/last/: weights, moments and the counters to resume from `pos`, with the options (less --profile). */
-function saveLastCheckpoint({ o, model, opt, files, plan, top }: Run, pos: Position): Promise<string> {
+async function saveLastCheckpoint({ o, model, opt, files, plan, top, metricsFile }: Run, pos: Position): Promise<string> {
+  const metrics = existsSync(metricsFile) ? parseMetrics(await readFile(metricsFile, 'utf8')) : [];
+  const hf = hfTrainerState({
+    step: pos.step, stepsPerEpoch: plan.stepsPerEpoch, maxSteps: plan.totalSteps, numTrainEpochs: plan.epochs, batchSize: o.batchSize,
+    logEvery: o.logEvery, evalEvery: o.evalEvery, saveEvery: o.saveEvery, tokensSeen: pos.tokensSeen, metrics,
+    best: top.best ? { entry: top.best, dir: top.dirOf(top.best) } : null,
+  });
   return saveLast(o.out, model, opt, files, {
     version: 1, step: pos.step, epoch: pos.epoch, batchInEpoch: pos.batchInEpoch, microSteps: pos.microSteps, seed: o.seed,
     earlyStopping: pos.earlyStopping,
     lr: lrAt(plan.schedule, pos.step), best: top.kept, tokensSeen: pos.tokensSeen, trainSeconds: pos.trainSeconds,
     options: { ...o, profile: false } as unknown as Record<string, unknown>,
-  });
+  }, hf);
 }
 
 function summarize({ o, data, plan, top, metricsFile }: Run, pos: Position, done: Outcome, meter: Throughput, startTrainSeconds: number): TrainResult {
