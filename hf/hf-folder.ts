@@ -132,12 +132,14 @@ export interface TokenizerConfig {
   /** HF's default when absent is true (with a warning). hf/tokenizer.ts implements legacy behaviour only. */
   legacy: boolean;
   tokenizerClass: string | null;
+  /** clean_up_tokenization_spaces; absent: false (transformers >= 4.45; our own folders say true, as 4.36 wrote) */
+  cleanUpTokenizationSpaces: boolean;
 }
 
 /** The parts of tokenizer_config.json our tokenizer uses; a missing file gives T5Tokenizer's defaults. */
 export function loadTokenizerConfig(dir: string): TokenizerConfig {
   const file = join(dir, TOKENIZER_CONFIG_FILE);
-  const out: TokenizerConfig = { extraIds: 100, modelMaxLength: null, legacy: true, tokenizerClass: null };
+  const out: TokenizerConfig = { extraIds: 100, modelMaxLength: null, legacy: true, tokenizerClass: null, cleanUpTokenizationSpaces: false };
   if (!isFile(file)) return out;
   const json = readJsonFile(file);
   const fail = (key: string, what: string): never => {
@@ -158,6 +160,10 @@ export function loadTokenizerConfig(dir: string): TokenizerConfig {
     out.legacy = json.legacy as boolean;
   }
   if (typeof json.tokenizer_class === 'string') out.tokenizerClass = json.tokenizer_class;
+  if (json.clean_up_tokenization_spaces !== undefined && json.clean_up_tokenization_spaces !== null) {
+    if (typeof json.clean_up_tokenization_spaces !== 'boolean') fail('clean_up_tokenization_spaces', `must be true or false, got ${describeValue(json.clean_up_tokenization_spaces)}`);
+    out.cleanUpTokenizationSpaces = json.clean_up_tokenization_spaces as boolean;
+  }
   return out;
 }
 

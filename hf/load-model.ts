@@ -41,7 +41,9 @@ export async function loadModelForCli(idOrDir: string, opts: LoadModelOptions = 
     throw new Error(`model folder ${dir} has no ${SPIECE_FILE} (the SentencePiece tokenizer); copy the one the model was trained with into it`);
   }
   const tokConfig = loadTokenizerConfig(dir);
-  const tokenizer = await T5Tokenizer.load(spiece, { extraIds: tokConfig.extraIds, vocabSize: config.vocab_size });
+  const tokenizer = await T5Tokenizer.load(spiece, {
+    extraIds: tokConfig.extraIds, vocabSize: config.vocab_size, cleanUpTokenizationSpaces: tokConfig.cleanUpTokenizationSpaces,
+  });
   const settings = loadT5WebgpuSettings(dir);
   const model = await fromPretrained(dir, { requiresGrad });
   return { dir, config, model, tokenizer, preprocess: settings.preprocess, modelMaxLength: tokConfig.modelMaxLength };

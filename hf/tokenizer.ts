@@ -18,6 +18,9 @@ export interface T5TokenizerOptions {
    * Default pieceCount + extraIds.
    */
   vocabSize?: number;
+  /** HF's clean_up_tokenization_spaces (tokenizer_config.json): decode turns " ." into "." and the like (see
+   * cleanUpTokenizationSpaces). Default false, transformers' default since 4.45 when the file does not say. */
+  cleanUpTokenizationSpaces?: boolean;
 }
 
 export interface EncodeOptions {
@@ -28,6 +31,14 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Drop `<pad>`, `</s>`, `<unk>` and `<extra_id_N>` (default true). When false they are written out as HF does. */
   skipSpecialTokens?: boolean;
+  /** Default: the tokenizer's (T5TokenizerOptions.cleanUpTokenizationSpaces). */
+  cleanUpTokenizationSpaces?: boolean;
+}
+
+/** HF's clean_up_tokenization: spaces before punctuation and English contractions, in its order. */
+export function cleanUpTokenizationSpaces(s: string): string {
+  return s.replaceAll(' .', '.').replaceAll(' ?', '?').replaceAll(' !', '!').replaceAll(' ,', ',').replaceAll(" ' ", "'")
+    .replaceAll(" n't", "n't").replaceAll(" 'm", "'m").replaceAll(" 's", "'s").replaceAll(" 've", "'ve").replaceAll(" 're", "'re");
 }
 
 // Python's str.isspace set, not JS's \s: HF strips sentinel neighbours with str.lstrip/rstrip.
@@ -64,6 +75,7 @@ export class T5Tokenizer {
     private readonly pieces: readonly SpPiece[],
     extraIds: number,
     vocabSize: number,
+    readonly cleanUpSpaces: boolean,
   ) {
     this.pieceCount = pieces.length;
     this.extraIds = extraIds;
@@ -138,7 +150,7 @@ export class T5Tokenizer {
       throw new Error(`T5Tokenizer: ${path}: sentencepiece refused the model: ${statusText}`);
     }
     checkLibraryAgrees(sp, pieces, path);
-    return new T5Tokenizer(path, sp, pieces, extraIds, vocabSize);
+    return new T5Tokenizer(path, sp, pieces, extraIds, vocabSize, opts.cleanUpTokenizationSpaces ?? false);
   }
 
   /** Id of `<extra_id_n>`: the sentinels count down from the top of the HF vocabulary. */
@@ -183,16 +195,16 @@ export class T5Tokenizer {
   /**
    * Text of the ids. With skipSpecialTokens (default) pad, eos, unk, sentinels and unused rows are dropped, as
    * HF drops its all_special_ids (SentencePiece alone would write `<unk>` as " ⁇ "), and the rest is
-   * SentencePiece's decoding; no tokenization-space clean-up is done. Without it, specials are written as HF's
-   * slow tokenizer does.
+   * SentencePiece's decoding. Without it, specials are written as HF's slow tokenizer does. Either way HF's
+   * clean-up of tokenization spaces follows, when the tokenizer (its folder's tokenizer_config.json) asks for it.
    */
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const list = Array.from(ids);
     list.forEach((id, i) => this.checkId(id, `decode: position ${i}`));
     const textIds = (id: number): boolean =>
       id < this.pieceCount && id !== this.padTokenId && id !== this.eosTokenId && id !== this.unkTokenId;
-    if (opts.skipSpecialTokens ?? true) return this.sp.decodeIds(list.filter(textIds));
-    return this.decodeWithSpecials(list);
+    const text = (opts.skipSpecialTokens ?? true) ? this.sp.decodeIds(list.filter(textIds)) : this.decodeWithSpecials(list);
+    return (opts.cleanUpTokenizationSpaces ?? this.cleanUpSpaces) ? cleanUpTokenizationSpaces(text) : text;
   }
 
   idToPiece(id: number): string {

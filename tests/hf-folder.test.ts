@@ -177,14 +177,15 @@ describe('folder round trip', () => {
     expect(readFileSync(join(dir, 'config.json'), 'utf8')).toBe(readFileSync(join(GOLDEN, 'config.json'), 'utf8'));
     expect(loadT5Config(dir)).toEqual(golden);
     expect((await readGenerationConfigFile(dir)).config).toMatchObject({ num_beams: 4, decoder_start_token_id: 0 });
-    expect(loadTokenizerConfig(dir)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer' });
+    // our folders say clean_up_tokenization_spaces true, as 4.36 wrote: HF then cleans up when decoding, and so do we
+    expect(loadTokenizerConfig(dir)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer', cleanUpTokenizationSpaces: true });
     expect(readFileSync(join(dir, 'spiece.model')).equals(readFileSync(SPIECE))).toBe(true);
     expect(loadT5WebgpuSettings(dir)).toEqual({ preprocess, extra: {} });
     expect(JSON.parse(readFileSync(join(dir, 't5_webgpu.json'), 'utf8'))).toEqual({ format: 't5-webgpu', version: 1, preprocess });
   });
 
   it('missing optional files give defaults', () => {
-    expect(loadTokenizerConfig(GOLDEN)).toEqual({ extraIds: 100, modelMaxLength: null, legacy: true, tokenizerClass: null });
+    expect(loadTokenizerConfig(GOLDEN)).toEqual({ extraIds: 100, modelMaxLength: null, legacy: true, tokenizerClass: null, cleanUpTokenizationSpaces: false });
     expect(loadT5WebgpuSettings(GOLDEN)).toEqual({ extra: {} });
   });
 
@@ -211,7 +212,9 @@ describe('folder round trip', () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ legacy: 'yes' }));
     expect(() => loadTokenizerConfig(dir)).toThrow(`${join(dir, 'tokenizer_config.json')}: "legacy" must be true or false`);
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ clean_up_tokenization_spaces: 1 }));
+    expect(() => loadTokenizerConfig(dir)).toThrow(/"clean_up_tokenization_spaces" must be true or false, got 1/);
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 1e30, extra_ids: 0, legacy: false }));
-    expect(loadTokenizerConfig(dir)).toEqual({ extraIds: 0, modelMaxLength: null, legacy: false, tokenizerClass: null });
+    expect(loadTokenizerConfig(dir)).toEqual({ extraIds: 0, modelMaxLength: null, legacy: false, tokenizerClass: null, cleanUpTokenizationSpaces: false });
   });
 });

@@ -56,7 +56,14 @@ describe('savePretrained', () => {
       ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'spiece.model', 'tokenizer_config.json'],
     );
     expect(r.files.at(-1)).toBe(join(out, 'model.safetensors'));
-    expect(loadTokenizerConfig(out)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer' });
+    expect(loadTokenizerConfig(out)).toEqual({ extraIds: 100, modelMaxLength: 512, legacy: true, tokenizerClass: 'T5Tokenizer', cleanUpTokenizationSpaces: true });
+    // loading the folder gives a tokenizer that decodes as HF does with that file: spaces before punctuation go
+    const loaded = await loadModelForCli(out);
+    try {
+      expect(loaded.tokenizer.decode(loaded.tokenizer.encode("dallas 's signature , ok ."))).toBe("dallas's signature, ok.");
+    } finally {
+      loaded.model.dispose();
+    }
     const reloaded = await fromPretrained(out);
     try {
       await expectSameParams(golden, reloaded);

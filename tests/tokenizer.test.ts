@@ -386,7 +386,10 @@ describe("the golden folder's tokenizer against transformers' T5Tokenizer", () =
   // fixtures/golden/tokenizer-cases.py: HF 4.57.6's slow T5Tokenizer on special tokens in text, unknown
   // characters, NFKC folding, odd spacing; decode with and without skip_special_tokens
   const ref = readJson('golden/t5-tiny-relu/tokenizer-cases.json') as {
-    texts: Array<{ text: string; ids: number[]; pair_ids: number[]; decoded: string; decoded_with_specials: string }>;
+    texts: Array<{
+      text: string; ids: number[]; pair_ids: number[]; decoded: string; decoded_with_specials: string;
+      decoded_clean_up: string; decoded_with_specials_clean_up: string;
+    }>;
     decodes: Array<{ ids: number[]; decoded: string; decoded_with_specials: string }>;
   };
   let tok: T5Tokenizer;
@@ -400,7 +403,11 @@ describe("the golden folder's tokenizer against transformers' T5Tokenizer", () =
       expect(tok.encodePair(c.text, 'q?'), what).toEqual(c.pair_ids);
       expect(tok.decode(c.ids), what).toBe(c.decoded);
       expect(tok.decode(c.ids, { skipSpecialTokens: false }), what).toBe(c.decoded_with_specials);
+      expect(tok.decode(c.ids, { cleanUpTokenizationSpaces: true }), what).toBe(c.decoded_clean_up);
+      expect(tok.decode(c.ids, { skipSpecialTokens: false, cleanUpTokenizationSpaces: true }), what).toBe(c.decoded_with_specials_clean_up);
     }
+    // the clean-up changes some of them (" 's", " ,", " n't", ...)
+    expect(ref.texts.filter((c) => c.decoded_clean_up !== c.decoded).length).toBeGreaterThanOrEqual(3);
     // unknowns are in the set, and HF drops them from the text
     expect(ref.texts.filter((c) => c.ids.includes(tok.unkTokenId)).length).toBeGreaterThanOrEqual(3);
   });

@@ -67,8 +67,11 @@ async function load() {
   state.config = t5.parseT5Config(json(await fetchModelFile('config.json', { why: 'not a Hugging Face T5 folder' }), 'config.json'), 'config.json');
   state.spiece = await fetchModelFile('spiece.model', { why: 'the SentencePiece tokenizer: copy the one the model was trained with into the folder' });
   const tokConfig = await fetchModelFile('tokenizer_config.json', { optional: true });
-  state.extraIds = tokConfig ? json(tokConfig, 'tokenizer_config.json').extra_ids : undefined;
-  state.tokenizer = await t5.T5Tokenizer.fromBytes(state.spiece, 'spiece.model', { vocabSize: state.config.vocab_size, extraIds: state.extraIds });
+  const tokSettings = tokConfig ? json(tokConfig, 'tokenizer_config.json') : {};
+  state.extraIds = tokSettings.extra_ids;
+  state.tokenizer = await t5.T5Tokenizer.fromBytes(state.spiece, 'spiece.model', {
+    vocabSize: state.config.vocab_size, extraIds: state.extraIds, cleanUpTokenizationSpaces: tokSettings.clean_up_tokenization_spaces === true,
+  });
   const gen = await fetchModelFile('generation_config.json', { optional: true });
   state.generationFile = gen ? { config: json(gen, 'generation_config.json'), file: 'generation_config.json', bytes: gen } : undefined;
   const settings = await fetchModelFile('t5_webgpu.json', { optional: true });
