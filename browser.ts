@@ -8,6 +8,7 @@ export { T5ForConditionalGeneration } from './model/t5-model.ts';
 export { parseT5Config, type T5Config } from './model/config.ts';
 export { T5Tokenizer } from './hf/tokenizer.ts';
 export { parseSafetensorsBytes } from './hf/safetensors.ts';
+export { parseTorchCheckpoint } from './hf/torch-checkpoint.ts';
 export { modelFromTensors } from './hf/pretrained.ts';
 export { hfFolderBytes } from './hf/folder-bytes.ts';
 export { parseT5WebgpuSettings } from './hf/hf-folder.ts';

@@ -29,6 +29,7 @@ export { loadT5Config, parseT5Config, presetConfig, type T5Config } from './mode
 export { T5Tokenizer } from './hf/tokenizer.ts';
 export { readSafetensors, writeSafetensors } from './hf/safetensors.ts';
 export { readSafetensorsFolder } from './hf/safetensors-folder.ts';
+export { parseTorchCheckpoint } from './hf/torch-checkpoint.ts';
 export { resolveModel } from './hf/hub.ts';
 export { loadModelForCli, type LoadedModel } from './hf/load-model.ts';
 export { savePretrained } from './hf/save-model.ts';

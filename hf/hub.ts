@@ -17,10 +17,14 @@ import { ProgressBar } from '../util/progress.ts';
 import {
   SAFETENSORS_FILE,
   SAFETENSORS_INDEX_FILE,
+  TORCH_FILE,
+  TORCH_INDEX_FILE,
   isSafeRelativePath,
   parseSafetensorsIndex,
-  pytorchOnlyMessage,
 } from './safetensors-folder.ts';
+
+/** from_pretrained's order: a single file, else an index and its shards; safetensors before PyTorch's. */
+const WEIGHT_LAYOUTS = [[SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE], [TORCH_FILE, TORCH_INDEX_FILE]] as const;
 
 export interface ResolveModelOptions {
   /** Branch, tag or commit; default "main". */
@@ -119,30 +123,48 @@ async function downloadSnapshot(ctx: HubContext): Promise<string> {
   const commit = config.commit;
   const snapshot = join(repoDir, 'snapshots', commit);
 
-  const weights = await fetchFile(ctx, commit, SAFETENSORS_FILE, true);
-  if (weights.status === 'missing') {
-    const index = await fetchFile(ctx, commit, SAFETENSORS_INDEX_FILE, true);
-    if (index.status === 'missing') {
-      const pt = await probe(ctx, commit, 'pytorch_model.bin');
-      if (pt) {
-        const target = repoId.split('/').pop()!;
-        throw new Error(`${pytorchOnlyMessage(`Hub model ${repoId}`, repoId, target)}, then pass --model ./${target}`);
-      }
-      throw new Error(`${repoId} (revision ${revision}) has no ${SAFETENSORS_FILE} or ${SAFETENSORS_INDEX_FILE}`);
-    }
-    const indexPath = join(snapshot, SAFETENSORS_INDEX_FILE);
-    const weightMap = parseSafetensorsIndex(await readFile(indexPath, 'utf8'), indexPath);
-    for (const shard of new Set(weightMap.values())) {
-      const got = await fetchFile(ctx, commit, shard, true);
-      if (got.status === 'missing') throw new Error(`${repoId}: ${SAFETENSORS_INDEX_FILE} lists shard ${shard}, but the Hub has no such file`);
-    }
-  }
+  await fetchWeights(ctx, commit, snapshot);
   for (const f of REQUIRED_FILES.slice(1)) await fetchFile(ctx, commit, f, false);
   for (const f of OPTIONAL_FILES) await fetchFile(ctx, commit, f, true);
 
   // A bare mirror gives no commit and the snapshot is named after the revision; the ref still marks it complete.
   if (!/^[0-9a-f]{40}$/.test(revision)) await writeRef(repoDir, revision, commit);
   return snapshot;
+}
+
+/** Downloads the revision's weights in from_pretrained's order (WEIGHT_LAYOUTS): the first layout the Hub has. */
+async function fetchWeights(ctx: HubContext, commit: string, snapshot: string): Promise<void> {
+  for (const [single, index] of WEIGHT_LAYOUTS) {
+    if ((await fetchFile(ctx, commit, single, true)).status === 'ok') return;
+    if ((await fetchFile(ctx, commit, index, true)).status === 'missing') continue;
+    const indexPath = join(snapshot, index);
+    const weightMap = parseSafetensorsIndex(await readFile(indexPath, 'utf8'), indexPath);
+    for (const shard of new Set(weightMap.values())) {
+      const got = await fetchFile(ctx, commit, shard, true);
+      if (got.status === 'missing') throw new Error(`${ctx.repoId}: ${index} lists shard ${shard}, but the Hub has no such file`);
+    }
+    return;
+  }
+  throw new Error(`${ctx.repoId} (revision ${ctx.revision}) has no weights: no ${WEIGHT_LAYOUTS.flat().join(', ')}`);
+}
+
+/** Whether the snapshot holds a complete set of weights (one of WEIGHT_LAYOUTS), else the file that is missing. */
+async function cachedWeights(snapshot: string): Promise<true | { missing: string }> {
+  for (const [single, index] of WEIGHT_LAYOUTS) {
+    if (await exists(join(snapshot, single))) return true;
+    const indexPath = join(snapshot, index);
+    let weightMap: Map<string, string>;
+    try {
+      weightMap = parseSafetensorsIndex(await readFile(indexPath, 'utf8'), indexPath);
+    } catch {
+      continue;
+    }
+    for (const shard of new Set(weightMap.values())) {
+      if (!(await exists(join(snapshot, shard)))) return { missing: shard };
+    }
+    return true;
+  }
+  return { missing: SAFETENSORS_FILE };
 }
 
 /** The snapshot folder if everything needed is cached, else what is missing. */
@@ -155,18 +177,8 @@ async function cachedSnapshot(ctx: HubContext, need: 'required' | 'all'): Promis
   for (const f of REQUIRED_FILES) {
     if (!(await exists(join(snapshot, f)))) return { missing: f };
   }
-  if (!(await exists(join(snapshot, SAFETENSORS_FILE)))) {
-    const indexPath = join(snapshot, SAFETENSORS_INDEX_FILE);
-    let weightMap: Map<string, string>;
-    try {
-      weightMap = parseSafetensorsIndex(await readFile(indexPath, 'utf8'), indexPath);
-    } catch {
-      return { missing: SAFETENSORS_FILE };
-    }
-    for (const shard of new Set(weightMap.values())) {
-      if (!(await exists(join(snapshot, shard)))) return { missing: shard };
-    }
-  }
+  const weights = await cachedWeights(snapshot);
+  if (weights !== true) return weights;
   if (need === 'all') {
     for (const f of OPTIONAL_FILES) {
       if (!(await exists(join(snapshot, f))) && !(await exists(join(ctx.repoDir, '.no_exist', commit, f)))) {
@@ -215,15 +227,6 @@ async function fetchFile(ctx: HubContext, revision: string, file: string, option
   if (!(await exists(blob))) await download(ctx, bodyUrl, blob, size, etag, file);
   await linkBlob(blob, pointer);
   return { status: 'ok', commit };
-}
-
-/** Is `file` on the Hub at this revision? (404 → false; other errors throw.) */
-async function probe(ctx: HubContext, revision: string, file: string): Promise<boolean> {
-  const url = resolveUrl(ctx, revision, file);
-  const head = await request(ctx, url, 'HEAD');
-  if (head.status === 404 && !isRepoLevelError(head)) return false;
-  if (!head.ok && !(head.status >= 300 && head.status < 400)) throw httpError(ctx, url, head, file);
-  return true;
 }
 
 /**

@@ -13,6 +13,8 @@ import { encodeSafetensors } from '../hf/safetensors.ts';
 import { readSafetensorsFolder } from '../hf/safetensors-folder.ts';
 
 const GOLDEN = fileURLToPath(new URL('./fixtures/golden/t5-tiny-relu/', import.meta.url));
+const TORCH_BIN = fileURLToPath(new URL('./fixtures/torch/t5-v11-tiny-bin/pytorch_model.bin', import.meta.url));
+const TORCH_LEGACY = fileURLToPath(new URL('./fixtures/torch/legacy.bin', import.meta.url));
 const COMMIT = 'a'.repeat(40);
 
 interface FakeRepo {
@@ -190,7 +192,9 @@ beforeAll(async () => {
     'org/gated': t5Repo({ token: 'hf_secret' }),
     'org/sharded': shardedRepo(true),
     'org/broken-shards': shardedRepo(false),
-    'org/pt-only': { commit: COMMIT, files: { 'config.json': golden['config.json'], 'pytorch_model.bin': Buffer.from('pickle') }, lfs: new Set() },
+    // PyTorch weights only: a torch.save zip (read), and the format before PyTorch 1.6 (refused when loaded)
+    'org/pt-only': t5Repo({ files: { 'config.json': golden['config.json'], 'spiece.model': golden['spiece.model'], 'pytorch_model.bin': await readFile(TORCH_BIN) }, lfs: new Set(['pytorch_model.bin']) }),
+    'org/pt-legacy': t5Repo({ files: { 'config.json': golden['config.json'], 'spiece.model': golden['spiece.model'], 'pytorch_model.bin': await readFile(TORCH_LEGACY) }, lfs: new Set() }),
   });
 });
 
@@ -348,10 +352,16 @@ describe('downloading from the Hub', () => {
       .rejects.toThrow(/lists shard model-00002-of-00002\.safetensors, but the Hub has no such file/);
   });
 
-  it('refuses a PyTorch-only repo with the conversion command', async () => {
+  it('downloads a PyTorch-only repo\'s pytorch_model.bin, and reads it; the pre-1.6 format is refused with the conversion command', async () => {
     await freshHome();
-    await expect(resolveModel('org/pt-only', { env: envFor(), quiet: true }))
-      .rejects.toThrow(/Hub model org\/pt-only has only pytorch_model\.bin.*from_pretrained\('org\/pt-only'\)\.save_pretrained\('pt-only', safe_serialization=True\).*--model \.\/pt-only/);
+    const snap = await resolveModel('org/pt-only', { env: envFor(), quiet: true });
+    expect((await readdir(snap)).sort()).toContain('pytorch_model.bin');
+    const weights = await readSafetensorsFolder(snap);
+    expect(weights.get('lm_head.weight')!.shape).toEqual([97, 40]);
+    // cached now: offline resolves to the same snapshot
+    expect(await resolveModel('org/pt-only', { env: envFor({ HF_HUB_OFFLINE: '1' }), quiet: true })).toBe(snap);
+    const legacy = await resolveModel('org/pt-legacy', { env: envFor(), quiet: true });
+    await expect(readSafetensorsFolder(legacy)).rejects.toThrow(/pytorch_model\.bin in PyTorch's format before 1\.6.*save_pretrained\(.*safe_serialization=True\)/);
   });
 
   it('works with a bare mirror that sends no ETag or X-Repo-Commit', async () => {

@@ -294,18 +294,18 @@ describe('model folders', () => {
     await expect(readSafetensorsFolder(d)).rejects.toThrow(/index\.json: tensor "a" maps to "\.\.\/outside\.safetensors"/);
   });
 
-  it('refuses a PyTorch-only folder with the conversion command', async () => {
+  it('refuses a pytorch_model.bin that is not a torch.save zip with the conversion command', async () => {
     const d = join(dir, 'pt-only');
     await mkdir(d);
     await writeFile(join(d, 'pytorch_model.bin'), 'not really a pickle');
-    await expect(readSafetensorsFolder(d)).rejects.toThrow(/only pytorch_model\.bin.*save_pretrained\(.*safe_serialization=True\)/);
+    await expect(readSafetensorsFolder(d)).rejects.toThrow(/pytorch_model\.bin in PyTorch's format before 1\.6.*save_pretrained\(.*safe_serialization=True\)/);
   });
 
   it('says when the folder has no weights at all', async () => {
     await expect(readSafetensorsFolder(join(dir, 'does-not-exist'))).rejects.toThrow(/does not exist/);
     const d = join(dir, 'empty-folder');
     await mkdir(d);
-    await expect(readSafetensorsFolder(d)).rejects.toThrow(/neither model\.safetensors nor model\.safetensors\.index\.json/);
+    await expect(readSafetensorsFolder(d)).rejects.toThrow(/has no weights: neither model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin nor pytorch_model\.bin\.index\.json/);
   });
 });
 

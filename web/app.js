@@ -76,10 +76,14 @@ async function load() {
   state.generationFile = gen ? { config: json(gen, 'generation_config.json'), file: 'generation_config.json', bytes: gen } : undefined;
   const settings = await fetchModelFile('t5_webgpu.json', { optional: true });
   state.preprocess = settings ? t5.parseT5WebgpuSettings(json(settings, 't5_webgpu.json'), 't5_webgpu.json').preprocess : undefined;
-  const weights = await fetchModelFile('model.safetensors', { why: 'the weights; a folder with only pytorch_model.bin must be converted first' });
+  // from_pretrained's order: model.safetensors, else PyTorch's pytorch_model.bin (read without running its pickle)
+  const safetensors = await fetchModelFile('model.safetensors', { optional: true });
+  const tensors = safetensors
+    ? t5.parseSafetensorsBytes(safetensors, 'model.safetensors')
+    : t5.parseTorchCheckpoint(await fetchModelFile('pytorch_model.bin', { why: 'the weights: model.safetensors or pytorch_model.bin' }), 'pytorch_model.bin');
   status('moving the weights to the GPU…', 0.95);
   await nextFrame();
-  state.model = t5.modelFromTensors(state.config, t5.parseSafetensorsBytes(weights, 'model.safetensors'), 'model', { requiresGrad: true });
+  state.model = t5.modelFromTensors(state.config, tensors, 'model', { requiresGrad: true });
   timings.loadMs = performance.now() - t0;
   const params = state.model.parameters().reduce((n, [, p]) => n + p.size, 0);
   status(`ready: ${(params / 1e6).toFixed(2)} M parameters on ${g.info.name} (loaded in ${(timings.loadMs / 1000).toFixed(1)} s)`, 1);
