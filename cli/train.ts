@@ -125,13 +125,18 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   const onEval = (phase: string, done: number, total: number) =>
     bar.update(done, { label: `evaluating: ${phase === 'loss' ? 'validation loss' : 'answers'}`, total, extra: '' });
+  // Ctrl-C, and SIGTERM (kill, docker stop, a batch scheduler's time limit): finish the step, save last/, exit 0;
+  // the same signal again exits at once (130 / 143, as a shell reports them)
   let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop) process.exit(signal === 'SIGINT' ? 130 : 143);
     stop = true;
-    log('stopping at the end of this step and saving last/ (Ctrl-C again to quit now)');
+    log(`${signal}: stopping at the end of this step and saving last/ (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to quit now)`);
   };
+  const onSigint = () => onSignal('SIGINT');
+  const onSigterm = () => onSignal('SIGTERM');
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
   try {
     const r = await train(opts, { log, step: onStep, evalProgress: onEval, shouldStop: () => stop });
     bar.clear();
@@ -157,6 +162,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   } finally {
     bar.clear();
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
 }
 

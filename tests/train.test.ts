@@ -299,6 +299,33 @@ describe('training loop', () => {
     }
   });
 
+  it('engine-cli train: SIGTERM (kill, docker stop) finishes the step, saves last/ and reports the run interrupted', async () => {
+    const out = join(root, 'cli-sigterm');
+    const listeners = process.listenerCount('SIGTERM');
+    const errors: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    // the signal comes as the plan is logged, before the first step (kernels compiling, on a CPU for minutes): the
+    // run stops with no step done, which wrote no metrics yet (the loss plot had crashed on the missing file)
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      errors.push(String(s));
+      if (String(s).startsWith('training:')) process.emit('SIGTERM');
+      return true;
+    });
+    try {
+      await trainCommand(['--data', data, '--model', base, '--out', out, '--limit', '8', '--valid-split', '0.25', '--max-steps', '50',
+        '--batch-size', '2', '--eval-limit', '1', '--max-source-length', '48', '--max-target-length', '8', '--json']);
+      const r = JSON.parse(String(write.mock.calls.at(-1)![0])) as Record<string, unknown>;
+      expect(r).toMatchObject({ interrupted: true, steps: 0 });
+      expect(existsSync(join(out, 'loss.svg'))).toBe(true);
+      expect(existsSync(join(out, 'last', 't5_webgpu_state.json'))).toBe(true);
+      expect(errors.join(''), errors.join('')).toContain('SIGTERM: stopping at the end of this step and saving last/');
+    } finally {
+      write.mockRestore();
+      err.mockRestore();
+    }
+    expect(process.listenerCount('SIGTERM')).toBe(listeners);
+  });
+
   it('engine-cli train: flags to options, --json summary, --resume continues to a new --max-steps', async () => {
     const out = join(root, 'cli');
     const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);

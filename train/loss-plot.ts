@@ -107,7 +107,11 @@ export function lossSeries(lines: readonly MetricsLine[]): Series[] {
 
 /** Reads metrics.jsonl and writes the SVG; returns the number of train and eval points. */
 export async function writeLossPlot(metricsFile: string, svgFile: string, title?: string): Promise<{ train: number; eval: number }> {
-  const lines = parseMetrics(await readFile(metricsFile, 'utf8'));
+  // a run stopped before its first step has written no metrics yet: an empty plot
+  const lines = parseMetrics(await readFile(metricsFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return '';
+    throw e;
+  }));
   const series = lossSeries(lines);
   await writeFileAtomic(svgFile, lossPlotSvg(series, { title }));
   return { train: series[0]!.points.length, eval: series[1]!.points.length };
