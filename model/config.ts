@@ -17,8 +17,11 @@ export const CONFIG_FILE = 'config.json';
 /** The activations the model code implements, as HF's (dense_act_fn, is_gated_act) pair. */
 export type DenseActFn = 'relu' | 'gelu_new';
 
+/** HF's T5 (T5ForConditionalGeneration) and mT5 (MT5ForConditionalGeneration: the same model, other defaults). */
+export type T5ModelType = 't5' | 'mt5';
+
 export interface T5Config {
-  model_type: 't5';
+  model_type: T5ModelType;
   vocab_size: number;
   d_model: number;
   /** Size of one head; num_heads * d_kv need not equal d_model (t5-v1_1-xl/flan-t5 variants differ). */
@@ -75,6 +78,11 @@ const HF_DEFAULTS = {
   tie_word_embeddings: true,
 } as const;
 
+/** MT5Config's defaults where they differ from T5Config's (mt5-small's architecture). */
+const MT5_DEFAULTS: Readonly<Record<string, unknown>> = {
+  vocab_size: 250112, d_ff: 1024, num_layers: 8, num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false,
+};
+
 /** (feed_forward_proj parse result) -> supported? Only these two have kernels and golden tests behind them. */
 const SUPPORTED_ACTS: ReadonlyArray<{ proj: string; act: DenseActFn; gated: boolean; what: string }> = [
   { proj: 'relu', act: 'relu', gated: false, what: 'T5 v1.0' },
@@ -108,7 +116,9 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   if (!isPlainObject(json)) throw new Error(`${fileName}: expected a JSON object, got ${describeValue(json)}`);
   const r = keyReader({ ...json }, fileName);
   applyAliases(r);
-  checkModelType(r);
+  const model_type = checkModelType(r);
+  // a key an mT5 file leaves out takes MT5Config's default (every other default is T5Config's)
+  if (model_type === 'mt5') for (const [k, v] of Object.entries(MT5_DEFAULTS)) if (!r.has(k)) r.o[k] = v;
   const sizes = readSizes(r);
   const rates = readRates(r);
   const feedForward = readFeedForward(r, fileName);
@@ -118,7 +128,7 @@ export function parseT5Config(json: unknown, fileName: string): T5Config {
   checkSaveKeys(r);
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) if (!KNOWN_KEYS.has(k)) extra[k] = v;
-  return { model_type: 't5', ...sizes, ...rates, ...feedForward, tie_word_embeddings, ...tokenIds, use_cache, extra };
+  return { model_type, ...sizes, ...rates, ...feedForward, tie_word_embeddings, ...tokenIds, use_cache, extra };
 }
 
 /** Typed reads of one config.json's keys (`o`, aliases resolved; HF's default where a key is absent or null). */
@@ -165,12 +175,13 @@ function applyAliases({ o, fail }: KeyReader): void {
   }
 }
 
-function checkModelType({ o, fail }: KeyReader): void {
-  if (o.model_type !== 't5') {
-    fail('model_type', o.model_type === undefined
+function checkModelType({ o, fail }: KeyReader): T5ModelType {
+  if (o.model_type !== 't5' && o.model_type !== 'mt5') {
+    return fail('model_type', o.model_type === undefined
       ? 'is missing; a T5 config.json has "model_type": "t5"'
-      : `must be "t5", got ${describeValue(o.model_type)} (only T5ForConditionalGeneration checkpoints are supported)`);
+      : `must be "t5" or "mt5", got ${describeValue(o.model_type)} (only T5ForConditionalGeneration and MT5ForConditionalGeneration checkpoints are supported)`);
   }
+  return o.model_type;
 }
 
 type T5Sizes = Pick<T5Config, 'vocab_size' | 'd_model' | 'd_kv' | 'd_ff' | 'num_layers' | 'num_decoder_layers' | 'num_heads'
@@ -372,9 +383,12 @@ export function t5VocabSize(pieceCount: number, extraIds = 100, multiple = 128):
  * and the file's other keys as they were read.
  */
 export function serializeT5Config(cfg: T5Config): string {
+  const mt5 = cfg.model_type === 'mt5';
   const out: Record<string, unknown> = {
+    // MT5Config's tokenizer_class differs from PretrainedConfig's (None), so HF writes it
+    ...(mt5 ? { tokenizer_class: 'T5Tokenizer' } : {}),
     ...cfg.extra,
-    architectures: ['T5ForConditionalGeneration'],
+    architectures: [mt5 ? 'MT5ForConditionalGeneration' : 'T5ForConditionalGeneration'],
     classifier_dropout: pyFloat(cfg.classifier_dropout),
     d_ff: cfg.d_ff,
     d_kv: cfg.d_kv,
@@ -388,7 +402,7 @@ export function serializeT5Config(cfg: T5Config): string {
     is_encoder_decoder: true,
     is_gated_act: cfg.is_gated_act,
     layer_norm_epsilon: pyFloat(cfg.layer_norm_epsilon),
-    model_type: 't5',
+    model_type: cfg.model_type,
     num_decoder_layers: cfg.num_decoder_layers,
     num_heads: cfg.num_heads,
     num_layers: cfg.num_layers,
@@ -400,7 +414,8 @@ export function serializeT5Config(cfg: T5Config): string {
     use_cache: cfg.use_cache,
     vocab_size: cfg.vocab_size,
   };
-  if (!cfg.tie_word_embeddings) out.tie_word_embeddings = false;
+  // written where it differs from PretrainedConfig's default (true) or from the class's (MT5Config: false)
+  if (!cfg.tie_word_embeddings || mt5) out.tie_word_embeddings = cfg.tie_word_embeddings;
   return pythonJsonDumps(out, { ensureAscii: true });
 }
 
