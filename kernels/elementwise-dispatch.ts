@@ -8,6 +8,8 @@
 //  * NumPy broadcasting: the output index is decomposed over the (collapsed) output shape and each input
 //    reads at its own strides (0 along broadcast axes). When the innermost axis is a multiple of 4 and every
 //    input either runs along it (stride 1) or is constant along it, the loop is still vec4.
+import { bindingChunks } from '../engine/binding-chunks.ts';
+import { gpu } from '../engine/gpu.ts';
 import { grid1D, rt, type BufferBinding, type Param } from '../engine/runtime.ts';
 import { helpersFor } from './elementwise-table.ts';
 import { empty, type Shape, type Tensor } from '../engine/tensor.ts';
@@ -193,10 +195,27 @@ export function ewDispatch(name: string, inputs: EwInput[], expr: string, scalar
     for (const s of p.strides) for (const v of s) params.push(['u32', v]);
   }
   const per = p.kind === 'flat' ? EW_TUNING.vecPerThread : EW_TUNING.bcastPerThread;
+  const code = kernelCodeMemo(inputs.map((i) => ({ name: i.name, dtype: scalarType(i.t) })), expr, codeShape(p));
+  const maxBind = gpu().limits.maxStorageBufferBindingSize;
+  if (p.kind === 'flat' && out.bytes > maxBind) {
+    // same-shape operands over one binding (mT5's 489 MiB embedding gradients summed): the same window of every
+    // operand at a time; windows start on 256-byte boundaries, so each one's first element is index 0
+    for (const c of bindingChunks(0, out.size, p.vec ? 4 : 1, maxBind)) {
+      const window = (t: Tensor, write: boolean, what: string): BufferBinding => ({ buffer: t.buffer, offset: c.offset, size: c.size, write, what });
+      rt().dispatch({
+        name,
+        code,
+        bindings: [...inputs.map((i) => window(i.t, false, `${name} input ${i.name} ${i.t.describe()}`)), window(out, true, `${name} output`)],
+        params: [['u32', c.count], ['f32', scalar]],
+        workgroups: grid1D(Math.ceil(c.count / (WORKGROUP * per))),
+      });
+    }
+    return out;
+  }
   const bindings: BufferBinding[] = inputs.map((i) => i.t.read(`${name} input ${i.name} ${i.t.describe()}`));
   rt().dispatch({
     name,
-    code: kernelCodeMemo(inputs.map((i) => ({ name: i.name, dtype: scalarType(i.t) })), expr, codeShape(p)),
+    code,
     bindings: [...bindings, out.write(`${name} output`)],
     params,
     workgroups: grid1D(Math.ceil(units / (WORKGROUP * per))),

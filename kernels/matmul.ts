@@ -50,7 +50,9 @@ export interface MatmulOptions {
 function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   if (p.M === 0 || p.N === 0 || p.nb === 0 || p.outer.length === 0) return;
   const rows = kSplitRows(p, spec, t);
+  const cols = rows === null ? kSplitColumns(p, spec, t) : null;
   if (rows !== null) dispatchKRanges(name, p, spec, t, rows);
+  else if (cols !== null) dispatchKColumns(name, p, spec, t, cols);
   else if (spec.variant === 'packed') dispatchPacked(name, p, spec, t);
   else dispatchTiles(name, p, spec, t);
 }
@@ -89,6 +91,53 @@ function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: La
     const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
     // a range fits, so this does not split again
     dispatchProblem(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
+    if (sum && sum !== t.residual) sum.dispose();
+    sum = target;
+  }
+}
+
+/**
+ * Columns of K per dispatch for A · B, neither transposed, whose B [K, N] does not fit one storage binding: the
+ * input gradient of a large LM head, dX = dlogits · W with W [vocab, d_model] (mT5's 250,112 x 512 is 489 MiB,
+ * lavapipe binds 128). Every output tile reads whole columns of B, so splitting M or N does not help; a range of
+ * K is a contiguous block of B's rows. null when B fits, or the problem is not of that form.
+ */
+/** The most rows of A an output tile of any variant reads. */
+const A_COPY_TILE_ROWS = 64;
+
+function kSplitColumns(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
+  if (p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
+  const { maxBind, align } = matmulBindingLimits();
+  if (p.K * p.N * 4 <= maxBind) return null;
+  // a range of B's rows, and a tile's rows of A's copied range (no variant's tile is over 64 rows), fit a binding
+  const cols = Math.floor((maxBind - align) / (4 * Math.max(p.N, A_COPY_TILE_ROWS)));
+  return cols >= 1 ? cols : null;
+}
+
+/**
+ * out = Σ over K ranges of A[:, range] · B[range, :]. A's columns of a range are strided, so each range is first
+ * copied row by row into a contiguous [M, range] with buffer copies (which bind nothing); B's rows of the range are
+ * bound in place. Each range's product is added to the previous sum as a residual, as dispatchKRanges does.
+ */
+function dispatchKColumns(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch, cols: number): void {
+  const o = p.outer[0]!;
+  let sum = t.residual;
+  for (let k0 = 0; k0 < p.K; k0 += cols) {
+    const K = Math.min(cols, p.K - k0);
+    const last = k0 + K >= p.K;
+    const aRange = empty([p.M, K]);
+    for (let m = 0; m < p.M; m++) rt().copy(t.a.buffer, 4 * (o.a.base + m * p.K + k0), aRange.buffer, 4 * m * K, 4 * K);
+    const sub: Problem = {
+      ...p,
+      K,
+      outer: [{ a: { base: 0 }, b: { base: o.b.base + k0 * p.N }, c: o.c }],
+      desc: `${p.desc} (K columns ${k0}..${k0 + K - 1})`,
+    };
+    const target = last ? t.out : empty(p.outShape);
+    const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
+    // B's range fits, and A's copy splits by rows if it must
+    dispatchProblem(name, sub, s, { a: aRange, b: t.b, residual: sum, out: target });
+    aRange.dispose();
     if (sum && sum !== t.residual) sum.dispose();
     sum = target;
   }

@@ -255,3 +255,21 @@ describe('elementwise extras', () => {
     [a, b, i].forEach((t: Tensor) => t.dispose());
   });
 });
+
+describe('elementwise over the storage binding limit', () => {
+  it('adds same-shape tensors a window at a time when they are over maxStorageBufferBindingSize (mT5 embedding gradients)', async () => {
+    const limit = rt().gpu.limits.maxStorageBufferBindingSize;
+    // just over one binding: a multiple of 4 (the vec4 kernel) and an odd size (the scalar one)
+    for (const n of [limit / 4 + 4000, limit / 4 + 1001]) {
+      const a = new Float32Array(n).map((_, i) => (i % 1000) * 0.5);
+      const b = new Float32Array(n).map((_, i) => -(i % 7));
+      const out = add(tensor(a, [n]), tensor(b, [n]));
+      expect(out.bytes).toBeGreaterThan(limit);
+      const got = await out.toFloat32();
+      let wrong = -1;
+      for (let i = 0; i < n && wrong < 0; i++) if (got[i] !== a[i]! + b[i]!) wrong = i;
+      expect(wrong, `n ${n}: first wrong element (output poisoned with NaN first)`).toBe(-1);
+      out.dispose();
+    }
+  }, 60_000);
+});

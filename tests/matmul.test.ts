@@ -265,6 +265,11 @@ describe('matmul over the storage binding limit', () => {
       // added to the sum before it; with a residual, added to the first
       [storedShapes(40, 300, 24, true, false), 16384],
       [{ ...storedShapes(40, 300, 24, true, false), residual: true }, 16384],
+      // neither transposed, b ([K, N]) over the limit (a large LM head's input gradient, dlogits · W): K in ranges
+      // of b's rows, each range's columns of a copied out first; the copy of a 130-row a splits by rows again
+      [storedShapes(40, 300, 24, false, false), 16384],
+      [{ ...storedShapes(40, 300, 24, false, false), residual: true }, 16384],
+      [storedShapes(130, 301, 20, false, false), 16384],
     ];
     try {
       for (const variant of available) {
