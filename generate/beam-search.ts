@@ -15,8 +15,8 @@
 //   passed the best candidate of the step, a finishing eos included. The two differ only when an eos candidate
 //   tops a step after num_beams hypotheses are kept (tests/generate-modes-golden.test.ts: a boosted eos with
 //   exponential_decay_length_penalty); every 4.36 golden case is the same under both. Group beam search keeps
-//   4.36's rule, as the scorer of its Hub code still does, and so does beam sampling (below). A done input's rows then get pad tokens, score 0 and
-//   cache row 0 (HF's `next_beam_indices[batch_idx, :] = 0`);
+//   4.36's rule, as the scorer of its Hub code still does, and so does beam sampling (below). A done input's
+//   rows then get pad tokens, score 0 and cache row 0 (HF's `next_beam_indices[batch_idx, :] = 0`);
 // - stop when every input is done or the sequence reaches max_length; finalize() adds the still-running beams of
 //   inputs not done, takes the best num_return_sequences per input, appends eos_token_id[0] to the ones that ended
 //   in eos and pads the rest with pad_token_id.

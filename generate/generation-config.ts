@@ -3,9 +3,9 @@
 // decoder start token.
 //
 // Searches: greedy (num_beams 1), beam search (num_beams > 1), sampling (do_sample, num_beams 1, with HF's
-// temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff and eta_cutoff warpers; min_p is 4.39's), beam sampling (both), group
-// beam search (num_beam_groups) and contrastive search (penalty_alpha with top_k); HF's logits processors
-// (logits-processors.ts) and its max_time stop apply to every one of them.
+// temperature, top_k, top_p, min_p (4.39's), typical_p, epsilon_cutoff and eta_cutoff warpers), beam sampling
+// (both), group beam search (num_beam_groups) and contrastive search (penalty_alpha with top_k); HF's logits
+// processors (logits-processors.ts) and its max_time stop apply to every one of them.
 //
 // Sources of options, later ones winning: HF's defaults, the model folder's generation_config.json (or, when that
 // file is missing, the generation keys of config.json: HF's `GenerationConfig.from_model_config`; reading and

@@ -1,8 +1,7 @@
 // The logits warpers HF 4.36's `_get_logits_warper` builds for sampling (`do_sample`), in its order: temperature,
 // top-k, top-p, min-p (4.39's, placed as later versions place it), typical, epsilon, eta (then LogitNormalization
-// with renormalize_logits). They run after the
-// logits processors, in place on scores [rows, vocab] (the LogitsProcessor signature), and set every token they
-// remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1, or 2 for beam sampling.
+// with renormalize_logits). They run after the logits processors, in place on scores [rows, vocab] (the
+// LogitsProcessor signature), and set every token they remove to -inf; sampling then draws from softmax(scores). HF's `min_tokens_to_keep` is 1, or 2 for beam sampling.
 import type { ResolvedGenerationConfig } from './generation-config.ts';
 import { checkShape, logitNormalizationProcessor, type LogitsProcessor } from './logits-processors.ts';
 

@@ -96,15 +96,15 @@ function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: La
   }
 }
 
+/** The most rows of A an output tile of any variant reads. */
+const A_COPY_TILE_ROWS = 64;
+
 /**
  * Columns of K per dispatch for A · B, neither transposed, whose B [K, N] does not fit one storage binding: the
  * input gradient of a large LM head, dX = dlogits · W with W [vocab, d_model] (mT5's 250,112 x 512 is 489 MiB,
  * lavapipe binds 128). Every output tile reads whole columns of B, so splitting M or N does not help; a range of
  * K is a contiguous block of B's rows. null when B fits, or the problem is not of that form.
  */
-/** The most rows of A an output tile of any variant reads. */
-const A_COPY_TILE_ROWS = 64;
-
 function kSplitColumns(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
   if (p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
   const { maxBind, align } = matmulBindingLimits();
