@@ -68,9 +68,13 @@ describe('lrAt', () => {
 describe('warm-up options of a training run', () => {
   const base = { data: 'd.csv', model: 'm', out: 'o' };
   it("HF's warmup_ratio in [0, 1]; a run saved when 'constant' warmed up resumes as 'constant_with_warmup'", () => {
-    expect(resolveTrainOptions({ ...base, warmupRatio: 0.1 }).warmupRatio).toBe(0.1);
+    expect(resolveTrainOptions({ ...base, lrSchedule: 'linear', warmupRatio: 0.1 }).warmupRatio).toBe(0.1);
     expect(() => resolveTrainOptions({ ...base, warmupRatio: 1.5 })).toThrow(/warmup ratio must lie in range \[0, 1\], got 1.5/);
-    const old = resolveTrainOptions({ ...base, lrSchedule: 'constant', warmupSteps: 4 });
+    // refused with the options, before a run writes anything
+    expect(() => resolveTrainOptions({ ...base, lrSchedule: 'constant', warmupRatio: 0.1 })).toThrow(/use 'constant_with_warmup' to warm up/);
+    expect(() => resolveTrainOptions({ ...base, warmupSteps: 3 })).toThrow(/'constant' schedule has no warm-up/);
+    // (what such a run saved: a resolved 'constant' with warm-up steps, built here without the check)
+    const old = { ...resolveTrainOptions({ ...base, lrSchedule: 'constant_with_warmup', warmupSteps: 4 }), lrSchedule: 'constant' as const };
     expect(resumedOptions(old, { ...base, maxSteps: 9 })).toMatchObject({ lrSchedule: 'constant_with_warmup', warmupSteps: 4, maxSteps: 9 });
     const plain = resolveTrainOptions({ ...base, lrSchedule: 'constant' });
     expect(resumedOptions(plain, base).lrSchedule).toBe('constant');

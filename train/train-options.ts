@@ -135,6 +135,10 @@ export function resolveTrainOptions(o: TrainOptions): ResolvedTrainOptions {
   if (!(r.validSplit >= 0 && r.validSplit < 1)) throw new Error(`valid split must be in [0, 1), got ${r.validSplit}`);
   if (r.dropout !== undefined && !(r.dropout >= 0 && r.dropout < 1)) throw new Error(`dropout must be in [0, 1), got ${r.dropout}`);
   if (!(r.warmupRatio >= 0 && r.warmupRatio <= 1)) throw new Error(`warmup ratio must lie in range [0, 1], got ${r.warmupRatio}`);
+  if (r.lrSchedule === 'constant' && (r.warmupSteps > 0 || r.warmupRatio > 0)) {
+    // before any file is written; checkSchedule says the same of a schedule built by hand
+    throw new Error("the 'constant' schedule has no warm-up (Hugging Face's get_constant_schedule ignores it): use 'constant_with_warmup' to warm up");
+  }
   if (!(r.labelSmoothing >= 0 && r.labelSmoothing < 1)) throw new Error(`label smoothing must be in [0, 1), got ${r.labelSmoothing}`);
   if (r.clipGradNorm !== undefined && !(r.clipGradNorm > 0)) throw new Error(`clip grad norm must be > 0, got ${r.clipGradNorm}`);
   if (!OPTIMIZERS.includes(r.optim)) throw new Error(`optim must be one of ${OPTIMIZERS.join(', ')}, got ${String(r.optim)}`);
