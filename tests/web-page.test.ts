@@ -183,6 +183,25 @@ describe.skipIf(!canRun)('web page in headless Chromium (engine-cli serve)', () 
     trained.dispose();
   });
 
+  it('a folder with pytorch_model.bin and no model.safetensors: the page reads it and answers as Node', async () => {
+    const pt = join(tmp, 'pytorch-only');
+    mkdirSync(pt);
+    for (const f of ['config.json', 'generation_config.json', 'spiece.model']) copyFileSync(join(GOLDEN, f), join(pt, f));
+    copyFileSync(join(ROOT, 'tests/fixtures/torch/t5-tiny-relu.bin'), join(pt, 'pytorch_model.bin'));
+    const other = await startServer({ dir: pt, port: 0 });
+    try {
+      const p = await openPage(other.url);
+      expect(await errorText(p)).toBe('');
+      const generation = { num_beams: 1 };
+      const want = await predictOne(node, tokenizer, { context, question }, { modelDir: GOLDEN, generation });
+      const got: PageAnswer = await p.evaluate(([c, q, g]) => window.t5page.answer(c, q, g), [context, question, generation] as const);
+      expect(got.ids).toEqual(want.sequences[0]!.ids);
+      await p.close();
+    } finally {
+      other.server.close();
+    }
+  });
+
   it('a folder without spiece.model: the page says so', async () => {
     const bare = join(tmp, 'no-spiece');
     mkdirSync(bare);
