@@ -246,8 +246,8 @@ function materialize(t: TensorRef, storage: Float32Array): Float32Array {
   return out;
 }
 
-/** The state dict of a torch.save zip: every floating-point tensor as float32, under its name. */
-export function parseTorchCheckpoint(bytes: Uint8Array, fileName: string): Map<string, SafeTensor> {
+/** The zip's entries, its data.pkl run, and the prefix of its records. */
+function openTorchZip(bytes: Uint8Array, fileName: string): { entries: Map<string, ZipEntry>; prefix: string; top: unknown } {
   if (!isTorchZip(bytes)) {
     throw new Error(`${fileName}: a PyTorch file in the format before PyTorch 1.6 (not a zip), which is not read here`);
   }
@@ -259,7 +259,51 @@ export function parseTorchCheckpoint(bytes: Uint8Array, fileName: string): Map<s
   if (order && new TextDecoder().decode(bytes.subarray(order.start, order.start + order.size)) !== 'little') {
     throw new Error(`${fileName}: big-endian storages are not supported`);
   }
-  const top = unpickle(bytes.subarray(pkl.start, pkl.start + pkl.size), fileName);
+  return { entries, prefix, top: unpickle(bytes.subarray(pkl.start, pkl.start + pkl.size), fileName) };
+}
+
+/** The float32 elements of a floating-point tensor of the zip (its storage read once per `storages`). */
+function readTensor(
+  t: TensorRef, name: string, bytes: Uint8Array, entries: Map<string, ZipEntry>, prefix: string, storages: Map<string, Float32Array>, fileName: string,
+): SafeTensor {
+  let storage = storages.get(t.storage.key);
+  if (!storage) {
+    const e = entries.get(`${prefix}data/${t.storage.key}`);
+    if (!e) throw new Error(`${fileName}: tensor '${name}' needs storage ${t.storage.key}, which the zip lacks`);
+    const want = t.storage.numel * DTYPE_SIZE[t.storage.dtype];
+    if (e.size < want) throw new Error(`${fileName}: storage ${t.storage.key} of '${name}' has ${e.size} bytes, ${want} expected`);
+    storage = toFloat32(t.storage.dtype, bytes.slice(e.start, e.start + want));
+    storages.set(t.storage.key, storage);
+  }
+  const n = t.size.reduce((a, b) => a * b, 1);
+  const last = t.offset + t.size.reduce((a, s, i) => a + (s - 1) * t.stride[i]!, 0);
+  if (n > 0 && (t.offset < 0 || last >= storage.length)) throw new Error(`${fileName}: tensor '${name}' reaches past its storage`);
+  return { dtype: t.storage.dtype, shape: [...t.size], data: materialize(t, storage) };
+}
+
+/**
+ * Any object a torch.save zip holds (an optimizer's or scheduler's state_dict): dicts as Maps, lists and tuples
+ * as arrays, floating-point tensors as SafeTensors (float32). The same restricted unpickler as the state dicts'.
+ */
+export function parseTorchObject(bytes: Uint8Array, fileName: string): unknown {
+  const { entries, prefix, top } = openTorchZip(bytes, fileName);
+  const storages = new Map<string, Float32Array>();
+  const convert = (v: unknown, path: string): unknown => {
+    if (v instanceof PyDict) return new Map([...v.items].map(([k, x]) => [k, convert(x, `${path}.${String(k)}`)]));
+    if (Array.isArray(v)) return v.map((x, i) => convert(x, `${path}[${i}]`));
+    if ((v as TensorRef)?.kind === 'tensor') {
+      const t = v as TensorRef;
+      if (!FLOAT_DTYPES.has(t.storage.dtype)) throw new Error(`${fileName}: ${path} is a ${t.storage.dtype} tensor; only floating-point ones are read`);
+      return readTensor(t, path, bytes, entries, prefix, storages, fileName);
+    }
+    return v;
+  };
+  return convert(top, 'object');
+}
+
+/** The state dict of a torch.save zip: every floating-point tensor as float32, under its name. */
+export function parseTorchCheckpoint(bytes: Uint8Array, fileName: string): Map<string, SafeTensor> {
+  const { entries, prefix, top } = openTorchZip(bytes, fileName);
   // HF saves the state dict itself; some training scripts wrap it as {"state_dict": ...} or {"model": ...}
   let dict = top instanceof PyDict ? top : null;
   for (const key of ['state_dict', 'model']) if (dict && !hasTensors(dict) && dict.items.get(key) instanceof PyDict) dict = dict.items.get(key) as PyDict;
@@ -270,19 +314,7 @@ export function parseTorchCheckpoint(bytes: Uint8Array, fileName: string): Map<s
     const t = value as TensorRef;
     if (typeof name !== 'string' || t?.kind !== 'tensor') continue;
     if (!FLOAT_DTYPES.has(t.storage.dtype)) continue; // integer buffers (position ids): not weights
-    let storage = storages.get(t.storage.key);
-    if (!storage) {
-      const e = entries.get(`${prefix}data/${t.storage.key}`);
-      if (!e) throw new Error(`${fileName}: tensor '${name}' needs storage ${t.storage.key}, which the zip lacks`);
-      const want = t.storage.numel * DTYPE_SIZE[t.storage.dtype];
-      if (e.size < want) throw new Error(`${fileName}: storage ${t.storage.key} of '${name}' has ${e.size} bytes, ${want} expected`);
-      storage = toFloat32(t.storage.dtype, bytes.slice(e.start, e.start + want));
-      storages.set(t.storage.key, storage);
-    }
-    const n = t.size.reduce((a, b) => a * b, 1);
-    const last = t.offset + t.size.reduce((a, s, i) => a + (s - 1) * t.stride[i]!, 0);
-    if (n > 0 && (t.offset < 0 || last >= storage.length)) throw new Error(`${fileName}: tensor '${name}' reaches past its storage`);
-    out.set(name, { dtype: t.storage.dtype, shape: [...t.size], data: materialize(t, storage) });
+    out.set(name, readTensor(t, name, bytes, entries, prefix, storages, fileName));
   }
   return out;
 }

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
-import { parseTorchCheckpoint } from '../hf/torch-checkpoint.ts';
+import { parseTorchCheckpoint, parseTorchObject } from '../hf/torch-checkpoint.ts';
+import { PyFloat, pyTuple, torchSaveBytes, torchTensor, type PyValue } from '../hf/torch-save.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
 
 const fixture = (rel: string): string => fileURLToPath(new URL(`./fixtures/${rel}`, import.meta.url));
@@ -63,5 +64,20 @@ describe('a Hugging Face folder with only pytorch_model.bin', () => {
       const got = await p.toFloat32();
       expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(ref.get(name)!.data.buffer, ref.get(name)!.data.byteOffset, ref.get(name)!.data.byteLength)), name).toBe(true);
     }
+  });
+});
+
+describe('torchSaveBytes (HF Trainer optimizer.pt and scheduler.pt)', () => {
+  it('writes what the reader reads back: nested dicts with int keys, tuples, floats, None, 0-d and 2-d tensors', () => {
+    const obj = new Map<string | number, PyValue>([
+      ['state', new Map<number, PyValue>([[0, new Map<string, PyValue>([['step', torchTensor(Float32Array.of(3), [])], ['exp_avg', torchTensor(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3])]])]])],
+      ['param_groups', [new Map<string, PyValue>([['lr', 1e-4], ['betas', pyTuple(0.9, 0.999)], ['weight_decay', new PyFloat(0)], ['fused', null], ['amsgrad', false], ['params', [0, 1, 70000, -5, 2 ** 40]]])]],
+    ]);
+    const back = parseTorchObject(torchSaveBytes(obj), 'round-trip.pt') as Map<string, unknown>;
+    const state = (back.get('state') as Map<number, Map<string, { shape: number[]; data: Float32Array }>>).get(0)!;
+    expect(state.get('step')).toMatchObject({ shape: [], data: Float32Array.of(3) });
+    expect(state.get('exp_avg')).toMatchObject({ shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) });
+    const group = (back.get('param_groups') as Array<Map<string, unknown>>)[0]!;
+    expect(Object.fromEntries(group)).toEqual({ lr: 1e-4, betas: [0.9, 0.999], weight_decay: 0, fused: null, amsgrad: false, params: [0, 1, 70000, -5, 2 ** 40] });
   });
 });

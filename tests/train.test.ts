@@ -17,6 +17,8 @@ import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
 import { readAdafactorState, readOptimizerState, readTrainerState, findResumeFolder, OPTIMIZER_FILE } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
+import { parseTorchObject } from '../hf/torch-checkpoint.ts';
+import { trainerSkipsDecay } from '../train/optimizer-setup.ts';
 import { evalCommand } from '../cli/eval.ts';
 import { evaluateFile } from '../train/evaluate.ts';
 import { reportCommand } from '../cli/report.ts';
@@ -188,6 +190,29 @@ describe('training loop', () => {
         expect(saved.get('exp_avg_sq.encoder.final_layer_norm.weight')!.data.length).toBe(cols!.data.length);
         expect([...saved.keys()].some((k) => k.startsWith('exp_avg.'))).toBe(false);
       } else expect(saved.has('exp_avg.shared.weight')).toBe(true);
+      // HF Trainer's optimizer.pt: Trainer's groups (decay, then norms and biases), the same moments in each
+      // parameter's shape, in that order; scheduler.pt at our step (transformers 4.57 resumes from it: by hand)
+      const dir = findResumeFolder(part.out)!;
+      const hfOpt = parseTorchObject(readFileSync(join(dir, 'optimizer.pt')), 'optimizer.pt') as Map<string, any>;
+      const reloaded = await fromPretrained(dir);
+      const named = reloaded.parameters().map(([n, p]) => [n, p.shape] as const);
+      reloaded.dispose();
+      const order = [...named.filter(([n]) => !trainerSkipsDecay(n)), ...named.filter(([n]) => trainerSkipsDecay(n))];
+      const groups = hfOpt.get('param_groups') as Array<Map<string, any>>;
+      expect(groups.map((g) => g.get('params').length)).toEqual([order.length - named.filter(([n]) => trainerSkipsDecay(n)).length, named.filter(([n]) => trainerSkipsDecay(n)).length]);
+      const key = o.optim === 'adafactor' ? 'exp_avg_sq_row' : 'exp_avg';
+      let compared = 0;
+      order.forEach(([name, shape], pos) => {
+        const st = (hfOpt.get('state') as Map<number, Map<string, any>>).get(pos);
+        const ours = saved.get(`${key}.${name}`);
+        if (!st || !ours) return;
+        expect(Array.from(st.get(key).data as Float32Array), name).toEqual(Array.from(ours.data));
+        if (o.optim !== 'adafactor') expect(st.get(key).shape, name).toEqual(shape);
+        compared++;
+      });
+      expect(compared).toBeGreaterThan(5);
+      const sched = parseTorchObject(readFileSync(join(dir, 'scheduler.pt')), 'scheduler.pt') as Map<string, unknown>;
+      expect(sched.get('last_epoch')).toBe(stopAt);
       // the first case also plays a kill between saveLast's two renames: only last.old/ is left
       if (o.shuffle !== true) renameSync(join(part.out, 'last'), join(part.out, 'last.old'));
       const resumed = await train({ out: part.out, resume: true, data: '', model: '' });

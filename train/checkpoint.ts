@@ -6,7 +6,7 @@
 //                                     (optimizer.safetensors: AdamW moments or Adafactor's factored second
 //                                     moments, by HF's state names; t5_webgpu_state.json: steps, schedule,
 //                                     RNG seed, position in the data order, options) and HF Trainer's
-//                                     trainer_state.json (hf-trainer-state.ts) for tools that read HF's
+//                                     trainer_state.json, optimizer.pt and scheduler.pt (hf-trainer-state.ts)
 //
 // Crash safety: every file is written under a temporary name and renamed (writeFileAtomic), and a whole folder
 // is written into `OUT/.tmp-*` and renamed into place, so a folder name that exists is complete. `last/` cannot be
@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdamW, AdamWParamState, AdamWState } from '../optim/adamw.ts';
+import { hfOptimizerPt, hfSchedulerPt } from './hf-trainer-state.ts';
 import { Adafactor, type AdafactorState } from '../optim/adafactor.ts';
 import { writeFileAtomic } from '../util/atomic-write.ts';
 import { GENERATION_CONFIG_FILE } from '../generate/generation-config-file.ts';
@@ -33,8 +34,11 @@ export const LAST_OLD_DIR = 'last.old';
 /** Our resume state. Runs saved before it had its name kept it in trainer_state.json (`version` 1), which is
  * read when this file is missing. */
 export const RESUME_STATE_FILE = 't5_webgpu_state.json';
-/** HF Trainer's checkpoint state (hf-trainer-state.ts), written for HF's tools; resuming does not read it. */
+/** HF Trainer's checkpoint state, optimizer and scheduler (hf-trainer-state.ts): for `trainer.train(
+ * resume_from_checkpoint=...)` and HF's tools; our resuming reads none of them. */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
+export const HF_OPTIMIZER_FILE = 'optimizer.pt';
+export const HF_SCHEDULER_FILE = 'scheduler.pt';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
 export interface CheckpointEntry {
@@ -156,35 +160,40 @@ function putParamStates<K extends string>(
   return params.map((p) => (p ? p.step : null));
 }
 
-/** The optimizer's tensors for optimizer.safetensors and its t5_webgpu_state.json entry. */
+/** The optimizer's tensors for optimizer.safetensors, its t5_webgpu_state.json entry, and its whole state (for
+ * HF's optimizer.pt). */
 async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Promise<{
-  tensors: StateTensors; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>;
+  tensors: StateTensors; format: string; entry: Pick<TrainerState, 'adam' | 'adafactor'>; state: { adam?: AdamWState; adafactor?: AdafactorState };
 }> {
   const tensors: StateTensors = new Map();
   if (opt instanceof Adafactor) {
-    const { params, ...hyper } = await opt.state();
+    const state = await opt.state();
+    const { params, ...hyper } = state;
     const paramSteps = putParamStates(params, ADAFACTOR_TENSORS, names, tensors);
-    return { tensors, format: 't5-webgpu-adafactor', entry: { adafactor: { ...hyper, paramSteps } } };
+    return { tensors, format: 't5-webgpu-adafactor', entry: { adafactor: { ...hyper, paramSteps } }, state: { adafactor: state } };
   }
-  const { params, ...hyper } = await opt.state();
+  const state = await opt.state();
+  const { params, ...hyper } = state;
   const paramSteps = putParamStates(params, ADAMW_TENSORS, names, tensors);
-  return { tensors, format: 't5-webgpu-adamw', entry: { adam: { ...hyper, paramSteps } } };
+  return { tensors, format: 't5-webgpu-adamw', entry: { adam: { ...hyper, paramSteps } }, state: { adam: state } };
 }
 
 /** Saves `OUT/last/` (model, optimizer state, trainer state), replacing the previous one safely. */
 export async function saveLast(
   out: string, model: T5ForConditionalGeneration, opt: AdamW | Adafactor, files: ModelFolderFiles, state: Omit<TrainerState, 'adam' | 'adafactor'>,
-  hfTrainerState: Record<string, unknown>,
+  hf: { trainerState: Record<string, unknown>; baseLr: number },
 ): Promise<string> {
   const names = model.parameters().map(([n]) => n);
-  const { tensors: moments, format, entry } = await optimizerCheckpoint(opt, names);
+  const { tensors: moments, format, entry, state: optState } = await optimizerCheckpoint(opt, names);
   const full: TrainerState = { ...state, ...entry };
   const tmpName = `${LAST_DIR}.new`;
   const written = await writeFolderAtomic(out, tmpName, async (dir) => {
     await writeModelFolder(dir, model, files);
     await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format });
     await writeFileAtomic(join(dir, RESUME_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
-    await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(hfTrainerState, null, 2)}\n`);
+    await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(hf.trainerState, null, 2)}\n`);
+    await writeFileAtomic(join(dir, HF_OPTIMIZER_FILE), hfOptimizerPt({ names, shapes: model.parameters().map(([, p]) => [...p.shape]), ...optState, lr: state.lr, baseLr: hf.baseLr }));
+    await writeFileAtomic(join(dir, HF_SCHEDULER_FILE), hfSchedulerPt(state.step, state.lr, hf.baseLr));
   });
   const last = join(out, LAST_DIR);
   const old = join(out, LAST_OLD_DIR);

@@ -406,7 +406,7 @@ async function saveLastCheckpoint({ o, model, opt, files, plan, top, metricsFile
     earlyStopping: pos.earlyStopping,
     lr: lrAt(plan.schedule, pos.step), best: top.kept, tokensSeen: pos.tokensSeen, trainSeconds: pos.trainSeconds,
     options: { ...o, profile: false } as unknown as Record<string, unknown>,
-  }, hf);
+  }, { trainerState: hf, baseLr: o.lr });
 }
 
 function summarize({ o, data, plan, top, metricsFile }: Run, pos: Position, done: Outcome, meter: Throughput, startTrainSeconds: number): TrainResult {
