@@ -15,7 +15,7 @@ import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
-import { readAdafactorState, readOptimizerState, readTrainerState, findResumeFolder, OPTIMIZER_FILE } from '../train/checkpoint.ts';
+import { readAdafactorState, readOptimizerState, readTrainerState, findResumeFolder, HF_OPTIMIZER_LIMIT, OPTIMIZER_FILE } from '../train/checkpoint.ts';
 import { parseMetrics } from '../train/loss-plot.ts';
 import { parseTorchObject } from '../hf/torch-checkpoint.ts';
 import { trainerSkipsDecay } from '../train/optimizer-setup.ts';
@@ -321,6 +321,21 @@ describe('training loop', () => {
       expect(printed).toMatch(/^profile: none taken \(the run ended before its second step/m);
     } finally {
       write.mockRestore();
+    }
+  });
+
+  it("moments over what optimizer.pt is built for: HF Trainer's file is left out with a log line, and the run resumes", async () => {
+    const lines: string[] = [];
+    HF_OPTIMIZER_LIMIT.maxBytes = 1024;
+    try {
+      const r = await train(opts('hf-optimizer-limit', { maxSteps: 2 }), { log: (l) => lines.push(l) });
+      expect(existsSync(join(r.lastDir, 'optimizer.pt'))).toBe(false);
+      expect(existsSync(join(r.lastDir, 'scheduler.pt'))).toBe(true);
+      expect(lines.join('\n')).toMatch(/last\/optimizer\.pt \(HF Trainer's\) not written: 0\.\d GiB of moments is over the 0\.0 GiB .*optimizer\.safetensors holds them/);
+      const resumed = await train({ out: r.out, resume: true, data: '', model: '', maxSteps: 3 });
+      expect(resumed.steps).toBe(3);
+    } finally {
+      HF_OPTIMIZER_LIMIT.maxBytes = 2 ** 31;
     }
   });
 

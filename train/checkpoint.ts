@@ -38,6 +38,10 @@ export const RESUME_STATE_FILE = 't5_webgpu_state.json';
  * resume_from_checkpoint=...)` and HF's tools; our resuming reads none of them. */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const HF_OPTIMIZER_FILE = 'optimizer.pt';
+/** optimizer.pt is built in memory as one buffer (a JS typed array holds at most 4 GiB, and a plain zip's offsets
+ * stop there too): moments over `maxBytes` are left to optimizer.safetensors (t5-base's AdamW moments are 1.8 GB;
+ * t5-large's 6.2 GB). Tests lower it. */
+export const HF_OPTIMIZER_LIMIT = { maxBytes: 2 ** 31 };
 export const HF_SCHEDULER_FILE = 'scheduler.pt';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
@@ -181,7 +185,7 @@ async function optimizerCheckpoint(opt: AdamW | Adafactor, names: string[]): Pro
 /** Saves `OUT/last/` (model, optimizer state, trainer state), replacing the previous one safely. */
 export async function saveLast(
   out: string, model: T5ForConditionalGeneration, opt: AdamW | Adafactor, files: ModelFolderFiles, state: Omit<TrainerState, 'adam' | 'adafactor'>,
-  hf: { trainerState: Record<string, unknown>; baseLr: number },
+  hf: { trainerState: Record<string, unknown>; baseLr: number; log?: (line: string) => void },
 ): Promise<string> {
   const names = model.parameters().map(([n]) => n);
   const { tensors: moments, format, entry, state: optState } = await optimizerCheckpoint(opt, names);
@@ -192,7 +196,12 @@ export async function saveLast(
     await writeSafetensors(join(dir, OPTIMIZER_FILE), moments, { format });
     await writeFileAtomic(join(dir, RESUME_STATE_FILE), `${JSON.stringify(full, null, 1)}\n`);
     await writeFileAtomic(join(dir, TRAINER_STATE_FILE), `${JSON.stringify(hf.trainerState, null, 2)}\n`);
-    await writeFileAtomic(join(dir, HF_OPTIMIZER_FILE), hfOptimizerPt({ names, shapes: model.parameters().map(([, p]) => [...p.shape]), ...optState, lr: state.lr, baseLr: hf.baseLr }));
+    const momentBytes = [...moments.values()].reduce((n, t) => n + t.data.byteLength, 0);
+    if (momentBytes <= HF_OPTIMIZER_LIMIT.maxBytes) {
+      await writeFileAtomic(join(dir, HF_OPTIMIZER_FILE), hfOptimizerPt({ names, shapes: model.parameters().map(([, p]) => [...p.shape]), ...optState, lr: state.lr, baseLr: hf.baseLr }));
+    } else {
+      hf.log?.(`last/${HF_OPTIMIZER_FILE} (HF Trainer's) not written: ${(momentBytes / 2 ** 30).toFixed(1)} GiB of moments is over the ${(HF_OPTIMIZER_LIMIT.maxBytes / 2 ** 30).toFixed(1)} GiB this writer builds in memory; ${OPTIMIZER_FILE} holds them`);
+    }
     await writeFileAtomic(join(dir, HF_SCHEDULER_FILE), hfSchedulerPt(state.step, state.lr, hf.baseLr));
   });
   const last = join(out, LAST_DIR);

@@ -394,7 +394,7 @@ async function validate({ o, model, tokenizer, data, files, generation, top, met
 }
 
 /** OUT/last/: weights, moments and the counters to resume from `pos`, with the options (less --profile). */
-async function saveLastCheckpoint({ o, model, opt, files, plan, top, metricsFile }: Run, pos: Position): Promise<string> {
+async function saveLastCheckpoint({ o, model, opt, files, plan, top, metricsFile, log }: Run, pos: Position): Promise<string> {
   const metrics = existsSync(metricsFile) ? parseMetrics(await readFile(metricsFile, 'utf8')) : [];
   const hf = hfTrainerState({
     step: pos.step, stepsPerEpoch: plan.stepsPerEpoch, maxSteps: plan.totalSteps, numTrainEpochs: plan.epochs, batchSize: o.batchSize,
@@ -406,7 +406,7 @@ async function saveLastCheckpoint({ o, model, opt, files, plan, top, metricsFile
     earlyStopping: pos.earlyStopping,
     lr: lrAt(plan.schedule, pos.step), best: top.kept, tokensSeen: pos.tokensSeen, trainSeconds: pos.trainSeconds,
     options: { ...o, profile: false } as unknown as Record<string, unknown>,
-  }, { trainerState: hf, baseLr: o.lr });
+  }, { trainerState: hf, baseLr: o.lr, log });
 }
 
 function summarize({ o, data, plan, top, metricsFile }: Run, pos: Position, done: Outcome, meter: Throughput, startTrainSeconds: number): TrainResult {
