@@ -44,6 +44,10 @@ class Bytes {
   u32(v: number): void {
     this.push(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
   }
+  /** the pieces as pushed: tensor data stays a view of its Float32Array, not a copy */
+  parts(): Uint8Array[] {
+    return this.chunks;
+  }
   concat(): Uint8Array {
     const out = new Uint8Array(this.length);
     let at = 0;
@@ -170,7 +174,7 @@ function crc32(b: Uint8Array): number {
   return (c ^ 0xffffffff) >>> 0;
 }
 
-function zip(entries: Array<[string, Uint8Array]>): Uint8Array {
+function zip(entries: Array<[string, Uint8Array]>): Uint8Array[] {
   const out = new Bytes();
   const central = new Bytes();
   for (const [name, data] of entries) {
@@ -218,11 +222,24 @@ function zip(entries: Array<[string, Uint8Array]>): Uint8Array {
   out.u32(cdSize);
   out.u32(cdOffset);
   out.u16(0);
-  return out.concat();
+  return out.parts();
 }
 
-/** The bytes torch.save(obj) would write (archive name `archive`, as torch names it for a file). */
+/** The bytes torch.save(obj) would write, as one array (small objects, tests). */
 export function torchSaveBytes(obj: PyValue): Uint8Array {
+  const parts = torchSaveParts(obj);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** torch.save(obj)'s bytes as pieces to write one after the other (archive name `archive`, as torch names it for a
+ * file): tensor data is not copied, so a file of gigabytes needs no buffer of its size. At most 4 GiB (no zip64). */
+export function torchSaveParts(obj: PyValue): Uint8Array[] {
   const storages: TorchTensor[] = [];
   const pkl = pickle(obj, storages);
   const entries: Array<[string, Uint8Array]> = [

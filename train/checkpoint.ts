@@ -38,10 +38,9 @@ export const RESUME_STATE_FILE = 't5_webgpu_state.json';
  * resume_from_checkpoint=...)` and HF's tools; our resuming reads none of them. */
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const HF_OPTIMIZER_FILE = 'optimizer.pt';
-/** optimizer.pt is built in memory as one buffer (a JS typed array holds at most 4 GiB, and a plain zip's offsets
- * stop there too): moments over `maxBytes` are left to optimizer.safetensors (t5-base's AdamW moments are 1.8 GB;
- * t5-large's 6.2 GB). Tests lower it. */
-export const HF_OPTIMIZER_LIMIT = { maxBytes: 2 ** 31 };
+/** optimizer.pt is a zip without zip64, whose offsets stop at 4 GiB: moments over `maxBytes` are left to
+ * optimizer.safetensors (t5-base's AdamW moments are 1.8 GB; t5-large's 6.2 GB). Tests lower it. */
+export const HF_OPTIMIZER_LIMIT = { maxBytes: 3.5 * 2 ** 30 };
 export const HF_SCHEDULER_FILE = 'scheduler.pt';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
@@ -200,7 +199,7 @@ export async function saveLast(
     if (momentBytes <= HF_OPTIMIZER_LIMIT.maxBytes) {
       await writeFileAtomic(join(dir, HF_OPTIMIZER_FILE), hfOptimizerPt({ names, shapes: model.parameters().map(([, p]) => [...p.shape]), ...optState, lr: state.lr, baseLr: hf.baseLr }));
     } else {
-      hf.log?.(`last/${HF_OPTIMIZER_FILE} (HF Trainer's) not written: ${(momentBytes / 2 ** 30).toFixed(1)} GiB of moments is over the ${(HF_OPTIMIZER_LIMIT.maxBytes / 2 ** 30).toFixed(1)} GiB this writer builds in memory; ${OPTIMIZER_FILE} holds them`);
+      hf.log?.(`last/${HF_OPTIMIZER_FILE} (HF Trainer's) not written: ${(momentBytes / 2 ** 30).toFixed(1)} GiB of moments is over the ${(HF_OPTIMIZER_LIMIT.maxBytes / 2 ** 30).toFixed(1)} GiB a zip without zip64 holds; ${OPTIMIZER_FILE} holds them`);
     }
     await writeFileAtomic(join(dir, HF_SCHEDULER_FILE), hfSchedulerPt(state.step, state.lr, hf.baseLr));
   });

@@ -6,7 +6,7 @@
 // Our own resume state (data position, seeds, options) lives beside them in t5_webgpu_state.json, and our moments
 // in optimizer.safetensors. The data order and dropout draws are ours: HF's run continues from the same step,
 // weights and moments, not the same batches.
-import { pyTuple, PyFloat, torchSaveBytes, torchTensor, type PyValue } from '../hf/torch-save.ts';
+import { pyTuple, PyFloat, torchSaveBytes, torchSaveParts, torchTensor, type PyValue } from '../hf/torch-save.ts';
 import type { AdafactorState } from '../optim/adafactor.ts';
 import type { AdamWState } from '../optim/adamw.ts';
 import type { MetricsLine } from './loss-plot.ts';
@@ -88,7 +88,7 @@ const f32 = (x: number) => new PyFloat(x);
  * the same m and v whichever AdamW variant made them) or transformers' Adafactor, with Trainer's groups: state
  * keyed by position in [decay group..., no-decay group...].
  */
-export function hfOptimizerPt(i: HfOptimizerInput): Uint8Array {
+export function hfOptimizerPt(i: HfOptimizerInput): Uint8Array[] {
   const groups = trainerGroups(i.names);
   const order = groups.flat();
   const state = new Map<number, PyValue>();
@@ -138,7 +138,7 @@ export function hfOptimizerPt(i: HfOptimizerInput): Uint8Array {
   } else {
     throw new Error('hfOptimizerPt: no optimizer state');
   }
-  return torchSaveBytes(new Map<string, PyValue>([['state', state], ['param_groups', paramGroups]]));
+  return torchSaveParts(new Map<string, PyValue>([['state', state], ['param_groups', paramGroups]]));
 }
 
 /** scheduler.pt: torch's LambdaLR state_dict after `step` scheduler steps, one entry per param group. */
