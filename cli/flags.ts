@@ -127,9 +127,14 @@ export function helpText(usage: string, table: AnyFlags): string {
     }
     return [left, `${f.help}${def}`];
   });
-  const width = Math.max(...rows.map(([l]) => l!.length)) + 2;
-  return `${usage.trimEnd()}\n\noptions:\n${rows.map(([l, r]) => `  ${l!.padEnd(width)}${r}`).join('\n')}\n`;
+  // a flag with a long list of choices gets its text on the next line (as argparse does), not every row's width
+  const width = Math.max(...rows.map(([l]) => l!.length).filter((n) => n <= HELP_LEFT_MAX)) + 2;
+  const line = ([l, r]: string[]) => (l!.length <= HELP_LEFT_MAX ? `  ${l!.padEnd(width)}${r}` : `  ${l}\n  ${''.padEnd(width)}${r}`);
+  return `${usage.trimEnd()}\n\noptions:\n${rows.map(line).join('\n')}\n`;
 }
+
+/** The widest flag column of --help; longer flags (their choices spelled out) put their text below. */
+const HELP_LEFT_MAX = 44;
 
 /**
  * Parses argv by the table. --help/-h prints the help to stdout and gives null. Otherwise every value is

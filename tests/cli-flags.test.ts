@@ -50,6 +50,9 @@ describe('engine-cli <command> --help', () => {
       expect(train).toContain(flag);
     }
     expect(train).toMatch(/--epochs N .*\(default: 5\)/);
+    // a flag whose choices are spelled out long has its text on the next line; the others keep a narrow column
+    expect(train).toMatch(/--lr-schedule constant\|[^\n]*\|inverse_sqrt\n {30,}Hugging Face's lr_scheduler_type/);
+    expect(train).toMatch(/\n {6}--lr X {20,50}learning rate/);
     expect(train).toMatch(/--lr X .*\(default: 1e-4\)/);
     expect(help.get('init')).toMatch(/--seed N .*\(default: 0\)/);
     expect(help.get('eval')).toMatch(/--model DIR\|HUB_ID .*\(required\)/);
