@@ -16,7 +16,7 @@ import { grid1D, rt, type Param } from '../engine/runtime.ts';
 import { gpu } from '../engine/gpu.ts';
 import { empty, type Tensor } from '../engine/tensor.ts';
 import { columnSums } from './column-sums.ts';
-import { defaultRowImpl, rowKernelCode, rowLeader, rowSum, rowWorkgroups, vecType, vecWidth, type RowImpl, type StorageDecl } from './row-kernel.ts';
+import { defaultRowImpl, rowChunks, rowKernelCode, rowLeader, rowRange, rowSum, rowWorkgroups, vecType, vecWidth, type RowImpl, type StorageDecl } from './row-kernel.ts';
 import { flatGridEntry } from './grid-entry.wgsl.ts';
 import { memoWgsl } from './wgsl-memo.ts';
 
@@ -213,7 +213,9 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
   if (!Number.isInteger(step) || step < 1) throw new RangeError(`adafactor: step must be an integer >= 1, got ${step}`);
   const factored = isFactored(p.shape);
   checkOperand('grad', g, p.shape);
-  if (p.bytes > gpu().limits.maxStorageBufferBindingSize) {
+  // a matrix over one binding (mT5's 250,112 x 512 embedding, 489 MiB) is walked a range of rows at a time; a vector
+  // that large does not occur in T5
+  if (!factored && p.bytes > gpu().limits.maxStorageBufferBindingSize) {
     throw new RangeError(`adafactor: parameter ${p.describe()} is larger than one storage binding (${gpu().limits.maxStorageBufferBindingSize} bytes)`);
   }
   if (h.beta1 !== null) checkOperand('exp_avg', s.m, p.shape);
@@ -227,19 +229,22 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
   let ppSum: Tensor | undefined;
   // the apply kernel's vectors: vec4 along rows (and the unfactored vector) when their lengths allow it
   const w = vecWidth(factored ? p.shape[1]! : n);
-  let stateBindings;
+  let vectorState: ReturnType<Tensor['read']>[] = [];
+  let matrixState: { vr: Tensor; vc: Tensor; vrSum: Tensor } | null = null;
   if (factored) {
     const [R, C] = p.shape as [number, number];
     const vr = checkOperand('exp_avg_sq_row', s.vr, [R]);
     const vc = checkOperand('exp_avg_sq_col', s.vc, [C]);
     const impl = defaultRowImpl(C);
-    rt().dispatch({
-      name: 'adafactor_row_moments',
-      code: rowMomentMemo(impl, w),
-      bindings: [g.read('adafactor grad'), vr.write('adafactor exp_avg_sq_row')],
-      params: [['u32', R], ['u32', C / w], ['f32', C], ['f32', eps1], ...ema],
-      workgroups: rowWorkgroups(impl, R),
-    });
+    for (const [r0, nr] of matrixRows(R, C)) {
+      rt().dispatch({
+        name: 'adafactor_row_moments',
+        code: rowMomentMemo(impl, w),
+        bindings: [rowRange(g, r0, nr, 4 * C, false, 'adafactor grad'), rowRange(vr, r0, nr, 4, true, 'adafactor exp_avg_sq_row')],
+        params: [['u32', nr], ['u32', C / w], ['f32', C], ['f32', eps1], ...ema],
+        workgroups: rowWorkgroups(impl, nr),
+      });
+    }
     const [colSum] = columnSums('adafactor_col', [{ t: g, kind: 'elem' }], [`e0 * e0 + ${wgslFloat(eps1)}`], R, C);
     rt().dispatch({
       name: 'adafactor_col_moments',
@@ -251,21 +256,24 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
     const [vrSum] = columnSums('adafactor_row_mean', [{ t: vr, kind: 'elem' }], ['e0'], R, 1);
     const uu = empty([R]);
     const pp = h.scaleParameter ? empty([R]) : null;
-    rt().dispatch({
-      name: 'adafactor_norms',
-      code: rowNormsMemo(impl, w, pp !== null),
-      bindings: [
-        g.read('adafactor grad'), vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'),
-        vrSum!.read('adafactor row mean'), uu.write('adafactor |u|² per row'),
-        ...(pp ? [p.read('adafactor param'), pp.write('adafactor |p|² per row')] : []),
-      ],
-      params: [['u32', R], ['u32', C / w], ['f32', R]],
-      workgroups: rowWorkgroups(impl, R),
-    });
+    for (const [r0, nr] of matrixRows(R, C)) {
+      rt().dispatch({
+        name: 'adafactor_norms',
+        code: rowNormsMemo(impl, w, pp !== null),
+        bindings: [
+          rowRange(g, r0, nr, 4 * C, false, 'adafactor grad'), rowRange(vr, r0, nr, 4, false, 'adafactor exp_avg_sq_row'),
+          vc.read('adafactor exp_avg_sq_col'), vrSum!.read('adafactor row mean'), rowRange(uu, r0, nr, 4, true, 'adafactor |u|² per row'),
+          ...(pp ? [rowRange(p, r0, nr, 4 * C, false, 'adafactor param'), rowRange(pp, r0, nr, 4, true, 'adafactor |p|² per row')] : []),
+        ],
+        // rows of this range; the mean of vr is over all R rows
+        params: [['u32', nr], ['u32', C / w], ['f32', R]],
+        workgroups: rowWorkgroups(impl, nr),
+      });
+    }
     const inputs = [{ t: uu, kind: 'elem' as const }, ...(pp ? [{ t: pp, kind: 'elem' as const }] : [])];
     [uuSum, ppSum] = columnSums('adafactor_norms', inputs, pp ? ['e0', 'e1'] : ['e0'], R, 1) as [Tensor, Tensor | undefined];
     temps.push(colSum!, vrSum!, uu, ...(pp ? [pp] : []));
-    stateBindings = [vr.read('adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'), vrSum!.read('adafactor row mean')];
+    matrixState = { vr, vc, vrSum: vrSum! };
   } else {
     const v = checkOperand('exp_avg_sq', s.v, p.shape);
     rt().dispatch({
@@ -277,7 +285,7 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
     });
     [uuSum, ppSum] = columnSums('adafactor_norms', [{ t: v, kind: 'elem' }, { t: g, kind: 'elem' }, { t: p, kind: 'elem' }],
       ['(inverseSqrt(e0) * e1) * (inverseSqrt(e0) * e1)', 'e2 * e2'], n, 1) as [Tensor, Tensor];
-    stateBindings = [v.read('adafactor exp_avg_sq')];
+    vectorState = [v.read('adafactor exp_avg_sq')];
   }
   temps.push(uuSum, ...(ppSum ? [ppSum] : []));
   const beta1 = h.beta1 ?? 0;
@@ -285,31 +293,47 @@ export function adafactorStep(p: Tensor, g: Tensor, s: AdafactorSlotTensors, ste
     ['f32', factored ? p.shape[0]! : 1], ['f32', Math.sqrt(n)], ['f32', h.clipThreshold], ['f32', relativeStepSize(h, step)],
     ['f32', eps2], ['f32', beta1], ['f32', 1 - beta1], ['f32', h.weightDecay],
   ];
-  const tail = [
-    uuSum.read('adafactor |u|²'), ...(h.scaleParameter ? [ppSum!.read('adafactor |p|²')] : []),
-    ...(h.beta1 !== null ? [s.m!.write('adafactor exp_avg')] : []),
-  ];
-  if (factored) {
+  const norms = [uuSum.read('adafactor |u|²'), ...(h.scaleParameter ? [ppSum!.read('adafactor |p|²')] : [])];
+  if (matrixState) {
     const [R, C] = p.shape as [number, number];
+    const { vr, vc, vrSum } = matrixState;
     const impl = defaultRowImpl(C);
-    rt().dispatch({
-      name: 'adafactor_apply',
-      code: applyRowsMemo(impl, w, h.beta1 !== null, h.scaleParameter),
-      bindings: [p.write('adafactor param'), g.read('adafactor grad'), ...stateBindings, ...tail],
-      params: [['u32', R], ['u32', C / w], ...scalars],
-      workgroups: rowWorkgroups(impl, R),
-    });
+    // scalars[0] stays R: the mean of vr is over every row
+    for (const [r0, nr] of matrixRows(R, C)) {
+      rt().dispatch({
+        name: 'adafactor_apply',
+        code: applyRowsMemo(impl, w, h.beta1 !== null, h.scaleParameter),
+        bindings: [
+          rowRange(p, r0, nr, 4 * C, true, 'adafactor param'), rowRange(g, r0, nr, 4 * C, false, 'adafactor grad'),
+          rowRange(vr, r0, nr, 4, false, 'adafactor exp_avg_sq_row'), vc.read('adafactor exp_avg_sq_col'), vrSum.read('adafactor row mean'),
+          ...norms, ...(h.beta1 !== null ? [rowRange(s.m!, r0, nr, 4 * C, true, 'adafactor exp_avg')] : []),
+        ],
+        params: [['u32', nr], ['u32', C / w], ...scalars],
+        workgroups: rowWorkgroups(impl, nr),
+      });
+    }
   } else {
     rt().dispatch({
       name: 'adafactor_apply',
       code: applyVectorMemo(w, h.beta1 !== null, h.scaleParameter),
-      bindings: [p.write('adafactor param'), g.read('adafactor grad'), ...stateBindings, ...tail],
+      bindings: [p.write('adafactor param'), g.read('adafactor grad'), ...vectorState, ...norms, ...(h.beta1 !== null ? [s.m!.write('adafactor exp_avg')] : [])],
       params: [['u32', n / w], ...scalars],
       workgroups: grid1D(Math.ceil(n / w / WORKGROUP)),
     });
   }
   for (const t of temps) t.dispose();
 }
+
+/**
+ * Ranges of a [R, C] matrix's rows, each under one storage binding and starting on a row whose offset in the [R]
+ * vectors (exp_avg_sq_row, the per-row norms) is a multiple of 256 bytes, as a binding's offset must be: one range
+ * when the matrix fits.
+ */
+function matrixRows(R: number, C: number): Array<[number, number]> {
+  return rowChunks('adafactor', R, 4 * C, ROW_VECTOR_ALIGN_ROWS);
+}
+/** 256 bytes of f32: the rows between two aligned offsets of an [R] vector. */
+const ROW_VECTOR_ALIGN_ROWS = 64;
 
 /** A WGSL f32 literal for x (eps1 goes into column-sums' term as a constant). */
 function wgslFloat(x: number): string {

@@ -12,6 +12,7 @@ import {
   type AdafactorHyper, type AdafactorRefState, type AdafactorSlotTensors,
 } from '../kernels/adafactor.ts';
 import { Adafactor } from '../optim/adafactor.ts';
+import { setBindingLimitForTests } from '../kernels/row-kernel.ts';
 import { mulberry32, normalFloats } from './helpers/random-data.ts';
 
 beforeAll(async () => {
@@ -77,6 +78,20 @@ describe('adafactor kernels', () => {
     ];
     for (const h of variants) {
       for (const shape of [[9, 23], [11]]) expect(await compare(shape, h, 4, 77), JSON.stringify({ h, shape })).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('a matrix over the storage binding limit, a range of rows at a time (forced small limit), every setting', async () => {
+    // 200 x 40: rows of 160 bytes; ranges start on multiples of 64 rows (the [R] vectors' 256-byte offsets), so a
+    // 16 KiB limit gives ranges of 64, 64, 64 and 8 rows; 201 x 41 takes the scalar kernels and one more range
+    setBindingLimitForTests(16384);
+    try {
+      const variants: AdafactorHyper[] = [TRAINER, { ...TRAINER, beta1: 0.9, weightDecay: 0.1 }, { ...ADAFACTOR_DEFAULTS, weightDecay: 0.5 }];
+      for (const h of variants) {
+        for (const shape of [[200, 40], [201, 41]]) expect(await compare(shape, h, 3, 5), JSON.stringify({ h, shape })).toBeLessThanOrEqual(1);
+      }
+    } finally {
+      setBindingLimitForTests(null);
     }
   });
 
