@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
+import { readSafetensorsFolder } from '../hf/safetensors-folder.ts';
 import { parseTorchCheckpoint, parseTorchObject } from '../hf/torch-checkpoint.ts';
 import { PyFloat, pyTuple, torchSaveBytes, torchTensor, type PyValue } from '../hf/torch-save.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
@@ -64,6 +65,17 @@ describe('a Hugging Face folder with only pytorch_model.bin', () => {
       const got = await p.toFloat32();
       expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(ref.get(name)!.data.buffer, ref.get(name)!.data.byteOffset, ref.get(name)!.data.byteLength)), name).toBe(true);
     }
+  });
+});
+
+describe('PyTorch shards (pytorch_model.bin.index.json)', () => {
+  it('reads every shard the index names, the same tensors as the single file', async () => {
+    const sharded = await readSafetensorsFolder(fixture('torch/t5-v11-tiny-bin-sharded'));
+    const single = parseTorchCheckpoint(bytes('torch/t5-v11-tiny-bin/pytorch_model.bin'), 'pytorch_model.bin');
+    const index = JSON.parse(readFileSync(fixture('torch/t5-v11-tiny-bin-sharded/pytorch_model.bin.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    expect(new Set(Object.values(index.weight_map)).size).toBe(3);
+    expect([...sharded.keys()].sort()).toEqual(Object.keys(index.weight_map).sort());
+    for (const [name, t] of sharded) expect(Array.from(t.data), name).toEqual(Array.from(single.get(name)!.data));
   });
 });
 
