@@ -96,6 +96,11 @@ export const EW_TABLE: readonly EwOp[] = [
     tol: 1e-5, why: TRANSCENDENTAL, domain: [-8, 8],
   },
   {
+    // HF's ACT2FN["silu"] (nn.SiLU): UL2-style T5 ("gated-silu"); d/dx x·σ(x) = σ(x)·(1 + x·(1 − σ(x)))
+    name: 'silu', args: ['x'], fwd: 'x * sigmoid_f(x)', bwd: ['g * sigmoid_f(x) * (T(1.0) + x * (T(1.0) - sigmoid_f(x)))'],
+    ref: ([x]) => x! / (1 + Math.exp(-x!)), tol: 1e-5, why: TRANSCENDENTAL, domain: [-8, 8],
+  },
+  {
     // PyTorch's maximum/minimum backward splits the gradient in half on ties
     name: 'maximum', args: ['a', 'b'], fwd: 'max(a, b)',
     bwd: ['select(select(T(0.0), g, a > b), g * 0.5, a == b)', 'select(select(T(0.0), g, b > a), g * 0.5, a == b)'],

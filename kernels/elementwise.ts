@@ -75,6 +75,7 @@ export const rsqrt = (x: Tensor): Tensor => applyOp('rsqrt', [x]);
 export const square = (x: Tensor): Tensor => applyOp('square', [x]);
 export const tanh = (x: Tensor): Tensor => applyOp('tanh', [x]);
 export const sigmoid = (x: Tensor): Tensor => applyOp('sigmoid', [x]);
+export const silu = (x: Tensor): Tensor => applyOp('silu', [x]);
 /** torch.where: `cond` (f32 or i32, nonzero = true) picks `a`, else `b`; all three broadcast. */
 export const where = (cond: Tensor, a: Tensor, b: Tensor): Tensor => applyOp('where', [cond, a, b]);
 /** masked_fill: `value` where `mask` is nonzero, `x` elsewhere. */

@@ -15,7 +15,7 @@ export const TRANSFORMERS_VERSION = '4.36.2';
 export const CONFIG_FILE = 'config.json';
 
 /** The activations the model code implements, as HF's (dense_act_fn, is_gated_act) pair. */
-export type DenseActFn = 'relu' | 'gelu_new';
+export type DenseActFn = 'relu' | 'gelu_new' | 'silu';
 
 /** HF's T5 (T5ForConditionalGeneration) and mT5 (MT5ForConditionalGeneration: the same model, other defaults). */
 export type T5ModelType = 't5' | 'mt5';
@@ -83,10 +83,13 @@ const MT5_DEFAULTS: Readonly<Record<string, unknown>> = {
   vocab_size: 250112, d_ff: 1024, num_layers: 8, num_heads: 6, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false,
 };
 
-/** (feed_forward_proj parse result) -> supported? Only these two have kernels and golden tests behind them. */
+/** (feed_forward_proj parse result) -> supported? Each has kernels and a golden test against transformers behind it. */
 const SUPPORTED_ACTS: ReadonlyArray<{ proj: string; act: DenseActFn; gated: boolean; what: string }> = [
   { proj: 'relu', act: 'relu', gated: false, what: 'T5 v1.0' },
   { proj: 'gated-gelu', act: 'gelu_new', gated: true, what: 'T5 v1.1 / Flan-T5' },
+  { proj: 'gated-silu', act: 'silu', gated: true, what: 'UL2-style' },
+  { proj: 'silu', act: 'silu', gated: false, what: 'ungated SiLU' },
+  { proj: 'gated-relu', act: 'relu', gated: true, what: 'gated ReLU' },
 ];
 
 /** HF's attribute_map: a config.json may spell these keys with the generic names. */

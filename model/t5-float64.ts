@@ -27,7 +27,7 @@ export interface RefConfig {
   relative_attention_max_distance: number;
   layer_norm_epsilon: number;
   is_gated_act: boolean;
-  dense_act_fn: 'relu' | 'gelu_new';
+  dense_act_fn: 'relu' | 'gelu_new' | 'silu';
   tie_word_embeddings: boolean;
   decoder_start_token_id: number;
   pad_token_id: number;
@@ -139,7 +139,8 @@ export function geluNew(x: number): number {
 }
 
 function act(cfg: RefConfig, x: number): number {
-  return cfg.dense_act_fn === 'relu' ? Math.max(0, x) : geluNew(x);
+  if (cfg.dense_act_fn === 'relu') return Math.max(0, x);
+  return cfg.dense_act_fn === 'silu' ? x / (1 + Math.exp(-x)) : geluNew(x);
 }
 
 /** _relative_position_bucket, with torch's float32 steps for the logarithmic buckets. */

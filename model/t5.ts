@@ -16,7 +16,7 @@
 // With `skipPadding` (model/token-rows.ts) everything but attention runs on a padded batch's real positions.
 import { tensor, type Tensor } from '../engine/tensor.ts';
 import { checkpoint } from '../engine/autograd.ts';
-import { add, mul, scale } from '../kernels/elementwise.ts';
+import { add, mul, scale, silu } from '../kernels/elementwise.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { rmsNorm } from '../kernels/rmsnorm.ts';
 import { attention } from '../kernels/attention.ts';
@@ -279,12 +279,14 @@ export function T5LayerFF(ctx: ForwardContext, prefix: string, hidden: Tensor): 
   const normed = T5LayerNorm(ctx, `${prefix}.layer_norm`, hidden);
   const ff = `${prefix}.DenseReluDense`;
   let h: Tensor;
+  // relu and gelu_new run in the matmul's epilogue; SiLU (UL2's "gated-silu") as an op of its own
+  const act = ctx.config.dense_act_fn;
+  const activated = (w: Tensor) => (act === 'silu' ? silu(linear(normed, w)) : linear(normed, w, act === 'relu' ? 'relu' : 'gelu'));
   if (ctx.config.is_gated_act) {
     // T5DenseGatedActDense: act(wi_0 x) * wi_1 x
-    const act = ctx.config.dense_act_fn === 'relu' ? 'relu' : 'gelu';
-    h = mul(linear(normed, param(ctx, `${ff}.wi_0.weight`), act), linear(normed, param(ctx, `${ff}.wi_1.weight`)));
+    h = mul(activated(param(ctx, `${ff}.wi_0.weight`)), linear(normed, param(ctx, `${ff}.wi_1.weight`)));
   } else {
-    h = linear(normed, param(ctx, `${ff}.wi.weight`), ctx.config.dense_act_fn === 'relu' ? 'relu' : 'gelu');
+    h = activated(param(ctx, `${ff}.wi.weight`));
   }
   if (!ctx.dropout.active) return linear(h, param(ctx, `${ff}.wo.weight`), 'none', hidden);
   h = linear(ctx.dropout.apply(h), param(ctx, `${ff}.wo.weight`));

@@ -134,13 +134,13 @@ describe('parseT5Config', () => {
     ['classifier_dropout', { classifier_dropout: -0.1 }, 'in [0, 1)'],
     ['layer_norm_epsilon', { layer_norm_epsilon: 0 }, 'in (0, 1)'],
     ['initializer_factor', { initializer_factor: 0 }, 'positive'],
-    ['feed_forward_proj', { feed_forward_proj: 'gated-silu' }, '"gated-silu", which this engine does not implement'],
+    ['feed_forward_proj', { feed_forward_proj: 'gated-quick_gelu' }, '"gated-quick_gelu", which this engine does not implement'],
     ['feed_forward_proj', { feed_forward_proj: 'gelu' }, '"gelu", which this engine does not implement'],
     ['feed_forward_proj', { feed_forward_proj: 'fast-gelu' }, 'not of the form'],
     ['feed_forward_proj', { feed_forward_proj: 'gated-gelu-x' }, 'not of the form'],
     ['feed_forward_proj', { feed_forward_proj: 3 }, 'must be a string'],
     ['dense_act_fn', { dense_act_fn: 'gelu' }, 'ungated gelu feed-forward'],
-    ['is_gated_act', { is_gated_act: true }, 'a gated relu'],
+    ['is_gated_act', { feed_forward_proj: 'gated-gelu', dense_act_fn: 'gelu_new', is_gated_act: false }, 'an ungated gelu_new'],
     ['is_gated_act', { is_gated_act: 'yes' }, 'must be true or false'],
     ['tie_word_embeddings', { tie_word_embeddings: 'no' }, 'must be true or false'],
     ['use_cache', { use_cache: 1 }, 'must be true or false'],
@@ -180,7 +180,9 @@ describe('parseT5Config', () => {
   it('parseFeedForwardProj is HF’s split on "-"', () => {
     expect(parseFeedForwardProj('relu', 'f')).toEqual({ act: 'relu', gated: false });
     expect(parseFeedForwardProj('gated-gelu', 'f')).toEqual({ act: 'gelu_new', gated: true });
-    expect(() => parseFeedForwardProj('gated-relu', 'f.json')).toThrow('f.json: "feed_forward_proj" is "gated-relu"');
+    expect(parseFeedForwardProj('gated-silu', 'f')).toEqual({ act: 'silu', gated: true });
+    expect(parseFeedForwardProj('gated-relu', 'f')).toEqual({ act: 'relu', gated: true });
+    expect(() => parseFeedForwardProj('gated-tanh', 'f.json')).toThrow('f.json: "feed_forward_proj" is "gated-tanh"');
   });
 });
 
