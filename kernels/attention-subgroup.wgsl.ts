@@ -271,7 +271,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
  * and so pays one Philox call per element, four times the dq kernel's.
  */
 export function subgroupBackwardDkvStored(D: number, s: SubgroupShape): string {
-  const { SG, R, E, N, RW, rows: keys, dims } = geometry({ d: D, dropout: false }, s);
+  const { SG, E, N, RW, rows: keys, dims } = geometry({ d: D, dropout: false }, s);
   return /* wgsl */ `enable subgroups;
 ${bindingDecls(typedBindings(dkvStoredBindings(), ['q', 'dout'], N))}
 

@@ -12,7 +12,6 @@ import { initGpu } from '../engine/gpu.ts';
 import { memory } from '../engine/tensor.ts';
 import { initModelFolder } from '../hf/init-model.ts';
 import { readSafetensors, writeSafetensors } from '../hf/safetensors.ts';
-import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import { loadT5WebgpuSettings } from '../hf/hf-folder.ts';
 import { train, TrainingDivergedError, type TrainOptions } from '../train/trainer.ts';
 import { readAdafactorState, readOptimizerState, readTrainerState, findResumeFolder, HF_OPTIMIZER_LIMIT, OPTIMIZER_FILE } from '../train/checkpoint.ts';

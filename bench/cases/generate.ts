@@ -23,7 +23,6 @@
 //
 // The rows must be timed with runAsync (each step reads back the logits to pick the next token): run() throws,
 // and the runner (bench/run.ts) times runAsync instead.
-import type { Ceilings } from '../../engine/ceilings.ts';
 import { noGrad } from '../../engine/autograd.ts';
 import { rt } from '../../engine/runtime.ts';
 import { tidy } from '../../engine/scope.ts';
@@ -37,7 +36,7 @@ import { initT5Weights } from '../../model/init-weights.ts';
 import { T5ForConditionalGeneration } from '../../model/t5-model.ts';
 import { T5DecoderCache } from '../../model/t5-decoder-cache.ts';
 import { lmHead, paddingMask, t5Forward, T5Decoder, T5Encoder, type ForwardContext } from '../../model/t5.ts';
-import type { BenchCase, BenchInstance, BenchRow } from '../types.ts';
+import type { BenchCase, BenchInstance } from '../types.ts';
 
 export const NEW_TOKENS = 32;
 export const SOURCE = 128;
