@@ -1,9 +1,10 @@
-// torch.save's file format written without Python: a zip (entries stored, data records aligned to 64 bytes as
-// torch aligns them) of `archive/data.pkl`, a protocol-2 pickle of the object, and `archive/data/<key>`, one
-// float32 storage per tensor. The pickle uses only what torch.load(weights_only=True) accepts: dicts, lists,
+// torch.save's file format written without Python: a zip (util/zip-store.ts: entries stored, data records
+// aligned to 64 bytes as torch aligns them) of `archive/data.pkl`, a protocol-2 pickle of the object, and
+// `archive/data/<key>`, one float32 storage per tensor. The pickle uses only what torch.load(weights_only=True) accepts: dicts, lists,
 // tuples, numbers, strings, booleans, None, and tensors rebuilt by torch._utils._rebuild_tensor_v2 from a
 // FloatStorage. For HF Trainer's optimizer.pt and scheduler.pt (train/hf-trainer-state.ts); torch-checkpoint.ts
 // reads the format.
+import { zipStoreParts } from '../util/zip-store.ts';
 
 /** A float32 tensor to save: its elements in row-major order and its shape ([] for a 0-d tensor). */
 export interface TorchTensor {
@@ -43,10 +44,6 @@ class Bytes {
   }
   u32(v: number): void {
     this.push(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
-  }
-  /** the pieces as pushed: tensor data stays a view of its Float32Array, not a copy */
-  parts(): Uint8Array[] {
-    return this.chunks;
   }
   concat(): Uint8Array {
     const out = new Uint8Array(this.length);
@@ -155,76 +152,6 @@ function pickle(obj: PyValue, storages: TorchTensor[]): Uint8Array {
   return out.concat();
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// zip, stored entries
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function zip(entries: Array<[string, Uint8Array]>): Uint8Array[] {
-  const out = new Bytes();
-  const central = new Bytes();
-  for (const [name, data] of entries) {
-    const nameBytes = enc.encode(name);
-    const offset = out.length;
-    // pad the local header's extra field so that the data starts on a multiple of 64 (torch's "FB" padding)
-    let pad = (ALIGN - ((offset + 30 + nameBytes.length + 4) % ALIGN)) % ALIGN;
-    const extra = new Uint8Array(4 + pad);
-    extra.set([0x46, 0x42, pad & 0xff, pad >>> 8]);
-    const crc = crc32(data);
-    out.u32(0x04034b50);
-    out.u16(20); // version needed
-    out.u16(0); // flags
-    out.u16(0); // stored
-    out.u16(0); out.u16(0x21); // time, date (1980-01-01)
-    out.u32(crc);
-    out.u32(data.length);
-    out.u32(data.length);
-    out.u16(nameBytes.length);
-    out.u16(extra.length);
-    out.raw(nameBytes);
-    out.raw(extra);
-    out.raw(data);
-    pad = 0;
-    central.u32(0x02014b50);
-    central.u16(20); central.u16(20); central.u16(0); central.u16(0); central.u16(0); central.u16(0x21);
-    central.u32(crc);
-    central.u32(data.length);
-    central.u32(data.length);
-    central.u16(nameBytes.length);
-    central.u16(0); central.u16(0); central.u16(0); central.u16(0);
-    central.u32(0);
-    central.u32(offset);
-    central.raw(nameBytes);
-  }
-  if (out.length + central.length > 0xffffffff || entries.length > 0xffff) {
-    throw new RangeError('torch-save: over 4 GiB or 65,535 entries needs zip64, which is not written here');
-  }
-  const cdOffset = out.length;
-  const cdSize = central.length;
-  out.raw(central.concat());
-  out.u32(0x06054b50);
-  out.u16(0); out.u16(0);
-  out.u16(entries.length); out.u16(entries.length);
-  out.u32(cdSize);
-  out.u32(cdOffset);
-  out.u16(0);
-  return out.parts();
-}
-
 /** The bytes torch.save(obj) would write, as one array (small objects, tests). */
 export function torchSaveBytes(obj: PyValue): Uint8Array {
   const parts = torchSaveParts(obj);
@@ -242,13 +169,17 @@ export function torchSaveBytes(obj: PyValue): Uint8Array {
 export function torchSaveParts(obj: PyValue): Uint8Array[] {
   const storages: TorchTensor[] = [];
   const pkl = pickle(obj, storages);
-  const entries: Array<[string, Uint8Array]> = [
+  const entries = new Map<string, Uint8Array>([
     ['archive/data.pkl', pkl],
     ['archive/.format_version', enc.encode('1')],
     ['archive/.storage_alignment', enc.encode(String(ALIGN))],
     ['archive/byteorder', enc.encode('little')],
     ...storages.map((t, i): [string, Uint8Array] => [`archive/data/${i}`, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)]),
     ['archive/version', enc.encode('3\n')],
-  ];
-  return zip(entries);
+  ]);
+  const parts = zipStoreParts(entries, { align: ALIGN });
+  if (parts.reduce((n, p) => n + p.length, 0) > 0xffffffff || entries.size > 0xffff) {
+    throw new RangeError('torch-save: over 4 GiB or 65,535 entries needs zip64, which is not written here');
+  }
+  return parts;
 }

@@ -85,7 +85,18 @@ describe('torchSaveBytes (HF Trainer optimizer.pt and scheduler.pt)', () => {
       ['state', new Map<number, PyValue>([[0, new Map<string, PyValue>([['step', torchTensor(Float32Array.of(3), [])], ['exp_avg', torchTensor(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3])]])]])],
       ['param_groups', [new Map<string, PyValue>([['lr', 1e-4], ['betas', pyTuple(0.9, 0.999)], ['weight_decay', new PyFloat(0)], ['fused', null], ['amsgrad', false], ['params', [0, 1, 70000, -5, 2 ** 40]]])]],
     ]);
-    const back = parseTorchObject(torchSaveBytes(obj), 'round-trip.pt') as Map<string, unknown>;
+    const bytes = torchSaveBytes(obj);
+    // every entry's data starts on a multiple of 64 bytes, as torch.save aligns its records (local headers in order)
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const starts: number[] = [];
+    for (let at = 0; view.getUint32(at, true) === 0x04034b50;) {
+      const start = at + 30 + view.getUint16(at + 26, true) + view.getUint16(at + 28, true);
+      starts.push(start);
+      at = start + view.getUint32(at + 18, true);
+    }
+    expect(starts.length).toBe(7); // data.pkl, .format_version, .storage_alignment, byteorder, 2 storages, version
+    expect(starts.filter((x) => x % 64 !== 0)).toEqual([]);
+    const back = parseTorchObject(bytes, 'round-trip.pt') as Map<string, unknown>;
     const state = (back.get('state') as Map<number, Map<string, { shape: number[]; data: Float32Array }>>).get(0)!;
     expect(state.get('step')).toMatchObject({ shape: [], data: Float32Array.of(3) });
     expect(state.get('exp_avg')).toMatchObject({ shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) });

@@ -19,6 +19,27 @@ export function crc32(bytes: Uint8Array): number {
 
 /** The zip's bytes; names may contain '/' for folders. */
 export function zipStore(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
+  const parts = zipStoreParts(files);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+export interface ZipStoreOptions {
+  /** start every entry's data on a multiple of this many bytes, padding the local header's extra field (an
+   * "FB" block, as torch.save pads its records to 64) */
+  align?: number;
+}
+
+/**
+ * The zip as pieces to write one after the other, each entry's data the caller's own bytes (not copied): a file of
+ * gigabytes (torch-save.ts's optimizer.pt) needs no buffer of its size.
+ */
+export function zipStoreParts(files: ReadonlyMap<string, Uint8Array>, opts: ZipStoreOptions = {}): Uint8Array[] {
   const utf8 = new TextEncoder();
   const local: Uint8Array[] = [];
   const central: Uint8Array[] = [];
@@ -26,7 +47,9 @@ export function zipStore(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
   for (const [name, data] of files) {
     const nameBytes = utf8.encode(name);
     const crc = crc32(data);
-    const head = new Uint8Array(30 + nameBytes.length);
+    // the padding block's own 4-byte header, then zeros up to the alignment
+    const extra = opts.align ? 4 + ((opts.align - ((offset + 30 + nameBytes.length + 4) % opts.align)) % opts.align) : 0;
+    const head = new Uint8Array(30 + nameBytes.length + extra);
     const h = new DataView(head.buffer);
     h.setUint32(0, 0x04034b50, true); // local file header
     h.setUint16(4, 20, true); // version needed: 2.0
@@ -35,7 +58,12 @@ export function zipStore(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
     h.setUint32(18, data.length, true);
     h.setUint32(22, data.length, true);
     h.setUint16(26, nameBytes.length, true);
+    h.setUint16(28, extra, true);
     head.set(nameBytes, 30);
+    if (extra) {
+      h.setUint16(30 + nameBytes.length, 0x4246, true); // "FB"
+      h.setUint16(32 + nameBytes.length, extra - 4, true);
+    }
     const dir = new Uint8Array(46 + nameBytes.length);
     const d = new DataView(dir.buffer);
     d.setUint32(0, 0x02014b50, true); // central directory header
@@ -60,11 +88,5 @@ export function zipStore(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
   e.setUint16(10, files.size, true);
   e.setUint32(12, dirSize, true);
   e.setUint32(16, offset, true);
-  const out = new Uint8Array(offset + dirSize + end.length);
-  let at = 0;
-  for (const part of [...local, ...central, end]) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return [...local, ...central, end];
 }
