@@ -49,95 +49,71 @@ export interface MatmulOptions {
 
 function dispatchProblem(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch): void {
   if (p.M === 0 || p.N === 0 || p.nb === 0 || p.outer.length === 0) return;
-  const rows = kSplitRows(p, spec, t);
-  const cols = rows === null ? kSplitColumns(p, spec, t) : null;
-  if (rows !== null) dispatchKRanges(name, p, spec, t, rows);
-  else if (cols !== null) dispatchKColumns(name, p, spec, t, cols);
+  const split = kSplitFor(p, spec, t);
+  if (split) dispatchKRanges(name, p, spec, t, split);
   else if (spec.variant === 'packed') dispatchPacked(name, p, spec, t);
   else dispatchTiles(name, p, spec, t);
-}
-
-/**
- * Rows of K per dispatch for a weight-gradient product, op(A) = Aᵀ with A [K, M] and B [K, N] as stored, whose
- * operands do not fit one storage binding: a tile of the output reads whole columns of both, which span the
- * buffers, but a range of K is a contiguous block of each, and the product is the sum over the ranges (the LM
- * head's dW = dlogitsᵀ · h at t5-base's batch 16 x 128 targets: dlogits is 251 MiB, lavapipe binds 128).
- * null when the operands fit, or the problem is not of that form.
- */
-function kSplitRows(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
-  if (!p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
-  const { maxBind, align } = matmulBindingLimits();
-  const rowBytes = 4 * Math.max(p.M, p.N);
-  if (p.K * rowBytes <= maxBind) return null;
-  // a binding window starts on an aligned offset, up to one alignment before the range
-  const rows = Math.floor((maxBind - align) / rowBytes);
-  return rows >= 1 ? rows : null;
-}
-
-/** out = Σ over K ranges of op(A_range) · B_range, each range's product added to the previous sum as a residual. */
-function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch, rows: number): void {
-  const o = p.outer[0]!;
-  let sum = t.residual;
-  for (let k0 = 0; k0 < p.K; k0 += rows) {
-    const K = Math.min(rows, p.K - k0);
-    const last = k0 + K >= p.K;
-    const sub: Problem = {
-      ...p,
-      K,
-      outer: [{ a: { base: o.a.base + k0 * p.M }, b: { base: o.b.base + k0 * p.N }, c: o.c }],
-      desc: `${p.desc} (K rows ${k0}..${k0 + K - 1})`,
-    };
-    const target = last ? t.out : empty(p.outShape);
-    const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
-    // a range fits, so this does not split again
-    dispatchProblem(name, sub, s, { a: t.a, b: t.b, residual: sum, out: target });
-    if (sum && sum !== t.residual) sum.dispose();
-    sum = target;
-  }
 }
 
 /** The most rows of A an output tile of any variant reads. */
 const A_COPY_TILE_ROWS = 64;
 
-/**
- * Columns of K per dispatch for A · B, neither transposed, whose B [K, N] does not fit one storage binding: the
- * input gradient of a large LM head, dX = dlogits · W with W [vocab, d_model] (mT5's 250,112 x 512 is 489 MiB,
- * lavapipe binds 128). Every output tile reads whole columns of B, so splitting M or N does not help; a range of
- * K is a contiguous block of B's rows. null when B fits, or the problem is not of that form.
- */
-function kSplitColumns(p: Problem, spec: MatmulKernelSpec, t: Launch): number | null {
-  if (p.transA || p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
-  const { maxBind, align } = matmulBindingLimits();
-  if (p.K * p.N * 4 <= maxBind) return null;
-  // a range of B's rows, and a tile's rows of A's copied range (no variant's tile is over 64 rows), fit a binding
-  const cols = Math.floor((maxBind - align) / (4 * Math.max(p.N, A_COPY_TILE_ROWS)));
-  return cols >= 1 ? cols : null;
+/** A product summed over ranges of K: `step` rows of K a range; `copyA`: A's range is copied out first. */
+interface KSplit {
+  step: number;
+  copyA: boolean;
 }
 
 /**
- * out = Σ over K ranges of A[:, range] · B[range, :]. A's columns of a range are strided, so each range is first
- * copied row by row into a contiguous [M, range] with buffer copies (which bind nothing); B's rows of the range are
- * bound in place. Each range's product is added to the previous sum as a residual, as dispatchKRanges does.
+ * How to sum a product over ranges of K when its operands do not fit one storage binding, for the two forms
+ * where a range of K is a contiguous block of B's rows (null when they fit, or for any other form):
+ * - op(A) = Aᵀ with A [K, M] (a weight gradient): every output tile reads whole columns of both, which span the
+ *   buffers, but a range of K is a block of A's rows too (the LM head's dW = dlogitsᵀ · h at t5-base's batch
+ *   16 x 128 targets: dlogits is 251 MiB, lavapipe binds 128);
+ * - A [M, K] not transposed (an input gradient, dX = dlogits · W with W [vocab, d_model]: mT5's 250,112 x 512 is
+ *   489 MiB): a tile reads whole columns of B, so splitting M or N does not help, and A's range is a block of
+ *   columns, copied out (a range of B's rows and a tile's rows of the copy fit a binding).
  */
-function dispatchKColumns(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch, cols: number): void {
+function kSplitFor(p: Problem, spec: MatmulKernelSpec, t: Launch): KSplit | null {
+  if (p.transB || p.nb !== 1 || p.outer.length !== 1 || t.bias || t.pre || spec.activation !== 'none') return null;
+  const { maxBind, align } = matmulBindingLimits();
+  // the bytes one row of K takes in the largest operand a range binds (Aᵀ's or B's), and in a range's bindings
+  const operandRowBytes = 4 * (p.transA ? Math.max(p.M, p.N) : p.N);
+  if (p.K * operandRowBytes <= maxBind) return null;
+  const rangeRowBytes = p.transA ? operandRowBytes : 4 * Math.max(p.N, A_COPY_TILE_ROWS);
+  // a binding window starts on an aligned offset, up to one alignment before the range
+  const step = Math.floor((maxBind - align) / rangeRowBytes);
+  return step >= 1 ? { step, copyA: !p.transA } : null;
+}
+
+/**
+ * out = Σ over K ranges of op(A)_range · B_range, each range's product added to the previous sum as a residual.
+ * B's rows of a range are bound in place, and so are Aᵀ's; A's columns of a range are strided, so they are first
+ * copied row by row into a contiguous [M, range] with buffer copies (which bind nothing).
+ */
+function dispatchKRanges(name: string, p: Problem, spec: MatmulKernelSpec, t: Launch, split: KSplit): void {
   const o = p.outer[0]!;
   let sum = t.residual;
-  for (let k0 = 0; k0 < p.K; k0 += cols) {
-    const K = Math.min(cols, p.K - k0);
-    const last = k0 + K >= p.K;
-    const aRange = empty([p.M, K]);
-    for (let m = 0; m < p.M; m++) rt().copy(t.a.buffer, 4 * (o.a.base + m * p.K + k0), aRange.buffer, 4 * m * K, 4 * K);
+  for (let k0 = 0; k0 < p.K; k0 += split.step) {
+    const K = Math.min(split.step, p.K - k0);
+    let a = t.a;
+    let aBase = o.a.base + k0 * p.M;
+    if (split.copyA) {
+      a = empty([p.M, K]);
+      for (let m = 0; m < p.M; m++) rt().copy(t.a.buffer, 4 * (o.a.base + m * p.K + k0), a.buffer, 4 * m * K, 4 * K);
+      aBase = 0;
+    }
     const sub: Problem = {
       ...p,
       K,
-      outer: [{ a: { base: 0 }, b: { base: o.b.base + k0 * p.N }, c: o.c }],
-      desc: `${p.desc} (K columns ${k0}..${k0 + K - 1})`,
+      outer: [{ a: { base: aBase }, b: { base: o.b.base + k0 * p.N }, c: o.c }],
+      desc: `${p.desc} (K ${split.copyA ? 'columns' : 'rows'} ${k0}..${k0 + K - 1})`,
     };
-    const target = last ? t.out : empty(p.outShape);
+    const target = k0 + K >= p.K ? t.out : empty(p.outShape);
     const s = specFor(spec.variant, sub, false, 'none', false, sum !== undefined);
-    // B's range fits, and A's copy splits by rows if it must
-    dispatchProblem(name, sub, s, { a: aRange, b: t.b, residual: sum, out: target });
-    aRange.dispose();
+    // a range fits (a copy of A splits by rows if it must), so this does not split K again
+    dispatchProblem(name, sub, s, { a, b: t.b, residual: sum, out: target });
+    if (a !== t.a) a.dispose();
     if (sum && sum !== t.residual) sum.dispose();
     sum = target;
   }
