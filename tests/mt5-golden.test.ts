@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initGpu } from '../engine/gpu.ts';
 import { tidy } from '../engine/scope.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 import { fromPretrained, saveWeights } from '../hf/pretrained.ts';
 import { parseT5Config, serializeT5Config } from '../model/config.ts';
 import type { T5ForConditionalGeneration } from '../model/t5-model.ts';
@@ -19,16 +20,6 @@ const ref = JSON.parse(readFileSync(`${dir}outputs.json`, 'utf8')) as {
   input_ids: number[][]; attention_mask: number[][]; labels: number[][]; loss: number; mt5_defaults: Record<string, unknown>;
 };
 const fileConfig = JSON.parse(readFileSync(`${dir}config.json`, 'utf8')) as Record<string, unknown>;
-
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0;
-  let max = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    max = Math.max(max, Math.abs(want[i]!));
-  }
-  return diff / max;
-}
 
 let model: T5ForConditionalGeneration;
 const tmp = mkdtempSync(join(tmpdir(), 'mt5-'));
@@ -49,8 +40,8 @@ describe('mT5 matches transformers', () => {
       inputIds: Int32Array.from(ref.input_ids.flat()), attentionMask: Int32Array.from(ref.attention_mask.flat()), labels: Int32Array.from(ref.labels.flat()),
     }));
     const want = await readSafetensors(`${dir}outputs.safetensors`);
-    expect(relErr(await out.encoderHidden.toFloat32(), want.get('encoder_last_hidden_state')!.data)).toBeLessThanOrEqual(1e-5);
-    expect(relErr(await out.logits.toFloat32(), want.get('logits')!.data)).toBeLessThanOrEqual(1e-5);
+    expect(relMaxErr(await out.encoderHidden.toFloat32(), want.get('encoder_last_hidden_state')!.data)).toBeLessThanOrEqual(1e-5);
+    expect(relMaxErr(await out.logits.toFloat32(), want.get('logits')!.data)).toBeLessThanOrEqual(1e-5);
     expect(Math.abs((await out.loss!.item()) - ref.loss) / ref.loss).toBeLessThanOrEqual(1e-5);
     for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
   });

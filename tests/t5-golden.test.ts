@@ -13,6 +13,7 @@ import { AdamW } from '../optim/adamw.ts';
 import { readSafetensors, type SafeTensor } from '../hf/safetensors.ts';
 import { T5ForConditionalGeneration } from '../model/t5-model.ts';
 import type { Seq2SeqBatch } from '../model/t5.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
 import { TokenRows } from '../model/token-rows.ts';
 
@@ -42,18 +43,6 @@ function batchOf(c: GoldenCase): Seq2SeqBatch {
   };
 }
 
-/** max |got - ref| / max |ref| over a tensor: the README's per-tensor criterion */
-function tensorError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!));
-    maxRef = Math.max(maxRef, Math.abs(ref[i]!));
-  }
-  if (Number.isNaN([...Array.from(got)].find(Number.isNaN) ?? 0)) return Infinity;
-  return maxDiff / maxRef;
-}
-
 let model: T5ForConditionalGeneration;
 let outputs: Map<string, SafeTensor>;
 
@@ -74,8 +63,8 @@ describe('T5 forward matches Hugging Face', () => {
       const loss = await out.loss!.item();
       for (const t of [out.encoderHidden, out.logits, out.loss!]) t.dispose();
       expect(enc.length).toBe(outputs.get(c.tensors.encoder_last_hidden_state)!.data.length);
-      expect(tensorError(enc, outputs.get(c.tensors.encoder_last_hidden_state)!.data)).toBeLessThanOrEqual(1e-5);
-      expect(tensorError(logits, outputs.get(c.tensors.logits)!.data)).toBeLessThanOrEqual(1e-5);
+      expect(relMaxErr(enc, outputs.get(c.tensors.encoder_last_hidden_state)!.data)).toBeLessThanOrEqual(1e-5);
+      expect(relMaxErr(logits, outputs.get(c.tensors.logits)!.data)).toBeLessThanOrEqual(1e-5);
       expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
     });
   }
@@ -102,12 +91,12 @@ describe('T5 forward matches Hugging Face', () => {
     };
     const source = mask.map((m) => m === 1);
     expect(source.includes(false)).toBe(true);
-    expect(tensorError(where(enc, source, true), where(ref, source, true))).toBeLessThanOrEqual(1e-5);
+    expect(relMaxErr(where(enc, source, true), where(ref, source, true))).toBeLessThanOrEqual(1e-5);
     expect(where(enc, source, false).every((v) => v === 0)).toBe(true);
     const target = c.labels.flat().map((l) => l !== -100);
     expect(target.includes(false)).toBe(true);
     const refLogits = outputs.get(c.tensors.logits)!.data;
-    expect(tensorError(where(logits, target, true), where(refLogits, target, true))).toBeLessThanOrEqual(1e-5);
+    expect(relMaxErr(where(logits, target, true), where(refLogits, target, true))).toBeLessThanOrEqual(1e-5);
     expect(where(logits, target, false).every((v) => v === 0)).toBe(true);
     expect(Math.abs(loss - c.loss) / Math.abs(c.loss)).toBeLessThanOrEqual(1e-5);
   });
@@ -147,7 +136,7 @@ describe('T5 training step matches Hugging Face', () => {
     expect([...grads.keys()].sort()).toEqual([...model.params.keys()].sort());
     for (const [name, p] of model.params) {
       const g = await p.grad!.toFloat32();
-      const err = tensorError(g, grads.get(name)!.data);
+      const err = relMaxErr(g, grads.get(name)!.data);
       expect(err, name).toBeLessThanOrEqual(1e-4);
     }
   }

@@ -8,22 +8,13 @@ import { initGpu } from '../engine/gpu.ts';
 import { backward } from '../engine/autograd.ts';
 import { tidy } from '../engine/scope.ts';
 import { readSafetensors } from '../hf/safetensors.ts';
+import { relMaxErr } from './helpers/rel-max-err.ts';
 import { fromPretrained } from '../hf/pretrained.ts';
 
 const dir = fileURLToPath(new URL('./fixtures/golden/t5-silu-tiny/', import.meta.url));
 const ref = JSON.parse(readFileSync(`${dir}outputs.json`, 'utf8')) as {
   input_ids: number[][]; attention_mask: number[][]; labels: number[][]; models: Record<string, { loss: number; dense_act_fn: string }>;
 };
-
-function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let diff = 0;
-  let max = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-    max = Math.max(max, Math.abs(want[i]!));
-  }
-  return Number.isNaN(diff) ? Infinity : diff / max;
-}
 
 beforeAll(async () => {
   await initGpu();
@@ -40,14 +31,14 @@ describe('gated-silu and gated-relu feed-forwards match transformers', () => {
           inputIds: Int32Array.from(ref.input_ids.flat()), attentionMask: Int32Array.from(ref.attention_mask.flat()), labels: Int32Array.from(ref.labels.flat()),
         }, { training: true, dropoutRate: 0 }));
         const want = await readSafetensors(`${dir}${proj}/outputs.safetensors`);
-        expect(relErr(await out.logits.toFloat32(), want.get('logits')!.data)).toBeLessThanOrEqual(1e-5);
+        expect(relMaxErr(await out.logits.toFloat32(), want.get('logits')!.data)).toBeLessThanOrEqual(1e-5);
         expect(Math.abs((await out.loss!.item()) - m.loss) / m.loss).toBeLessThanOrEqual(1e-5);
         backward(out.loss!);
         out.encoderHidden.dispose();
         out.logits.dispose();
         out.loss!.dispose();
         for (const [name, p] of model.parameters()) {
-          expect(relErr(await p.grad!.toFloat32(), want.get(`grad.${name}`)!.data), name).toBeLessThanOrEqual(1e-4);
+          expect(relMaxErr(await p.grad!.toFloat32(), want.get(`grad.${name}`)!.data), name).toBeLessThanOrEqual(1e-4);
         }
       } finally {
         model.dispose();
