@@ -13,7 +13,7 @@
 // - an input is done when is_done() says so (early_stopping true / false / "never", 4.36 formulas below) for the
 //   best running beam's score, as transformers' vectorized `_beam_search` (measured with 4.57) has it; 4.36's scorer
 //   passed the best candidate of the step, a finishing eos included. The two differ only when an eos candidate
-//   tops a step after num_beams hypotheses are kept (tests/generate-modes-golden.test.ts: a boosted eos with
+//   tops a step after num_beams hypotheses are kept (tests/t5-generate-golden.test.ts: a boosted eos with
 //   exponential_decay_length_penalty); every 4.36 golden case is the same under both. Group beam search keeps
 //   4.36's rule, as the scorer of its Hub code still does, and so does beam sampling (below). A done input's
 //   rows then get pad tokens, score 0 and cache row 0 (HF's `next_beam_indices[batch_idx, :] = 0`);
