@@ -227,10 +227,13 @@ function unpickle(data: Uint8Array, where: string): unknown {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** A tensor's elements from its storage bytes: `size` and `stride` (in elements) from `offset`, as float32. */
+/** A tensor's elements from its storage bytes: `size` and `stride` (in elements) from `offset`, as float32. A
+ * tensor that is its whole storage (every weight of a state dict) is the storage's own array, not a second copy;
+ * tensors sharing that storage (tied embeddings) share the array. */
 function materialize(t: TensorRef, storage: Float32Array): Float32Array {
   const n = t.size.reduce((a, b) => a * b, 1);
   const contiguous = t.stride.every((s, i) => s === t.size.slice(i + 1).reduce((a, b) => a * b, 1) || t.size[i] === 1);
+  if (contiguous && t.offset === 0 && n === storage.length) return storage;
   if (contiguous) return storage.slice(t.offset, t.offset + n);
   const out = new Float32Array(n);
   const idx = new Array<number>(t.size.length).fill(0);
