@@ -4,7 +4,7 @@
 // tuples, numbers, strings, booleans, None, and tensors rebuilt by torch._utils._rebuild_tensor_v2 from a
 // FloatStorage. For HF Trainer's optimizer.pt and scheduler.pt (train/hf-trainer-state.ts); torch-checkpoint.ts
 // reads the format.
-import { zipStoreParts } from '../util/zip-store.ts';
+import { concatBytes, zipStoreParts } from '../util/zip-store.ts';
 
 /** A float32 tensor to save: its elements in row-major order and its shape ([] for a 0-d tensor). */
 export interface TorchTensor {
@@ -29,15 +29,14 @@ export class PyFloat {
 const ALIGN = 64;
 const enc = new TextEncoder();
 
+/** The pickle's bytes as they are written. */
 class Bytes {
   private chunks: Uint8Array[] = [];
-  length = 0;
   push(...b: number[]): void {
     this.raw(Uint8Array.from(b));
   }
   raw(b: Uint8Array): void {
     this.chunks.push(b);
-    this.length += b.length;
   }
   u16(v: number): void {
     this.push(v & 0xff, (v >>> 8) & 0xff);
@@ -46,13 +45,7 @@ class Bytes {
     this.push(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
   }
   concat(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(this.chunks);
   }
 }
 
@@ -154,14 +147,7 @@ function pickle(obj: PyValue, storages: TorchTensor[]): Uint8Array {
 
 /** The bytes torch.save(obj) would write, as one array (small objects, tests). */
 export function torchSaveBytes(obj: PyValue): Uint8Array {
-  const parts = torchSaveParts(obj);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(torchSaveParts(obj));
 }
 
 /** torch.save(obj)'s bytes as pieces to write one after the other (archive name `archive`, as torch names it for a

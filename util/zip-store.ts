@@ -19,7 +19,11 @@ export function crc32(bytes: Uint8Array): number {
 
 /** The zip's bytes; names may contain '/' for folders. */
 export function zipStore(files: ReadonlyMap<string, Uint8Array>): Uint8Array {
-  const parts = zipStoreParts(files);
+  return concatBytes(zipStoreParts(files));
+}
+
+/** Pieces joined into one array. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
